@@ -1,0 +1,30 @@
+// pybind11 glue for edgellm_ext._core: each kernel family registers its functions from its own file.
+// Glue only: convert arrays, check that sizes agree (so that no call can read or write out of bounds, even
+// when the private module is called directly), release the GIL, let C++ exceptions map to Python ones
+// (std::invalid_argument -> ValueError, std::runtime_error -> RuntimeError). User-facing argument
+// validation with full messages lives in the Python package (edgellm_ext/_checks.py).
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstddef>
+#include <string>
+
+namespace edgellm::bindings {
+
+namespace py = pybind11;
+
+// A C-contiguous float32 numpy array; pybind11 rejects other dtypes instead of converting them.
+using F32Array = py::array_t<float, py::array::c_style>;
+
+// Throws ValueError unless `array` has `ndim` dimensions.
+void require_ndim(const py::array& array, const char* name, py::ssize_t ndim);
+// Throws ValueError unless dimension `axis` of `array` is `expected` long.
+void require_dim(const py::array& array, const char* name, py::ssize_t axis, py::ssize_t expected);
+
+void bind_build_info(py::module_& m);
+void bind_cpu(py::module_& m);
+void bind_cuda(py::module_& m);
+
+}  // namespace edgellm::bindings

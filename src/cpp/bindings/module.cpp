@@ -1,0 +1,26 @@
+#include "bindings/bindings.h"
+
+namespace edgellm::bindings {
+
+void require_ndim(const py::array& array, const char* name, py::ssize_t ndim) {
+  if (array.ndim() != ndim) {
+    throw py::value_error(std::string(name) + ": expected " + std::to_string(ndim) + " dimensions, got " +
+                          std::to_string(array.ndim()));
+  }
+}
+
+void require_dim(const py::array& array, const char* name, py::ssize_t axis, py::ssize_t expected) {
+  if (array.shape(axis) != expected) {
+    throw py::value_error(std::string(name) + ": dimension " + std::to_string(axis) + " must be " +
+                          std::to_string(expected) + ", got " + std::to_string(array.shape(axis)));
+  }
+}
+
+}  // namespace edgellm::bindings
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "edgellm_ext's compiled core (private: use the edgellm_ext package)";
+  edgellm::bindings::bind_build_info(m);
+  edgellm::bindings::bind_cpu(m);
+  edgellm::bindings::bind_cuda(m);
+}

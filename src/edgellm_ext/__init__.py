@@ -1,0 +1,34 @@
+"""edgellm_ext: decode-time LLM kernels for edge GPUs and CPUs, with an honest benchmark harness.
+
+The compiled core is the private module ``edgellm_ext._core``; use the typed wrappers here:
+
+- :mod:`edgellm_ext.cpu`: CPU kernels (float32, scalar/AVX2/NEON paths).
+- :func:`build_info`: how this copy was built; :func:`cuda_available`: whether CUDA kernels can run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _core, cpu
+
+__version__: str = _core.build_info()["version"]
+
+__all__ = ["__version__", "build_info", "cpu", "cuda_available"]
+
+
+def cuda_available() -> bool:
+    """True when the CUDA kernels were compiled in and a CUDA device is visible now."""
+    return bool(_core.cuda_compiled() and _core.cuda_device_count() > 0)
+
+
+def build_info() -> dict[str, Any]:
+    """How this copy of edgellm_ext was built, plus what the running machine selects.
+
+    Keys: ``version``, ``compiler``, ``build_type``, ``cxx_flags``, ``target_arch``, ``simd_compiled`` (paths in
+    the binary), ``simd`` (the path ``simd="auto"`` picks on this CPU), ``cuda_compiled``,
+    ``cuda_compiler_version``, ``cuda_architectures``, ``pybind11_version``, ``cuda_device_count``.
+    """
+    info: dict[str, Any] = dict(_core.build_info())
+    info["cuda_device_count"] = _core.cuda_device_count()
+    return info
