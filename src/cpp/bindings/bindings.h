@@ -8,7 +8,13 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#if defined(EDGELLM_WITH_CUDA)
+#include <cuda_runtime_api.h>
+#endif
+
 #include <cstddef>
+#include <cstdint>
+#include <initializer_list>
 #include <string>
 
 namespace edgellm::bindings {
@@ -18,10 +24,19 @@ namespace py = pybind11;
 // A C-contiguous float32 numpy array; pybind11 rejects other dtypes instead of converting them.
 using F32Array = py::array_t<float, py::array::c_style>;
 
+#if defined(EDGELLM_WITH_CUDA)
+// Python passes CUDA streams as integer handles (0: the legacy default stream).
+inline cudaStream_t as_stream(std::uintptr_t handle) { return reinterpret_cast<cudaStream_t>(handle); }
+#endif
+
 // Throws ValueError unless `array` has `ndim` dimensions.
 void require_ndim(const py::array& array, const char* name, py::ssize_t ndim);
 // Throws ValueError unless dimension `axis` of `array` is `expected` long.
 void require_dim(const py::array& array, const char* name, py::ssize_t axis, py::ssize_t expected);
+
+// Without CUDA, every CUDA name still exists in the module (so the stub matches every build) and raises
+// RuntimeError("edgellm_ext was built without CUDA") when called.
+void bind_unavailable(py::module_& m, std::initializer_list<const char*> names);
 
 void bind_build_info(py::module_& m);
 void bind_cpu(py::module_& m);

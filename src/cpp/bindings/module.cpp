@@ -16,6 +16,14 @@ void require_dim(const py::array& array, const char* name, py::ssize_t axis, py:
   }
 }
 
+void bind_unavailable(py::module_& m, std::initializer_list<const char*> names) {
+  for (const char* name : names) {
+    m.def(name, [](const py::args&, const py::kwargs&) {
+      throw std::runtime_error("edgellm_ext was built without CUDA (build_info()['cuda_compiled'] is False)");
+    });
+  }
+}
+
 }  // namespace edgellm::bindings
 
 PYBIND11_MODULE(_core, m) {
