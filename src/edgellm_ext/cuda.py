@@ -31,6 +31,7 @@ __all__ = [
     "Stream",
     "Timer",
     "as_device_array",
+    "describe",
     "device_info",
     "empty",
     "from_host",
@@ -168,6 +169,17 @@ def _copy_to_host(array: DeviceArray, out: np.ndarray, stream: object) -> None:
     raise TypeError("to_host: only arrays allocated by edgellm_ext can be copied here; use torch/cupy for theirs")
 
 
+def describe(value: object, name: str) -> tuple[tuple[int, ...], str]:
+    """(shape, dtype name) of a device array-like or numpy array, without copying anything; raises TypeError
+    for anything else."""
+    if isinstance(value, DeviceArray):
+        return value.shape, value.dtype
+    if isinstance(value, np.ndarray):
+        return tuple(value.shape), str(value.dtype)
+    _, shape, dtype, _ = _describe(value, name)
+    return shape, dtype
+
+
 def as_device_array(
     value: object,
     name: str,
@@ -179,21 +191,14 @@ def as_device_array(
 ) -> DeviceArray:
     """Validate ``value`` as a device array (or copy a numpy array to the device) and describe it.
 
-    Raises TypeError for a wrong type/dtype and ValueError for a wrong shape or a non-contiguous array; every
-    message names the argument, the expected and the actual value."""
+    Every check happens before any copy. Raises TypeError for a wrong type/dtype and ValueError for a wrong shape
+    or a non-contiguous array; every message names the argument, the expected and the actual value."""
     if isinstance(value, DeviceArray):
-        address, shp, dtype, contiguous, owner, host = value.address, value.shape, value.dtype, True, value.owner, value.host
+        address, shp, dtype, contiguous = value.address, value.shape, value.dtype, True
     elif isinstance(value, np.ndarray):
-        dtype = str(value.dtype)
-        if dtype not in dtypes:
-            raise TypeError(f"{name}: expected dtype {' or '.join(dtypes)}, got {dtype}")
-        if not value.flags.c_contiguous:
-            raise ValueError(f"{name}: must be C-contiguous (use numpy.ascontiguousarray), got strides {value.strides}")
-        copied = from_host(value, stream)
-        address, shp, contiguous, owner, host = copied.address, copied.shape, True, copied.owner, value
+        address, shp, dtype, contiguous = 0, tuple(value.shape), str(value.dtype), bool(value.flags.c_contiguous)
     else:
         address, shp, dtype, contiguous = _describe(value, name)
-        owner, host = value, None
     if dtype not in dtypes:
         raise TypeError(f"{name}: expected dtype {' or '.join(dtypes)}, got {dtype}")
     if ndim is not None and len(shp) != ndim:
@@ -202,8 +207,12 @@ def as_device_array(
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{name}: expected shape {want}, got {shp}")
     if not contiguous:
-        raise ValueError(f"{name}: must be C-contiguous (call .contiguous() / cupy.ascontiguousarray)")
-    return DeviceArray(int(address), tuple(shp), dtype, owner, host)
+        raise ValueError(f"{name}: must be C-contiguous (numpy.ascontiguousarray / .contiguous() / cupy.ascontiguousarray)")
+    if isinstance(value, DeviceArray):
+        return value
+    if isinstance(value, np.ndarray):
+        return from_host(value, stream)
+    return DeviceArray(int(address), tuple(shp), dtype, value)
 
 
 def output_like(reference: object, shape: Sequence[int], dtype: str) -> tuple[object, DeviceArray]:

@@ -1,0 +1,491 @@
+// FA2 decode attention (GQA, split-KV) and KV append; see fa2_decode.h for the math, layouts and launch shape.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "cuda_check.h"
+#include "fa2_decode.h"
+
+namespace edgellm::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr int kKeysPerGroupStep = 4;  // keys each lane group loads per step (loads in flight)
+constexpr int kMaxHeadsPerBlock = 8;
+constexpr float kLog2e = 1.4426950408889634f;
+
+constexpr int next_pow2(int x) { return x <= 1 ? 1 : 2 * next_pow2((x + 1) / 2); }
+
+// Compile-time geometry of one (storage type, head dim) pair.
+template <typename T, int D>
+struct Geometry {
+  static constexpr int kVecElems = 16 / sizeof(T);                    // elements per 16-byte vector
+  static constexpr int kVecsPerRow = D / kVecElems;                   // vectors per K/V row
+  static constexpr int kLanesPerKey = next_pow2(kVecsPerRow) < 32 ? next_pow2(kVecsPerRow) : 32;
+  static constexpr int kVecsPerLane = (kVecsPerRow + kLanesPerKey - 1) / kLanesPerKey;
+  static constexpr int kElemsPerLane = kVecsPerLane * kVecElems;
+  static constexpr int kGroupsPerWarp = 32 / kLanesPerKey;           // keys a warp holds at once
+  static constexpr int kKeysPerBlockStep = kWarps * kGroupsPerWarp * kKeysPerGroupStep;
+  static_assert(D % kVecElems == 0, "rows must be whole 16-byte vectors");
+};
+
+__device__ __forceinline__ void unpack(const uint4& raw, float* f, const __half*) {
+  const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 v = __half22float2(h[i]);
+    f[2 * i] = v.x;
+    f[2 * i + 1] = v.y;
+  }
+}
+__device__ __forceinline__ void unpack(const uint4& raw, float* f, const __nv_bfloat16*) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 v = __bfloat1622float2(h[i]);
+    f[2 * i] = v.x;
+    f[2 * i + 1] = v.y;
+  }
+}
+__device__ __forceinline__ void unpack(const uint4& raw, float* f, const float*) {
+  f[0] = __uint_as_float(raw.x);
+  f[1] = __uint_as_float(raw.y);
+  f[2] = __uint_as_float(raw.z);
+  f[3] = __uint_as_float(raw.w);
+}
+
+__device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
+__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+__device__ __forceinline__ void store(float* p, float v) { *p = v; }
+
+// exp2 that maps -inf to 0 without NaN from (-inf) - (-inf): callers pass differences against a finite max or
+// guard the all-empty case.
+__device__ __forceinline__ float exp2_safe(float x) { return x == -INFINITY ? 0.0f : exp2f(x); }
+
+template <typename T, int D, int HPB>
+__global__ void __launch_bounds__(kThreads)
+fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache,
+                  const int* __restrict__ seq_lens, T* __restrict__ out, float* __restrict__ partial_out,
+                  float* __restrict__ partial_lse, int* __restrict__ counters, int q_heads, int kv_heads,
+                  int max_seq, float scale_log2, int num_splits) {
+  using G = Geometry<T, D>;
+  constexpr int E = G::kElemsPerLane;
+  constexpr int TPK = G::kLanesPerKey;
+  constexpr int KPW = G::kGroupsPerWarp;
+  constexpr int KT = kKeysPerGroupStep;
+
+  const int split = blockIdx.x;
+  const int b = blockIdx.z;
+  const int group_size = q_heads / kv_heads;
+  const int chunks_per_kv_head = (group_size + HPB - 1) / HPB;
+  const int kv_head = blockIdx.y / chunks_per_kv_head;
+  const int head0 = kv_head * group_size + (blockIdx.y % chunks_per_kv_head) * HPB;
+  const int heads_here = min(HPB, kv_head * group_size + group_size - head0);
+
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int key_group = lane / TPK;  // which key of the warp's KPW this lane works on
+  const int lane_in_key = lane % TPK;
+
+  int len = seq_lens[b];
+  len = len < 0 ? 0 : (len > max_seq ? max_seq : len);
+  const int chunk = (len + num_splits - 1) / num_splits;
+  const int key_begin = min(len, split * chunk);
+  const int key_end = min(len, key_begin + chunk);
+
+  // This lane's slice of the row: vectors lane_in_key + i * TPK, valid while < kVecsPerRow.
+  auto vec_index = [&](int i) { return lane_in_key + i * TPK; };
+
+  // Queries, pre-scaled into the log2 domain (scores then go through exp2).
+  float q_reg[HPB][E];
+#pragma unroll
+  for (int h = 0; h < HPB; ++h) {
+#pragma unroll
+    for (int i = 0; i < G::kVecsPerLane; ++i) {
+      float f[G::kVecElems] = {};
+      if (h < heads_here && vec_index(i) < G::kVecsPerRow) {
+        const T* src = q + (static_cast<size_t>(b) * q_heads + head0 + h) * D + vec_index(i) * G::kVecElems;
+        unpack(*reinterpret_cast<const uint4*>(src), f, src);
+      }
+#pragma unroll
+      for (int e = 0; e < G::kVecElems; ++e) q_reg[h][i * G::kVecElems + e] = f[e] * scale_log2;
+    }
+  }
+
+  float m[HPB], l[HPB], acc[HPB][E];
+#pragma unroll
+  for (int h = 0; h < HPB; ++h) {
+    m[h] = -INFINITY;
+    l[h] = 0.0f;
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[h][e] = 0.0f;
+  }
+
+  const size_t head_offset = (static_cast<size_t>(b) * kv_heads + kv_head) * static_cast<size_t>(max_seq) * D;
+  const T* k_base = k_cache + head_offset;
+  const T* v_base = v_cache + head_offset;
+  constexpr int kKeyStride = kWarps * KPW;  // between a group's KT keys within one step
+
+  for (int step = key_begin; step < key_end; step += G::kKeysPerBlockStep) {
+    uint4 k_raw[KT][G::kVecsPerLane];
+    uint4 v_raw[KT][G::kVecsPerLane];
+    bool valid[KT];
+    // Issue every load of the step before using any: 2 * KT * kVecsPerLane 16-byte loads in flight per lane.
+#pragma unroll
+    for (int u = 0; u < KT; ++u) {
+      const int key = step + u * kKeyStride + warp * KPW + key_group;
+      valid[u] = key < key_end;
+#pragma unroll
+      for (int i = 0; i < G::kVecsPerLane; ++i) {
+        k_raw[u][i] = make_uint4(0, 0, 0, 0);
+        v_raw[u][i] = make_uint4(0, 0, 0, 0);
+        if (valid[u] && vec_index(i) < G::kVecsPerRow) {
+          const size_t off = static_cast<size_t>(key) * D + vec_index(i) * G::kVecElems;
+          k_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(k_base + off));
+          v_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(v_base + off));
+        }
+      }
+    }
+    // Scores: partial dot products over this lane's slice, then a butterfly over the TPK lanes of the key.
+    float s[HPB][KT];
+#pragma unroll
+    for (int u = 0; u < KT; ++u) {
+      float kf[E];
+#pragma unroll
+      for (int i = 0; i < G::kVecsPerLane; ++i) unpack(k_raw[u][i], kf + i * G::kVecElems, k_base);
+#pragma unroll
+      for (int h = 0; h < HPB; ++h) {
+        float dot = 0.0f;
+#pragma unroll
+        for (int e = 0; e < E; ++e) dot = fmaf(q_reg[h][e], kf[e], dot);
+#pragma unroll
+        for (int offset = TPK / 2; offset > 0; offset /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+        s[h][u] = valid[u] ? dot : -INFINITY;
+      }
+    }
+    // Online softmax, one rescale per step.
+#pragma unroll
+    for (int h = 0; h < HPB; ++h) {
+      float step_max = s[h][0];
+#pragma unroll
+      for (int u = 1; u < KT; ++u) step_max = fmaxf(step_max, s[h][u]);
+      const float m_new = fmaxf(m[h], step_max);
+      if (m_new == -INFINITY) continue;  // no valid key yet for this group (uniform within the group)
+      const float correction = exp2_safe(m[h] - m_new);
+      float p[KT];
+      float p_sum = 0.0f;
+#pragma unroll
+      for (int u = 0; u < KT; ++u) {
+        p[u] = exp2_safe(s[h][u] - m_new);
+        p_sum += p[u];
+      }
+      l[h] = l[h] * correction + p_sum;
+      m[h] = m_new;
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[h][e] *= correction;
+#pragma unroll
+      for (int u = 0; u < KT; ++u) {
+        float vf[E];
+#pragma unroll
+        for (int i = 0; i < G::kVecsPerLane; ++i) unpack(v_raw[u][i], vf + i * G::kVecElems, v_base);
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[h][e] = fmaf(p[u], vf[e], acc[h][e]);
+      }
+    }
+  }
+
+  // Merge the KPW key groups of each warp: lanes with the same lane_in_key hold the same slice of the row.
+#pragma unroll
+  for (int offset = TPK; offset < 32; offset *= 2) {
+#pragma unroll
+    for (int h = 0; h < HPB; ++h) {
+      const float m_other = __shfl_xor_sync(0xffffffffu, m[h], offset);
+      const float l_other = __shfl_xor_sync(0xffffffffu, l[h], offset);
+      const float m_new = fmaxf(m[h], m_other);
+      const float c_self = m_new == -INFINITY ? 0.0f : exp2_safe(m[h] - m_new);
+      const float c_other = m_new == -INFINITY ? 0.0f : exp2_safe(m_other - m_new);
+      l[h] = l[h] * c_self + l_other * c_other;
+#pragma unroll
+      for (int e = 0; e < E; ++e) {
+        const float a_other = __shfl_xor_sync(0xffffffffu, acc[h][e], offset);
+        acc[h][e] = acc[h][e] * c_self + a_other * c_other;
+      }
+      m[h] = m_new;
+    }
+  }
+
+  // Merge the warps through shared memory; lanes of key group 0 publish their warp's state.
+  __shared__ float s_m[kWarps][HPB];
+  __shared__ float s_l[kWarps][HPB];
+  __shared__ float s_acc[kWarps][HPB][D];
+  if (key_group == 0) {
+#pragma unroll
+    for (int h = 0; h < HPB; ++h) {
+      if (lane_in_key == 0) {
+        s_m[warp][h] = m[h];
+        s_l[warp][h] = l[h];
+      }
+#pragma unroll
+      for (int i = 0; i < G::kVecsPerLane; ++i) {
+        if (vec_index(i) < G::kVecsPerRow) {
+#pragma unroll
+          for (int e = 0; e < G::kVecElems; ++e) {
+            s_acc[warp][h][vec_index(i) * G::kVecElems + e] = acc[h][i * G::kVecElems + e];
+          }
+        }
+      }
+    }
+  }
+  __syncthreads();
+
+  const size_t bh0 = static_cast<size_t>(b) * q_heads + head0;  // first (sequence, head) row of this block
+  for (int idx = threadIdx.x; idx < heads_here * D; idx += kThreads) {
+    const int h = idx / D;
+    const int d = idx % D;
+    float block_max = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) block_max = fmaxf(block_max, s_m[w][h]);
+    float sum = 0.0f, o = 0.0f;
+    if (block_max != -INFINITY) {
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) {
+        const float c = exp2_safe(s_m[w][h] - block_max);
+        sum += s_l[w][h] * c;
+        o += s_acc[w][h][d] * c;
+      }
+    }
+    if (num_splits == 1) {
+      store(out + (bh0 + h) * D + d, sum > 0.0f ? o / sum : 0.0f);
+    } else {
+      const size_t row = (bh0 + h) * num_splits + split;
+      partial_out[row * D + d] = sum > 0.0f ? o / sum : 0.0f;
+      if (d == 0) partial_lse[row] = sum > 0.0f ? block_max + log2f(sum) : -INFINITY;
+    }
+  }
+  if (num_splits == 1) return;
+
+  // Last block of this (sequence, head group) merges every split's partial output.
+  __shared__ bool s_is_last;
+  __threadfence();  // make this block's partials visible device-wide before announcing completion
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* counter = counters + static_cast<size_t>(b) * gridDim.y + blockIdx.y;
+    const int done = atomicAdd(counter, 1);
+    s_is_last = (done == num_splits - 1);
+    if (s_is_last) *counter = 0;  // ready for the next launch (graph replays reuse the workspace)
+  }
+  __syncthreads();
+  if (!s_is_last) return;
+  __threadfence();
+
+  for (int idx = threadIdx.x; idx < heads_here * D; idx += kThreads) {
+    const int h = idx / D;
+    const int d = idx % D;
+    const size_t row0 = (bh0 + h) * num_splits;
+    float lse_max = -INFINITY;
+    for (int sp = 0; sp < num_splits; ++sp) lse_max = fmaxf(lse_max, __ldcg(partial_lse + row0 + sp));
+    float weight_sum = 0.0f, o = 0.0f;
+    if (lse_max != -INFINITY) {
+      for (int sp = 0; sp < num_splits; ++sp) {
+        const float w = exp2_safe(__ldcg(partial_lse + row0 + sp) - lse_max);
+        weight_sum += w;
+        o = fmaf(w, __ldcg(partial_out + (row0 + sp) * D + d), o);
+      }
+    }
+    store(out + (bh0 + h) * D + d, weight_sum > 0.0f ? o / weight_sum : 0.0f);
+  }
+}
+
+template <typename T>
+__global__ void kv_append_kernel(T* __restrict__ k_cache, T* __restrict__ v_cache, const T* __restrict__ k_new,
+                                 const T* __restrict__ v_new, const int* __restrict__ positions, int kv_heads,
+                                 int max_seq, int vecs_per_row) {
+  const int kv_head = blockIdx.x;
+  const int b = blockIdx.y;
+  const int pos = positions[b];
+  if (pos < 0 || pos >= max_seq || static_cast<int>(threadIdx.x) >= vecs_per_row) return;
+  const size_t src = (static_cast<size_t>(b) * kv_heads + kv_head) * vecs_per_row + threadIdx.x;
+  const size_t dst = ((static_cast<size_t>(b) * kv_heads + kv_head) * max_seq + pos) * vecs_per_row + threadIdx.x;
+  reinterpret_cast<uint4*>(k_cache)[dst] = reinterpret_cast<const uint4*>(k_new)[src];
+  reinterpret_cast<uint4*>(v_cache)[dst] = reinterpret_cast<const uint4*>(v_new)[src];
+}
+
+int itemsize(DType dtype) { return dtype == DType::F32 ? 4 : 2; }
+
+void validate(const Fa2DecodeShape& s) {
+  auto fail = [](const std::string& msg) { throw std::invalid_argument(msg); };
+  if (s.batch < 1) fail("batch: expected >= 1, got " + std::to_string(s.batch));
+  if (s.kv_heads < 1) fail("kv_heads: expected >= 1, got " + std::to_string(s.kv_heads));
+  if (s.q_heads < s.kv_heads || s.q_heads % s.kv_heads != 0) {
+    fail("q_heads (" + std::to_string(s.q_heads) + ") must be a positive multiple of kv_heads (" +
+         std::to_string(s.kv_heads) + ")");
+  }
+  if (s.head_dim != 64 && s.head_dim != 80 && s.head_dim != 96 && s.head_dim != 128 && s.head_dim != 256) {
+    fail("head_dim: expected one of 64, 80, 96, 128, 256, got " + std::to_string(s.head_dim));
+  }
+  if (s.max_seq < 1) fail("max_seq: expected >= 1, got " + std::to_string(s.max_seq));
+  if (s.dtype != DType::F16 && s.dtype != DType::BF16 && s.dtype != DType::F32) fail("dtype: unknown");
+}
+
+void require_aligned(std::uintptr_t address, const char* name) {
+  if (address == 0 || address % 16 != 0) {
+    throw std::invalid_argument(std::string(name) + ": device pointer must be non-null and 16-byte aligned");
+  }
+}
+
+const Fa2DecodeShape& validated(const Fa2DecodeShape& s) {
+  validate(s);
+  return s;
+}
+
+int heads_per_block_for(int group_size) {
+  if (group_size <= 1) return 1;
+  if (group_size <= 2) return 2;
+  if (group_size <= 4) return 4;
+  return kMaxHeadsPerBlock;
+}
+
+int keys_per_block_step(DType dtype, int head_dim) {
+  const int vec_elems = 16 / itemsize(dtype);
+  const int vecs = head_dim / vec_elems;
+  const int lanes = next_pow2(vecs) < 32 ? next_pow2(vecs) : 32;
+  return kWarps * (32 / lanes) * kKeysPerGroupStep;
+}
+
+int current_multiprocessors() {
+  int device = 0, sms = 0;
+  EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
+  EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return sms;
+}
+
+// dtype x head_dim x heads-per-block -> kernel instantiation.
+template <typename T, int D>
+void launch_for_dim(int hpb, dim3 grid, cudaStream_t stream, const void* q, const void* k, const void* v,
+                    const int* lens, void* out, float* po, float* plse, int* counters, const Fa2DecodeShape& s,
+                    float scale_log2, int splits) {
+  auto go = [&](auto kernel) {
+    kernel<<<grid, kThreads, 0, stream>>>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+                                          lens, static_cast<T*>(out), po, plse, counters, s.q_heads, s.kv_heads,
+                                          s.max_seq, scale_log2, splits);
+  };
+  switch (hpb) {
+    case 1: go(fa2_decode_kernel<T, D, 1>); break;
+    case 2: go(fa2_decode_kernel<T, D, 2>); break;
+    case 4: go(fa2_decode_kernel<T, D, 4>); break;
+    default: go(fa2_decode_kernel<T, D, 8>); break;
+  }
+}
+
+template <typename T>
+void launch_for_type(int head_dim, int hpb, dim3 grid, cudaStream_t stream, const void* q, const void* k,
+                     const void* v, const int* lens, void* out, float* po, float* plse, int* counters,
+                     const Fa2DecodeShape& s, float scale_log2, int splits) {
+  switch (head_dim) {
+    case 64: launch_for_dim<T, 64>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits); break;
+    case 80: launch_for_dim<T, 80>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits); break;
+    case 96: launch_for_dim<T, 96>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits); break;
+    case 128: launch_for_dim<T, 128>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits); break;
+    default: launch_for_dim<T, 256>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits); break;
+  }
+}
+
+}  // namespace
+
+int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multiprocessors) {
+  validate(shape);
+  const int group_size = shape.q_heads / shape.kv_heads;
+  const int hpb = heads_per_block_for(group_size);
+  const int blocks_without_split = shape.batch * shape.kv_heads * ((group_size + hpb - 1) / hpb);
+  const int len = max_len < 1 ? 1 : (max_len > shape.max_seq ? shape.max_seq : max_len);
+  const int for_occupancy = (2 * multiprocessors + blocks_without_split - 1) / blocks_without_split;
+  const int step = keys_per_block_step(shape.dtype, shape.head_dim);
+  const int for_length = (len + step - 1) / step;
+  int splits = for_occupancy < for_length ? for_occupancy : for_length;
+  return splits < 1 ? 1 : splits;
+}
+
+Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uintptr_t k_cache,
+                         std::uintptr_t v_cache, std::uintptr_t seq_lens, std::uintptr_t out, float scale,
+                         int max_len_hint, int num_splits)
+    : shape_(validated(shape)),
+      q_(reinterpret_cast<const void*>(q)),
+      k_(reinterpret_cast<const void*>(k_cache)),
+      v_(reinterpret_cast<const void*>(v_cache)),
+      seq_lens_(reinterpret_cast<const int*>(seq_lens)),
+      out_(reinterpret_cast<void*>(out)),
+      scale_(scale),
+      num_splits_(num_splits > 0 ? num_splits
+                                 : fa2_default_num_splits(shape, max_len_hint, current_multiprocessors())),
+      heads_per_block_(heads_per_block_for(shape.q_heads / (shape.kv_heads > 0 ? shape.kv_heads : 1))),
+      partial_out_(num_splits_ > 1 ? static_cast<std::size_t>(shape.batch) * shape.q_heads * num_splits_ *
+                                         shape.head_dim * sizeof(float)
+                                   : 0),
+      partial_lse_(num_splits_ > 1 ? static_cast<std::size_t>(shape.batch) * shape.q_heads * num_splits_ * sizeof(float)
+                                   : 0),
+      counters_(num_splits_ > 1 ? static_cast<std::size_t>(shape.batch) * shape.q_heads * sizeof(int) : 0) {
+  require_aligned(q, "q");
+  require_aligned(k_cache, "k_cache");
+  require_aligned(v_cache, "v_cache");
+  require_aligned(out, "out");
+  if (seq_lens == 0 || seq_lens % 4 != 0) throw std::invalid_argument("seq_lens: device pointer must be 4-byte aligned");
+  if (!(scale > 0.0f) || !std::isfinite(scale)) throw std::invalid_argument("scale: expected a finite value > 0");
+  if (num_splits_ > 65535) throw std::invalid_argument("num_splits: at most 65535");
+  if (num_splits_ > 1) EDGELLM_CUDA_CHECK(cudaMemset(counters_.data(), 0, counters_.bytes()));
+}
+
+void Fa2DecodeOp::launch(cudaStream_t stream) {
+  const int group_size = shape_.q_heads / shape_.kv_heads;
+  const int chunks = (group_size + heads_per_block_ - 1) / heads_per_block_;
+  const dim3 grid(num_splits_, shape_.kv_heads * chunks, shape_.batch);
+  const float scale_log2 = scale_ * kLog2e;
+  float* po = static_cast<float*>(partial_out_.data());
+  float* plse = static_cast<float*>(partial_lse_.data());
+  int* counters = static_cast<int*>(counters_.data());
+  switch (shape_.dtype) {
+    case DType::F16:
+      launch_for_type<__half>(shape_.head_dim, heads_per_block_, grid, stream, q_, k_, v_, seq_lens_, out_, po, plse,
+                              counters, shape_, scale_log2, num_splits_);
+      break;
+    case DType::BF16:
+      launch_for_type<__nv_bfloat16>(shape_.head_dim, heads_per_block_, grid, stream, q_, k_, v_, seq_lens_, out_, po,
+                                     plse, counters, shape_, scale_log2, num_splits_);
+      break;
+    case DType::F32:
+      launch_for_type<float>(shape_.head_dim, heads_per_block_, grid, stream, q_, k_, v_, seq_lens_, out_, po, plse,
+                             counters, shape_, scale_log2, num_splits_);
+      break;
+  }
+  EDGELLM_CUDA_CHECK_LAUNCH("fa2_decode_kernel");
+}
+
+KvAppendOp::KvAppendOp(const Fa2DecodeShape& shape, std::uintptr_t k_cache, std::uintptr_t v_cache,
+                       std::uintptr_t k_new, std::uintptr_t v_new, std::uintptr_t positions)
+    : shape_(validated(shape)),
+      k_cache_(reinterpret_cast<void*>(k_cache)),
+      v_cache_(reinterpret_cast<void*>(v_cache)),
+      k_new_(reinterpret_cast<const void*>(k_new)),
+      v_new_(reinterpret_cast<const void*>(v_new)),
+      positions_(reinterpret_cast<const int*>(positions)) {
+  require_aligned(k_cache, "k_cache");
+  require_aligned(v_cache, "v_cache");
+  require_aligned(k_new, "k_new");
+  require_aligned(v_new, "v_new");
+  if (positions == 0 || positions % 4 != 0) throw std::invalid_argument("positions: device pointer must be 4-byte aligned");
+}
+
+void KvAppendOp::launch(cudaStream_t stream) {
+  const int vecs_per_row = shape_.head_dim * itemsize(shape_.dtype) / 16;
+  const dim3 grid(shape_.kv_heads, shape_.batch);
+  // The copy moves raw 16-byte vectors, so one instantiation serves every storage type.
+  kv_append_kernel<uint4><<<grid, vecs_per_row, 0, stream>>>(
+      static_cast<uint4*>(k_cache_), static_cast<uint4*>(v_cache_), static_cast<const uint4*>(k_new_),
+      static_cast<const uint4*>(v_new_), positions_, shape_.kv_heads, shape_.max_seq, vecs_per_row);
+  EDGELLM_CUDA_CHECK_LAUNCH("kv_append_kernel");
+}
+
+}  // namespace edgellm::cuda

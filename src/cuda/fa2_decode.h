@@ -1,0 +1,88 @@
+// FlashAttention-2 style decode attention with GQA and split-KV (flash-decoding), and the KV-cache append.
+//
+// Math, per sequence b and query head h (one query token):
+//   out[b, h, :] = softmax(scale * q[b, h, :] . K[b, h / G, :len_b, :]^T) @ V[b, h / G, :len_b, :]
+// with G = Hq / Hkv query heads sharing each KV head (GQA; G = 1 is MHA, Hkv = 1 is MQA), len_b = seq_lens[b]
+// (read on the device, clamped to [0, max_seq]; a length of 0 gives a zero output), scale default 1/sqrt(D).
+// Storage fp16, bf16 or fp32; every product, the online softmax and the accumulators are fp32; the output is
+// rounded once to the storage type.
+//
+// Layouts (C-contiguous): q, out [B, Hq, D]; k_cache, v_cache [B, Hkv, max_seq, D]; seq_lens int32 [B].
+// D in {64, 80, 96, 128, 256}. Pointers must be 16-byte aligned (every row is a multiple of 16 bytes).
+//
+// Launch: grid (num_splits, Hkv * ceil(G / HPB), B), 128 threads. A block owns one KV head, up to HPB <= 8 of its
+// query heads (so each K/V row is read once for the whole group) and one contiguous chunk of the sequence
+// (ceil(len / num_splits) keys). Inside a block, a group of TPK lanes (a power of two, up to 32) holds one key
+// row in 16-byte vectors; 4 warps x (32 / TPK) groups walk the chunk, 4 keys per group per step, each group
+// keeping its own online-softmax state (running max, sum, fp32 accumulator) that is merged across groups by
+// shuffles and across warps through shared memory. With num_splits > 1 each block writes its normalised partial
+// output and log-sum-exp to a workspace; the last block of each (sequence, head group) to finish, found with a
+// counter (threadfence + atomicAdd, reset by that block so that the op can be replayed in a CUDA graph), merges
+// the partials: one launch in all cases.
+#pragma once
+
+#include <cstdint>
+
+#include "device_buffer.h"
+#include "launchable.h"
+
+namespace edgellm::cuda {
+
+enum class DType : int { F16 = 0, BF16 = 1, F32 = 2 };
+
+struct Fa2DecodeShape {
+  int batch = 0;
+  int q_heads = 0;
+  int kv_heads = 0;
+  int head_dim = 0;
+  int max_seq = 0;
+  DType dtype = DType::F16;
+};
+
+// Number of KV splits for a shape when the longest sequence is `max_len` keys: enough blocks to give every SM
+// two, but no split shorter than one block step of keys.
+int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multiprocessors);
+
+class Fa2DecodeOp : public Launchable {
+ public:
+  // Validates the shape and alignment (std::invalid_argument naming the problem) and allocates the split
+  // workspace. num_splits <= 0 picks fa2_default_num_splits(shape, max_len_hint, SMs of the current device).
+  Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uintptr_t k_cache, std::uintptr_t v_cache,
+              std::uintptr_t seq_lens, std::uintptr_t out, float scale, int max_len_hint, int num_splits);
+  void launch(cudaStream_t stream) override;
+  int num_splits() const { return num_splits_; }
+
+ private:
+  Fa2DecodeShape shape_;
+  const void* q_;
+  const void* k_;
+  const void* v_;
+  const int* seq_lens_;
+  void* out_;
+  float scale_;
+  int num_splits_;
+  int heads_per_block_;
+  DeviceBuffer partial_out_;  // [B, Hq, num_splits, D] fp32
+  DeviceBuffer partial_lse_;  // [B, Hq, num_splits] fp32 (log2 domain)
+  DeviceBuffer counters_;     // [B, head groups] int32, zero between launches
+};
+
+// Writes this step's K and V rows, k_new/v_new [B, Hkv, D], into the caches at positions[b] (int32 [B], device).
+// A position outside [0, max_seq) writes nothing (the Python wrapper rejects such positions before launching
+// when it knows them on the host). Launch: grid (Hkv, B), D * itemsize / 16 threads.
+class KvAppendOp : public Launchable {
+ public:
+  KvAppendOp(const Fa2DecodeShape& shape, std::uintptr_t k_cache, std::uintptr_t v_cache, std::uintptr_t k_new,
+             std::uintptr_t v_new, std::uintptr_t positions);
+  void launch(cudaStream_t stream) override;
+
+ private:
+  Fa2DecodeShape shape_;
+  void* k_cache_;
+  void* v_cache_;
+  const void* k_new_;
+  const void* v_new_;
+  const int* positions_;
+};
+
+}  // namespace edgellm::cuda

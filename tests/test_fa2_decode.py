@@ -1,0 +1,194 @@
+"""fa2_decode and kv_append against a float64 numpy reference.
+
+Inputs are drawn fresh per test, rounded to the storage type, and the reference is computed in float64 from the
+rounded values, so the only differences are the kernel's fp32 arithmetic and the final rounding of the output:
+- float32 storage: |err| <= 1e-5 |ref| + 1e-6 (fp32 accumulation over up to 65537 keys, exp2f within 2 ulp);
+- float16: |err| <= 2**-10 |ref| + 1e-4 (one rounding to fp16 is 2**-11 relative, plus fp32 arithmetic);
+- bfloat16: |err| <= 2**-7 |ref| + 1e-3 (one rounding to bf16 is 2**-8 relative).
+Outputs are poisoned with NaN (all bytes 0xFF) before each launch and must come back fully written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+import edgellm_ext
+from edgellm_ext import attention, cuda
+
+TOL = {"float32": (1e-5, 1e-6), "float16": (2.0**-10, 1e-4), "bfloat16": (2.0**-7, 1e-3)}
+
+
+def _round_bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns (uint16), round to nearest even."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def _to_storage(x: np.ndarray, dtype: str) -> tuple[cuda.DeviceArray, np.ndarray]:
+    """(device array in `dtype`, the exact stored values as float64)."""
+    if dtype == "bfloat16":
+        bits = _round_bf16_bits(x)
+        dev = cuda.from_host(bits)
+        return dataclasses.replace(dev, dtype="bfloat16"), (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    stored = x.astype(np.dtype(dtype))
+    return cuda.from_host(stored), stored.astype(np.float64)
+
+
+def _reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, lens: np.ndarray, scale: float) -> np.ndarray:
+    batch, q_heads, _ = q.shape
+    group = q_heads // k.shape[1]
+    out = np.zeros_like(q)
+    for b in range(batch):
+        for h in range(q_heads):
+            kb, vb = k[b, h // group, : lens[b]], v[b, h // group, : lens[b]]
+            s = (kb @ q[b, h]) * scale
+            p = np.exp(s - s.max())
+            out[b, h] = (p / p.sum()) @ vb
+    return out
+
+
+def _run(rng: np.random.Generator, *, batch: int, q_heads: int, kv_heads: int, head_dim: int, lens: list[int],
+         dtype: str, num_splits: int | None = None, max_seq: int | None = None, device_lens: bool = False) -> None:
+    max_seq = max_seq or max(lens)
+    q_dev, q = _to_storage(rng.standard_normal((batch, q_heads, head_dim), dtype=np.float32), dtype)
+    k_dev, k = _to_storage(rng.standard_normal((batch, kv_heads, max_seq, head_dim), dtype=np.float32), dtype)
+    v_dev, v = _to_storage(rng.standard_normal((batch, kv_heads, max_seq, head_dim), dtype=np.float32), dtype)
+    out = dataclasses.replace(cuda.empty(q.shape, "float32" if dtype == "float32" else "uint16"), dtype=dtype)
+    lens_arr = np.asarray(lens, dtype=np.int32)
+    seq_lens = cuda.from_host(lens_arr) if device_lens else lens_arr
+    plan = attention.Fa2Decode(q_dev, k_dev, v_dev, seq_lens, out, num_splits=num_splits)
+    ref = _reference(q, k, v, lens_arr, 1.0 / math.sqrt(head_dim))
+    rtol, atol = TOL[dtype]
+    for launch in range(2):  # a second launch checks the split counters were reset for replay
+        out.owner.fill_bytes(0xFF, 0)
+        plan.launch()
+        got = cuda.to_host(out).astype(np.float64) if dtype != "float16" else cuda.to_host(out).astype(np.float64)
+        assert np.all(np.isfinite(got)), f"launch {launch}: unwritten (NaN) outputs"
+        err = np.abs(got - ref)
+        bad = err > rtol * np.abs(ref) + atol
+        assert not bad.any(), f"launch {launch}: max error {err.max():.3g}, {bad.sum()} elements out of tolerance"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("head_dim", attention.HEAD_DIMS)
+def test_every_head_dim_and_dtype(rng: np.random.Generator, dtype: str, head_dim: int) -> None:
+    _run(rng, batch=2, q_heads=6, kv_heads=2, head_dim=head_dim, lens=[1000, 37], dtype=dtype)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("q_heads,kv_heads", [(4, 4), (9, 3), (14, 2), (32, 4), (12, 1), (24, 2)])
+@pytest.mark.parametrize("length", [1, 7, 1000])
+def test_gqa_ratios_and_lengths(rng: np.random.Generator, q_heads: int, kv_heads: int, length: int) -> None:
+    _run(rng, batch=1, q_heads=q_heads, kv_heads=kv_heads, head_dim=64, lens=[length], dtype="float16")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("num_splits", [1, 2, 3, 64, None])
+def test_split_counts_including_empty_splits(rng: np.random.Generator, num_splits: int | None) -> None:
+    _run(rng, batch=3, q_heads=8, kv_heads=8, head_dim=128, lens=[5, 300, 129], dtype="float16",
+         num_splits=num_splits, max_seq=512)
+
+
+@pytest.mark.gpu
+def test_long_context_65537(rng: np.random.Generator) -> None:
+    _run(rng, batch=1, q_heads=8, kv_heads=1, head_dim=128, lens=[65537], dtype="float16")
+
+
+@pytest.mark.gpu
+def test_device_lengths_shorter_than_cache(rng: np.random.Generator) -> None:
+    _run(rng, batch=2, q_heads=14, kv_heads=2, head_dim=64, lens=[3, 999], dtype="bfloat16", max_seq=4096,
+         device_lens=True)
+
+
+@pytest.mark.gpu
+def test_numpy_in_numpy_out(rng: np.random.Generator) -> None:
+    q = rng.standard_normal((1, 9, 64)).astype(np.float32)
+    k = rng.standard_normal((1, 3, 100, 64)).astype(np.float32)
+    v = rng.standard_normal((1, 3, 100, 64)).astype(np.float32)
+    got = attention.fa2_decode(q, k, v, [100])
+    assert isinstance(got, np.ndarray) and got.dtype == np.float32
+    ref = _reference(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), np.array([100]), 1 / 8)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_graph_replay_matches_eager(rng: np.random.Generator) -> None:
+    q_dev, q = _to_storage(rng.standard_normal((1, 32, 128), dtype=np.float32), "float16")
+    k_dev, k = _to_storage(rng.standard_normal((1, 8, 2048, 128), dtype=np.float32), "float16")
+    v_dev, v = _to_storage(rng.standard_normal((1, 8, 2048, 128), dtype=np.float32), "float16")
+    out = cuda.empty(q.shape, "float16")
+    plan = attention.Fa2Decode(q_dev, k_dev, v_dev, [2048], out)
+    assert plan.num_splits > 1
+    with cuda.Timer(flush_l2=False) as timer:
+        out.owner.fill_bytes(0xFF, 0)
+        times = timer.graph(plan.op, launches_per_graph=5, warmup=1, replays=3)
+    assert np.all(times > 0)
+    got = cuda.to_host(out).astype(np.float64)
+    ref = _reference(q, k, v, np.array([2048]), 1 / math.sqrt(128))
+    assert np.all(np.abs(got - ref) <= 2.0**-10 * np.abs(ref) + 1e-4)
+
+
+@pytest.mark.gpu
+def test_kv_append_writes_only_its_rows(rng: np.random.Generator) -> None:
+    batch, kv_heads, max_seq, head_dim = 2, 3, 16, 64
+    cache_host = rng.standard_normal((batch, kv_heads, max_seq, head_dim)).astype(np.float16)
+    k_cache, v_cache = cuda.from_host(cache_host), cuda.from_host(cache_host[::-1].copy())
+    k_new = rng.standard_normal((batch, kv_heads, head_dim)).astype(np.float16)
+    v_new = rng.standard_normal((batch, kv_heads, head_dim)).astype(np.float16)
+    attention.kv_append(k_cache, v_cache, k_new, v_new, [5, 15])
+    k_after, v_after = cuda.to_host(k_cache), cuda.to_host(v_cache)
+    k_expect, v_expect = cache_host.copy(), cache_host[::-1].copy()
+    k_expect[0, :, 5], k_expect[1, :, 15] = k_new[0], k_new[1]
+    v_expect[0, :, 5], v_expect[1, :, 15] = v_new[0], v_new[1]
+    np.testing.assert_array_equal(k_after, k_expect)
+    np.testing.assert_array_equal(v_after, v_expect)
+    with pytest.raises(ValueError, match=r"positions: every position must be in \[0, max_seq=16\), got \[3, 16\]"):
+        attention.kv_append(k_cache, v_cache, k_new, v_new, [3, 16])
+
+
+# ------------------------------------------------------------------ bad input (runs without a GPU)
+def _arrays(batch=1, q_heads=4, kv_heads=2, head_dim=64, max_seq=8, dtype=np.float16):
+    q = np.ones((batch, q_heads, head_dim), dtype)
+    k = np.ones((batch, kv_heads, max_seq, head_dim), dtype)
+    return q, k, k.copy()
+
+
+def test_rejects_bad_shapes_and_dtypes_before_touching_the_gpu() -> None:
+    q, k, v = _arrays()
+    with pytest.raises(ValueError, match=r"q: expected shape \(B, Hq, D\), got \(4, 64\)"):
+        attention.fa2_decode(q[0], k, v, [8])
+    with pytest.raises(ValueError, match=r"v_cache: expected shape \(1, 2, 8, 64\)"):
+        attention.fa2_decode(q, k, v[:, :, :4].copy(), [8])
+    with pytest.raises(TypeError, match=r"dtypes must match, got float16, float32, float16"):
+        attention.fa2_decode(q, k.astype(np.float32), v, [8])
+    with pytest.raises(TypeError, match=r"q: expected dtype float16, bfloat16 or float32, got float64"):
+        attention.fa2_decode(q.astype(np.float64), k, v, [8])
+    q3, k3, v3 = _arrays(q_heads=3, kv_heads=2)
+    with pytest.raises(ValueError, match=r"q heads \(3\) must be a positive multiple of k_cache heads \(2\)"):
+        attention.fa2_decode(q3, k3, v3, [8])
+    q5, k5, v5 = _arrays(head_dim=72)
+    with pytest.raises(ValueError, match=r"head_dim must be one of"):
+        attention.fa2_decode(q5, k5, v5, [8])
+    with pytest.raises(ValueError, match=r"seq_lens: every length must be in \[1, max_seq=8\], got \[9\]"):
+        attention.fa2_decode(q, k, v, [9])
+    with pytest.raises(ValueError, match=r"seq_lens: expected 1 integers"):
+        attention.fa2_decode(q, k, v, [1, 2])
+    with pytest.raises(ValueError, match=r"scale: expected a finite value > 0, got -1"):
+        attention.fa2_decode(q, k, v, [8], scale=-1)
+    with pytest.raises(TypeError, match=r"k_cache: expected a torch CUDA tensor.*got list"):
+        attention.fa2_decode(q, [[1]], v, [8])
+    with pytest.raises(TypeError, match=r"k_cache: must be a device array"):
+        attention.kv_append(k, v, q, q, [0])
+
+
+def test_without_gpu_the_error_says_why() -> None:
+    if edgellm_ext.cuda_available():
+        pytest.skip("a GPU is visible")
+    q, k, v = _arrays()
+    with pytest.raises(RuntimeError, match=r"without CUDA|no CUDA device"):
+        attention.fa2_decode(q, k, v, [8])
