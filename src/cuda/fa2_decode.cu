@@ -12,16 +12,15 @@
 namespace edgellm::cuda {
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kThreads = kWarps * 32;
 constexpr int kKeysPerGroupStep = 4;  // keys each lane group loads per step (loads in flight)
 constexpr int kMaxHeadsPerBlock = 8;
+constexpr int kMaxSplits = 128;       // bounds the merge's shared-memory weight table
 constexpr float kLog2e = 1.4426950408889634f;
 
 constexpr int next_pow2(int x) { return x <= 1 ? 1 : 2 * next_pow2((x + 1) / 2); }
 
-// Compile-time geometry of one (storage type, head dim) pair.
-template <typename T, int D>
+// Compile-time geometry of one (storage type, head dim, warps per block) triple.
+template <typename T, int D, int NW>
 struct Geometry {
   static constexpr int kVecElems = 16 / sizeof(T);                    // elements per 16-byte vector
   static constexpr int kVecsPerRow = D / kVecElems;                   // vectors per K/V row
@@ -29,7 +28,7 @@ struct Geometry {
   static constexpr int kVecsPerLane = (kVecsPerRow + kLanesPerKey - 1) / kLanesPerKey;
   static constexpr int kElemsPerLane = kVecsPerLane * kVecElems;
   static constexpr int kGroupsPerWarp = 32 / kLanesPerKey;           // keys a warp holds at once
-  static constexpr int kKeysPerBlockStep = kWarps * kGroupsPerWarp * kKeysPerGroupStep;
+  static constexpr int kKeysPerBlockStep = NW * kGroupsPerWarp * kKeysPerGroupStep;
   static_assert(D % kVecElems == 0, "rows must be whole 16-byte vectors");
 };
 
@@ -66,17 +65,106 @@ __device__ __forceinline__ void store(float* p, float v) { *p = v; }
 // guard the all-empty case.
 __device__ __forceinline__ float exp2_safe(float x) { return x == -INFINITY ? 0.0f : exp2f(x); }
 
-template <typename T, int D, int HPB>
-__global__ void __launch_bounds__(kThreads)
+// Warps per block: 8, or 4 where 8 warps' partial accumulators would not fit in 32 KB of shared memory.
+constexpr int warps_for(int head_dim, int heads_per_block) {
+  return head_dim * heads_per_block * 8 * 4 <= 32768 ? 8 : 4;
+}
+
+// Loads one step of keys (KT per lane group) of K and V into registers; keys at or beyond `key_end` read nothing.
+template <typename T, int D, int NW>
+__device__ __forceinline__ void load_step(const T* k_base, const T* v_base, int step, int key_end, int warp,
+                                          int key_group, int lane_in_key,
+                                          uint4 (&k_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
+                                          uint4 (&v_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane]) {
+  using G = Geometry<T, D, NW>;
+#pragma unroll
+  for (int u = 0; u < kKeysPerGroupStep; ++u) {
+    const int key = step + u * NW * G::kGroupsPerWarp + warp * G::kGroupsPerWarp + key_group;
+#pragma unroll
+    for (int i = 0; i < G::kVecsPerLane; ++i) {
+      const int vec = lane_in_key + i * G::kLanesPerKey;
+      k_raw[u][i] = make_uint4(0, 0, 0, 0);
+      v_raw[u][i] = make_uint4(0, 0, 0, 0);
+      if (key < key_end && vec < G::kVecsPerRow) {
+        const size_t off = static_cast<size_t>(key) * D + vec * G::kVecElems;
+        k_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(k_base + off));
+        v_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(v_base + off));
+      }
+    }
+  }
+}
+
+// Folds one step of loaded keys into the online-softmax state of this lane's key group.
+template <typename T, int D, int NW, int HPB>
+__device__ __forceinline__ void consume_step(const T* tag, int step, int key_end, int warp, int key_group,
+                                             const float (&q_reg)[HPB][Geometry<T, D, NW>::kElemsPerLane],
+                                             const uint4 (&k_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
+                                             const uint4 (&v_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
+                                             float (&m)[HPB], float (&l)[HPB],
+                                             float (&acc)[HPB][Geometry<T, D, NW>::kElemsPerLane]) {
+  using G = Geometry<T, D, NW>;
+  constexpr int E = G::kElemsPerLane;
+  constexpr int KT = kKeysPerGroupStep;
+  float s[HPB][KT];
+#pragma unroll
+  for (int u = 0; u < KT; ++u) {
+    const int key = step + u * NW * G::kGroupsPerWarp + warp * G::kGroupsPerWarp + key_group;
+    float kf[E];
+#pragma unroll
+    for (int i = 0; i < G::kVecsPerLane; ++i) unpack(k_raw[u][i], kf + i * G::kVecElems, tag);
+#pragma unroll
+    for (int h = 0; h < HPB; ++h) {
+      float dot = 0.0f;
+#pragma unroll
+      for (int e = 0; e < E; ++e) dot = fmaf(q_reg[h][e], kf[e], dot);
+      // Butterfly over the lanes of one key: every lane of the group ends with the same full sum.
+#pragma unroll
+      for (int offset = G::kLanesPerKey / 2; offset > 0; offset /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+      s[h][u] = key < key_end ? dot : -INFINITY;
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < HPB; ++h) {
+    float step_max = s[h][0];
+#pragma unroll
+    for (int u = 1; u < KT; ++u) step_max = fmaxf(step_max, s[h][u]);
+    const float m_new = fmaxf(m[h], step_max);
+    if (m_new == -INFINITY) continue;  // no valid key yet for this group (uniform within the group)
+    const float correction = exp2_safe(m[h] - m_new);
+    float p[KT];
+    float p_sum = 0.0f;
+#pragma unroll
+    for (int u = 0; u < KT; ++u) {
+      p[u] = exp2_safe(s[h][u] - m_new);
+      p_sum += p[u];
+    }
+    l[h] = l[h] * correction + p_sum;
+    m[h] = m_new;
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[h][e] *= correction;
+#pragma unroll
+    for (int u = 0; u < KT; ++u) {
+      float vf[E];
+#pragma unroll
+      for (int i = 0; i < G::kVecsPerLane; ++i) unpack(v_raw[u][i], vf + i * G::kVecElems, tag);
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[h][e] = fmaf(p[u], vf[e], acc[h][e]);
+    }
+  }
+}
+
+template <typename T, int D, int HPB, int NW = warps_for(D, HPB)>
+__global__ void __launch_bounds__(NW * 32)
 fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache,
                   const int* __restrict__ seq_lens, T* __restrict__ out, float* __restrict__ partial_out,
                   float* __restrict__ partial_lse, int* __restrict__ counters, int q_heads, int kv_heads,
-                  int max_seq, float scale_log2, int num_splits) {
-  using G = Geometry<T, D>;
+                  int max_seq, float scale_log2, int num_splits, int chunk) {
+  using G = Geometry<T, D, NW>;
   constexpr int E = G::kElemsPerLane;
   constexpr int TPK = G::kLanesPerKey;
-  constexpr int KPW = G::kGroupsPerWarp;
   constexpr int KT = kKeysPerGroupStep;
+  constexpr int kThreadsHere = NW * 32;
+  constexpr int kStep = G::kKeysPerBlockStep;
 
   const int split = blockIdx.x;
   const int b = blockIdx.z;
@@ -88,17 +176,21 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
 
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
-  const int key_group = lane / TPK;  // which key of the warp's KPW this lane works on
+  const int key_group = lane / TPK;  // which of the warp's keys this lane works on
   const int lane_in_key = lane % TPK;
 
-  int len = seq_lens[b];
-  len = len < 0 ? 0 : (len > max_seq ? max_seq : len);
-  const int chunk = (len + num_splits - 1) / num_splits;
-  const int key_begin = min(len, split * chunk);
-  const int key_end = min(len, key_begin + chunk);
+  const size_t head_offset = (static_cast<size_t>(b) * kv_heads + kv_head) * static_cast<size_t>(max_seq) * D;
+  const T* k_base = k_cache + head_offset;
+  const T* v_base = v_cache + head_offset;
 
-  // This lane's slice of the row: vectors lane_in_key + i * TPK, valid while < kVecsPerRow.
-  auto vec_index = [&](int i) { return lane_in_key + i * TPK; };
+  // The chunk comes from the host (fixed per op), so the first step's loads go out before the sequence length
+  // (a dependent load) arrives; the length then masks them.
+  const int key_begin = min(max_seq, split * chunk);
+  // The last split runs to max_seq, so a length above the host's hint is still covered (only slower).
+  const int key_stop = split == num_splits - 1 ? max_seq : min(max_seq, key_begin + chunk);
+  uint4 k_a[KT][G::kVecsPerLane], v_a[KT][G::kVecsPerLane];
+  uint4 k_b[KT][G::kVecsPerLane], v_b[KT][G::kVecsPerLane];
+  load_step<T, D, NW>(k_base, v_base, key_begin, key_stop, warp, key_group, lane_in_key, k_a, v_a);
 
   // Queries, pre-scaled into the log2 domain (scores then go through exp2).
   float q_reg[HPB][E];
@@ -106,15 +198,20 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
   for (int h = 0; h < HPB; ++h) {
 #pragma unroll
     for (int i = 0; i < G::kVecsPerLane; ++i) {
+      const int vec = lane_in_key + i * TPK;
       float f[G::kVecElems] = {};
-      if (h < heads_here && vec_index(i) < G::kVecsPerRow) {
-        const T* src = q + (static_cast<size_t>(b) * q_heads + head0 + h) * D + vec_index(i) * G::kVecElems;
+      if (h < heads_here && vec < G::kVecsPerRow) {
+        const T* src = q + (static_cast<size_t>(b) * q_heads + head0 + h) * D + vec * G::kVecElems;
         unpack(*reinterpret_cast<const uint4*>(src), f, src);
       }
 #pragma unroll
       for (int e = 0; e < G::kVecElems; ++e) q_reg[h][i * G::kVecElems + e] = f[e] * scale_log2;
     }
   }
+
+  int len = seq_lens[b];
+  len = len < 0 ? 0 : (len > max_seq ? max_seq : len);
+  const int key_end = min(len, key_stop);
 
   float m[HPB], l[HPB], acc[HPB][E];
 #pragma unroll
@@ -125,80 +222,16 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
     for (int e = 0; e < E; ++e) acc[h][e] = 0.0f;
   }
 
-  const size_t head_offset = (static_cast<size_t>(b) * kv_heads + kv_head) * static_cast<size_t>(max_seq) * D;
-  const T* k_base = k_cache + head_offset;
-  const T* v_base = v_cache + head_offset;
-  constexpr int kKeyStride = kWarps * KPW;  // between a group's KT keys within one step
-
-  for (int step = key_begin; step < key_end; step += G::kKeysPerBlockStep) {
-    uint4 k_raw[KT][G::kVecsPerLane];
-    uint4 v_raw[KT][G::kVecsPerLane];
-    bool valid[KT];
-    // Issue every load of the step before using any: 2 * KT * kVecsPerLane 16-byte loads in flight per lane.
-#pragma unroll
-    for (int u = 0; u < KT; ++u) {
-      const int key = step + u * kKeyStride + warp * KPW + key_group;
-      valid[u] = key < key_end;
-#pragma unroll
-      for (int i = 0; i < G::kVecsPerLane; ++i) {
-        k_raw[u][i] = make_uint4(0, 0, 0, 0);
-        v_raw[u][i] = make_uint4(0, 0, 0, 0);
-        if (valid[u] && vec_index(i) < G::kVecsPerRow) {
-          const size_t off = static_cast<size_t>(key) * D + vec_index(i) * G::kVecElems;
-          k_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(k_base + off));
-          v_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(v_base + off));
-        }
-      }
-    }
-    // Scores: partial dot products over this lane's slice, then a butterfly over the TPK lanes of the key.
-    float s[HPB][KT];
-#pragma unroll
-    for (int u = 0; u < KT; ++u) {
-      float kf[E];
-#pragma unroll
-      for (int i = 0; i < G::kVecsPerLane; ++i) unpack(k_raw[u][i], kf + i * G::kVecElems, k_base);
-#pragma unroll
-      for (int h = 0; h < HPB; ++h) {
-        float dot = 0.0f;
-#pragma unroll
-        for (int e = 0; e < E; ++e) dot = fmaf(q_reg[h][e], kf[e], dot);
-#pragma unroll
-        for (int offset = TPK / 2; offset > 0; offset /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
-        s[h][u] = valid[u] ? dot : -INFINITY;
-      }
-    }
-    // Online softmax, one rescale per step.
-#pragma unroll
-    for (int h = 0; h < HPB; ++h) {
-      float step_max = s[h][0];
-#pragma unroll
-      for (int u = 1; u < KT; ++u) step_max = fmaxf(step_max, s[h][u]);
-      const float m_new = fmaxf(m[h], step_max);
-      if (m_new == -INFINITY) continue;  // no valid key yet for this group (uniform within the group)
-      const float correction = exp2_safe(m[h] - m_new);
-      float p[KT];
-      float p_sum = 0.0f;
-#pragma unroll
-      for (int u = 0; u < KT; ++u) {
-        p[u] = exp2_safe(s[h][u] - m_new);
-        p_sum += p[u];
-      }
-      l[h] = l[h] * correction + p_sum;
-      m[h] = m_new;
-#pragma unroll
-      for (int e = 0; e < E; ++e) acc[h][e] *= correction;
-#pragma unroll
-      for (int u = 0; u < KT; ++u) {
-        float vf[E];
-#pragma unroll
-        for (int i = 0; i < G::kVecsPerLane; ++i) unpack(v_raw[u][i], vf + i * G::kVecElems, v_base);
-#pragma unroll
-        for (int e = 0; e < E; ++e) acc[h][e] = fmaf(p[u], vf[e], acc[h][e]);
-      }
-    }
+  // Two register buffers: the next step's loads are in flight while the current step is consumed.
+  for (int step = key_begin; step < key_end; step += 2 * kStep) {
+    if (step + kStep < key_end) load_step<T, D, NW>(k_base, v_base, step + kStep, key_end, warp, key_group, lane_in_key, k_b, v_b);
+    consume_step<T, D, NW, HPB>(k_base, step, key_end, warp, key_group, q_reg, k_a, v_a, m, l, acc);
+    if (step + kStep >= key_end) break;
+    if (step + 2 * kStep < key_end) load_step<T, D, NW>(k_base, v_base, step + 2 * kStep, key_end, warp, key_group, lane_in_key, k_a, v_a);
+    consume_step<T, D, NW, HPB>(k_base, step + kStep, key_end, warp, key_group, q_reg, k_b, v_b, m, l, acc);
   }
 
-  // Merge the KPW key groups of each warp: lanes with the same lane_in_key hold the same slice of the row.
+  // Merge the key groups of each warp: lanes with the same lane_in_key hold the same slice of the row.
 #pragma unroll
   for (int offset = TPK; offset < 32; offset *= 2) {
 #pragma unroll
@@ -219,9 +252,9 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
   }
 
   // Merge the warps through shared memory; lanes of key group 0 publish their warp's state.
-  __shared__ float s_m[kWarps][HPB];
-  __shared__ float s_l[kWarps][HPB];
-  __shared__ float s_acc[kWarps][HPB][D];
+  __shared__ float s_m[NW][HPB];
+  __shared__ float s_l[NW][HPB];
+  __shared__ float s_acc[NW][HPB][D];
   if (key_group == 0) {
 #pragma unroll
     for (int h = 0; h < HPB; ++h) {
@@ -231,11 +264,10 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
       }
 #pragma unroll
       for (int i = 0; i < G::kVecsPerLane; ++i) {
-        if (vec_index(i) < G::kVecsPerRow) {
+        const int vec = lane_in_key + i * TPK;
+        if (vec < G::kVecsPerRow) {
 #pragma unroll
-          for (int e = 0; e < G::kVecElems; ++e) {
-            s_acc[warp][h][vec_index(i) * G::kVecElems + e] = acc[h][i * G::kVecElems + e];
-          }
+          for (int e = 0; e < G::kVecElems; ++e) s_acc[warp][h][vec * G::kVecElems + e] = acc[h][i * G::kVecElems + e];
         }
       }
     }
@@ -243,16 +275,16 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
   __syncthreads();
 
   const size_t bh0 = static_cast<size_t>(b) * q_heads + head0;  // first (sequence, head) row of this block
-  for (int idx = threadIdx.x; idx < heads_here * D; idx += kThreads) {
+  for (int idx = threadIdx.x; idx < heads_here * D; idx += kThreadsHere) {
     const int h = idx / D;
     const int d = idx % D;
     float block_max = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) block_max = fmaxf(block_max, s_m[w][h]);
+    for (int w = 0; w < NW; ++w) block_max = fmaxf(block_max, s_m[w][h]);
     float sum = 0.0f, o = 0.0f;
     if (block_max != -INFINITY) {
 #pragma unroll
-      for (int w = 0; w < kWarps; ++w) {
+      for (int w = 0; w < NW; ++w) {
         const float c = exp2_safe(s_m[w][h] - block_max);
         sum += s_l[w][h] * c;
         o += s_acc[w][h][d] * c;
@@ -268,7 +300,7 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
   }
   if (num_splits == 1) return;
 
-  // Last block of this (sequence, head group) merges every split's partial output.
+  // The last block of this (sequence, head group) to finish merges every split's partial output.
   __shared__ bool s_is_last;
   __threadfence();  // make this block's partials visible device-wide before announcing completion
   __syncthreads();
@@ -282,21 +314,49 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
   if (!s_is_last) return;
   __threadfence();
 
-  for (int idx = threadIdx.x; idx < heads_here * D; idx += kThreads) {
-    const int h = idx / D;
-    const int d = idx % D;
+  // Split weights exp2(lse_s - max) per head, normalised, computed once (warp per head) into shared memory.
+  __shared__ float s_weight[HPB][kMaxSplits];
+  for (int h = warp; h < heads_here; h += NW) {
     const size_t row0 = (bh0 + h) * num_splits;
-    float lse_max = -INFINITY;
-    for (int sp = 0; sp < num_splits; ++sp) lse_max = fmaxf(lse_max, __ldcg(partial_lse + row0 + sp));
-    float weight_sum = 0.0f, o = 0.0f;
-    if (lse_max != -INFINITY) {
-      for (int sp = 0; sp < num_splits; ++sp) {
-        const float w = exp2_safe(__ldcg(partial_lse + row0 + sp) - lse_max);
-        weight_sum += w;
-        o = fmaf(w, __ldcg(partial_out + (row0 + sp) * D + d), o);
-      }
+    float mx = -INFINITY;
+    for (int sp = lane; sp < num_splits; sp += 32) mx = fmaxf(mx, __ldcg(partial_lse + row0 + sp));
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, offset));
+    float total = 0.0f;
+    for (int sp = lane; sp < num_splits; sp += 32) {
+      const float w = mx == -INFINITY ? 0.0f : exp2_safe(__ldcg(partial_lse + row0 + sp) - mx);
+      s_weight[h][sp] = w;
+      total += w;
     }
-    store(out + (bh0 + h) * D + d, weight_sum > 0.0f ? o / weight_sum : 0.0f);
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) total += __shfl_xor_sync(0xffffffffu, total, offset);
+    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+    __syncwarp();
+    for (int sp = lane; sp < num_splits; sp += 32) s_weight[h][sp] *= inv;
+  }
+  __syncthreads();
+
+  // Weighted sum of the partial outputs, 4 columns per thread per load.
+  constexpr int kCols = D / 4;
+  for (int idx = threadIdx.x; idx < heads_here * kCols; idx += kThreadsHere) {
+    const int h = idx / kCols;
+    const int c = idx % kCols;
+    const float4* src = reinterpret_cast<const float4*>(partial_out + (bh0 + h) * num_splits * D) + c;
+    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 4
+    for (int sp = 0; sp < num_splits; ++sp) {
+      const float w = s_weight[h][sp];
+      const float4 p = __ldcg(src + static_cast<size_t>(sp) * kCols);
+      o.x = fmaf(w, p.x, o.x);
+      o.y = fmaf(w, p.y, o.y);
+      o.z = fmaf(w, p.z, o.z);
+      o.w = fmaf(w, p.w, o.w);
+    }
+    T* dst = out + (bh0 + h) * D + 4 * c;
+    store(dst, o.x);
+    store(dst + 1, o.y);
+    store(dst + 2, o.z);
+    store(dst + 3, o.w);
   }
 }
 
@@ -349,11 +409,11 @@ int heads_per_block_for(int group_size) {
   return kMaxHeadsPerBlock;
 }
 
-int keys_per_block_step(DType dtype, int head_dim) {
+int keys_per_block_step(DType dtype, int head_dim, int heads_per_block) {
   const int vec_elems = 16 / itemsize(dtype);
   const int vecs = head_dim / vec_elems;
   const int lanes = next_pow2(vecs) < 32 ? next_pow2(vecs) : 32;
-  return kWarps * (32 / lanes) * kKeysPerGroupStep;
+  return warps_for(head_dim, heads_per_block) * (32 / lanes) * kKeysPerGroupStep;
 }
 
 int current_multiprocessors() {
@@ -367,30 +427,30 @@ int current_multiprocessors() {
 template <typename T, int D>
 void launch_for_dim(int hpb, dim3 grid, cudaStream_t stream, const void* q, const void* k, const void* v,
                     const int* lens, void* out, float* po, float* plse, int* counters, const Fa2DecodeShape& s,
-                    float scale_log2, int splits) {
-  auto go = [&](auto kernel) {
-    kernel<<<grid, kThreads, 0, stream>>>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-                                          lens, static_cast<T*>(out), po, plse, counters, s.q_heads, s.kv_heads,
-                                          s.max_seq, scale_log2, splits);
+                    float scale_log2, int splits, int chunk) {
+  auto go = [&](auto kernel, int threads) {
+    kernel<<<grid, threads, 0, stream>>>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+                                         lens, static_cast<T*>(out), po, plse, counters, s.q_heads, s.kv_heads,
+                                         s.max_seq, scale_log2, splits, chunk);
   };
   switch (hpb) {
-    case 1: go(fa2_decode_kernel<T, D, 1>); break;
-    case 2: go(fa2_decode_kernel<T, D, 2>); break;
-    case 4: go(fa2_decode_kernel<T, D, 4>); break;
-    default: go(fa2_decode_kernel<T, D, 8>); break;
+    case 1: go(fa2_decode_kernel<T, D, 1>, 32 * warps_for(D, 1)); break;
+    case 2: go(fa2_decode_kernel<T, D, 2>, 32 * warps_for(D, 2)); break;
+    case 4: go(fa2_decode_kernel<T, D, 4>, 32 * warps_for(D, 4)); break;
+    default: go(fa2_decode_kernel<T, D, 8>, 32 * warps_for(D, 8)); break;
   }
 }
 
 template <typename T>
 void launch_for_type(int head_dim, int hpb, dim3 grid, cudaStream_t stream, const void* q, const void* k,
                      const void* v, const int* lens, void* out, float* po, float* plse, int* counters,
-                     const Fa2DecodeShape& s, float scale_log2, int splits) {
+                     const Fa2DecodeShape& s, float scale_log2, int splits, int chunk) {
   switch (head_dim) {
-    case 64: launch_for_dim<T, 64>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits); break;
-    case 80: launch_for_dim<T, 80>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits); break;
-    case 96: launch_for_dim<T, 96>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits); break;
-    case 128: launch_for_dim<T, 128>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits); break;
-    default: launch_for_dim<T, 256>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits); break;
+    case 64: launch_for_dim<T, 64>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
+    case 80: launch_for_dim<T, 80>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
+    case 96: launch_for_dim<T, 96>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
+    case 128: launch_for_dim<T, 128>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
+    default: launch_for_dim<T, 256>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
   }
 }
 
@@ -403,9 +463,10 @@ int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multipr
   const int blocks_without_split = shape.batch * shape.kv_heads * ((group_size + hpb - 1) / hpb);
   const int len = max_len < 1 ? 1 : (max_len > shape.max_seq ? shape.max_seq : max_len);
   const int for_occupancy = (2 * multiprocessors + blocks_without_split - 1) / blocks_without_split;
-  const int step = keys_per_block_step(shape.dtype, shape.head_dim);
+  const int step = keys_per_block_step(shape.dtype, shape.head_dim, hpb);
   const int for_length = (len + step - 1) / step;
   int splits = for_occupancy < for_length ? for_occupancy : for_length;
+  splits = splits > kMaxSplits ? kMaxSplits : splits;
   return splits < 1 ? 1 : splits;
 }
 
@@ -434,7 +495,9 @@ Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uin
   require_aligned(out, "out");
   if (seq_lens == 0 || seq_lens % 4 != 0) throw std::invalid_argument("seq_lens: device pointer must be 4-byte aligned");
   if (!(scale > 0.0f) || !std::isfinite(scale)) throw std::invalid_argument("scale: expected a finite value > 0");
-  if (num_splits_ > 65535) throw std::invalid_argument("num_splits: at most 65535");
+  if (num_splits_ > kMaxSplits) throw std::invalid_argument("num_splits: at most " + std::to_string(kMaxSplits));
+  const int hint = max_len_hint < 1 ? 1 : (max_len_hint > shape.max_seq ? shape.max_seq : max_len_hint);
+  chunk_ = (hint + num_splits_ - 1) / num_splits_;
   if (num_splits_ > 1) EDGELLM_CUDA_CHECK(cudaMemset(counters_.data(), 0, counters_.bytes()));
 }
 
@@ -449,15 +512,15 @@ void Fa2DecodeOp::launch(cudaStream_t stream) {
   switch (shape_.dtype) {
     case DType::F16:
       launch_for_type<__half>(shape_.head_dim, heads_per_block_, grid, stream, q_, k_, v_, seq_lens_, out_, po, plse,
-                              counters, shape_, scale_log2, num_splits_);
+                              counters, shape_, scale_log2, num_splits_, chunk_);
       break;
     case DType::BF16:
       launch_for_type<__nv_bfloat16>(shape_.head_dim, heads_per_block_, grid, stream, q_, k_, v_, seq_lens_, out_, po,
-                                     plse, counters, shape_, scale_log2, num_splits_);
+                                     plse, counters, shape_, scale_log2, num_splits_, chunk_);
       break;
     case DType::F32:
       launch_for_type<float>(shape_.head_dim, heads_per_block_, grid, stream, q_, k_, v_, seq_lens_, out_, po, plse,
-                             counters, shape_, scale_log2, num_splits_);
+                             counters, shape_, scale_log2, num_splits_, chunk_);
       break;
   }
   EDGELLM_CUDA_CHECK_LAUNCH("fa2_decode_kernel");

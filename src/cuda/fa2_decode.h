@@ -10,15 +10,17 @@
 // Layouts (C-contiguous): q, out [B, Hq, D]; k_cache, v_cache [B, Hkv, max_seq, D]; seq_lens int32 [B].
 // D in {64, 80, 96, 128, 256}. Pointers must be 16-byte aligned (every row is a multiple of 16 bytes).
 //
-// Launch: grid (num_splits, Hkv * ceil(G / HPB), B), 128 threads. A block owns one KV head, up to HPB <= 8 of its
-// query heads (so each K/V row is read once for the whole group) and one contiguous chunk of the sequence
-// (ceil(len / num_splits) keys). Inside a block, a group of TPK lanes (a power of two, up to 32) holds one key
-// row in 16-byte vectors; 4 warps x (32 / TPK) groups walk the chunk, 4 keys per group per step, each group
-// keeping its own online-softmax state (running max, sum, fp32 accumulator) that is merged across groups by
-// shuffles and across warps through shared memory. With num_splits > 1 each block writes its normalised partial
+// Launch: grid (num_splits, Hkv * ceil(G / HPB), B), 256 threads (128 for D=256 with HPB=8, for shared memory).
+// A block owns one KV head, up to HPB <= 8 of its query heads (so each K/V row is read once for the whole group)
+// and one contiguous chunk of the sequence: ceil(max_len_hint / num_splits) keys, fixed on the host so that the
+// first loads go out before the device-side length arrives (the last split runs to max_seq, so a length above
+// the hint is still correct). Inside a block, a group of TPK lanes (a power of two, up to 32) holds one key row
+// in 16-byte vectors; warps x (32 / TPK) groups walk the chunk, 4 keys per group per step, with the next step's
+// loads in flight while the current one is consumed; each group keeps its own online-softmax state (running
+// max, sum, fp32 accumulator), merged across groups by shuffles and across warps through shared memory. With num_splits > 1 each block writes its normalised partial
 // output and log-sum-exp to a workspace; the last block of each (sequence, head group) to finish, found with a
 // counter (threadfence + atomicAdd, reset by that block so that the op can be replayed in a CUDA graph), merges
-// the partials: one launch in all cases.
+// the partials: one launch in all cases. num_splits <= 128.
 #pragma once
 
 #include <cstdint>
@@ -61,6 +63,7 @@ class Fa2DecodeOp : public Launchable {
   void* out_;
   float scale_;
   int num_splits_;
+  int chunk_ = 0;  // keys per split, from the host's length hint (the last split also covers the rest)
   int heads_per_block_;
   DeviceBuffer partial_out_;  // [B, Hq, num_splits, D] fp32
   DeviceBuffer partial_lse_;  // [B, Hq, num_splits] fp32 (log2 domain)

@@ -23,6 +23,7 @@ __all__ = ["DTYPE_CODES", "HEAD_DIMS", "Fa2Decode", "fa2_decode", "kv_append", "
 
 DTYPE_CODES = {"float16": 0, "bfloat16": 1, "float32": 2}
 HEAD_DIMS = (64, 80, 96, 128, 256)
+MAX_SPLITS = 128  # kMaxSplits in src/cuda/fa2_decode.cu
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,8 @@ class Fa2Decode:
         self.scale = 1.0 / math.sqrt(s.head_dim) if scale is None else float(scale)
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"scale: expected a finite value > 0, got {scale}")
-        if num_splits is not None and not 1 <= int(num_splits) <= 65535:
-            raise ValueError(f"num_splits: expected 1..65535 or None, got {num_splits}")
+        if num_splits is not None and not 1 <= int(num_splits) <= MAX_SPLITS:
+            raise ValueError(f"num_splits: expected 1..{MAX_SPLITS} or None, got {num_splits}")
         self._lens, max_len_hint = _lengths(seq_lens, s, stream)
         self._q = as_device_array(q, "q", dtypes=[s.dtype], stream=stream)
         self._k = as_device_array(k_cache, "k_cache", dtypes=[s.dtype], stream=stream)
