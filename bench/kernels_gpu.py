@@ -62,8 +62,9 @@ def main() -> int:
             print(f"{c['model']:14s} S={c['seq_len']:6d} fa2 {row['fa2_decode']['median_us']:8.2f} us  "
                   f"sdpa {row['sdpa']['median_us']:8.2f} us  x{row['speedup']:.2f} "
                   f"[{row['speedup_ci95_low']:.2f}, {row['speedup_ci95_high']:.2f}]  "
-                  f"{row['fa2_gb_s']:7.0f} GB/s  splits {row['num_splits']}  graph {row['fa2_decode_graph']['median_us']:.2f}"
-                  f" vs {row['sdpa_graph']['median_us']:.2f}", flush=True)
+                  f"{row['fa2_gb_s']:7.0f} GB/s  splits {row['num_splits']} hpb {row['heads_per_block']}  graph "
+                  f"{row['fa2_decode_graph']['median_us']:.2f} vs {row['sdpa_graph']['median_us']:.2f}  by hpb "
+                  + " ".join(f"{h}:{v['median_us']:.1f}" for h, v in row["fa2_by_heads_per_block"].items()), flush=True)
     return 0
 
 

@@ -52,7 +52,8 @@ def _reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, lens: np.ndarray, sc
 
 
 def _run(rng: np.random.Generator, *, batch: int, q_heads: int, kv_heads: int, head_dim: int, lens: list[int],
-         dtype: str, num_splits: int | None = None, max_seq: int | None = None, device_lens: bool = False) -> None:
+         dtype: str, num_splits: int | None = None, max_seq: int | None = None, device_lens: bool = False,
+         heads_per_block: int | None = None) -> None:
     max_seq = max_seq or max(lens)
     q_dev, q = _to_storage(rng.standard_normal((batch, q_heads, head_dim), dtype=np.float32), dtype)
     k_dev, k = _to_storage(rng.standard_normal((batch, kv_heads, max_seq, head_dim), dtype=np.float32), dtype)
@@ -60,7 +61,10 @@ def _run(rng: np.random.Generator, *, batch: int, q_heads: int, kv_heads: int, h
     out = dataclasses.replace(cuda.empty(q.shape, "float32" if dtype == "float32" else "uint16"), dtype=dtype)
     lens_arr = np.asarray(lens, dtype=np.int32)
     seq_lens = cuda.from_host(lens_arr) if device_lens else lens_arr
-    plan = attention.Fa2Decode(q_dev, k_dev, v_dev, seq_lens, out, num_splits=num_splits)
+    plan = attention.Fa2Decode(q_dev, k_dev, v_dev, seq_lens, out, num_splits=num_splits,
+                               heads_per_block=heads_per_block)
+    if heads_per_block is not None:
+        assert plan.heads_per_block == heads_per_block
     ref = _reference(q, k, v, lens_arr, 1.0 / math.sqrt(head_dim))
     rtol, atol = TOL[dtype]
     for launch in range(2):  # a second launch checks the split counters were reset for replay
@@ -92,6 +96,16 @@ def test_gqa_ratios_and_lengths(rng: np.random.Generator, q_heads: int, kv_heads
 def test_split_counts_including_empty_splits(rng: np.random.Generator, num_splits: int | None) -> None:
     _run(rng, batch=3, q_heads=8, kv_heads=8, head_dim=128, lens=[5, 300, 129], dtype="float16",
          num_splits=num_splits, max_seq=512)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("heads_per_block", [1, 2, 4, 8])
+@pytest.mark.parametrize("head_dim", [64, 256])
+def test_every_heads_per_block(rng: np.random.Generator, heads_per_block: int, head_dim: int) -> None:
+    _run(rng, batch=2, q_heads=14, kv_heads=2, head_dim=head_dim, lens=[700, 9], dtype="float16",
+         heads_per_block=heads_per_block, num_splits=3)
+    _run(rng, batch=1, q_heads=8, kv_heads=8, head_dim=head_dim, lens=[70], dtype="float32",
+         heads_per_block=heads_per_block)
 
 
 @pytest.mark.gpu
@@ -178,6 +192,10 @@ def test_rejects_bad_shapes_and_dtypes_before_touching_the_gpu() -> None:
         attention.fa2_decode(q, k, v, [9])
     with pytest.raises(ValueError, match=r"seq_lens: expected 1 integers"):
         attention.fa2_decode(q, k, v, [1, 2])
+    with pytest.raises(ValueError, match=r"heads_per_block: expected None \(auto\), 1, 2, 4 or 8, got 3"):
+        attention.Fa2Decode(q, k, v, [8], heads_per_block=3)
+    with pytest.raises(ValueError, match=r"num_splits: expected 1..128 or None, got 129"):
+        attention.Fa2Decode(q, k, v, [8], num_splits=129)
     with pytest.raises(ValueError, match=r"scale: expected a finite value > 0, got -1"):
         attention.fa2_decode(q, k, v, [8], scale=-1)
     with pytest.raises(TypeError, match=r"k_cache: expected a torch CUDA tensor.*got list"):

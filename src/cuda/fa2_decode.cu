@@ -15,6 +15,7 @@ namespace {
 constexpr int kKeysPerGroupStep = 4;  // keys each lane group loads per step (loads in flight)
 constexpr int kMaxHeadsPerBlock = 8;
 constexpr int kMaxSplits = 128;       // bounds the merge's shared-memory weight table
+constexpr int kShortContextKeys = 4096;  // fa2_default_heads_per_block's crossover
 constexpr float kLog2e = 1.4426950408889634f;
 
 constexpr int next_pow2(int x) { return x <= 1 ? 1 : 2 * next_pow2((x + 1) / 2); }
@@ -123,32 +124,36 @@ __device__ __forceinline__ void consume_step(const T* tag, int step, int key_end
       s[h][u] = key < key_end ? dot : -INFINITY;
     }
   }
+  // Online softmax, one rescale per step; p overwrites s.
 #pragma unroll
   for (int h = 0; h < HPB; ++h) {
     float step_max = s[h][0];
 #pragma unroll
     for (int u = 1; u < KT; ++u) step_max = fmaxf(step_max, s[h][u]);
     const float m_new = fmaxf(m[h], step_max);
-    if (m_new == -INFINITY) continue;  // no valid key yet for this group (uniform within the group)
-    const float correction = exp2_safe(m[h] - m_new);
-    float p[KT];
+    // m_new == -inf: no valid key yet for this group (uniform within the group); all p are 0 then.
+    const float correction = m_new == -INFINITY ? 1.0f : exp2_safe(m[h] - m_new);
     float p_sum = 0.0f;
 #pragma unroll
     for (int u = 0; u < KT; ++u) {
-      p[u] = exp2_safe(s[h][u] - m_new);
-      p_sum += p[u];
+      s[h][u] = m_new == -INFINITY ? 0.0f : exp2_safe(s[h][u] - m_new);
+      p_sum += s[h][u];
     }
     l[h] = l[h] * correction + p_sum;
     m[h] = m_new;
 #pragma unroll
     for (int e = 0; e < E; ++e) acc[h][e] *= correction;
+  }
+  // P @ V: each V row is converted once and used by every head of the group.
 #pragma unroll
-    for (int u = 0; u < KT; ++u) {
-      float vf[E];
+  for (int u = 0; u < KT; ++u) {
+    float vf[E];
 #pragma unroll
-      for (int i = 0; i < G::kVecsPerLane; ++i) unpack(v_raw[u][i], vf + i * G::kVecElems, tag);
+    for (int i = 0; i < G::kVecsPerLane; ++i) unpack(v_raw[u][i], vf + i * G::kVecElems, tag);
 #pragma unroll
-      for (int e = 0; e < E; ++e) acc[h][e] = fmaf(p[u], vf[e], acc[h][e]);
+    for (int h = 0; h < HPB; ++h) {
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[h][e] = fmaf(s[h][u], vf[e], acc[h][e]);
     }
   }
 }
@@ -409,6 +414,14 @@ int heads_per_block_for(int group_size) {
   return kMaxHeadsPerBlock;
 }
 
+int checked_heads_per_block(int requested, const Fa2DecodeShape& shape, int max_len_hint) {
+  if (requested == 0) return fa2_default_heads_per_block(shape, max_len_hint);
+  if (requested != 1 && requested != 2 && requested != 4 && requested != 8) {
+    throw std::invalid_argument("heads_per_block: expected 0 (auto), 1, 2, 4 or 8, got " + std::to_string(requested));
+  }
+  return requested;
+}
+
 int keys_per_block_step(DType dtype, int head_dim, int heads_per_block) {
   const int vec_elems = 16 / itemsize(dtype);
   const int vecs = head_dim / vec_elems;
@@ -456,10 +469,19 @@ void launch_for_type(int head_dim, int hpb, dim3 grid, cudaStream_t stream, cons
 
 }  // namespace
 
-int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multiprocessors) {
+int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len) {
+  validate(shape);
+  // Short contexts are latency-bound: one query head per block gives the most blocks and the least work per
+  // thread, and the re-reads of a K/V row by the heads of its group hit L2. Long contexts are bandwidth-bound:
+  // the whole group shares each K/V row read. The crossover is measured (bench/results/, fa2 heads sweep).
+  if (max_len <= kShortContextKeys) return 1;
+  return heads_per_block_for(shape.q_heads / shape.kv_heads);
+}
+
+int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multiprocessors, int heads_per_block) {
   validate(shape);
   const int group_size = shape.q_heads / shape.kv_heads;
-  const int hpb = heads_per_block_for(group_size);
+  const int hpb = heads_per_block > 0 ? heads_per_block : fa2_default_heads_per_block(shape, max_len);
   const int blocks_without_split = shape.batch * shape.kv_heads * ((group_size + hpb - 1) / hpb);
   const int len = max_len < 1 ? 1 : (max_len > shape.max_seq ? shape.max_seq : max_len);
   const int for_occupancy = (2 * multiprocessors + blocks_without_split - 1) / blocks_without_split;
@@ -472,7 +494,7 @@ int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multipr
 
 Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uintptr_t k_cache,
                          std::uintptr_t v_cache, std::uintptr_t seq_lens, std::uintptr_t out, float scale,
-                         int max_len_hint, int num_splits)
+                         int max_len_hint, int num_splits, int heads_per_block)
     : shape_(validated(shape)),
       q_(reinterpret_cast<const void*>(q)),
       k_(reinterpret_cast<const void*>(k_cache)),
@@ -480,9 +502,10 @@ Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uin
       seq_lens_(reinterpret_cast<const int*>(seq_lens)),
       out_(reinterpret_cast<void*>(out)),
       scale_(scale),
+      heads_per_block_(checked_heads_per_block(heads_per_block, shape, max_len_hint)),
       num_splits_(num_splits > 0 ? num_splits
-                                 : fa2_default_num_splits(shape, max_len_hint, current_multiprocessors())),
-      heads_per_block_(heads_per_block_for(shape.q_heads / (shape.kv_heads > 0 ? shape.kv_heads : 1))),
+                                 : fa2_default_num_splits(shape, max_len_hint, current_multiprocessors(),
+                                                          heads_per_block_)),
       partial_out_(num_splits_ > 1 ? static_cast<std::size_t>(shape.batch) * shape.q_heads * num_splits_ *
                                          shape.head_dim * sizeof(float)
                                    : 0),

@@ -11,6 +11,8 @@
 // D in {64, 80, 96, 128, 256}. Pointers must be 16-byte aligned (every row is a multiple of 16 bytes).
 //
 // Launch: grid (num_splits, Hkv * ceil(G / HPB), B), 256 threads (128 for D=256 with HPB=8, for shared memory).
+// HPB is 1 for short contexts (latency-bound: most blocks, least work per thread) and the group size (up to 8)
+// for long ones (bandwidth-bound: each K/V row read once per group); see fa2_default_heads_per_block.
 // A block owns one KV head, up to HPB <= 8 of its query heads (so each K/V row is read once for the whole group)
 // and one contiguous chunk of the sequence: ceil(max_len_hint / num_splits) keys, fixed on the host so that the
 // first loads go out before the device-side length arrives (the last split runs to max_seq, so a length above
@@ -43,16 +45,23 @@ struct Fa2DecodeShape {
 
 // Number of KV splits for a shape when the longest sequence is `max_len` keys: enough blocks to give every SM
 // two, but no split shorter than one block step of keys.
-int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multiprocessors);
+int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multiprocessors, int heads_per_block);
+
+// Query heads per block (1, 2, 4 or 8) for a shape when the longest sequence is `max_len` keys.
+int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len);
 
 class Fa2DecodeOp : public Launchable {
  public:
   // Validates the shape and alignment (std::invalid_argument naming the problem) and allocates the split
-  // workspace. num_splits <= 0 picks fa2_default_num_splits(shape, max_len_hint, SMs of the current device).
+  // workspace. num_splits <= 0 picks fa2_default_num_splits(...); heads_per_block 0 picks
+  // fa2_default_heads_per_block(shape, max_len_hint). max_len_hint must be >= every length for full speed (a longer
+  // sequence is still computed correctly, by the last split).
   Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uintptr_t k_cache, std::uintptr_t v_cache,
-              std::uintptr_t seq_lens, std::uintptr_t out, float scale, int max_len_hint, int num_splits);
+              std::uintptr_t seq_lens, std::uintptr_t out, float scale, int max_len_hint, int num_splits,
+              int heads_per_block);
   void launch(cudaStream_t stream) override;
   int num_splits() const { return num_splits_; }
+  int heads_per_block() const { return heads_per_block_; }
 
  private:
   Fa2DecodeShape shape_;
@@ -62,9 +71,9 @@ class Fa2DecodeOp : public Launchable {
   const int* seq_lens_;
   void* out_;
   float scale_;
+  int heads_per_block_;
   int num_splits_;
   int chunk_ = 0;  // keys per split, from the host's length hint (the last split also covers the rest)
-  int heads_per_block_;
   DeviceBuffer partial_out_;  // [B, Hq, num_splits, D] fp32
   DeviceBuffer partial_lse_;  // [B, Hq, num_splits] fp32 (log2 domain)
   DeviceBuffer counters_;     // [B, head groups] int32, zero between launches

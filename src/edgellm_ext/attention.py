@@ -82,7 +82,8 @@ class Fa2Decode:
     ``seq_lens`` is a device array (the kernel reads them on the device; the split count stays fixed)."""
 
     def __init__(self, q: Any, k_cache: Any, v_cache: Any, seq_lens: Any, out: Any = None, *,
-                 scale: Optional[float] = None, num_splits: Optional[int] = None, stream: object = None) -> None:
+                 scale: Optional[float] = None, num_splits: Optional[int] = None,
+                 heads_per_block: Optional[int] = None, stream: object = None) -> None:
         s = self.shapes = _check_qkv(q, k_cache, v_cache)
         if out is not None:
             if isinstance(out, np.ndarray):
@@ -92,6 +93,8 @@ class Fa2Decode:
             raise ValueError(f"scale: expected a finite value > 0, got {scale}")
         if num_splits is not None and not 1 <= int(num_splits) <= MAX_SPLITS:
             raise ValueError(f"num_splits: expected 1..{MAX_SPLITS} or None, got {num_splits}")
+        if heads_per_block not in (None, 1, 2, 4, 8):
+            raise ValueError(f"heads_per_block: expected None (auto), 1, 2, 4 or 8, got {heads_per_block}")
         self._lens, max_len_hint = _lengths(seq_lens, s, stream)
         self._q = as_device_array(q, "q", dtypes=[s.dtype], stream=stream)
         self._k = as_device_array(k_cache, "k_cache", dtypes=[s.dtype], stream=stream)
@@ -106,11 +109,15 @@ class Fa2Decode:
         self.op = _core.Fa2DecodeOp(
             s.batch, s.q_heads, s.kv_heads, s.head_dim, s.max_seq, DTYPE_CODES[s.dtype], self._q.address,
             self._k.address, self._v.address, self._lens.address, self._out.address, self.scale, max_len_hint,
-            0 if num_splits is None else int(num_splits))
+            0 if num_splits is None else int(num_splits), heads_per_block or 0)
 
     @property
     def num_splits(self) -> int:
         return int(self.op.num_splits)
+
+    @property
+    def heads_per_block(self) -> int:
+        return int(self.op.heads_per_block)
 
     def launch(self, stream: object = None) -> None:
         self.op.launch(stream_handle(stream))

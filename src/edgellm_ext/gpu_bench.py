@@ -104,7 +104,7 @@ def _time_both(timer: cuda.Timer, ours_op: Any, peer_fn: Optional[Callable[[], o
 
 
 def measure_attention(case: AttentionCase, timer: cuda.Timer, *, warmup: int, iterations: int,
-                      copy_gb_s: Optional[float]) -> dict[str, Any]:
+                      copy_gb_s: Optional[float], sweep_heads_per_block: bool = True) -> dict[str, Any]:
     """fa2_decode vs torch SDPA (enable_gqa=True) on the same fp16 tensors: cold-L2 event times, graph times, GB/s."""
     import torch
     import torch.nn.functional as F
@@ -137,10 +137,23 @@ def measure_attention(case: AttentionCase, timer: cuda.Timer, *, warmup: int, it
             sdpa()
     peer_graph = timer.callable(graph.replay, warmup=3, iterations=max(10, iterations // 10)) / 20
 
+    # The evidence behind fa2_default_heads_per_block: every heads-per-block choice, same tensors, same method.
+    by_hpb: dict[str, Any] = {}
+    if sweep_heads_per_block:
+        for hpb in (1, 2, 4, 8):
+            if hpb > 1 and hpb // 2 >= case.q_heads // case.kv_heads:
+                continue  # more heads per block than the group has: same work as the smaller choice
+            variant = attention.Fa2Decode(q, k, v, np.full(case.batch, case.seq_len, dtype=np.int32), out,
+                                          heads_per_block=hpb)
+            by_hpb[str(hpb)] = {"num_splits": variant.num_splits,
+                                **summarize(timer.events(variant.op, warmup=warmup, iterations=iterations))}
+
     result: dict[str, Any] = {
         "kind": "kernel-only",
         "case": case.__dict__,
         "num_splits": plan.num_splits,
+        "heads_per_block": plan.heads_per_block,
+        "fa2_by_heads_per_block": by_hpb,
         "max_abs_diff_vs_sdpa": max_err,
         "fa2_decode": summarize(ours),
         "sdpa": summarize(peer) if peer is not None else None,
