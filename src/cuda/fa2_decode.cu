@@ -484,7 +484,8 @@ int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multipr
   const int hpb = heads_per_block > 0 ? heads_per_block : fa2_default_heads_per_block(shape, max_len);
   const int blocks_without_split = shape.batch * shape.kv_heads * ((group_size + hpb - 1) / hpb);
   const int len = max_len < 1 ? 1 : (max_len > shape.max_seq ? shape.max_seq : max_len);
-  const int for_occupancy = (2 * multiprocessors + blocks_without_split - 1) / blocks_without_split;
+  // Two resident blocks per SM (256 threads, <= 128 registers each); floor, so that no second partial wave forms.
+  const int for_occupancy = (2 * multiprocessors) / blocks_without_split;
   const int step = keys_per_block_step(shape.dtype, shape.head_dim, hpb);
   const int for_length = (len + step - 1) / step;
   int splits = for_occupancy < for_length ? for_occupancy : for_length;
