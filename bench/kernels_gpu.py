@@ -65,6 +65,16 @@ def main() -> int:
                   f"{row['fa2_gb_s']:7.0f} GB/s  splits {row['num_splits']} hpb {row['heads_per_block']}  graph "
                   f"{row['fa2_decode_graph']['median_us']:.2f} vs {row['sdpa_graph']['median_us']:.2f}  by hpb "
                   + " ".join(f"{h}:{v['median_us']:.1f}" for h, v in row["fa2_by_heads_per_block"].items()), flush=True)
+        gemv_rows = doc["results"]["gemv"] = []
+        for name in gpu_bench.GEMV_SHAPES:
+            row = gpu_bench.measure_gemv(name, timer, warmup=warmup, iterations=iterations,
+                                         copy_gb_s=doc["results"]["copy_bandwidth_gb_s"])
+            gemv_rows.append(row)
+            _write(args.out, doc)
+            print(f"{name:15s} cublas {row['cublas_fp16']['median_us']:7.2f} us | "
+                  + " | ".join(f"{key} {row[key]['median_us']:7.2f} us x{row[key]['speedup']:.2f}"
+                               for key in ("gemv", "fused", "rmsnorm_then_gemv", "tmac"))
+                  + f" | fused/gemv {row['fused_over_gemv']:.2f}", flush=True)
     return 0
 
 

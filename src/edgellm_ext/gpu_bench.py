@@ -174,3 +174,86 @@ def iter_attention(cases: list[AttentionCase], timer: cuda.Timer, *, warmup: int
                    copy_gb_s: Optional[float]) -> Iterator[dict[str, Any]]:
     for case in cases:
         yield measure_attention(case, timer, warmup=warmup, iterations=iterations, copy_gb_s=copy_gb_s)
+
+
+# (out features M, in features K) of the projections the anchors measure (../shared/reference/anchors.md).
+GEMV_SHAPES = {
+    "smol_qkv": (960, 576),
+    "smol_o": (576, 576),
+    "smol_gateup": (3072, 576),
+    "smol_down": (576, 1536),
+    "smol_lmhead": (49152, 576),
+    "qwen05_gateup": (9728, 896),
+    "qwen05_down": (896, 4864),
+    "qwen15_gateup": (17920, 1536),
+    "qwen15_down": (1536, 8960),
+    "big_4096": (4096, 4096),
+    "big_14336x4096": (14336, 4096),
+}
+
+
+def measure_gemv(name: str, timer: cuda.Timer, *, warmup: int, iterations: int,
+                 copy_gb_s: Optional[float]) -> dict[str, Any]:
+    """One projection shape, batch 1, fp16 activations: cuBLAS fp16 GEMV (torch.nn.functional.linear) beside our
+    fp16 GEMV, fused RMSNorm+GEMV, separate RMSNorm then GEMV (two launches), and the ternary T-MAC GEMV of the same
+    logical shape. Each is checked against the float64 result of the same inputs before it is timed."""
+    import torch
+    import torch.nn.functional as F
+
+    from . import gemv, tmac
+    from .formats import pack_ternary, ternary_quantize
+
+    m, k = GEMV_SHAPES[name]
+    g = torch.Generator(device="cuda").manual_seed(m * 7 + k)
+    w = (torch.randn((m, k), device="cuda", generator=g) / math.sqrt(k)).half()
+    x = torch.randn((1, k), device="cuda", generator=g).half()
+    gamma = (1 + 0.1 * torch.randn((k,), device="cuda", generator=g)).half()
+    out = torch.empty((1, m), device="cuda", dtype=torch.float16)
+    eps = 1e-5
+
+    w64, x64, g64 = w.double(), x.double(), gamma.double()
+    xn64 = x64 / torch.sqrt((x64 * x64).mean(dim=-1, keepdim=True) + eps) * g64
+    checks = {"gemv": x64 @ w64.T, "fused": xn64 @ w64.T}
+
+    ops: dict[str, Any] = {
+        "gemv": gemv.prepare_gemv(x, w, out=out),
+        "fused": gemv.prepare_fused_rmsnorm_matmul(x, gamma, w, eps=eps, out=out),
+        "rmsnorm_then_gemv": gemv.prepare_rmsnorm_then_gemv(x, gamma, w, eps=eps, out=out),
+    }
+    w_t, scale = ternary_quantize(w.float().cpu().numpy())
+    weights = tmac.TernaryWeights(pack_ternary(w_t), scale, k)
+    ops["tmac"] = weights.prepare(x, out)
+    checks["tmac"] = (x64 @ torch.from_numpy(w_t).to("cuda").double().T) * torch.from_numpy(scale).to("cuda").double()
+    checks["rmsnorm_then_gemv"] = checks["fused"]
+
+    errors: dict[str, float] = {}
+    for key, op in ops.items():
+        out.fill_(float("nan"))
+        op.launch(0)
+        torch.cuda.synchronize()
+        ref = checks[key]
+        err = float(((out.double() - ref).abs().max() / ref.abs().max()).item())
+        if not err < 2e-2:
+            raise RuntimeError(f"{name}: {key} differs from the float64 reference by {err:.3g} (relative to max)")
+        errors[key] = err
+
+    def linear() -> object:
+        return F.linear(x, w)
+
+    cublas = timer.callable(linear, warmup=warmup, iterations=iterations)
+    fp16_bytes = m * k * 2
+    result: dict[str, Any] = {"kind": "kernel-only", "shape": {"name": name, "m": m, "k": k, "batch": 1},
+                              "max_rel_error": errors, "cublas_fp16": summarize(cublas),
+                              "fp16_weight_bytes": fp16_bytes, "ternary_packed_bytes": weights.packed_bytes}
+    for key, op in ops.items():
+        samples = timer.events(op, warmup=warmup, iterations=iterations)
+        moved = weights.packed_bytes if key == "tmac" else fp16_bytes
+        row = {**summarize(samples), **ratio_with_spread(cublas, samples),
+               "weight_gb_s": moved / (np.median(samples) * 1e-6) / 1e9}
+        if copy_gb_s:
+            row["pct_of_copy_bw"] = 100.0 * row["weight_gb_s"] / copy_gb_s
+        result[key] = row
+    result["cublas_fp16"]["weight_gb_s"] = fp16_bytes / (np.median(cublas) * 1e-6) / 1e9
+    result["fused_over_gemv"] = result["fused"]["median_us"] / result["gemv"]["median_us"]
+    result["fused_over_separate"] = result["fused"]["median_us"] / result["rmsnorm_then_gemv"]["median_us"]
+    return result
