@@ -388,3 +388,102 @@ def test_public_names() -> None:
     for name in G.__all__:
         assert hasattr(G, name), name
     assert "gemv" in edgellm_ext.__all__
+
+
+# ------------------------------------------- the compiled ops' own checks (CUDA compiled, no device needed)
+# Building a GemvOp with variant "block" or "scalar", or a RmsnormOp, touches no CUDA API (only "warp" and
+# "auto" ask the device for its SM count), so these run wherever the CUDA code was compiled. The addresses are
+# fake: nothing is launched.
+needs_cuda_build = pytest.mark.skipif(not edgellm_ext.build_info()["cuda_compiled"],
+                                      reason="edgellm_ext was built without CUDA")
+
+
+def _op_args(**overrides):
+    args = dict(w=256, w_dtype="float16", x=512, x_dtype="float16", g=1024, y=2048, m=49152, k=576, batch=1,
+                norm=True, eps=1e-5, variant="block", owners=None)
+    args.update(overrides)
+    return args
+
+
+@needs_cuda_build
+def test_op_keeps_owners_alive_and_reports_bytes() -> None:
+    import gc
+    import weakref
+
+    from edgellm_ext import _core
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    ref = weakref.ref(owner)
+    op = _core.GemvOp(**_op_args(owners=owner))
+    del owner
+    gc.collect()
+    assert ref() is not None, "the op must keep the arrays behind its addresses alive"
+    m, k = 49152, 576
+    assert op.variant == "block" and op.kernels_per_launch == 1
+    assert op.bytes_moved == m * k * 2 + k * 2 + k * 2 + m * 2  # W + x + g + y
+    assert op.activation_reads_bytes == (m // 2) * 2 * k * 2  # each 2-row block re-reads x and g
+    assert (op.grid_blocks, op.block_threads) == (m // 2, 256)
+    plain = _core.GemvOp(**_op_args(norm=False, variant="scalar", m=7, k=63))
+    assert plain.bytes_moved == 7 * 63 * 2 + 63 * 2 + 7 * 2
+    assert (plain.grid_blocks, plain.block_threads) == (1, 256)
+    del op
+    gc.collect()
+    assert ref() is None
+    norm = _core.RmsnormOp(x=256, dtype="bfloat16", g=4096, out=8192, k=576, batch=2, eps=1e-5, owners=None)
+    assert norm.bytes_moved == (2 * 2 + 1) * 576 * 2
+
+
+@needs_cuda_build
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (dict(k=63), r"needs K % 8 == 0"),
+        (dict(w=258, k=64), "16-byte aligned"),
+        (dict(g=1032, k=64), "16-byte aligned"),
+        (dict(batch=9, variant="scalar"), r"batch must be in \[1, 8\]"),
+        (dict(batch=0, variant="scalar"), r"batch must be in \[1, 8\]"),
+        (dict(m=0, variant="scalar"), "M must be"),
+        (dict(k=0, variant="scalar"), "K must be"),
+        (dict(eps=float("nan"), variant="scalar"), "eps must be finite"),
+        (dict(eps=-1.0, variant="scalar"), "eps must be finite"),
+        (dict(g=0, variant="scalar"), "g needs a non-null address"),
+        (dict(x=0, variant="scalar"), "null device address"),
+        (dict(y=2049, variant="scalar"), "aligned to their element size"),
+        (dict(w_dtype="float32", variant="scalar"), "weights must be float16 or bfloat16"),
+        (dict(x_dtype="int8", variant="scalar"), "dtype: expected"),
+        (dict(variant="fast"), "variant: expected"),
+    ],
+)
+def test_op_rejects_bad_arguments(overrides, match) -> None:
+    from edgellm_ext import _core
+
+    with pytest.raises(ValueError, match=match):
+        _core.GemvOp(**_op_args(**overrides))
+
+
+@needs_cuda_build
+def test_rmsnorm_op_rejects_bad_arguments() -> None:
+    from edgellm_ext import _core
+
+    ok = dict(x=256, dtype="float16", g=4096, out=8192, k=576, batch=1, eps=1e-5, owners=None)
+    for overrides, match in [(dict(out=258), "overlap"), (dict(k=0), "K must be"), (dict(eps=float("inf")), "eps"),
+                             (dict(g=0), "null device address"), (dict(x=257), "aligned")]:
+        with pytest.raises(ValueError, match=match):
+            _core.RmsnormOp(**{**ok, **overrides})
+
+
+@needs_cuda_build
+def test_crossover_table_estimate() -> None:
+    # The "auto" table (an estimate until measured; src/cuda/fused_rmsnorm_gemv.cu) on the anchor shapes with an
+    # H100/H200's 132 SMs: the block variant where the warp variant would leave SMs short of warps and K is long.
+    from edgellm_ext import _core
+
+    expect = {(960, 576): "warp", (576, 576): "warp", (3072, 576): "warp", (576, 1536): "block",
+              (49152, 576): "warp", (9728, 896): "warp", (896, 4864): "block", (17920, 1536): "warp",
+              (1536, 8960): "block", (4096, 4096): "warp", (14336, 4096): "warp", (151936, 896): "warp",
+              (1, 16384): "block"}
+    got = {shape: _core.gemv_choose_variant(shape[0], shape[1], 1, 132) for shape in expect}
+    assert got == expect
