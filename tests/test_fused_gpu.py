@@ -398,8 +398,11 @@ needs_cuda_build = pytest.mark.skipif(not edgellm_ext.build_info()["cuda_compile
                                       reason="edgellm_ext was built without CUDA")
 
 
+W_FAKE = 1 << 32  # fake, disjoint address ranges: w [2^32, +56.6 MB), x [512, +1152), g [4096, +1152), y [8192, +96 KiB)
+
+
 def _op_args(**overrides):
-    args = dict(w=256, w_dtype="float16", x=512, x_dtype="float16", g=1024, y=2048, m=49152, k=576, batch=1,
+    args = dict(w=W_FAKE, w_dtype="float16", x=512, x_dtype="float16", g=4096, y=8192, m=49152, k=576, batch=1,
                 norm=True, eps=1e-5, variant="block", owners=None)
     args.update(overrides)
     return args
@@ -441,8 +444,8 @@ def test_op_keeps_owners_alive_and_reports_bytes() -> None:
     "overrides,match",
     [
         (dict(k=63), r"needs K % 8 == 0"),
-        (dict(w=258, k=64), "16-byte aligned"),
-        (dict(g=1032, k=64), "16-byte aligned"),
+        (dict(w=W_FAKE + 2, k=64), "16-byte aligned"),
+        (dict(g=4104, k=64), "16-byte aligned"),
         (dict(batch=9, variant="scalar"), r"batch must be in \[1, 8\]"),
         (dict(batch=0, variant="scalar"), r"batch must be in \[1, 8\]"),
         (dict(m=0, variant="scalar"), "M must be"),
@@ -455,6 +458,10 @@ def test_op_keeps_owners_alive_and_reports_bytes() -> None:
         (dict(w_dtype="float32", variant="scalar"), "weights must be float16 or bfloat16"),
         (dict(x_dtype="int8", variant="scalar"), "dtype: expected"),
         (dict(variant="fast"), "variant: expected"),
+        (dict(y=512, variant="scalar"), "y must not overlap"),  # y on x
+        (dict(y=W_FAKE + 2 * 49152 * 576 - 2, variant="scalar"), "y must not overlap"),  # y on w's last element
+        (dict(y=1024, x=960, variant="scalar", m=7, k=64), "y must not overlap"),  # y inside x's 128 bytes
+        (dict(y=4096 - 2, variant="scalar", m=7), "y must not overlap"),  # y's first element before g, the rest on it
     ],
 )
 def test_op_rejects_bad_arguments(overrides, match) -> None:
@@ -469,7 +476,7 @@ def test_rmsnorm_op_rejects_bad_arguments() -> None:
     from edgellm_ext import _core
 
     ok = dict(x=256, dtype="float16", g=4096, out=8192, k=576, batch=1, eps=1e-5, owners=None)
-    for overrides, match in [(dict(out=258), "overlap"), (dict(k=0), "K must be"), (dict(eps=float("inf")), "eps"),
+    for overrides, match in [(dict(out=258), "overlap"), (dict(out=4096 + 64), "overlap"), (dict(k=0), "K must be"), (dict(eps=float("inf")), "eps"),
                              (dict(g=0), "null device address"), (dict(x=257), "aligned")]:
         with pytest.raises(ValueError, match=match):
             _core.RmsnormOp(**{**ok, **overrides})

@@ -85,6 +85,11 @@ void require(bool ok, const std::string& message) {
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
+// Byte ranges [a, a + a_bytes) and [b, b + b_bytes) share a byte.
+bool overlaps(std::uintptr_t a, std::size_t a_bytes, std::uintptr_t b, std::size_t b_bytes) {
+  return a < b + b_bytes && b < a + a_bytes;
+}
+
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
@@ -119,6 +124,13 @@ GemvOp::GemvOp(std::uintptr_t w_address, DType w_dtype, std::uintptr_t x_address
   } else {
     g_ = nullptr;
   }
+  // Every block reads all of x (and g) while other blocks write y: y may not alias any input.
+  const std::size_t y_bytes = static_cast<std::size_t>(batch) * static_cast<std::size_t>(m) * xs;
+  const std::size_t x_bytes = static_cast<std::size_t>(batch) * static_cast<std::size_t>(k) * xs;
+  const std::size_t w_bytes = static_cast<std::size_t>(m) * static_cast<std::size_t>(k) * dtype_bytes(w_dtype);
+  require(!overlaps(y_address, y_bytes, x_address, x_bytes) && !overlaps(y_address, y_bytes, w_address, w_bytes) &&
+              !(norm && overlaps(y_address, y_bytes, g_address, static_cast<std::size_t>(k) * xs)),
+          op + ": y must not overlap x, w or g");
 
   const bool vector_ok =
       k % gemv_detail::kChunkElems == 0 && aligned16(w_) && aligned16(x_) && (!norm || aligned16(g_));
@@ -235,8 +247,9 @@ RmsnormOp::RmsnormOp(std::uintptr_t x_address, DType dtype, std::uintptr_t g_add
           "rmsnorm: addresses must be aligned to their element size");
   require(std::isfinite(eps) && eps >= 0.0f, "rmsnorm: eps must be finite and >= 0, got " + std::to_string(eps));
   const std::size_t out_bytes = static_cast<std::size_t>(batch) * static_cast<std::size_t>(k) * xs;
-  require(out_address + out_bytes <= x_address || x_address + out_bytes <= out_address,
-          "rmsnorm: out must not overlap x (each block re-reads x after the reduction)");
+  require(!overlaps(out_address, out_bytes, x_address, out_bytes) &&
+              !overlaps(out_address, out_bytes, g_address, static_cast<std::size_t>(k) * xs),
+          "rmsnorm: out must not overlap x or g (each block re-reads x after the reduction)");
   // Enough threads for ~4 elements each, at least one warp, at most 1024.
   const std::int64_t want = ceil_div(k, 4);
   block_ = static_cast<int>(std::min<std::int64_t>(kRmsnormMaxThreads,
