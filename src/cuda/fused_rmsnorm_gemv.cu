@@ -52,9 +52,9 @@ const char* gemv_variant_name(GemvVariant variant) {
 // ------------------------------------------------------------------------------------- crossover table
 // ESTIMATE, not yet measured (the main session measures every variant on the model shapes and replaces these
 // numbers with the measured crossover, committing the evidence). Reasoning behind the estimate:
-// - "warp" (2 rows per warp, whole K per warp) keeps all 32 lanes busy once K >= 256 and needs no barrier;
-//   it needs many rows to fill the device: ceil(M / 2) warps in all.
-// - "block" (2 rows per block, K split over 256 threads) fills every SM with few rows, but a pass covers 2048
+// - "warp" (R = 2 rows per warp at batch 1, 4 at batch 2..8; whole K per warp) keeps all 32 lanes busy once
+//   K >= 256 and needs no barrier; it needs many rows to fill the device: ceil(M / R) warps in all.
+// - "block" (R rows per block, K split over 256 threads) fills every SM with few rows, but a pass covers 2048
 //   elements, so for short K most of its threads idle, and it pays a barrier + shared-memory reduction.
 // So: "block" when the warp variant would leave the device under-filled (fewer than kMinWarpsPerSm warps per SM)
 // and K is long enough to give the block's threads work; "warp" otherwise.
@@ -63,8 +63,9 @@ constexpr std::int64_t kMinWarpsPerSm = 8;    // estimate: below this, too few b
 constexpr std::int64_t kMinKForBlock = 1024;  // estimate: 128 chunks -> half the block's threads busy per row
 }  // namespace
 
-GemvVariant choose_gemv_variant(std::int64_t m, std::int64_t k, int /*batch*/, int sm_count) {
-  const std::int64_t warp_variant_warps = (m + gemv_detail::kRowsPerGroup - 1) / gemv_detail::kRowsPerGroup;
+GemvVariant choose_gemv_variant(std::int64_t m, std::int64_t k, int batch, int sm_count) {
+  const int rows = gemv_detail::rows_per_group(gemv_detail::max_batch_for(batch));
+  const std::int64_t warp_variant_warps = (m + rows - 1) / rows;
   if (warp_variant_warps < kMinWarpsPerSm * sm_count && k >= kMinKForBlock) return GemvVariant::Block;
   return GemvVariant::Warp;
 }
@@ -145,7 +146,7 @@ GemvOp::GemvOp(std::uintptr_t w_address, DType w_dtype, std::uintptr_t x_address
   switch (variant_) {
     case GemvVariant::Warp: {
       // Fewer warps per block when M is small, so that the blocks spread over (about twice) every SM.
-      const std::int64_t warps = ceil_div(m, gemv_detail::kRowsPerGroup);
+      const std::int64_t warps = ceil_div(m, gemv_detail::rows_per_group(gemv_detail::max_batch_for(batch)));
       const std::int64_t target_blocks = 2 * static_cast<std::int64_t>(current_sm_count());
       int wpb = 8;
       while (wpb > 1 && ceil_div(warps, wpb) < target_blocks) wpb /= 2;
@@ -155,7 +156,7 @@ GemvOp::GemvOp(std::uintptr_t w_address, DType w_dtype, std::uintptr_t x_address
     }
     case GemvVariant::Block:
       block_ = gemv_detail::kSplitWarps * gemv_detail::kWarpSize;
-      grid_ = static_cast<int>(ceil_div(m, gemv_detail::kRowsPerGroup));
+      grid_ = static_cast<int>(ceil_div(m, gemv_detail::rows_per_group(gemv_detail::max_batch_for(batch))));
       break;
     case GemvVariant::Scalar:
       block_ = gemv_detail::kScalarWarps * gemv_detail::kWarpSize;
@@ -185,7 +186,8 @@ std::size_t GemvOp::bytes_moved() const {
 std::size_t GemvOp::activation_reads_bytes() const {
   const std::size_t per_group = (static_cast<std::size_t>(batch_) + (norm_ ? 1 : 0)) * static_cast<std::size_t>(k_) *
                                 dtype_bytes(x_dtype_);
-  const std::int64_t rows_per_group = variant_ == GemvVariant::Scalar ? 1 : gemv_detail::kRowsPerGroup;
+  const std::int64_t rows_per_group =
+      variant_ == GemvVariant::Scalar ? 1 : gemv_detail::rows_per_group(gemv_detail::max_batch_for(batch_));
   return static_cast<std::size_t>(ceil_div(m_, rows_per_group)) * per_group;
 }
 

@@ -11,10 +11,11 @@
 // Limits: 1 <= B <= 8, 1 <= K < 2^31, 1 <= M < 2^31, M * K < 2^62. No shared buffer depends on K or M.
 //
 // Kernel variants (one kernel launch per GemvOp launch; gemv_kernels.cuh has the launch shapes):
-//   "warp"   each warp owns 2 rows and the whole of K: 16-byte weight loads, 4 per row in flight per lane, x
-//            read once per chunk for both rows; warp-shuffle reduction. For many rows (M large) or small K.
-//   "block"  each block of 8 warps owns 2 rows and splits K across its 256 threads; warp-shuffle then a
-//            shared-memory reduction (8 x 24 floats, fixed). For few rows with long K (all SMs busy).
+//   "warp"   each warp owns R rows (R = 2 at batch 1, 4 at batch 2..8) and the whole of K: 16-byte weight
+//            loads, 8 in flight per lane, each x chunk read once for the R rows; warp-shuffle reduction. For
+//            many rows (M large) or small K.
+//   "block"  each block of 8 warps owns R rows and splits K across its 256 threads; warp-shuffle then a
+//            shared-memory reduction (8 x 40 floats at most, fixed). For few rows with long K (all SMs busy).
 //   "scalar" each warp owns 1 row, element-wise loads: any K and any alignment (K % 8 != 0, or addresses not
 //            16-byte aligned). Slow; also an independent check of the vector variants in the tests.
 //   "auto"   chooses by shape: see choose_gemv_variant() in fused_rmsnorm_gemv.cu (the one crossover table).

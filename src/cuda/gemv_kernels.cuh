@@ -3,12 +3,13 @@
 // translation units so the ~40 instantiations of each compile in parallel).
 //
 // Launch shapes:
+// R = rows_per_group(MAXB): 2 for batch 1, 4 for batches 2..8.
 //   vector, KSPLIT == 1 ("warp"):  block = 32 * wpb threads (wpb = 1..8 warps, chosen by the host so that small
-//                                  M still spreads over every SM), grid = ceil(M / (2 * wpb)); warp w of block
-//                                  i owns rows 2 * (i * wpb + w) + {0, 1}. No shared memory.
-//   vector, KSPLIT == 8 ("block"): block = 256 threads, grid = ceil(M / 2); block i owns rows 2i + {0, 1} and
-//                                  thread t reads chunks t, t + 256, ...; static shared memory 8 * NV floats
-//                                  (NV <= 24: fixed by the template, independent of K and M).
+//                                  M still spreads over every SM), grid = ceil(M / (R * wpb)); warp w of block
+//                                  i owns rows R * (i * wpb + w) + {0 .. R-1}. No shared memory.
+//   vector, KSPLIT == 8 ("block"): block = 256 threads, grid = ceil(M / R); block i owns rows R*i + {0 .. R-1}
+//                                  and thread t reads chunks t, t + 256, ...; static shared memory 8 * NV floats
+//                                  (NV = R * MAXB + MAXB <= 40: fixed by the template, independent of K and M).
 //   scalar:                        block = 256 threads, grid = ceil(M / 8); one warp per row, element loads.
 // A "chunk" is 8 consecutive elements of a row (16 bytes of fp16/bf16 weights). The vector kernels need
 // K % 8 == 0 and 16-byte aligned W, x and g (the host checks; "auto" uses the scalar kernel otherwise).
@@ -26,7 +27,13 @@
 namespace edgellm::cuda::gemv_detail {
 
 constexpr int kWarpSize = 32;
-constexpr int kRowsPerGroup = 2;  // rows per warp ("warp") or per block ("block"): x chunks are reused twice
+// Batch bound of the kernel instantiated for a runtime batch: 1, 4 or 8.
+constexpr int max_batch_for(int batch) { return batch == 1 ? 1 : (batch <= 4 ? 4 : 8); }
+// Rows per warp ("warp") or per block ("block"): each x chunk (loaded, converted, squared for the norm,
+// multiplied by g) is reused for this many rows. Batch 1 takes 2 rows (more row groups for small M); bigger
+// batches take 4, since their per-chunk activation work (MAXB x 8 conversions, FMULs and x^2 FMAs) would
+// otherwise rival the weight bandwidth.
+constexpr int rows_per_group(int max_batch) { return max_batch == 1 ? 2 : 4; }
 constexpr int kSplitWarps = 8;    // "block": warps splitting K within a block
 constexpr int kChunkElems = 8;    // one 16-byte load of fp16/bf16
 constexpr int kScalarWarps = 8;   // "scalar": warps (rows) per block
@@ -115,7 +122,7 @@ __device__ __forceinline__ float inv_rms(float sum_sq, std::int64_t k, float eps
 // kSplitWarps ("block"). NORM: fused RMSNorm on.
 template <typename TW, typename TX, int MAXB, bool NORM, int KSPLIT>
 __global__ void __launch_bounds__(256) gemv_vector_kernel(GemvArgs a) {
-  constexpr int R = kRowsPerGroup;
+  constexpr int R = rows_per_group(MAXB);
   // Chunks per row a thread loads before using any: R * U 16-byte loads in flight per thread. Fewer for big
   // batches, whose per-chunk x registers (MAXB * 8 floats) would otherwise spill.
   constexpr int U = MAXB >= 4 ? 2 : 4;
@@ -301,6 +308,7 @@ void launch_for_act(const GemvArgs& a, GemvVariant variant, dim3 grid, dim3 bloc
     return;
   }
   const bool split = variant == GemvVariant::Block;
+  static_assert(max_batch_for(1) == 1 && max_batch_for(4) == 4 && max_batch_for(8) == 8, "dispatch below");
   if (a.batch == 1) {
     if (split) gemv_vector_kernel<TW, TX, 1, NORM, kSplitWarps><<<grid, block, 0, stream>>>(a);
     else gemv_vector_kernel<TW, TX, 1, NORM, 1><<<grid, block, 0, stream>>>(a);
