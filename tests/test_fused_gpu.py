@@ -193,6 +193,26 @@ def test_separate_norm_then_gemv(rng, k: int) -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("x_dtype", ["float16", "bfloat16", "float32"])
+def test_prepared_separate_baseline(rng, x_dtype: str) -> None:
+    # RmsnormThenGemvOp: the two launches as one prepared op (what the benchmark compares the fused op with).
+    k, m, batch = 1536, 257, 3
+    w, wd = _random(rng, (m, k), "bfloat16", scale=1.0 / np.sqrt(k))
+    x, xd = _random(rng, (batch, k), x_dtype)
+    g, gd = _random(rng, (k,), x_dtype)
+    out = _poisoned((batch, m), x_dtype)
+    op = G.prepare_rmsnorm_then_gemv(xd, gd, wd, eps=EPS, out=out)
+    assert op.kernels_per_launch == 2
+    fused = G.prepare_fused_rmsnorm_matmul(xd, gd, wd, eps=EPS, out=_poisoned((batch, m), x_dtype))
+    xs = 4 if x_dtype == "float32" else 2
+    assert op.bytes_moved == fused.bytes_moved + 2 * batch * k * xs  # + xn written, then read
+    assert op.variant == fused.variant
+    op.launch(0)
+    y, bound = _reference(w, _normed(x, g))
+    _check(C.to_host(out), y, bound, k, x_dtype, extra=U_OUT[x_dtype] + (k + 16) * U32)
+
+
+@pytest.mark.gpu
 def test_numpy_in_numpy_out(rng) -> None:
     k, m = 576, 960
     w = (rng.standard_normal((m, k)) / np.sqrt(k)).astype(np.float16)

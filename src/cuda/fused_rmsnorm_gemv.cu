@@ -284,4 +284,35 @@ std::size_t RmsnormOp::bytes_moved() const {
   return (2 * static_cast<std::size_t>(batch_) + 1) * static_cast<std::size_t>(k_) * xs;
 }
 
+// ----------------------------------------------------------------------------- RMSNorm, then GEMV
+namespace {
+// The workspace size, after the checks that make it meaningful (so that bad sizes raise ValueError, not a
+// failed allocation).
+std::size_t normed_workspace_bytes(std::int64_t k, int batch, DType dtype) {
+  require(k >= 1 && k < std::numeric_limits<std::int32_t>::max(), "rmsnorm_then_gemv: K must be in [1, 2^31), got " +
+                                                                   std::to_string(k));
+  require(batch >= 1 && batch <= 8, "rmsnorm_then_gemv: batch must be in [1, 8], got " + std::to_string(batch));
+  return static_cast<std::size_t>(batch) * static_cast<std::size_t>(k) * dtype_bytes(dtype);
+}
+}  // namespace
+
+RmsnormThenGemvOp::RmsnormThenGemvOp(std::uintptr_t w_address, DType w_dtype, std::uintptr_t x_address, DType x_dtype,
+                                     std::uintptr_t g_address, std::uintptr_t y_address, std::int64_t m,
+                                     std::int64_t k, int batch, float eps, GemvVariant variant)
+    : xn_(normed_workspace_bytes(k, batch, x_dtype)),
+      norm_(x_address, x_dtype, g_address, xn_.address(), k, batch, eps),
+      gemv_(w_address, w_dtype, xn_.address(), x_dtype, 0, y_address, m, k, batch, false, 0.0f, variant) {
+  // The fused op's own alias rule: y is written while x and g may still be read (by the next launch's norm).
+  const std::size_t xs = dtype_bytes(x_dtype);
+  const std::size_t y_bytes = static_cast<std::size_t>(batch) * static_cast<std::size_t>(m) * xs;
+  require(!overlaps(y_address, y_bytes, x_address, static_cast<std::size_t>(batch) * static_cast<std::size_t>(k) * xs) &&
+              !overlaps(y_address, y_bytes, g_address, static_cast<std::size_t>(k) * xs),
+          "rmsnorm_then_gemv: y must not overlap x or g");
+}
+
+void RmsnormThenGemvOp::launch(cudaStream_t stream) {
+  norm_.launch(stream);
+  gemv_.launch(stream);
+}
+
 }  // namespace edgellm::cuda

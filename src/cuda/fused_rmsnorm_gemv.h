@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <string>
 
+#include "device_buffer.h"
 #include "launchable.h"
 
 namespace edgellm::cuda {
@@ -97,6 +98,25 @@ class RmsnormOp : public Launchable {
   int batch_;
   float eps_;
   int block_ = 0;
+};
+
+// The two-launch baseline the fused op replaces, as one prepared op for the timers: RmsnormOp writes
+// xn = rmsnorm(x) * g (x's dtype) to a workspace owned by this op (allocated here, B * K * sizeof(x) bytes),
+// then a GemvOp (norm off) computes y = W . xn. Same arguments and checks as GemvOp with norm on.
+class RmsnormThenGemvOp : public Launchable {
+ public:
+  RmsnormThenGemvOp(std::uintptr_t w_address, DType w_dtype, std::uintptr_t x_address, DType x_dtype,
+                    std::uintptr_t g_address, std::uintptr_t y_address, std::int64_t m, std::int64_t k, int batch,
+                    float eps, GemvVariant variant);
+  void launch(cudaStream_t stream) override;
+  int kernels_per_launch() const override { return 2; }
+  GemvVariant variant() const { return gemv_.variant(); }
+  std::size_t bytes_moved() const { return norm_.bytes_moved() + gemv_.bytes_moved(); }
+
+ private:
+  DeviceBuffer xn_;  // first member: built before the ops that point into it
+  RmsnormOp norm_;
+  GemvOp gemv_;
 };
 
 }  // namespace edgellm::cuda

@@ -20,9 +20,10 @@ per warp: many rows), "block" (a block of 8 warps splits K for 2 rows: few rows,
 alignment; slow). The vector variants need K % 8 == 0 and 16-byte aligned w, x, g ("auto" falls back to
 "scalar" otherwise; forcing one raises ValueError).
 
-Benchmarks use the ``prepare_*`` functions: each returns a ``_core.Launchable`` (a ``GemvOp`` or ``RmsnormOp``)
-with its arguments fixed, for :class:`edgellm_ext.cuda.Timer`, exposing ``bytes_moved`` (compulsory device
-memory bytes per launch) and, for GEMV ops, ``variant`` and ``activation_reads_bytes``.
+Benchmarks use the ``prepare_*`` functions: each returns a ``_core.Launchable`` (``GemvOp``, ``RmsnormOp``, or
+``RmsnormThenGemvOp``: the separate norm + GEMV baseline, two launches) with its arguments fixed, for
+:class:`edgellm_ext.cuda.Timer`, exposing ``bytes_moved`` (compulsory device memory bytes per launch) and, for
+GEMV ops, ``variant`` (and ``activation_reads_bytes`` for ``GemvOp``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ __all__ = [
     "prepare_fused_rmsnorm_matmul",
     "prepare_gemv",
     "prepare_rmsnorm",
+    "prepare_rmsnorm_then_gemv",
     "rmsnorm_gpu",
 ]
 
@@ -153,8 +155,9 @@ def _check_matmul(x: object, w: object, g: object, out: object, *, norm: bool, e
 
 
 def _build_gemv(x: object, w: object, g: object, out: object, *, norm: bool, eps: object, variant: object,
-                stream: object) -> tuple[Any, object]:
-    """Validate, move to the device, build the op. Returns (op, user-facing output object)."""
+                stream: object, separate: bool = False) -> tuple[Any, object]:
+    """Validate, move to the device, build the op (``separate``: the two-launch RmsnormThenGemvOp).
+    Returns (op, user-facing output object)."""
     p = _check_matmul(x, w, g, out, norm=norm, eps=eps, variant=variant)
     _cuda.require_cuda()
     xd = _cuda.as_device_array(x, "x", dtypes=[p["x_dtype"]], stream=stream)
@@ -164,9 +167,15 @@ def _build_gemv(x: object, w: object, g: object, out: object, *, norm: bool, eps
         user_out, yd = _cuda.output_like(x, p["out_shape"], p["x_dtype"])
     else:
         user_out, yd = out, _cuda.as_device_array(out, "out", dtypes=[p["x_dtype"]])
+    owners = (xd, wd, gd, yd, x, w, g, user_out)
+    if separate:
+        op = _core.RmsnormThenGemvOp(w=wd.address, w_dtype=p["w_dtype"], x=xd.address, x_dtype=p["x_dtype"],
+                                     g=gd.address, y=yd.address, m=p["m"], k=p["k"], batch=p["batch"],
+                                     eps=p["eps"], variant=p["variant"], owners=owners)
+        return op, user_out
     op = _core.GemvOp(w=wd.address, w_dtype=p["w_dtype"], x=xd.address, x_dtype=p["x_dtype"],
                       g=gd.address if gd is not None else 0, y=yd.address, m=p["m"], k=p["k"], batch=p["batch"],
-                      norm=norm, eps=p["eps"], variant=p["variant"], owners=(xd, wd, gd, yd, x, w, g, user_out))
+                      norm=norm, eps=p["eps"], variant=p["variant"], owners=owners)
     return op, user_out
 
 
@@ -227,6 +236,15 @@ def prepare_fused_rmsnorm_matmul(x: object, g: object, w: object, *, eps: float 
                                  variant: str = "auto", stream: object = None) -> Any:
     """A prepared ``_core.GemvOp`` computing fused_rmsnorm_matmul(x, g, w) (see :func:`prepare_gemv`)."""
     op, _ = _build_gemv(x, w, g, out, norm=True, eps=eps, variant=variant, stream=stream)
+    return op
+
+
+def prepare_rmsnorm_then_gemv(x: object, g: object, w: object, *, eps: float = 1e-5, out: object = None,
+                              variant: str = "auto", stream: object = None) -> Any:
+    """The two-launch baseline of the fused op as one prepared ``_core.RmsnormThenGemvOp``: an RMSNorm kernel
+    writes rmsnorm(x) * g (x's dtype) to a workspace the op owns, then the GEMV reads it
+    (``kernels_per_launch == 2``). Same arguments as :func:`prepare_fused_rmsnorm_matmul`."""
+    op, _ = _build_gemv(x, w, g, out, norm=True, eps=eps, variant=variant, stream=stream, separate=True)
     return op
 
 

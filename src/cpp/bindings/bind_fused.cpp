@@ -41,6 +41,20 @@ void bind_fused(py::module_& m) {
       .def_property_readonly("bytes_moved", &RmsnormOp::bytes_moved)
       .def_property_readonly("block_threads", &RmsnormOp::block_threads);
 
+  py::class_<RmsnormThenGemvOp, Launchable>(m, "RmsnormThenGemvOp")
+      .def(py::init([](std::uintptr_t w, const std::string& w_dtype, std::uintptr_t x, const std::string& x_dtype,
+                       std::uintptr_t g, std::uintptr_t y, std::int64_t m_rows, std::int64_t k, int batch, float eps,
+                       const std::string& variant, const py::object&) {
+             return new RmsnormThenGemvOp(w, parse_dtype(w_dtype), x, parse_dtype(x_dtype), g, y, m_rows, k, batch, eps,
+                                          parse_gemv_variant(variant));
+           }),
+           py::arg("w"), py::arg("w_dtype"), py::arg("x"), py::arg("x_dtype"), py::arg("g"), py::arg("y"),
+           py::arg("m"), py::arg("k"), py::arg("batch"), py::arg("eps"), py::arg("variant"), py::arg("owners"),
+           py::keep_alive<1, 13>())
+      .def_property_readonly("variant",
+                             [](const RmsnormThenGemvOp& op) { return std::string(gemv_variant_name(op.variant())); })
+      .def_property_readonly("bytes_moved", &RmsnormThenGemvOp::bytes_moved);
+
   m.def(
       "gemv_choose_variant",
       [](std::int64_t m_rows, std::int64_t k, int batch, int sm_count) {
@@ -48,7 +62,7 @@ void bind_fused(py::module_& m) {
       },
       py::arg("m"), py::arg("k"), py::arg("batch"), py::arg("sm_count"));
 #else
-  bind_unavailable(m, {"GemvOp", "RmsnormOp", "gemv_choose_variant"});
+  bind_unavailable(m, {"GemvOp", "RmsnormOp", "RmsnormThenGemvOp", "gemv_choose_variant"});
 #endif
 }
 
