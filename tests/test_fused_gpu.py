@@ -289,6 +289,7 @@ def test_torch_zero_copy_bf16_and_stream() -> None:
     x = torch.randn(3, k, device="cuda", generator=gen).to(torch.bfloat16)
     g = torch.randn(k, device="cuda", generator=gen).to(torch.bfloat16)
     stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())  # the inputs were made on the default stream
     with torch.cuda.stream(stream):
         y = G.fused_rmsnorm_matmul(x, g, w, stream=stream)
     stream.synchronize()
