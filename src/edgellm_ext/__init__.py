@@ -3,6 +3,7 @@
 The compiled core is the private module ``edgellm_ext._core``; use the typed wrappers here:
 
 - :mod:`edgellm_ext.cpu`: CPU kernels (float32, scalar/AVX2/NEON paths).
+- :mod:`edgellm_ext.gemv`: GPU GEMV, fused RMSNorm + GEMV and RMSNorm (decode, batch 1..8).
 - :func:`build_info`: how this copy was built; :func:`cuda_available`: whether CUDA kernels can run.
 """
 
@@ -11,10 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core, cpu
+from . import gemv  # GPU GEMV, fused RMSNorm + GEMV, RMSNorm
 
 __version__: str = _core.build_info()["version"]
 
 __all__ = ["__version__", "build_info", "cpu", "cuda_available"]
+__all__ += ["gemv"]
 
 
 def cuda_available() -> bool:

@@ -42,5 +42,6 @@ void bind_build_info(py::module_& m);
 void bind_cpu(py::module_& m);
 void bind_cuda(py::module_& m);
 void bind_attention(py::module_& m);
+void bind_fused(py::module_& m);
 
 }  // namespace edgellm::bindings

@@ -32,4 +32,5 @@ PYBIND11_MODULE(_core, m) {
   edgellm::bindings::bind_cpu(m);
   edgellm::bindings::bind_cuda(m);
   edgellm::bindings::bind_attention(m);
+  edgellm::bindings::bind_fused(m);
 }

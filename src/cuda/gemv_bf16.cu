@@ -1,0 +1,9 @@
+// Instantiates the GEMV / fused RMSNorm + GEMV kernels for __nv_bfloat16 weights (gemv_kernels.cuh has the kernels;
+// one translation unit per weight dtype so that the two halves compile in parallel).
+#include "gemv_kernels.cuh"
+
+namespace edgellm::cuda::gemv_detail {
+
+template void launch_gemv_for_weight<__nv_bfloat16>(const GemvArgs&, DType, bool, GemvVariant, dim3, dim3, cudaStream_t);
+
+}  // namespace edgellm::cuda::gemv_detail
