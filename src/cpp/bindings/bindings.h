@@ -26,5 +26,8 @@ void require_dim(const py::array& array, const char* name, py::ssize_t axis, py:
 void bind_build_info(py::module_& m);
 void bind_cpu(py::module_& m);
 void bind_cuda(py::module_& m);
+void bind_tokenizer(py::module_& m);
+void bind_activations(py::module_& m);
+void bind_kv_cache(py::module_& m);
 
 }  // namespace edgellm::bindings

@@ -23,4 +23,7 @@ PYBIND11_MODULE(_core, m) {
   edgellm::bindings::bind_build_info(m);
   edgellm::bindings::bind_cpu(m);
   edgellm::bindings::bind_cuda(m);
+  edgellm::bindings::bind_tokenizer(m);
+  edgellm::bindings::bind_activations(m);
+  edgellm::bindings::bind_kv_cache(m);
 }
