@@ -8,6 +8,9 @@
 //   layernorm_f32: per row of n: mean = sum(x)/n, var = sum((x-mean)^2)/n (two passes: no cancellation),
 //                  y = (x - mean) / sqrt(var + eps) * weight + bias.                       x, y: [rows, n]
 //   silu_f32:      y = x / (1 + exp(-x)) = x * sigmoid(x).                                  x, y: [n]
+//                  silu(+inf) = +inf; silu(-inf) is unspecified (NaN on the scalar path, -inf on SIMD paths
+//                  whose exp clamps its argument); NaN propagates. For x < -88 the SIMD paths return about
+//                  x * 4e-39 instead of a value even nearer 0 (absolute error < |x| * 1e-37).
 //   swiglu_f32:    y = silu(gate) * up (the gated FFN of Llama-family models).             gate, up, y: [n]
 //   rope_f32:      rotates pairs of x [n_heads, head_dim] in place by angle pos * theta^(-2i/head_dim) for
 //                  pair i in [0, head_dim/2). head_dim must be even and > 0. Layouts:

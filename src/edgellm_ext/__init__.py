@@ -2,7 +2,8 @@
 
 The compiled core is the private module ``edgellm_ext._core``; use the typed wrappers here:
 
-- :mod:`edgellm_ext.cpu`: CPU kernels (float32, scalar/AVX2/NEON paths).
+- :mod:`edgellm_ext.cpu`: CPU kernels (float32, scalar/AVX2/NEON paths), KV cache, arena.
+- :mod:`edgellm_ext.tokenizer`: byte-level BPE tokenizer loaded from GGUF metadata.
 - :func:`build_info`: how this copy was built; :func:`cuda_available`: whether CUDA kernels can run.
 """
 
@@ -10,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _core, cpu
+from . import _core, cpu, tokenizer
 
 __version__: str = _core.build_info()["version"]
 
-__all__ = ["__version__", "build_info", "cpu", "cuda_available"]
+__all__ = ["__version__", "build_info", "cpu", "cuda_available", "tokenizer"]
 
 
 def cuda_available() -> bool:
