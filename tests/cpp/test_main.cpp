@@ -13,6 +13,7 @@ int main() {
   };
   const Family families[] = {
       {"basic_kernels", test_basic_kernels},
+      {"activations", test_activations},
   };
   int families_failed = 0;
   int families_passed = 0;
