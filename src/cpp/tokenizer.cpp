@@ -264,8 +264,8 @@ BpeTokenizer::BpeTokenizer(TokenizerConfig config)
         throw std::invalid_argument("tokenizer: token " + std::to_string(i) +
                                     " is not in GPT-2 byte-level form; this is not a byte-level BPE vocabulary");
       }
-      // First id wins if two tokens decode to the same bytes (as a dict built in order would keep the last;
-      // llama.cpp keeps the first: we follow llama.cpp).
+      // The byte-level map is a bijection, so distinct token strings have distinct bytes; should a vocabulary
+      // repeat a string anyway, the first id is kept.
       bytes_to_id_.emplace(token_bytes_[i], id);
       if (token_bytes_[i].size() == 1) {
         auto& slot = byte_token_[static_cast<unsigned char>(token_bytes_[i][0])];

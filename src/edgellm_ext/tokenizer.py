@@ -110,7 +110,8 @@ class Tokenizer:
 
         Raises FileNotFoundError, ValueError when the file has no tokenizer metadata, when
         ``tokenizer.ggml.model`` is not ``"gpt2"`` (byte-level BPE; SentencePiece "llama" vocabularies are not
-        supported) or when ``tokenizer.ggml.pre`` names a pre-tokenizer this module does not implement.
+        supported) or when ``tokenizer.ggml.pre`` names a pre-tokenizer this module does not implement. A file
+        without ``tokenizer.ggml.pre`` (old conversions) gets "default", the GPT-2 regex, as llama.cpp does.
         """
         import gguf  # imported here: only GGUF loading needs it
 
@@ -121,6 +122,13 @@ class Tokenizer:
             reader = gguf.GGUFReader(path, "r")
         except Exception as exc:  # the gguf package raises assorted errors for non-GGUF input
             raise ValueError(f"{path}: cannot be read as GGUF ({type(exc).__name__}: {exc})") from exc
+        return cls.from_gguf_reader(reader, source=path)
+
+    @classmethod
+    def from_gguf_reader(cls, reader: Any, *, source: str = "<gguf>") -> "Tokenizer":
+        """As :meth:`from_gguf`, from an open ``gguf.GGUFReader`` (reading a GGUF file is the slow part; a caller
+        that also loads the weights can share its reader). ``source`` names the file in error messages."""
+        path = source
         model = _field_value(reader, "tokenizer.ggml.model")
         tokens = _field_bytes_list(reader, "tokenizer.ggml.tokens")
         if model is None or tokens is None:
