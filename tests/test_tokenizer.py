@@ -365,3 +365,22 @@ def test_gguf_not_a_file(tmp_path: Path) -> None:
     truncated.write_bytes(b"GGUF" + struct.pack("<I", 3))
     with pytest.raises(ValueError, match="cannot be read as GGUF"):
         Tokenizer.from_gguf(truncated)
+
+
+def test_unicode_table_is_generated() -> None:
+    """src/cpp/unicode_table.h is exactly what tools/gen_unicode_table.py writes (same Unicode version)."""
+    import subprocess
+    import sys
+    import unicodedata
+
+    root = Path(__file__).resolve().parents[1]
+    header = root / "src" / "cpp" / "unicode_table.h"
+    if not header.exists():
+        pytest.skip("source tree not available (installed package only)")
+    committed = header.read_text(encoding="utf-8")
+    if f"(Unicode {unicodedata.unidata_version})" not in committed.splitlines()[0]:
+        pytest.skip(f"this Python has Unicode {unicodedata.unidata_version}; the table was generated from another")
+    out = subprocess.run([sys.executable, str(root / "tools" / "gen_unicode_table.py")], capture_output=True,
+                         text=True, check=True).stdout
+    # the first line names the Python version, which may differ
+    assert out.splitlines()[1:] == committed.splitlines()[1:]

@@ -107,7 +107,14 @@ struct Text {
   bool other(std::size_t i) const { return i < end && cls[i] == kOther; }
 };
 
-std::uint32_t ascii_lower(std::uint32_t c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
+// Case folding for (?i:'s|'t|'re|'ve|'m|'ll|'d): ASCII, plus U+017F LATIN SMALL LETTER LONG S, whose simple case
+// folding is 's' (Oniguruma, behind Hugging Face's Split regex, matches "'ſ" as a contraction; llama.cpp's
+// hand-written splitter does not: we follow the Hugging Face tokenizer the model was trained with). No other
+// code point simple-case-folds to one of s, t, r, e, v, m, l, d.
+std::uint32_t ascii_lower(std::uint32_t c) {
+  if (c == 0x17F) return 's';
+  return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
 
 // 's|'t|'re|'ve|'m|'ll|'d (case-insensitive for Llama-3/Qwen2): length of the match at pos, or 0.
 std::size_t match_contraction(const Text& t, std::size_t pos, bool ignore_case) {
