@@ -46,6 +46,9 @@ def test_layernorm(simd: str, n: int) -> None:
     out = np.empty(n, dtype=np.float32)
     assert cpu.layernorm(x[0], w, b, out=out, simd=simd) is out
     np.testing.assert_array_equal(out, got[0])
+    inplace = x.copy()
+    cpu.layernorm(inplace, w, b, out=inplace, simd=simd)
+    np.testing.assert_array_equal(inplace, got)
 
 
 @pytest.mark.parametrize("simd", PATHS)
@@ -61,6 +64,13 @@ def test_silu_swiglu(simd: str, n: int) -> None:
     got = cpu.swiglu(x, up, simd=simd)
     ref = silu_ref * up
     assert np.all(np.abs(got - ref) <= 8 * EPS32 * np.abs(ref) + np.abs(xd * up) * 1e-37 + 1e-37)
+    # in place (out aliases an input element-for-element) gives the same bits
+    g = x.copy()
+    assert cpu.swiglu(g, up, out=g, simd=simd) is g
+    np.testing.assert_array_equal(g, got)
+    g = x.copy()
+    cpu.silu(g, out=g, simd=simd)
+    np.testing.assert_array_equal(g, cpu.silu(x, simd=simd))
 
 
 @pytest.mark.parametrize("simd", PATHS)
