@@ -388,3 +388,21 @@ def test_unicode_table_is_generated() -> None:
                          text=True, check=True).stdout
     # the first line names the Python version, which may differ
     assert out.splitlines()[1:] == committed.splitlines()[1:]
+
+
+def test_user_defined_and_overlapping_special_tokens() -> None:
+    """USER_DEFINED tokens are always recognised, CONTROL ones only with parse_special; leftmost-longest."""
+    base = [chr(c) for c in range(33, 127)] + ["Ġ"]  # printable ASCII + the byte-level space
+    tokens = base + ["<a>", "<a>b", "[U]"]
+    types = [1] * len(base) + [3, 3, 4]
+    a, ab, u = len(base), len(base) + 1, len(base) + 2
+    t = Tokenizer.from_vocab(tokens, [], token_types=types, pre="gpt2")
+    assert t.encode("x[U]y") == [ord("x") - 33, u, ord("y") - 33]
+    assert t.encode("x[U]y", parse_special=True) == [ord("x") - 33, u, ord("y") - 33]
+    assert a not in t.encode("<a>") and ab not in t.encode("<a>b")
+    assert t.encode("<a>b<a>c", parse_special=True) == [ab, a, ord("c") - 33]
+    assert t.token_type(u) == "user_defined" and t.token_type(a) == "control"
+    for text in ["<a>b<a>c [U] <a", "<<a>>b"]:
+        assert t.decode(t.encode(text, parse_special=True)) == text
+    with pytest.raises(IndexError, match="outside the vocabulary"):
+        t.token_type(len(tokens))
