@@ -113,7 +113,8 @@ int test_argmax(SimdPath path) {
     failures += expect_close("argmax_f32 nan", path, n, double(edgellm::cpu::argmax_f32(x.data(), n, path)),
                              double(n - 1 - n / 4), 0);
     std::vector<float> ninf(n, -std::numeric_limits<float>::infinity());
-    failures += expect_close("argmax_f32 -inf", path, n, double(edgellm::cpu::argmax_f32(ninf.data(), n, path)), 0, 0);
+    failures +=
+        expect_close("argmax_f32 -inf", path, n, double(edgellm::cpu::argmax_f32(ninf.data(), n, path)), 0, 0);
   }
   return failures;
 }
