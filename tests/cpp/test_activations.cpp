@@ -104,7 +104,8 @@ int test_argmax(SimdPath path) {
     for (std::size_t i = 1; i < n; ++i) {
       if (x[i] > x[ref]) ref = i;
     }
-    failures += expect_close("argmax_f32", path, n, double(edgellm::cpu::argmax_f32(x.data(), n, path)), double(ref), 0);
+    failures +=
+        expect_close("argmax_f32", path, n, double(edgellm::cpu::argmax_f32(x.data(), n, path)), double(ref), 0);
     x[n / 3] = 10.0f;
     x[n - 1] = 10.0f;  // a tie: the first index wins
     failures += expect_close("argmax_f32 tie", path, n, double(edgellm::cpu::argmax_f32(x.data(), n, path)),
