@@ -8,15 +8,19 @@ import gc
 import numpy as np
 import pytest
 
-from edgellm_ext.cpu import KVCache, KvCacheFull
+from edgellm_ext.cpu import KVCache, KvCacheFull, simd_paths
+
+PATHS = simd_paths()
 
 
+@pytest.mark.parametrize("simd", PATHS)
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 7, 5), (3, 2, 65, 64)])
-def test_append_and_views_match_numpy(dtype: str, shape: tuple[int, int, int, int]) -> None:
+def test_append_and_views_match_numpy(dtype: str, shape: tuple[int, int, int, int], simd: str) -> None:
     n_layers, n_kv_heads, max_seq, head_dim = shape
     rng = np.random.default_rng(list(shape))
-    cache = KVCache(n_layers, n_kv_heads, max_seq, head_dim, dtype=dtype)
+    cache = KVCache(n_layers, n_kv_heads, max_seq, head_dim, dtype=dtype, simd=simd)
+    assert cache.simd == simd
     np_dtype = np.dtype(dtype)
     assert cache.total_bytes == 2 * n_layers * n_kv_heads * max_seq * head_dim * np_dtype.itemsize
     ref_k = np.zeros((n_layers, n_kv_heads, max_seq, head_dim), np_dtype)
@@ -42,7 +46,8 @@ def test_append_and_views_match_numpy(dtype: str, shape: tuple[int, int, int, in
     np.testing.assert_array_equal(out, ref_v[layer, -1, :n].astype(np.float32))
 
 
-def test_f16_conversion_special_values() -> None:
+@pytest.mark.parametrize("simd", PATHS)
+def test_f16_conversion_special_values(simd: str) -> None:
     vals = np.array(
         [0.0, -0.0, 1.0, -2.5, 65504.0, 65519.0, 65520.0, -1e6, 1e-8, 2.0**-24, 2.0**-25, 3 * 2.0**-26,
          2.0**-14, 2.0**-14 - 2.0**-25, 1 + 2.0**-11, 1 + 3 * 2.0**-11, np.inf, -np.inf, 1e-45],
@@ -55,18 +60,21 @@ def test_f16_conversion_special_values() -> None:
     rand = rand[~np.isnan(rand)]
     rand = np.concatenate([rand, (rng.standard_normal(4096) * 100).astype(np.float32)])
     data = np.concatenate([vals, rand])
-    data = data[: (len(data) // 4) * 4].reshape(-1, 4)
-    cache = KVCache(1, 1, len(data), 4, dtype="float16")
+    data = data[: (len(data) // 12) * 12].reshape(-1, 12)  # 12 wide: the 8-lane AVX2 body and a scalar tail
+    cache = KVCache(1, 1, len(data), 12, dtype="float16", simd=simd)
     for row in data:
         cache.append(0, row[None, :], row[None, :])
     with np.errstate(over="ignore"):
         want = data.astype(np.float16)
     np.testing.assert_array_equal(cache.keys(0)[0].view(np.uint16), want.view(np.uint16))
-    nan = np.array([[np.nan, -np.nan, 1.0, 2.0]], np.float32)
-    c2 = KVCache(1, 1, 1, 4, dtype="float16")
+    nan = np.array([[np.nan, -np.nan, 1.0, 2.0] * 3], np.float32)
+    c2 = KVCache(1, 1, 1, 12, dtype="float16", simd=simd)
     c2.append(0, nan, nan)
     got = c2.keys(0)[0, 0]
-    assert np.isnan(got[0]) and np.isnan(got[1]) and got[2] == 1.0
+    assert np.all(np.isnan(got[0::4])) and np.all(np.isnan(got[1::4])) and np.all(got[2::4] == 1.0)
+    back = np.empty((len(data), 12), np.float32)  # f16 -> f32 reader on the same path: exact
+    cache._core.read_keys_f32(0, 0, len(data), back)
+    np.testing.assert_array_equal(back, want.astype(np.float32))
 
 
 def test_full_layer_raises_and_changes_nothing() -> None:
@@ -111,6 +119,8 @@ def test_bad_input() -> None:
         KVCache(1, 1, 2.5, 1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="dtype"):
         KVCache(1, 1, 1, 1, dtype="bfloat16")
+    with pytest.raises(ValueError, match="simd"):
+        KVCache(1, 1, 1, 1, simd="avx512")
     cache = KVCache(2, 2, 4, 8)
     good = np.ones((2, 8), np.float32)
     with pytest.raises(ValueError, match=r"k: expected shape \(2, 8\)"):

@@ -5,6 +5,8 @@
 #include <limits>
 #include <string>
 
+#include "kv_cache_impl.h"
+
 namespace edgellm {
 
 std::uint16_t f32_to_f16(float value) {
@@ -57,9 +59,59 @@ float f16_to_f32(std::uint16_t bits) {
   return f;
 }
 
+namespace kv::scalar {
+void f32_to_f16_row(const float* src, std::uint16_t* dst, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
+}
+void f16_to_f32_row(const std::uint16_t* src, float* dst, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
+}
+}  // namespace kv::scalar
+
+namespace {
+
+void require_supported(SimdPath path) {
+  if (!simd_path_supported(path)) {
+    throw std::invalid_argument(std::string("simd path '") + simd_path_name(path) +
+                                "' is not supported on this build and CPU");
+  }
+}
+
+}  // namespace
+
+#if defined(EDGELLM_HAVE_AVX2)
+#define EDGELLM_CASE_AVX2(call) \
+  case SimdPath::Avx2: return kv::avx2::call;
+#else
+#define EDGELLM_CASE_AVX2(call)
+#endif
+#if defined(EDGELLM_HAVE_NEON)
+#define EDGELLM_CASE_NEON(call) \
+  case SimdPath::Neon: return kv::neon::call;
+#else
+#define EDGELLM_CASE_NEON(call)
+#endif
+#define EDGELLM_DISPATCH(path, call) \
+  require_supported(path);           \
+  switch (path) {                    \
+    EDGELLM_CASE_AVX2(call)          \
+    EDGELLM_CASE_NEON(call)          \
+    default: return kv::scalar::call; \
+  }
+
+void f32_to_f16_row(const float* src, std::uint16_t* dst, std::size_t n, SimdPath path) {
+  EDGELLM_DISPATCH(path, f32_to_f16_row(src, dst, n))
+}
+
+void f16_to_f32_row(const std::uint16_t* src, float* dst, std::size_t n, SimdPath path) {
+  EDGELLM_DISPATCH(path, f16_to_f32_row(src, dst, n))
+}
+
 KvCache::KvCache(std::size_t n_layers, std::size_t n_kv_heads, std::size_t max_seq, std::size_t head_dim,
-                 KvDType dtype)
-    : n_layers_(n_layers), n_kv_heads_(n_kv_heads), max_seq_(max_seq), head_dim_(head_dim), dtype_(dtype) {
+                 KvDType dtype, SimdPath path)
+    : n_layers_(n_layers), n_kv_heads_(n_kv_heads), max_seq_(max_seq), head_dim_(head_dim), dtype_(dtype),
+      path_(path) {
+  require_supported(path);
   if (n_layers == 0 || n_kv_heads == 0 || max_seq == 0 || head_dim == 0) {
     throw std::invalid_argument("kv cache: n_layers, n_kv_heads, max_seq and head_dim must all be > 0");
   }
@@ -121,8 +173,7 @@ void KvCache::append(std::size_t layer, const float* k, const float* v) {
       if (dtype_ == KvDType::F32) {
         std::memcpy(base + elem * 4, row, head_dim_ * 4);
       } else {
-        auto* dst = reinterpret_cast<std::uint16_t*>(base) + elem;
-        for (std::size_t d = 0; d < head_dim_; ++d) dst[d] = f32_to_f16(row[d]);
+        f32_to_f16_row(row, reinterpret_cast<std::uint16_t*>(base) + elem, head_dim_, path_);
       }
     }
   }
@@ -148,8 +199,7 @@ void KvCache::read_f32(std::size_t layer, bool value, std::size_t head, std::siz
   if (dtype_ == KvDType::F32) {
     std::memcpy(out, base + elem * 4, n * head_dim_ * 4);
   } else {
-    const auto* src = reinterpret_cast<const std::uint16_t*>(base) + elem;
-    for (std::size_t i = 0; i < n * head_dim_; ++i) out[i] = f16_to_f32(src[i]);
+    f16_to_f32_row(reinterpret_cast<const std::uint16_t*>(base) + elem, out, n * head_dim_, path_);
   }
 }
 

@@ -11,6 +11,9 @@
 // KvCacheFull (std::length_error) and changes nothing. reset() sets every length to 0 (storage is not cleared).
 // Readers see positions [0, length(layer)).
 //
+// The f16 conversions run on the SIMD path given to the constructor (scalar, AVX2 = F16C, NEON = fcvtn/fcvtl);
+// every path produces the same bits (kv_cache_impl.h).
+//
 // Memory is owned (std::vector, RAII) and allocated once in the constructor; nothing is global. Not thread-safe
 // for concurrent appends to the same layer.
 #pragma once
@@ -19,6 +22,8 @@
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
+
+#include "simd/simd.h"
 
 namespace edgellm {
 
@@ -32,10 +37,15 @@ class KvCacheFull : public std::length_error {
 // IEEE binary16 <-> binary32, scalar, exact (f16 -> f32) and round-to-nearest-even (f32 -> f16).
 std::uint16_t f32_to_f16(float value);
 float f16_to_f32(std::uint16_t bits);
+// Rows of n values on a SIMD path (std::invalid_argument if unsupported).
+void f32_to_f16_row(const float* src, std::uint16_t* dst, std::size_t n, SimdPath path);
+void f16_to_f32_row(const std::uint16_t* src, float* dst, std::size_t n, SimdPath path);
 
 class KvCache {
  public:
-  KvCache(std::size_t n_layers, std::size_t n_kv_heads, std::size_t max_seq, std::size_t head_dim, KvDType dtype);
+  // Throws std::invalid_argument for a zero dimension, a size that overflows, or an unsupported SIMD path.
+  KvCache(std::size_t n_layers, std::size_t n_kv_heads, std::size_t max_seq, std::size_t head_dim, KvDType dtype,
+          SimdPath path = best_simd_path());
 
   void append(std::size_t layer, const float* k, const float* v);
   void reset() noexcept;
@@ -46,6 +56,7 @@ class KvCache {
   std::size_t max_seq() const noexcept { return max_seq_; }
   std::size_t head_dim() const noexcept { return head_dim_; }
   KvDType dtype() const noexcept { return dtype_; }
+  SimdPath simd_path() const noexcept { return path_; }
   std::size_t element_bytes() const noexcept { return dtype_ == KvDType::F32 ? 4 : 2; }
   std::size_t total_bytes() const noexcept { return storage_.size(); }
 
@@ -63,6 +74,7 @@ class KvCache {
 
   std::size_t n_layers_, n_kv_heads_, max_seq_, head_dim_;
   KvDType dtype_;
+  SimdPath path_;
   std::vector<std::size_t> lengths_;
   std::vector<std::byte> storage_;  // [n_layers][K, V][n_kv_heads][max_seq][head_dim] elements
 };

@@ -197,14 +197,24 @@ class KVCache:
     full layer raises :class:`KvCacheFull` and changes nothing. ``keys(layer)`` / ``values(layer)`` are
     zero-copy, read-only numpy views [n_kv_heads, n, head_dim] of the storage dtype; a view keeps the cache's
     memory alive, but later appends and ``reset()`` change what it shows (copy it to keep a snapshot).
+    ``simd``: the path of the float16 conversions (F16C on AVX2, fcvtn/fcvtl on NEON); all give the same bits.
     """
 
-    def __init__(self, n_layers: int, n_kv_heads: int, max_seq: int, head_dim: int, *, dtype: str = "float32"):
+    def __init__(
+        self,
+        n_layers: int,
+        n_kv_heads: int,
+        max_seq: int,
+        head_dim: int,
+        *,
+        dtype: str = "float32",
+        simd: Optional[str] = None,
+    ):
         if dtype not in ("float32", "float16"):
             raise ValueError(f"dtype: expected 'float32' or 'float16', got {dtype!r}")
         self._core = _core.KvCache(
             _count(n_layers, "n_layers"), _count(n_kv_heads, "n_kv_heads"), _count(max_seq, "max_seq"),
-            _count(head_dim, "head_dim"), dtype,
+            _count(head_dim, "head_dim"), dtype, simd_name(simd),
         )
 
     n_layers = property(lambda self: int(self._core.n_layers))
@@ -212,6 +222,7 @@ class KVCache:
     max_seq = property(lambda self: int(self._core.max_seq))
     head_dim = property(lambda self: int(self._core.head_dim))
     dtype = property(lambda self: str(self._core.dtype))
+    simd = property(lambda self: str(self._core.simd), doc="SIMD path of the float16 conversions.")
     total_bytes = property(lambda self: int(self._core.total_bytes), doc="Bytes of K and V storage, all layers.")
 
     def _layer(self, layer: object) -> int:

@@ -1,8 +1,10 @@
 // KV cache and arena in C++ (so that they also run under the sanitizer build and qemu-aarch64): contents after
-// appends, the full-layer error, every binary16 value through f16 -> f32 -> f16 (exact), rounding of float32
-// values halfway between binary16 neighbours (nearest-even), and the arena's error paths.
+// appends on every path, the full-layer error, every binary16 value through f16 -> f32 -> f16 (exact), rounding
+// of float32 values halfway between binary16 neighbours (nearest-even), every SIMD conversion path bit-identical
+// to the scalar one, and the arena's error paths.
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <stdexcept>
 #include <vector>
 
@@ -19,8 +21,9 @@ int fail(const char* what) {
 
 int test_cache() {
   int failures = 0;
+  for (edgellm::SimdPath path : edgellm_test::runnable_paths())
   for (auto dt : {edgellm::KvDType::F32, edgellm::KvDType::F16}) {
-    edgellm::KvCache c(3, 2, 5, 7, dt);
+    edgellm::KvCache c(3, 2, 5, 7, dt, path);
     std::vector<float> k(14), v(14), out(5 * 7);
     for (int pos = 0; pos < 5; ++pos) {
       for (std::size_t l = 0; l < 3; ++l) {
@@ -77,6 +80,45 @@ int test_f16() {
   return failures;
 }
 
+// Every runnable path converts every binary16 value to float32 and back, and random float32 values (all
+// exponents, via random bit patterns; NaNs excluded) to binary16, with the same bits as the scalar path.
+int test_f16_paths() {
+  int failures = 0;
+  std::vector<std::uint16_t> all(65536 + 5);  // +5: a tail that is not a multiple of the vector width
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::uint16_t>(i * 40503u);
+  std::vector<float> ref_f(all.size()), got_f(all.size());
+  edgellm::f16_to_f32_row(all.data(), ref_f.data(), all.size(), edgellm::SimdPath::Scalar);
+  std::mt19937 gen(42);
+  std::vector<float> rnd(100003);
+  for (float& f : rnd) {
+    do {
+      const std::uint32_t bits = gen();
+      std::memcpy(&f, &bits, 4);
+    } while (f != f);
+  }
+  std::vector<std::uint16_t> ref_h(rnd.size()), got_h(rnd.size());
+  edgellm::f32_to_f16_row(rnd.data(), ref_h.data(), rnd.size(), edgellm::SimdPath::Scalar);
+  for (edgellm::SimdPath path : edgellm_test::runnable_paths()) {
+    edgellm::f16_to_f32_row(all.data(), got_f.data(), all.size(), path);
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      const bool both_nan = ref_f[i] != ref_f[i] && got_f[i] != got_f[i];
+      if (!both_nan && std::memcmp(&ref_f[i], &got_f[i], 4) != 0) {
+        std::printf("FAIL f16_to_f32_row [%s] 0x%04X\n", edgellm::simd_path_name(path), all[i]);
+        ++failures;
+      }
+    }
+    edgellm::f32_to_f16_row(rnd.data(), got_h.data(), rnd.size(), path);
+    for (std::size_t i = 0; i < rnd.size(); ++i) {
+      if (ref_h[i] != got_h[i]) {
+        std::printf("FAIL f32_to_f16_row [%s] %.9g: 0x%04X vs scalar 0x%04X\n", edgellm::simd_path_name(path),
+                    rnd[i], got_h[i], ref_h[i]);
+        if (++failures > 20) return failures;
+      }
+    }
+  }
+  return failures;
+}
+
 int test_arena() {
   int failures = 0;
   edgellm::Arena a(100, 64);
@@ -113,4 +155,4 @@ int test_arena() {
 
 }  // namespace
 
-int test_kv_cache() { return test_cache() + test_f16() + test_arena(); }
+int test_kv_cache() { return test_cache() + test_f16() + test_f16_paths() + test_arena(); }

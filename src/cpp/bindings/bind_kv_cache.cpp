@@ -35,14 +35,15 @@ void bind_kv_cache(py::module_& m) {
 
   py::class_<KvCache>(m, "KvCache")
       .def(py::init([](std::size_t n_layers, std::size_t n_kv_heads, std::size_t max_seq, std::size_t head_dim,
-                       const std::string& dtype) {
+                       const std::string& dtype, const std::string& simd) {
              KvDType dt;
              if (dtype == "float32") dt = KvDType::F32;
              else if (dtype == "float16") dt = KvDType::F16;
              else throw py::value_error("dtype: expected 'float32' or 'float16', got '" + dtype + "'");
-             return new KvCache(n_layers, n_kv_heads, max_seq, head_dim, dt);
+             return new KvCache(n_layers, n_kv_heads, max_seq, head_dim, dt, parse_simd_path(simd));
            }),
-           py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("max_seq"), py::arg("head_dim"), py::arg("dtype"))
+           py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("max_seq"), py::arg("head_dim"), py::arg("dtype"),
+           py::arg("simd"))
       .def("append",
            [](KvCache& c, std::size_t layer, const F32Array& k, const F32Array& v) {
              require_ndim(k, "k", 2);
@@ -81,6 +82,7 @@ void bind_kv_cache(py::module_& m) {
       .def_property_readonly("max_seq", &KvCache::max_seq)
       .def_property_readonly("head_dim", &KvCache::head_dim)
       .def_property_readonly("total_bytes", &KvCache::total_bytes)
+      .def_property_readonly("simd", [](const KvCache& c) { return simd_path_name(c.simd_path()); })
       .def_property_readonly("dtype",
                              [](const KvCache& c) { return c.dtype() == KvDType::F32 ? "float32" : "float16"; });
 
