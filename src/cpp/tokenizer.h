@@ -5,7 +5,8 @@
 //   1. Special-token split: the text is cut at occurrences of added tokens, leftmost-longest. USER_DEFINED tokens
 //      (GGUF token type 4) are always recognised; CONTROL tokens (type 3, e.g. <|im_start|>) only when
 //      parse_special is true (otherwise they are ordinary text and get BPE-encoded like any other characters).
-//      This is what llama.cpp does, and what Hugging Face `tokenizers` does with special added tokens.
+//      This is llama.cpp's parse_special behaviour; Hugging Face `tokenizers` gives the same with its special
+//      added tokens and encode_special_tokens = !parse_special.
 //   2. Pre-tokenization of each remaining fragment with the regex chosen by tokenizer.ggml.pre, implemented as
 //      hand-written matchers over Unicode code points (classes \p{L}, \p{N}, \s from unicode_table.h):
 //        gpt2, default : 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
@@ -15,6 +16,8 @@
 //                        (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}
 //                        | ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
 //        qwen2, stablelm2, deepseek-r1-qwen : as llama3 but \p{N} (single digits)
+//      (?i:...) folds ASCII case and U+017F (long s -> s), as Oniguruma does for the Hugging Face tokenizer;
+//      llama.cpp's splitter does not fold U+017F, so "'ſ" pre-tokenizes differently there.
 //      ("default" here means the GPT-2 regex, which is what Hugging Face's ByteLevel pre-tokenizer uses; llama.cpp's
 //      own fallback for an unrecognised name is a different, DeepSeek-like set of regexes that we do not copy.)
 //   3. BPE on the UTF-8 bytes of each piece: start from one token per byte, repeatedly merge the adjacent pair
