@@ -1,9 +1,12 @@
 """edgellm_ext: decode-time LLM kernels for edge GPUs and CPUs, with an honest benchmark harness.
 
-The compiled core is the private module ``edgellm_ext._core``; use the typed wrappers here:
+The compiled core is the private module ``edgellm_ext._core``; use the typed modules here:
 
-- :mod:`edgellm_ext.cpu`: CPU kernels (float32, scalar/AVX2/NEON paths).
+- :mod:`edgellm_ext.cpu`: CPU kernels (float32, scalar/AVX2/NEON paths), KV cache, arena.
+- :mod:`edgellm_ext.tokenizer`: byte-level BPE tokenizer loaded from GGUF metadata.
+- :mod:`edgellm_ext.attention`: GPU decode attention (:func:`fa2_decode`, GQA, split-KV) and :func:`kv_append`.
 - :mod:`edgellm_ext.gemv`: GPU GEMV, fused RMSNorm + GEMV and RMSNorm (decode, batch 1..8).
+- :mod:`edgellm_ext.cuda`: device arrays, streams and the CUDA-event / CUDA-graph timers.
 - :func:`build_info`: how this copy was built; :func:`cuda_available`: whether CUDA kernels can run.
 """
 
@@ -11,13 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _core, cpu
-from . import gemv  # GPU GEMV, fused RMSNorm + GEMV, RMSNorm
+from . import _core, attention, cpu, cuda, gemv, tokenizer
+from .attention import fa2_decode, kv_append
 
 __version__: str = _core.build_info()["version"]
 
-__all__ = ["__version__", "build_info", "cpu", "cuda_available"]
-__all__ += ["gemv"]
+__all__ = ["__version__", "attention", "build_info", "cpu", "cuda", "cuda_available", "fa2_decode", "gemv",
+           "kv_append", "tokenizer"]
 
 
 def cuda_available() -> bool:

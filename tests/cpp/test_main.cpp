@@ -13,6 +13,8 @@ int main() {
   };
   const Family families[] = {
       {"basic_kernels", test_basic_kernels},
+      {"activations", test_activations},
+      {"kv_cache_arena", test_kv_cache},
   };
   int families_failed = 0;
   int families_passed = 0;

@@ -43,5 +43,8 @@ void bind_cpu(py::module_& m);
 void bind_cuda(py::module_& m);
 void bind_attention(py::module_& m);
 void bind_fused(py::module_& m);
+void bind_tokenizer(py::module_& m);
+void bind_activations(py::module_& m);
+void bind_kv_cache(py::module_& m);
 
 }  // namespace edgellm::bindings

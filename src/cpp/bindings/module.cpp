@@ -33,4 +33,7 @@ PYBIND11_MODULE(_core, m) {
   edgellm::bindings::bind_cuda(m);
   edgellm::bindings::bind_attention(m);
   edgellm::bindings::bind_fused(m);
+  edgellm::bindings::bind_tokenizer(m);
+  edgellm::bindings::bind_activations(m);
+  edgellm::bindings::bind_kv_cache(m);
 }
