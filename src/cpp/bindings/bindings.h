@@ -26,5 +26,7 @@ void require_dim(const py::array& array, const char* name, py::ssize_t axis, py:
 void bind_build_info(py::module_& m);
 void bind_cpu(py::module_& m);
 void bind_cuda(py::module_& m);
+void bind_quant(py::module_& m);
+void bind_ternary(py::module_& m);
 
 }  // namespace edgellm::bindings
