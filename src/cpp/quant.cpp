@@ -119,7 +119,7 @@ std::size_t blocks_per_row_checked(std::size_t cols) {
 
 using DequantFn = void (*)(const std::uint8_t*, float*, std::size_t);
 using DotF32Fn = float (*)(const std::uint8_t*, const float*, std::size_t);
-using DotQ8Fn = float (*)(const std::uint8_t*, const std::uint8_t*, std::size_t);
+using DotQ8Fn = float (*)(const std::uint8_t*, const std::uint8_t*, const float*, std::size_t);
 
 struct Kernels {
   DequantFn dequant;
@@ -271,8 +271,16 @@ void quant_matvec_q8_0_prequantized(QuantType type, const std::uint8_t* w, const
   const std::size_t nb = blocks_per_row_checked(cols);
   const Kernels k = kernels_for(type, path);
   const std::size_t row_bytes = nb * quant_block_bytes(type);
+  std::vector<float> xs(nb);  // d_x * sum(q_x) per activation block, once for all rows
+  for (std::size_t b = 0; b < nb; ++b) {
+    BlockQ8_0 blk;
+    std::memcpy(&blk, xq + b * sizeof blk, sizeof blk);
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) sum += blk.qs[j];
+    xs[b] = fp16_to_fp32(blk.d) * static_cast<float>(sum);
+  }
   parallel_rows(rows, n_threads, 1, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t r = begin; r < end; ++r) y[r] = k.dot_q8_0(w + r * row_bytes, xq, nb);
+    for (std::size_t r = begin; r < end; ++r) y[r] = k.dot_q8_0(w + r * row_bytes, xq, xs.data(), nb);
   });
 }
 

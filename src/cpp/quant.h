@@ -17,9 +17,9 @@
 //                     (scalar: one accumulator in order; SIMD: several lanes, a different summation order).
 //   quant_matvec_q8_0: x is first quantized to Q8_0 blocks (as ggml does for its vec_dot_q4_0_q8_0 etc.);
 //                     per block the integer dot product is exact, then scaled by d_w * d_x in float32.
-//                     For Q4_1: y += d_w d_x sum(nib q_x) + m_w d_x sum(q_x), with sum(q_x) exact (ggml instead
-//                     uses Q8_1 activations whose stored sum is rounded to f16; that rounding is the only
-//                     difference from ggml's vec_dot_q4_1_q8_1).
+//                     For Q4_1: y += d_w d_x sum(nib q_x) + m_w s_x with s_x = d_x sum(q_x) computed once per
+//                     activation block in float32 (ggml uses Q8_1 activations whose stored s is rounded to f16;
+//                     that rounding is the only difference from ggml's vec_dot_q4_1_q8_1).
 // Rows are split across n_threads std::threads (n_threads <= 1 runs on the calling thread). The kernels do not
 // inspect scales: a NaN/Inf scale gives NaN/Inf outputs; check_quant_scales() is the (cheap: one f16 per 32
 // weights) validation the Python API runs before each call unless told not to.

@@ -113,7 +113,7 @@ float dot_q8_0_f32(const std::uint8_t* w, const float* x, std::size_t n_blocks) 
   return dot_f32<dequant_block_q8_0, sizeof(BlockQ8_0)>(w, x, n_blocks);
 }
 
-float dot_q4_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, std::size_t n_blocks) {
+float dot_q4_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, const float*, std::size_t n_blocks) {
   __m256 acc = _mm256_setzero_ps();
   const __m256i eight = _mm256_set1_epi8(8);
   for (std::size_t i = 0; i < n_blocks; ++i) {
@@ -126,10 +126,9 @@ float dot_q4_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, std::size_t n
   return hsum(acc);
 }
 
-float dot_q4_1_q8_0(const std::uint8_t* w, const std::uint8_t* xq, std::size_t n_blocks) {
+float dot_q4_1_q8_0(const std::uint8_t* w, const std::uint8_t* xq, const float* xs, std::size_t n_blocks) {
   __m256 acc = _mm256_setzero_ps();
   float acc_min = 0.0f;
-  const __m256i ones_u8 = _mm256_set1_epi8(1);
   const __m256i ones_i16 = _mm256_set1_epi16(1);
   for (std::size_t i = 0; i < n_blocks; ++i) {
     const std::uint8_t* a = w + i * sizeof(BlockQ4_1);
@@ -137,19 +136,13 @@ float dot_q4_1_q8_0(const std::uint8_t* w, const std::uint8_t* xq, std::size_t n
     const __m256i qb = load_q8(b);
     // nibbles are unsigned already: maddubs(nib, q_x) directly; pair sums <= 2 * 15 * 127.
     const __m256i sumi = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_nibbles(a + 4), qb), ones_i16);
-    const __m256i sumx = _mm256_madd_epi16(_mm256_maddubs_epi16(ones_u8, qb), ones_i16);
-    const float dx = half(b);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half(a) * dx), _mm256_cvtepi32_ps(sumi), acc);
-    // the exact integer sum of the 8 lanes, then the same float expression as the scalar path
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sumx), _mm256_extracti128_si256(sumx, 1));
-    s = _mm_hadd_epi32(s, s);
-    s = _mm_hadd_epi32(s, s);
-    acc_min += static_cast<float>(_mm_cvtsi128_si32(s)) * (half(a + 2) * dx);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half(a) * half(b)), _mm256_cvtepi32_ps(sumi), acc);
+    acc_min += half(a + 2) * xs[i];
   }
   return hsum(acc) + acc_min;
 }
 
-float dot_q8_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, std::size_t n_blocks) {
+float dot_q8_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, const float*, std::size_t n_blocks) {
   __m256 acc = _mm256_setzero_ps();
   for (std::size_t i = 0; i < n_blocks; ++i) {
     const std::uint8_t* a = w + i * sizeof(BlockQ8_0);

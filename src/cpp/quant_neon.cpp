@@ -121,7 +121,7 @@ float dot_q8_0_f32(const std::uint8_t* w, const float* x, std::size_t n_blocks) 
   return dot_f32<dequant_block_q8_0, sizeof(BlockQ8_0)>(w, x, n_blocks);
 }
 
-float dot_q4_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, std::size_t n_blocks) {
+float dot_q4_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, const float*, std::size_t n_blocks) {
   float32x4_t acc = vdupq_n_f32(0.0f);
   for (std::size_t i = 0; i < n_blocks; ++i) {
     const std::uint8_t* a = w + i * sizeof(BlockQ4_0);
@@ -135,7 +135,7 @@ float dot_q4_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, std::size_t n
   return hsum(acc);
 }
 
-float dot_q4_1_q8_0(const std::uint8_t* w, const std::uint8_t* xq, std::size_t n_blocks) {
+float dot_q4_1_q8_0(const std::uint8_t* w, const std::uint8_t* xq, const float* xs, std::size_t n_blocks) {
   float32x4_t acc = vdupq_n_f32(0.0f);
   float acc_min = 0.0f;
   for (std::size_t i = 0; i < n_blocks; ++i) {
@@ -144,17 +144,14 @@ float dot_q4_1_q8_0(const std::uint8_t* w, const std::uint8_t* xq, std::size_t n
     const uint8x16_t q = vld1q_u8(a + 4);
     const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F)));
     const int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
-    const int8x16_t b0 = load_s8(b + 2), b1 = load_s8(b + 18);
-    const int32x4_t sumi = dot_i8(lo, hi, b0, b1);
-    const int sumx = vaddlvq_s8(b0) + vaddlvq_s8(b1);
-    const float dx = half(b);
-    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(sumi), half(a) * dx);
-    acc_min += static_cast<float>(sumx) * (half(a + 2) * dx);
+    const int32x4_t sumi = dot_i8(lo, hi, load_s8(b + 2), load_s8(b + 18));
+    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(sumi), half(a) * half(b));
+    acc_min += half(a + 2) * xs[i];
   }
   return hsum(acc) + acc_min;
 }
 
-float dot_q8_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, std::size_t n_blocks) {
+float dot_q8_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, const float*, std::size_t n_blocks) {
   float32x4_t acc = vdupq_n_f32(0.0f);
   for (std::size_t i = 0; i < n_blocks; ++i) {
     const std::uint8_t* a = w + i * sizeof(BlockQ8_0);

@@ -79,7 +79,7 @@ float dot_q8_0_f32(const std::uint8_t* w, const float* x, std::size_t n_blocks) 
   return acc;
 }
 
-float dot_q4_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, std::size_t n_blocks) {
+float dot_q4_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, const float*, std::size_t n_blocks) {
   float acc = 0.0f;
   for (std::size_t i = 0; i < n_blocks; ++i) {
     const BlockQ4_0 a = load_block<BlockQ4_0>(w + i * sizeof(BlockQ4_0));
@@ -93,25 +93,21 @@ float dot_q4_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, std::size_t n
   return acc;
 }
 
-float dot_q4_1_q8_0(const std::uint8_t* w, const std::uint8_t* xq, std::size_t n_blocks) {
+float dot_q4_1_q8_0(const std::uint8_t* w, const std::uint8_t* xq, const float* xs, std::size_t n_blocks) {
   float acc = 0.0f;
   float acc_min = 0.0f;  // sum over blocks of m_w * d_x * sum(q_x), kept apart as ggml does
   for (std::size_t i = 0; i < n_blocks; ++i) {
     const BlockQ4_1 a = load_block<BlockQ4_1>(w + i * sizeof(BlockQ4_1));
     const BlockQ8_0 b = load_block<BlockQ8_0>(xq + i * sizeof(BlockQ8_0));
-    int sumi = 0, sumx = 0;
-    for (int j = 0; j < 16; ++j) {
-      sumi += (a.qs[j] & 0x0F) * b.qs[j] + (a.qs[j] >> 4) * b.qs[j + 16];
-      sumx += b.qs[j] + b.qs[j + 16];
-    }
-    const float dx = fp16_to_fp32(b.d);
-    acc += static_cast<float>(sumi) * (fp16_to_fp32(a.d) * dx);
-    acc_min += static_cast<float>(sumx) * (fp16_to_fp32(a.m) * dx);
+    int sumi = 0;
+    for (int j = 0; j < 16; ++j) sumi += (a.qs[j] & 0x0F) * b.qs[j] + (a.qs[j] >> 4) * b.qs[j + 16];
+    acc += static_cast<float>(sumi) * (fp16_to_fp32(a.d) * fp16_to_fp32(b.d));
+    acc_min += fp16_to_fp32(a.m) * xs[i];
   }
   return acc + acc_min;
 }
 
-float dot_q8_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, std::size_t n_blocks) {
+float dot_q8_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, const float*, std::size_t n_blocks) {
   float acc = 0.0f;
   for (std::size_t i = 0; i < n_blocks; ++i) {
     const BlockQ8_0 a = load_block<BlockQ8_0>(w + i * sizeof(BlockQ8_0));
