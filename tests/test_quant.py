@@ -331,6 +331,9 @@ def test_matvec_rejects_bad_arguments(rng):
         quant.matvec(w, "q8_0", x, simd="sse9")
     with pytest.raises(ValueError, match="out"):
         quant.matvec(w, "q8_0", x, out=np.empty(3, dtype=np.float32))
+    buf = rng.standard_normal(64).astype(np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        quant.matvec(w, "q8_0", buf, out=buf[:4])
     x_nan = x.copy()
     x_nan[7] = np.nan
     with pytest.raises(ValueError, match=r"x\[7\]"):

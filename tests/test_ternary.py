@@ -198,6 +198,8 @@ def test_matvec_rejects_bad_input(rng):
         ternary.ternary_matvec(packed, scale, x, n_threads=0)
     with pytest.raises(ValueError, match="simd"):
         ternary.ternary_matvec(packed, scale, x, simd="sve")
+    with pytest.raises(ValueError, match="overlap"):
+        ternary.ternary_matvec(packed, scale, x, out=x[:5])
     bad_scale = scale.copy()
     bad_scale[2] = np.nan
     with pytest.raises(ValueError, match=r"scale\[2\]"):

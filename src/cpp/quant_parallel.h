@@ -1,7 +1,8 @@
 // Row-parallel helper shared by the quantized matvecs (quant.cpp, ternary.cpp): splits [0, rows) into n_threads
 // contiguous ranges (each a multiple of `granule` rows except the last) and runs fn(begin, end) on each, the
 // first range on the calling thread. std::thread per call, no pool: no state outlives the call. An exception
-// thrown by fn on any thread is rethrown on the calling thread after all have joined.
+// thrown by fn on any thread is rethrown on the calling thread after all have joined; so is a failure to start
+// a thread (std::system_error). More threads than granules are capped at one granule each.
 #pragma once
 
 #include <algorithm>
@@ -27,16 +28,21 @@ void parallel_rows(std::size_t rows, int n_threads, std::size_t granule, Fn&& fn
     begin = std::min(rows, (granules * t / n) * granule);
     end = std::min(rows, (granules * (t + 1) / n) * granule);
   };
-  for (std::size_t t = 1; t < n; ++t) {
-    threads.emplace_back([&, t]() {
-      std::size_t begin, end;
-      range(t, begin, end);
-      try {
-        fn(begin, end);
-      } catch (...) {
-        errors[t] = std::current_exception();
-      }
-    });
+  try {
+    for (std::size_t t = 1; t < n; ++t) {
+      threads.emplace_back([&, t]() {
+        std::size_t begin, end;
+        range(t, begin, end);
+        try {
+          fn(begin, end);
+        } catch (...) {
+          errors[t] = std::current_exception();
+        }
+      });
+    }
+  } catch (...) {  // the system refused a thread: let the started ones finish, then report
+    for (std::thread& th : threads) th.join();
+    throw;
   }
   std::size_t begin, end;
   range(0, begin, end);

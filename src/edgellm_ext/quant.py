@@ -169,5 +169,7 @@ def matvec(
         _check_scales(w_blocks, name)
     rows = w_blocks.shape[0]
     y = np.empty(rows, dtype=np.float32) if out is None else check_host_array(out, "out", shape=(rows,), writable=True)
+    if out is not None and (np.shares_memory(y, x) or np.shares_memory(y, w_blocks)):
+        raise ValueError("out: must not overlap x or w_blocks (x is read while out is written)")
     _core.quant_matvec(QTYPES[name], w_blocks, x, y, activations, simd_name(simd), int(n_threads))
     return y

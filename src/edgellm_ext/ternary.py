@@ -93,6 +93,8 @@ def ternary_matvec(
         _check_codes(packed)
     m = packed.shape[0]
     y = np.empty(m, dtype=np.float32) if out is None else check_host_array(out, "out", shape=(m,), writable=True)
+    if out is not None and any(np.shares_memory(y, a) for a in (x, packed, scale)):
+        raise ValueError("out: must not overlap x, packed or scale (they are read while out is written)")
     _core.ternary_matvec(packed, scale, x, y, _check_method(method), simd_name(simd), _check_threads(n_threads))
     return y
 
