@@ -292,9 +292,15 @@ def test_nonfinite_scales_are_rejected(rng, qtype, field, bits, label):
         quant.matvec(bad, qtype, rng.standard_normal(128).astype(np.float32))
     with pytest.raises(ValueError, match=pattern):
         quant.check_scales(bad, qtype)
-    # unchecked (documented): the bad scale reaches its own row only, as NaN/Inf
-    y = quant.matvec(bad, qtype, rng.standard_normal(128).astype(np.float32), check_scales=False)
-    assert np.isfinite(y[[0, 2]]).all() and not np.isfinite(y[1])
+    x = rng.standard_normal(128).astype(np.float32)
+    x[64:96] = 0.0  # the bad block meets a zero activation block: Inf * 0 = NaN still marks the row
+    for activations in ("f32", "q8_0"):
+        for simd in SIMD:
+            with pytest.raises(ValueError, match=pattern):
+                quant.matvec(bad, qtype, x, activations=activations, simd=simd)
+            # unchecked (documented): the bad scale reaches its own row only, as NaN/Inf
+            y = quant.matvec(bad, qtype, x, activations=activations, simd=simd, check_scales=False)
+            assert np.isfinite(y[[0, 2]]).all() and not np.isfinite(y[1])
 
 
 def test_truncated_or_mismatched_blocks_are_rejected(rng):
@@ -336,5 +342,14 @@ def test_matvec_rejects_bad_arguments(rng):
         quant.matvec(w, "q8_0", buf, out=buf[:4])
     x_nan = x.copy()
     x_nan[7] = np.nan
-    with pytest.raises(ValueError, match=r"x\[7\]"):
-        quant.matvec(w, "q8_0", x_nan, activations="q8_0")
+    for activations in ("f32", "q8_0"):
+        with pytest.raises(ValueError, match=r"finite; x\[7\]"):
+            quant.matvec(w, "q8_0", x_nan, activations=activations)
+
+
+def test_matvec_overflow_without_bad_scales_is_returned(rng):
+    # finite scales but a float32 overflow in the sum: not a format error, the Inf is the answer
+    w = gq.quantize(np.full((2, 64), 6.0e4, dtype=np.float32), GT.Q8_0)
+    x = np.full(64, 3.0e36, dtype=np.float32)
+    y = quant.matvec(w, "q8_0", x)
+    assert np.isinf(y).all()

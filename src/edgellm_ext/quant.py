@@ -6,8 +6,11 @@ uint8 [..., k/32 * block_bytes] (18, 20 or 34 bytes per 32 weights). :func:`quan
 bit-exact with ``gguf.quants`` (and so with ggml's reference quantize_row_q*_ref / dequantize_row_q*).
 
 Scale checks: :func:`dequantize` and :func:`matvec` reject blocks whose f16 scale ``d`` (or Q4_1 minimum ``m``)
-is NaN/Inf with a ValueError naming the row and block, unless ``check_scales=False`` (the check reads one f16 per
-32 weights; skip it only for blocks already checked, e.g. weights validated once at load time).
+is NaN/Inf with a ValueError naming the row and block, unless ``check_scales=False``. :func:`dequantize` scans the
+scales first. :func:`matvec` checks after the product, for free: a non-finite scale always makes its row's output
+non-finite (Inf * anything is Inf or NaN, and neither leaves a sum), so only when some output is not finite are
+the scales scanned (a scan touches every cache line of the weights: it would cost about half a matvec). When it
+raises, ``out`` (if given) has been overwritten.
 
 ``simd``: None/"auto" for the fastest path, or "scalar"/"avx2"/"neon" (see :func:`edgellm_ext.cpu.simd_paths`).
 """
@@ -146,6 +149,7 @@ def matvec(
     d_w * d_x in float32 (ggml's vec_dot_q4_0_q8_0 scheme; for q4_1 the activation block sums are exact where ggml's
     Q8_1 stores them as f16). Faster, and the result carries x's Q8_0 rounding error.
     n_threads: rows are split across this many threads (std::thread per call).
+    check_scales: see the module docstring (free unless an output is not finite).
     """
     name = qtype_name(qtype)
     if activations not in ("f32", "q8_0"):
@@ -163,13 +167,13 @@ def matvec(
             f"w_blocks: expected shape (rows, {row_bytes}) for cols = {cols} in {name} ({block_bytes(name)} bytes per "
             f"32 weights), got {w_blocks.shape}"
         )
-    if activations == "q8_0" and not np.isfinite(x).all():
-        raise ValueError(f"x: must be finite to quantize to q8_0; {_first_nonfinite(x)}")
-    if check_scales:
-        _check_scales(w_blocks, name)
+    if not np.isfinite(x).all():
+        raise ValueError(f"x: must be finite; {_first_nonfinite(x)}")
     rows = w_blocks.shape[0]
     y = np.empty(rows, dtype=np.float32) if out is None else check_host_array(out, "out", shape=(rows,), writable=True)
     if out is not None and (np.shares_memory(y, x) or np.shares_memory(y, w_blocks)):
         raise ValueError("out: must not overlap x or w_blocks (x is read while out is written)")
     _core.quant_matvec(QTYPES[name], w_blocks, x, y, activations, simd_name(simd), int(n_threads))
+    if check_scales and not np.isfinite(y).all():
+        _check_scales(w_blocks, name)  # raises if a scale is the cause; otherwise the sums overflowed float32
     return y
