@@ -347,6 +347,14 @@ def test_matvec_rejects_bad_arguments(rng):
             quant.matvec(w, "q8_0", x_nan, activations=activations)
 
 
+def test_matvec_q8_0_rejects_activations_beyond_f16_scale(rng):
+    w = gq.quantize(_random_weights(rng, 2, 64), GT.Q8_0)
+    x = rng.standard_normal(64).astype(np.float32)
+    x[40] = 1e7  # block 1's Q8_0 scale 1e7 / 127 > 65504
+    with pytest.raises(ValueError, match="block 1 .*float16"):
+        quant.matvec(w, "q8_0", x, activations="q8_0")
+
+
 def test_matvec_overflow_without_bad_scales_is_returned(rng):
     # finite scales but a float32 overflow in the sum: not a format error, the Inf is the answer
     w = gq.quantize(np.full((2, 64), 6.0e4, dtype=np.float32), GT.Q8_0)

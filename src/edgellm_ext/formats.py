@@ -22,6 +22,7 @@ __all__ = [
     "QK",
     "TERNARY_K_ALIGN",
     "pack_ternary",
+    "ternary_invalid_code_position",
     "ternary_padded_k",
     "ternary_quantize",
     "unpack_ternary",
