@@ -21,8 +21,9 @@
 //                     activation block in float32 (ggml uses Q8_1 activations whose stored s is rounded to f16;
 //                     that rounding is the only difference from ggml's vec_dot_q4_1_q8_1).
 // Rows are split across n_threads std::threads (n_threads <= 1 runs on the calling thread). The kernels do not
-// inspect scales: a NaN/Inf scale gives NaN/Inf outputs; check_quant_scales() is the (cheap: one f16 per 32
-// weights) validation the Python API runs before each call unless told not to.
+// inspect scales: a NaN/Inf scale makes its row's output NaN/Inf (always: Inf * anything is Inf or NaN and
+// neither leaves a sum). check_quant_scales() names the bad row and block; edgellm_ext.quant runs it before
+// dequantize and, for matvec, only when an output came out non-finite (a scan reads every cache line of W).
 #pragma once
 
 #include <cstddef>
