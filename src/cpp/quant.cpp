@@ -31,13 +31,16 @@ float f32_from_bits(std::uint32_t u) {
   return f;
 }
 
-// float32 arithmetic with each operation rounded once, whatever -ffp-contract does: the product of two floats is
-// exact in double and a sum of two floats rounded to double then to float is correctly rounded (53 >= 2*24+2,
-// so double rounding is innocuous). This keeps quantize() bit-exact with numpy (which never fuses) on targets
-// where the compiler would otherwise contract a*b+c into an FMA (aarch64, or x86 with -mfma).
-float mul_f32(float a, float b) { return static_cast<float>(static_cast<double>(a) * static_cast<double>(b)); }
-float add_f32(float a, float b) { return static_cast<float>(static_cast<double>(a) + static_cast<double>(b)); }
-float sub_f32(float a, float b) { return static_cast<float>(static_cast<double>(a) - static_cast<double>(b)); }
+// The product x * id rounded to float32 and hidden from the optimizer (a volatile round trip), so that the
+// following "+ 8.5" / "+ 0.5" cannot be contracted into an FMA. numpy (gguf.quants) rounds the product and the sum
+// separately; with -ffp-contract=fast (GCC's default for C++) an aarch64 build (or x86 with -mfma) would otherwise
+// fuse them and, rarely, truncate to the other nibble (tests/cpp/test_quant.cpp holds such a block). Computing in
+// double does not help: GCC narrows float(double(a) * double(b)) back to a float multiply. Quantizing is not on
+// the hot path (once per weight at load, and the Q8_0 activations only multiply).
+float mul_f32(float a, float b) {
+  volatile float product = a * b;
+  return product;
+}
 
 std::string where(std::size_t row, std::size_t block) {
   return "row " + std::to_string(row) + ", block " + std::to_string(block) + " (elements " +
@@ -72,8 +75,8 @@ void quantize_block_q4_0(const float* x, std::uint8_t* out, std::size_t row, std
   BlockQ4_0 b;
   b.d = scale_to_fp16(d, "scale d", row, block);
   for (int j = 0; j < 16; ++j) {
-    const int lo = static_cast<int>(add_f32(mul_f32(x[j], id), 8.5f));
-    const int hi = static_cast<int>(add_f32(mul_f32(x[j + 16], id), 8.5f));
+    const int lo = static_cast<int>(mul_f32(x[j], id) + 8.5f);
+    const int hi = static_cast<int>(mul_f32(x[j + 16], id) + 8.5f);
     b.qs[j] = static_cast<std::uint8_t>((lo < 15 ? lo : 15) | ((hi < 15 ? hi : 15) << 4));
   }
   std::memcpy(out, &b, sizeof b);
@@ -85,14 +88,14 @@ void quantize_block_q4_1(const float* x, std::uint8_t* out, std::size_t row, std
     min = x[j] < min ? x[j] : min;
     max = x[j] > max ? x[j] : max;
   }
-  const float d = sub_f32(max, min) / 15.0f;
+  const float d = (max - min) / 15.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   BlockQ4_1 b;
   b.d = scale_to_fp16(d, "scale d", row, block);
   b.m = scale_to_fp16(min, "minimum m", row, block);
   for (int j = 0; j < 16; ++j) {
-    const int lo = static_cast<int>(add_f32(mul_f32(sub_f32(x[j], min), id), 0.5f));
-    const int hi = static_cast<int>(add_f32(mul_f32(sub_f32(x[j + 16], min), id), 0.5f));
+    const int lo = static_cast<int>(mul_f32(x[j] - min, id) + 0.5f);
+    const int hi = static_cast<int>(mul_f32(x[j + 16] - min, id) + 0.5f);
     b.qs[j] = static_cast<std::uint8_t>((lo < 15 ? lo : 15) | ((hi < 15 ? hi : 15) << 4));
   }
   std::memcpy(out, &b, sizeof b);
@@ -105,7 +108,7 @@ void quantize_block_q8_0(const float* x, std::uint8_t* out, std::size_t row, std
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   BlockQ8_0 b;
   b.d = scale_to_fp16(d, "scale d", row, block);
-  for (int j = 0; j < 32; ++j) b.qs[j] = static_cast<std::int8_t>(std::round(mul_f32(x[j], id)));
+  for (int j = 0; j < 32; ++j) b.qs[j] = static_cast<std::int8_t>(std::round(x[j] * id));  // one rounding: nothing to fuse
   std::memcpy(out, &b, sizeof b);
 }
 

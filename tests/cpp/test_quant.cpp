@@ -53,6 +53,129 @@ int test_fp16() {
   return failures;
 }
 
+// An independent transcription of ggml's quantize_row_q*_ref in which every float32 operation goes through a
+// volatile, so the compiler cannot contract x * id + c into an FMA: the library must give the same bytes on every
+// target (tests/test_quant.py checks the same against gguf.quants on x86-64; this covers aarch64 under qemu).
+std::vector<std::uint8_t> reference_quantize(QuantType t, const std::vector<float>& x) {
+  std::vector<std::uint8_t> out;
+  for (std::size_t i = 0; i < x.size(); i += 32) {
+    const float* b = &x[i];
+    volatile float d, id, m = 0.0f;
+    std::uint8_t q[32];
+    if (t == QuantType::Q8_0) {
+      float amax = 0.0f;
+      for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(b[j]));
+      d = amax / 127.0f;
+      id = d != 0.0f ? 1.0f / d : 0.0f;
+      for (int j = 0; j < 32; ++j) {
+        volatile float v = b[j] * id;
+        q[j] = static_cast<std::uint8_t>(static_cast<std::int8_t>(std::round(v)));
+      }
+    } else {
+      float lo = b[0], hi = b[0], amax = 0.0f, max = 0.0f;
+      for (int j = 0; j < 32; ++j) {
+        lo = std::fmin(lo, b[j]);
+        hi = std::fmax(hi, b[j]);
+        if (amax < std::fabs(b[j])) amax = std::fabs(b[j]), max = b[j];
+      }
+      if (t == QuantType::Q4_0) {
+        d = max / -8.0f;
+      } else {
+        volatile float range = hi - lo;
+        d = range / 15.0f;
+        m = lo;
+      }
+      id = d != 0.0f ? 1.0f / d : 0.0f;
+      for (int j = 0; j < 32; ++j) {
+        volatile float v = t == QuantType::Q4_0 ? b[j] : b[j] - m;
+        volatile float p = v * id;
+        volatile float s = p + (t == QuantType::Q4_0 ? 8.5f : 0.5f);
+        const int n = static_cast<int>(s);
+        q[j] = static_cast<std::uint8_t>(n < 15 ? n : 15);
+      }
+    }
+    const std::uint16_t dh = edgellm::cpu::fp32_to_fp16(d), mh = edgellm::cpu::fp32_to_fp16(m);
+    out.push_back(dh & 0xFF);
+    out.push_back(dh >> 8);
+    if (t == QuantType::Q4_1) {
+      out.push_back(mh & 0xFF);
+      out.push_back(mh >> 8);
+    }
+    if (t == QuantType::Q8_0) {
+      out.insert(out.end(), q, q + 32);
+    } else {
+      for (int j = 0; j < 16; ++j) out.push_back(static_cast<std::uint8_t>(q[j] | (q[j + 16] << 4)));
+    }
+  }
+  return out;
+}
+
+// A block (found by searching normal random data) where Q4_0's trunc(x * id + 8.5) differs when x * id + 8.5 is
+// computed with one FMA instead of two roundings: element 24 lands on the other side of an integer.
+constexpr float kContractionSensitiveBlock[32] = {
+    -0x1.48dbe2p+0f,
+    0x1.026a0ep-2f,
+    -0x1.9f207p-4f,
+    -0x1.a72eb6p-2f,
+    -0x1.1110eep-5f,
+    0x1.2a3596p-2f,
+    -0x1.606a44p-2f,
+    0x1.c2ec08p-4f,
+    0x1.8a438ep-2f,
+    -0x1.279154p+0f,
+    0x1.20973ep+0f,
+    0x1.78ac2p-3f,
+    -0x1.2ca6ep+0f,
+    -0x1.94b992p-1f,
+    0x1.58bf4p+0f,
+    0x1.fa5e66p-5f,
+    -0x1.135da4p-3f,
+    0x1.7211f2p+0f,
+    0x1.9824b2p-2f,
+    0x1.8e0728p+0f,
+    -0x1.ea935cp-2f,
+    -0x1.1d9c0cp+0f,
+    0x1.cfe808p+0f,
+    0x1.37c908p-1f,
+    0x1.a063bep+0f,
+    0x1.23402cp+0f,
+    0x1.69735p-4f,
+    0x1.2ed42cp+1f,
+    0x1.cace7ep-2f,
+    0x1.235162p-1f,
+    -0x1.242094p-1f,
+    0x1.d79354p+0f};
+
+int test_quantize(QuantType t) {
+  int failures = 0;
+  {
+    const std::vector<float> x(kContractionSensitiveBlock, kContractionSensitiveBlock + 32);
+    std::vector<std::uint8_t> got(edgellm::cpu::quant_block_bytes(t));
+    edgellm::cpu::quantize(t, x.data(), got.data(), 1, 1);
+    if (got != reference_quantize(t, x)) {
+      std::printf("FAIL quantize %s: the FMA-sensitive block differs from the volatile reference\n",
+                  edgellm::cpu::quant_type_name(t));
+      ++failures;
+    }
+  }
+  for (std::uint32_t seed : {1u, 2u, 3u}) {
+    auto x = edgellm_test::random_normal(64 * 32, 700 + seed);
+    std::mt19937 gen(seed);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      if (i % 3 == 0) x[i] = static_cast<float>(static_cast<int>(gen() % 255) - 127) * 0.5f;  // exact ties
+      if (i % 7 == 0) x[i] *= 1e-6f;  // small blocks: subnormal f16 scales
+    }
+    std::vector<std::uint8_t> got(x.size() / 32 * edgellm::cpu::quant_block_bytes(t));
+    edgellm::cpu::quantize(t, x.data(), got.data(), 4, 16);
+    if (got != reference_quantize(t, x)) {
+      std::printf("FAIL quantize %s seed %u: differs from the volatile reference\n", edgellm::cpu::quant_type_name(t),
+                  seed);
+      ++failures;
+    }
+  }
+  return failures;
+}
+
 int test_dequantize(QuantType t, SimdPath path) {
   int failures = 0;
   for (std::size_t nb : {1, 3, 65}) {
@@ -122,6 +245,7 @@ int test_matvec(QuantType t, SimdPath path) {
 
 int test_quant() {
   int failures = test_fp16();
+  for (QuantType t : {QuantType::Q4_0, QuantType::Q4_1, QuantType::Q8_0}) failures += test_quantize(t);
   for (SimdPath path : edgellm_test::runnable_paths()) {
     for (QuantType t : {QuantType::Q4_0, QuantType::Q4_1, QuantType::Q8_0}) {
       failures += test_dequantize(t, path) + test_matvec(t, path);
