@@ -162,6 +162,15 @@ def test_dequantize_real_gguf_tensors(smollm2_reader, simd):
     assert checked >= 5
 
 
+@pytest.mark.parametrize("qtype", list(QTYPES))
+def test_quantize_real_gguf_f32_tensors(smollm2_reader, qtype):
+    # the file's float32 tensors (the RMSNorm weights, [576]) are real data with a real distribution
+    tensors = [t for t in smollm2_reader.tensors if t.tensor_type == GT.F32 and t.data.shape[-1] % 32 == 0]
+    assert len(tensors) >= 10
+    x = np.stack([np.asarray(t.data, dtype=np.float32) for t in tensors[:20]])
+    np.testing.assert_array_equal(quant.quantize(x, qtype), gq.quantize(x, QTYPES[qtype]))
+
+
 def test_matvec_real_gguf_tensor(smollm2_reader, rng):
     reader = smollm2_reader
     t = next(t for t in reader.tensors if t.tensor_type == GT.Q4_1 and t.name.endswith("ffn_gate.weight"))
