@@ -8,7 +8,7 @@
 // Methods:
 //   Decode   f32 baseline: decode each code to -1/0/+1 and FMA with x (scalar, AVX2, NEON).
 //   LutF32   one 16-entry float table per pair of activations, t[q0 + 4 q1] = (q0-1) x0 + (q1-1) x1, indexed
-//            directly by the nibbles (bitnet.cpp's TL1 with g = 2); float accumulation per row in index order.
+//            directly by the nibbles (bitnet.cpp's TL1 with g = 2); float accumulation in 4 fixed partial sums.
 //            Scalar only (every path runs the scalar code): a 16-entry f32 gather does not map onto pshufb/tbl.
 //   LutInt8  the same tables quantized to int8 with one scale per block of 32 activations (16 tables):
 //            s_b = max over the block's pairs of (|x0| + |x1|) / 127, entry = round(t / s_b) (half away from 0).

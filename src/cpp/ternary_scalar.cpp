@@ -20,17 +20,22 @@ void ternary_decode_rows(const std::uint8_t* packed, const float* scale, const f
   }
 }
 
+// Four accumulators (bytes j mod 4) so that the additions do not wait on each other: this is the only path of
+// the f32 LUT, so it is written for speed; the order is fixed, so the result does not depend on the simd path.
 void ternary_lut_f32_rows(const std::uint8_t* packed, const float* scale, const float* table, float* y,
                           std::size_t kp, std::size_t row_begin, std::size_t row_end) {
-  const std::size_t row_bytes = kp / 4;
+  const std::size_t row_bytes = kp / 4;  // a multiple of 16
   for (std::size_t r = row_begin; r < row_end; ++r) {
     const std::uint8_t* p = packed + r * row_bytes;
-    float acc = 0.0f;
-    for (std::size_t j = 0; j < row_bytes; ++j) {
-      acc += table[32 * j + (p[j] & 0x0F)];          // pair 2j: weights 4j, 4j+1
-      acc += table[32 * j + 16 + (p[j] >> 4)];       // pair 2j+1: weights 4j+2, 4j+3
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (std::size_t j = 0; j < row_bytes; j += 4) {
+      for (std::size_t u = 0; u < 4; ++u) {
+        const std::uint8_t b = p[j + u];
+        const float* t = table + 32 * (j + u);
+        acc[u] += t[b & 0x0F] + t[16 + (b >> 4)];  // pairs 2j and 2j+1: weights 4j, 4j+1 and 4j+2, 4j+3
+      }
     }
-    y[r] = scale[r] * acc;
+    y[r] = scale[r] * ((acc[0] + acc[1]) + (acc[2] + acc[3]));
   }
 }
 
