@@ -227,13 +227,33 @@ def translate_request_error(e: BaseException, what: str, timeout_s: float) -> En
     return EngineError(f"{what}: {type(e).__name__}: {one_line(str(e), 160)}")
 
 
+def _body_pieces(response: Any) -> Iterator[bytes]:
+    """Body bytes as soon as they arrive.
+
+    With chunked transfer encoding (what Ollama, llama.cpp's server and vLLM send) ``iter_content(None)`` yields
+    each chunk as it arrives. Without it (a body that ends when the connection closes) ``iter_content(None)``
+    would wait for the whole body, so every token would seem to arrive at the same instant; urllib3 2's
+    ``read1`` returns whatever is available instead."""
+    raw = response.raw
+    if getattr(raw, "chunked", False) and getattr(raw, "supports_chunked_reads", lambda: False)():
+        yield from response.iter_content(chunk_size=None)
+    elif hasattr(raw, "read1"):
+        while True:
+            piece = raw.read1(65536, decode_content=True)
+            if not piece:
+                return
+            yield piece
+    else:  # urllib3 1.x: byte-wise reads are slow but never wait for more than is there
+        yield from response.iter_content(chunk_size=1)
+
+
 def iter_lines_timed(response: Any, deadline_ns: int, what: str, timeout_s: float) -> Iterator[tuple[bytes, int]]:
     """Lines of a streamed response body with their arrival time (perf_counter_ns of the read that completed
     them). Raises EngineTimeout past ``deadline_ns``; the read timeout of the request covers a stalled stream."""
     import time  # noqa: PLC0415
 
     buf = b""
-    for chunk in response.iter_content(chunk_size=None):
+    for chunk in _body_pieces(response):
         now = time.perf_counter_ns()
         if now > deadline_ns:
             raise EngineTimeout(f"{what}: generation not finished within {timeout_s:g} s")
