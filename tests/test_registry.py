@@ -182,3 +182,25 @@ def test_from_config_json_defaults_and_errors(tmp_path):
         ModelConfig.from_config_json(p)
     with pytest.raises(FileNotFoundError):
         ModelConfig.from_config_json(tmp_path / "absent.json")
+
+
+def test_kernel_only_estimate_uses_every_layer_and_projection():
+    from edgellm_ext.models import kernel_only_token_estimate
+
+    m = get_model("SmolLM2-135M")
+    layer = {"attention": 3.0, "qkv": 2.0, "o": 1.0, "gate_up": 4.0, "down": 2.0, "rmsnorm": 0.5}
+    est = kernel_only_token_estimate(m, layer, lm_head_us=20.0)
+    assert est["label"] == "kernel-only estimate" and est["n_layers"] == 30
+    assert est["per_token_us"] == pytest.approx(30 * 12.5 + 20.0)
+    assert est["tok_s"] == pytest.approx(1e6 / 395.0)
+    assert "sampling" in est["excluded"] and "lm_head" in est["included"]
+    with pytest.raises(ValueError, match="attention"):
+        kernel_only_token_estimate(m, {k: v for k, v in layer.items() if k != "attention"}, 20.0)
+    with pytest.raises(ValueError, match=r"missing \['gate_up'\]"):
+        kernel_only_token_estimate(m, {k: v for k, v in layer.items() if k != "gate_up"}, 20.0)
+    with pytest.raises(ValueError, match="counted twice"):
+        kernel_only_token_estimate(m, {**layer, "q": 1.0}, 20.0)
+    with pytest.raises(ValueError, match="lm_head"):
+        kernel_only_token_estimate(m, layer, float("nan"))
+    unfused = {"attention": 3.0, "q": 1, "k": 0.5, "v": 0.5, "o": 1, "gate": 2, "up": 2, "down": 2}
+    assert kernel_only_token_estimate(m, unfused, 0.0)["per_layer_us"] == pytest.approx(12.0)

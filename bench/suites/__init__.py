@@ -38,7 +38,9 @@ per-measurement record (pass it as ``power=`` to measurement()).
 
 Labels: a measurement's ``kind`` says what its number is. "kernel-only" numbers are device time of kernels;
 a per-token figure built from them must be named "kernel-only estimate", use the model's real layer count and
-include every projection of a layer (ModelConfig.layer_matrices() + lm_head_shape()). "end-to-end" numbers are
+include every projection of a layer (ModelConfig.layer_matrices() + lm_head_shape()):
+edgellm_ext.models.kernel_only_token_estimate(model, layer_times_us, lm_head_us) enforces this. Measurements
+whose params carry "cache_len" (and a model) are drawn in the latency-vs-cache-length chart. "end-to-end" numbers are
 an engine's whole pipeline. "host" numbers are host-clock times of Python calls (Python call overhead included).
 
 Suites here: cpu.py (host), ollama.py and openai.py (end-to-end); kernels.py (GPU kernel-only) and e2e.py (our

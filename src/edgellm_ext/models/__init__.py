@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from .estimate import kernel_only_token_estimate
 from .registry import MODELS, ModelConfig, get_model, model_names, smollm2_gguf_path
 
-__all__ = ["MODELS", "ModelConfig", "get_model", "model_names", "smollm2_gguf_path"]
+__all__ = ["MODELS", "ModelConfig", "get_model", "kernel_only_token_estimate", "model_names", "smollm2_gguf_path"]
