@@ -22,6 +22,10 @@ THE SUITE INTERFACE (every ``bench/suites/<name>.py`` not starting with "_"):
            suite (server gone, GPU lost): the section becomes "skipped" and earlier items stay. Any other
            exception marks the section "error" (one line) and the run goes on with the next suite.'''
 
+Import heavy or optional modules (torch, ...) inside available()/run(), not at the top of the file: every suite
+file is imported for --list and argument checking, and a file that fails to import is recorded as a skipped
+section with the import error.
+
 ``ctx`` is an edgellm_ext.harness.SuiteContext:
     ctx.methodology   frozen settings: warmup_iterations, iterations, cache_lengths, scaling_lengths, prompts,
                       num_predict, temperature, e2e_warmup_runs, e2e_runs, l2_flush, outlier_k, ... (quick-aware)

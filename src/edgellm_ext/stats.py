@@ -203,8 +203,15 @@ def bootstrap_median_ratio(
     if not (0.0 < confidence < 1.0):
         raise ValueError(f"confidence: expected a value in (0, 1), got {confidence}")
     rng = np.random.default_rng(seed)
-    mx = np.median(x[rng.integers(0, x.size, size=(n_boot, x.size))], axis=1)
-    my = np.median(y[rng.integers(0, y.size, size=(n_boot, y.size))], axis=1)
+    # Resample in batches of rounds so a large sample set (e.g. 25k pooled inter-token gaps) stays within
+    # ~8M indices (64 MB) at a time.
+    batch = max(1, min(n_boot, 8_000_000 // max(x.size, y.size)))
+    mx = np.empty(n_boot)
+    my = np.empty(n_boot)
+    for start in range(0, n_boot, batch):
+        rounds = min(batch, n_boot - start)
+        mx[start : start + rounds] = np.median(x[rng.integers(0, x.size, size=(rounds, x.size))], axis=1)
+        my[start : start + rounds] = np.median(y[rng.integers(0, y.size, size=(rounds, y.size))], axis=1)
     valid = my != 0.0
     ratios = mx[valid] / my[valid]
     lo, hi = np.percentile(ratios, [50.0 * (1.0 - confidence), 50.0 * (1.0 + confidence)])
