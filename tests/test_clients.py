@@ -361,6 +361,12 @@ def test_ollama_suite_end_to_end_against_the_fake_server(server, tmp_path, capsy
     assert len(prompts) == 1 + quick_runs and prompts[1:] == ["Hello", "What is 2+2?", "Explain machine learning briefly."]
     # the model the server lacks is skipped with the pull command, the rest measured
     assert section["skipped"][0]["name"] == "Qwen2.5-0.5B" and "ollama pull qwen2.5:0.5b" in section["skipped"][0]["reason"]
+    jsonschema = pytest.importorskip("jsonschema", reason="schema validation (test extra)")
+    del jsonschema
+    from edgellm_ext.results import validate_document
+
+    assert validate_document(json.loads((run_dir / "results.json").read_text()),
+                             BENCH / "schema" / "results-v1.json") == []
 
 
 def test_openai_suite_truncation_is_a_skip_not_a_crash(server, tmp_path):

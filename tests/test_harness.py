@@ -498,3 +498,43 @@ def test_baseline_save_and_compare(tmp_path, capsys):
     assert "REGRESSIONS beyond 10%" in out and "m [latency]: +100.0%" in out
     # a looser threshold accepts it
     assert harness.main([*common, "--compare", "fast", "--threshold", "1.5"], bench) == harness.EXIT_OK
+
+
+def _synthetic_doc() -> dict:
+    rng = np.random.default_rng(3)
+    kernel = [results.measurement(name=f"fa2_decode S={s} [edgellm]", kind="kernel-only", engine=e,
+                                  metric="latency", unit="us", model="SmolLM2-135M",
+                                  samples=rng.normal(5 + s / 500 * f, 0.1, 50), params={"cache_len": s})
+              for s in (64, 256, 1024, 4096) for e, f in (("edgellm-fa2", 1.0), ("torch-sdpa", 1.5))]
+    e2e = [results.measurement(name=f"{e} decode", kind="end-to-end", engine=e, metric="decode_tok_s",
+                               unit="tok/s", model="SmolLM2-135M", samples=rng.normal(r, 5, 20))
+           for e, r in (("ollama", 400.0), ("openai-compat", 900.0))]
+    section = lambda suite, kind, ms: {  # noqa: E731
+        "suite": suite, "kind": kind, "status": "ok", "reason": None, "started_utc": "t", "duration_s": 1.0,
+        "power": None, "measurements": ms, "comparisons": [], "targets": [], "skipped": [], "notes": []}
+    return {"schema_version": results.SCHEMA_VERSION,
+            "run": {"id": "synthetic", "status": "complete", "methodology": {"version": "1.0", "quick": False}},
+            "environment": {"gpu": {"available": False, "reason": "test"}},
+            "sections": [section("kernels", "kernel-only", kernel), section("ollama", "end-to-end", e2e)]}
+
+
+def test_report_draws_cache_length_and_engine_charts(tmp_path):
+    pytest.importorskip("matplotlib", reason="charts need matplotlib (test extra)")
+    from edgellm_ext.report import CHART_SIZE_PX, write_report
+
+    paths = write_report(_synthetic_doc(), tmp_path)
+    names = {p.name for p in paths["charts"]}
+    assert {"latency_vs_cache_len.png", "engine_comparison.png", "dist_kernels.png"} <= names
+    for p in paths["charts"]:
+        assert _png_size(p) == CHART_SIZE_PX
+    report = paths["report"].read_text()
+    assert "## kernels (kernel-only): ok" in report and "![latency_vs_cache_len.png]" in report
+
+
+def test_report_without_matplotlib_says_why(tmp_path, monkeypatch):
+    from edgellm_ext.report import write_report
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    paths = write_report(_synthetic_doc(), tmp_path)
+    assert paths["charts"] == [] and "matplotlib is not installed" in paths["charts_skipped"]
+    assert "Charts skipped: matplotlib is not installed" in paths["report"].read_text()

@@ -219,6 +219,9 @@ def _draw_charts(doc: dict[str, Any], chart_dir: Path) -> tuple[list[str], list[
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     chart_dir.mkdir(parents=True, exist_ok=True)
+    # boxplot's vert= is deprecated from matplotlib 3.10 on (orientation= replaces it).
+    mpl_version = tuple(int(x) for x in re.findall(r"\d+", matplotlib.__version__)[:2])
+    horizontal = {"orientation": "horizontal"} if mpl_version >= (3, 10) else {"vert": False}
     made: list[str] = []
     notes: list[str] = []
     sections = doc.get("sections", [])
@@ -245,6 +248,14 @@ def _draw_charts(doc: dict[str, Any], chart_dir: Path) -> tuple[list[str], list[
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{model} · {engine}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: PLC0415
+
+        plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+        ax.set_xticks(sorted({p[0] for pts in lines.values() for p in pts}))
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
         ax.set_xlabel("cache length (tokens)")
         ax.set_ylabel(f"median latency ({unit}), 95% CI")
         ax.set_title("Latency vs cache length")
@@ -265,7 +276,7 @@ def _draw_charts(doc: dict[str, Any], chart_dir: Path) -> tuple[list[str], list[
             for u in units:
                 group = [m for m in ms if m["unit"] == u][:40]
                 fig, ax = _new_figure(plt)
-                ax.boxplot([m["samples"] for m in group], vert=False, showfliers=True, whis=1.5)
+                ax.boxplot([m["samples"] for m in group], showfliers=True, whis=1.5, **horizontal)
                 ax.set_yticks(range(1, len(group) + 1))
                 ax.set_yticklabels([m["name"][:60] for m in group], fontsize=6)
                 ax.set_xscale("log")
