@@ -293,7 +293,8 @@ def test_openai_generate_streams_usage_and_timings(server):
 
 def test_openai_truncated_stream(server):
     server.routes = {("POST", "/v1/completions"): openai_completions(["A", "B"], done=False)}
-    with OpenAICompatClient(server.url, timeout_s=2) as c, pytest.raises(StreamError, match=r"without 'data: \[DONE\]'"):
+    with OpenAICompatClient(server.url, timeout_s=2) as c, \
+            pytest.raises(StreamError, match=r"without 'data: \[DONE\]'"):
         c.generate("m", "x", max_tokens=2)
 
 
@@ -358,9 +359,11 @@ def test_ollama_suite_end_to_end_against_the_fake_server(server, tmp_path, capsy
     assert ms["load_duration"]["samples"] == [2345678.0] * quick_runs and ms["load_duration"]["unit"] == "ns"
     assert ms["ttft"]["extra"]["runs"][0]["server"]["eval_duration"] == 45678901
     prompts = [b["prompt"] for (meth, path, b) in server.requests if path == "/api/generate"]
-    assert len(prompts) == 1 + quick_runs and prompts[1:] == ["Hello", "What is 2+2?", "Explain machine learning briefly."]
+    assert len(prompts) == 1 + quick_runs
+    assert prompts[1:] == ["Hello", "What is 2+2?", "Explain machine learning briefly."]
     # the model the server lacks is skipped with the pull command, the rest measured
-    assert section["skipped"][0]["name"] == "Qwen2.5-0.5B" and "ollama pull qwen2.5:0.5b" in section["skipped"][0]["reason"]
+    skipped = section["skipped"][0]
+    assert skipped["name"] == "Qwen2.5-0.5B" and "ollama pull qwen2.5:0.5b" in skipped["reason"]
     jsonschema = pytest.importorskip("jsonschema", reason="schema validation (test extra)")
     del jsonschema
     from edgellm_ext.results import validate_document

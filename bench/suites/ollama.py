@@ -67,7 +67,8 @@ def run(ctx: Any) -> Iterator[dict[str, Any]]:
         if ctx.models is not None:
             models = list(ctx.models)
         else:
-            models = [cfg for cfg in MODELS.values() if cfg.ollama_name and client.has_model(cfg.ollama_name, on_server)]
+            models = [cfg for cfg in MODELS.values()
+                      if cfg.ollama_name and client.has_model(cfg.ollama_name, on_server)]
             if not models:
                 raise SuiteSkip(f"none of the registry's Ollama models is on the server (it has: "
                                 f"{', '.join(on_server) or 'nothing'}); e.g. ollama pull smollm2:135m")

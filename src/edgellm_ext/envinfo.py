@@ -139,7 +139,7 @@ def _gpu_from_smi(text: str) -> dict[str, Any]:
 
     devices = []
     driver = None
-    for index, line in enumerate(l for l in text.splitlines() if l.strip()):
+    for index, line in enumerate(row for row in text.splitlines() if row.strip()):
         parts = [p.strip() for p in line.split(",")]
         if len(parts) != len(_SMI_FIELDS):
             raise ValueError(f"nvidia-smi line has {len(parts)} fields, expected {len(_SMI_FIELDS)}: {line!r}")
@@ -163,7 +163,8 @@ def _gpu_from_smi(text: str) -> dict[str, Any]:
             "pcie_width": num(f["pcie.link.width.current"], int),
             "unsupported": [],
         })
-    return {"available": bool(devices), "source": "nvidia-smi", "reason": None if devices else "nvidia-smi lists no GPU",
+    return {"available": bool(devices), "source": "nvidia-smi",
+            "reason": None if devices else "nvidia-smi lists no GPU",
             "driver_version": driver, "cuda_driver_version": None, "devices": devices}
 
 

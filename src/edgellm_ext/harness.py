@@ -289,7 +289,8 @@ def main(argv: Optional[Sequence[str]], bench_dir: Path) -> int:
         path = baselines_dir / f"{args.compare}.json"
         if not path.is_file():
             known = sorted(p.stem for p in baselines_dir.glob("*.json")) if baselines_dir.is_dir() else []
-            _print_err(f"error: no baseline {args.compare!r} in {baselines_dir}; available: {', '.join(known) or 'none'}")
+            _print_err(f"error: no baseline {args.compare!r} in {baselines_dir}; "
+                       f"available: {', '.join(known) or 'none'}")
             return EXIT_USAGE
         try:
             baseline_doc = R.load_document(path)

@@ -102,7 +102,8 @@ def load_methodology(version: str, directory: Union[str, Path], *, quick: bool =
     d = Path(directory)
     if version not in FROZEN_SHA256:
         raise ValueError(f"unknown methodology version {version!r}; released versions: "
-                         f"{', '.join(sorted(FROZEN_SHA256))} (files in {d}: {', '.join(available_versions(d)) or 'none'})")
+                         f"{', '.join(sorted(FROZEN_SHA256))} "
+                         f"(files in {d}: {', '.join(available_versions(d)) or 'none'})")
     path = d / f"v{version}.json"
     if not path.is_file():
         raise ValueError(f"methodology version {version} is released but its file {path} is missing")

@@ -148,7 +148,8 @@ def render_markdown(doc: dict[str, Any], charts: list[str], charts_skipped: Opti
                     f"| {_cell(m['name'])} | {m['kind']} | {_cell(m['engine'])} | {_cell(m.get('model') or '-')} | "
                     f"{m['unit']} | {_fmt(s.get('median'))} | [{_fmt(s.get('median_ci_low'))}, "
                     f"{_fmt(s.get('median_ci_high'))}] | {_fmt(s.get('p95'))} | {_fmt(s.get('p99'))} | "
-                    f"{_fmt(s.get('mean'))} ± {_fmt(s.get('std'), 3)} | {s.get('n_kept', '-')}/{s.get('n_samples', '-')} |")
+                    f"{_fmt(s.get('mean'))} ± {_fmt(s.get('std'), 3)} | "
+                    f"{s.get('n_kept', '-')}/{s.get('n_samples', '-')} |")
             out.append("")
         cs = section.get("comparisons", [])
         if cs:
@@ -270,7 +271,8 @@ def _draw_charts(doc: dict[str, Any], chart_dir: Path) -> tuple[list[str], list[
 
     # 2. distributions and 3. ratios, per section
     for section in sections:
-        ms = [m for m in section.get("measurements", []) if m["unit"] in _TIME_UNITS and len(m.get("samples") or []) > 1]
+        ms = [m for m in section.get("measurements", [])
+              if m["unit"] in _TIME_UNITS and len(m.get("samples") or []) > 1]
         if ms:
             units = sorted({m["unit"] for m in ms})
             for u in units:

@@ -73,7 +73,8 @@ class OllamaClient:
         except Exception as e:
             raise translate_request_error(e, what, self.timeout_s) from None
         if r.status_code != 200:
-            raise EngineHTTPError(f"{what}: GET /api/tags -> HTTP {r.status_code}: {self._error_text(r)}", r.status_code)
+            raise EngineHTTPError(f"{what}: GET /api/tags -> HTTP {r.status_code}: {self._error_text(r)}",
+                                  r.status_code)
         try:
             body = r.json()
             return [str(m.get("name") or m.get("model")) for m in body["models"]]
@@ -118,7 +119,8 @@ class OllamaClient:
                     try:
                         msg = json.loads(line)
                     except ValueError:
-                        raise StreamError(f"{what}: malformed stream line {n_lines}: {one_line(line.decode('utf-8', 'replace'), 80)!r}") from None
+                        shown = one_line(line.decode("utf-8", "replace"), 80)
+                        raise StreamError(f"{what}: malformed stream line {n_lines}: {shown!r}") from None
                     if not isinstance(msg, dict):
                         raise StreamError(f"{what}: stream line {n_lines} is not a JSON object")
                     if "error" in msg:
