@@ -220,6 +220,9 @@ def test_collect_environment_records_everything(tmp_path):
     assert env["cpu"]["cores"] == 4 and env["cpu"]["ram_total_bytes"] == 64 * 2**30
     assert env["git"]["commit"] is None and env["git"]["reason"]  # tmp_path is no git repository
     assert env["edgellm_ext"]["version"] and env["python"]["version"] and env["timestamp_utc"].endswith("Z")
+    assert isinstance(env["cuda_runtime"]["available"], bool)
+    if not env["cuda_runtime"]["available"]:
+        assert env["cuda_runtime"]["reason"]
     no_psutil = envinfo.collect_environment(None, nvml=None, smi_runner=None, psutil_module=None)
     assert no_psutil["cpu"]["cores"] is None and "psutil" in no_psutil["cpu"]["psutil_reason"]
     json.dumps(env)  # the record is JSON as it is
@@ -419,9 +422,11 @@ def test_faults_are_recorded_and_the_run_goes_on(tmp_path, capsys):
         "noimport": "import module_that_does_not_exist\n",
     })
     out = tmp_path / "out"
-    code = harness.main(["--quick", "--out", str(out), "--no-nvml", "--no-report"], bench)
+    code = harness.main(["--quick", "--out", str(out), "--no-nvml", "--no-report", "--save-baseline", "x",
+                         "--baselines-dir", str(tmp_path / "baselines")], bench)
     assert code == harness.EXIT_SUITE_ERROR
     err = capsys.readouterr().err
+    assert "baseline 'x' not saved" in err and not (tmp_path / "baselines" / "x.json").exists()
     assert "[broken] error: RuntimeError: kernel exploded second line" in err
     assert "[absent] skipped: no CUDA device" in err
     (run_dir,) = list(out.iterdir())

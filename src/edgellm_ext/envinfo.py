@@ -297,6 +297,21 @@ def _build_info() -> dict[str, Any]:
         return {"error": _short(e)}
 
 
+def _cuda_devices() -> dict[str, Any]:
+    """What the compiled CUDA runtime sees (SM count, L2 size, runtime/driver versions), when CUDA is built in."""
+    try:
+        from . import _core
+
+        if not _core.cuda_compiled():
+            return {"available": False, "reason": "edgellm_ext built without CUDA", "devices": []}
+        count = int(_core.cuda_device_count())
+        if count == 0:
+            return {"available": False, "reason": "CUDA compiled in, but no CUDA device visible", "devices": []}
+        return {"available": True, "reason": None, "devices": [dict(_core.cuda_device_info(i)) for i in range(count)]}
+    except Exception as e:
+        return {"available": False, "reason": _short(e), "devices": []}
+
+
 def collect_environment(
     repo_dir: Union[str, Path, None] = None,
     *,
@@ -314,6 +329,7 @@ def collect_environment(
         "cpu": cpu_info(psutil_module),
         "gpu": gpu_info(nvml, smi_runner),
         "edgellm_ext": _build_info(),
+        "cuda_runtime": _cuda_devices(),
         "git": git_info(repo_dir),
         "numpy_blas": _numpy_blas(),
         "packages": _versions(["numpy", "torch", "nvidia-ml-py", "psutil", "matplotlib", "requests", "gguf"]),

@@ -369,6 +369,11 @@ def main(argv: Optional[Sequence[str]], bench_dir: Path) -> int:
         if paths.get("charts_skipped"):
             print(f"charts skipped: {paths['charts_skipped']}")
     if args.save_baseline is not None:
+        errored = [s["suite"] for s in writer.doc["sections"] if s["status"] == "error"]
+        if errored:
+            _print_err(f"baseline {args.save_baseline!r} not saved: section(s) {', '.join(errored)} ended with an "
+                       f"error; a baseline must be a clean run")
+            return exit_code
         baselines_dir.mkdir(parents=True, exist_ok=True)
         target = baselines_dir / f"{args.save_baseline}.json"
         R.write_json_atomic(target, writer.doc)
