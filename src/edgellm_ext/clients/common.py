@@ -156,6 +156,11 @@ def benchmark_engine(
         gpu = power.get("gpu") or {}
         if gpu.get("energy_j") is not None and tokens:
             power = {**power, "energy_per_token_j": gpu["energy_j"] / tokens, "tokens": tokens}
+    empty = sum(1 for g in done if g.n_chunks == 0)
+    if empty:
+        yield R.note(f"{engine} {model_label}: {empty} of {len(done)} run(s) produced no text (the model ended at "
+                     f"once, finish_reason {sorted({str(g.finish_reason) for g in done if g.n_chunks == 0})}); "
+                     f"they have no TTFT or decode rate")
     ttft = [g.ttft_ms for g in done if g.ttft_ms is not None]
     if ttft:
         yield R.measurement(name=f"{engine} {model_label} TTFT (client)", kind="end-to-end", engine=engine,
