@@ -166,6 +166,14 @@ class FakeNVML:
         return self.energy_mj
 
 
+def test_fake_nvml_only_uses_real_pynvml_names():
+    # The fakes stand in for pynvml: a name the package calls that pynvml lacks would pass here and fail on a GPU.
+    pynvml = pytest.importorskip("pynvml", reason="nvidia-ml-py (test extra)")
+    used = [n for n in dir(FakeNVML) if n.startswith(("nvml", "NVML_"))]
+    assert used and [n for n in used if not hasattr(pynvml, n)] == []
+    assert (FakeNVML.NVML_CLOCK_SM, FakeNVML.NVML_CLOCK_MEM) == (pynvml.NVML_CLOCK_SM, pynvml.NVML_CLOCK_MEM)
+
+
 class FakePsutil:
     def cpu_percent(self, interval=None):
         return 37.5
@@ -543,3 +551,13 @@ def test_report_without_matplotlib_says_why(tmp_path, monkeypatch):
     paths = write_report(_synthetic_doc(), tmp_path)
     assert paths["charts"] == [] and "matplotlib is not installed" in paths["charts_skipped"]
     assert "Charts skipped: matplotlib is not installed" in paths["report"].read_text()
+
+
+def test_api_key_never_reaches_the_results(tmp_path):
+    bench = _tmp_bench(tmp_path, {"good": _OK_SUITE})
+    out = tmp_path / "out"
+    assert harness.main(["--quick", "--out", str(out), "--no-nvml", "--no-report", "--api-key", "sk-secret",
+                         "--api-key=sk-other"], bench) == harness.EXIT_OK
+    (run_dir,) = list(out.iterdir())
+    text = (run_dir / "results.json").read_text()
+    assert "sk-secret" not in text and "sk-other" not in text and "<redacted>" in text

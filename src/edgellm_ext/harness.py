@@ -155,6 +155,24 @@ def _split(values: Optional[list[str]]) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
+def _redact(argv: Sequence[str]) -> list[str]:
+    """argv with the --api-key value replaced: results files are committed and shared."""
+    out: list[str] = []
+    hide_next = False
+    for a in argv:
+        if hide_next:
+            out.append("<redacted>")
+            hide_next = False
+        elif a == "--api-key":
+            out.append(a)
+            hide_next = True
+        elif a.startswith("--api-key="):
+            out.append("--api-key=<redacted>")
+        else:
+            out.append(a)
+    return out
+
+
 def _print_err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -307,14 +325,15 @@ def main(argv: Optional[Sequence[str]], bench_dir: Path) -> int:
     while run_dir.exists():
         n += 1
         run_dir = out_dir / f"{run_id}-{n}"
-    command = [sys.executable, str(bench_dir / "run.py"), *argv]
+    shown_argv = _redact(argv)
+    command = [sys.executable, str(bench_dir / "run.py"), *shown_argv]
     run = {
         "id": run_dir.name,
         "status": "running",
         "started_utc": utc_now_iso(),
         "finished_utc": None,
         "command": command,
-        "command_line": shlex.join(["python", "bench/run.py", *argv]),
+        "command_line": shlex.join(["python", "bench/run.py", *shown_argv]),
         "cwd": os.getcwd(),
         "git": env["git"],
         "methodology": methodology.record(),
