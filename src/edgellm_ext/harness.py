@@ -192,8 +192,9 @@ def _run_section(writer: R.ResultsWriter, suite: LoadedSuite, ctx: SuiteContext)
     except Exception as e:
         ok, why = False, f"availability check failed: {_one_line(e)}"
     if not ok:
+        why = " ".join(str(why or "").split()) or "not available (the suite gave no reason)"
         _print_err(f"{label} skipped: {why}")
-        writer.finish_section(section, "skipped", str(why), time.perf_counter() - started, None)
+        writer.finish_section(section, "skipped", why, time.perf_counter() - started, None)
         return "skipped"
     ctx.log(f"{label} running ({suite.kind})")
     sampler = ctx.power_sampler()
