@@ -250,7 +250,19 @@ def cpu_info(psutil_module: Any = AUTO) -> dict[str, Any]:
 
 
 def git_info(repo_dir: Union[str, Path, None]) -> dict[str, Any]:
-    """``{"commit", "dirty", "reason"}`` for the repository at ``repo_dir`` (None values with a reason if no git)."""
+    """``{"commit", "dirty", "reason"}`` for the repository at ``repo_dir`` (None values with a reason if no git).
+
+    A copy of a checkout without ``.git`` (e.g. the tree sent to a lent GPU machine) records the commit named by
+    the ``EDGELLM_GIT_COMMIT`` environment variable, and says so."""
+    found = _git_info(repo_dir)
+    given = os.environ.get("EDGELLM_GIT_COMMIT")
+    if found["commit"] is None and given:
+        return {"commit": given, "dirty": None,
+                "reason": f"from EDGELLM_GIT_COMMIT (no git repository here: {found['reason']})"}
+    return found
+
+
+def _git_info(repo_dir: Union[str, Path, None]) -> dict[str, Any]:
     if repo_dir is None:
         return {"commit": None, "dirty": None, "reason": "no repository directory given"}
     git = shutil.which("git")
