@@ -3,6 +3,7 @@
 The compiled core is the private module ``edgellm_ext._core``; use the typed wrappers here:
 
 - :mod:`edgellm_ext.cpu`: CPU kernels (float32, scalar/AVX2/NEON paths).
+- :mod:`edgellm_ext.tmac`: ternary (BitNet b1.58) GEMV on the GPU with device-resident weights.
 - :func:`build_info`: how this copy was built; :func:`cuda_available`: whether CUDA kernels can run.
 """
 
@@ -15,6 +16,11 @@ from . import _core, cpu
 __version__: str = _core.build_info()["version"]
 
 __all__ = ["__version__", "build_info", "cpu", "cuda_available"]
+
+# GPU ternary GEMV with device-resident weights (edgellm_ext.tmac).
+from . import tmac  # noqa: E402
+
+__all__ += ["tmac"]
 
 
 def cuda_available() -> bool:

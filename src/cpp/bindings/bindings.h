@@ -41,5 +41,6 @@ void bind_unavailable(py::module_& m, std::initializer_list<const char*> names);
 void bind_build_info(py::module_& m);
 void bind_cpu(py::module_& m);
 void bind_cuda(py::module_& m);
+void bind_tmac(py::module_& m);
 
 }  // namespace edgellm::bindings

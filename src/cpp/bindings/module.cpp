@@ -31,4 +31,5 @@ PYBIND11_MODULE(_core, m) {
   edgellm::bindings::bind_build_info(m);
   edgellm::bindings::bind_cpu(m);
   edgellm::bindings::bind_cuda(m);
+  edgellm::bindings::bind_tmac(m);
 }
