@@ -28,14 +28,17 @@
 //   h2 = x - h0 - h1: each subtraction is exact and h2 has at most 8 significant bits, so the three bf16 terms
 //   represent x EXACTLY (up to fp32 underflow below ~1e-38); three bf16 MMAs accumulate into the same C.
 //   Rounding, therefore, happens only in: the tensor core's fp32 accumulation (products are exact; the sums are
-//   fp32 but the hardware's alignment/rounding inside one MMA is not IEEE round-to-nearest), the fixed-order
-//   fp32 sum of the k_slices warp partials, y = scale * sum (fp32), and the fp16 conversion of y (if fp16 out).
+//   fp32 but the hardware's alignment/rounding inside one MMA is not IEEE round-to-nearest; each warp keeps two
+//   accumulator chains, the p = 0 and p = 1 halves of every step, added once at the end in fp32), the
+//   fixed-order fp32 sum of the k_slices warp partials, y = scale * sum (fp32), and the fp16 conversion of y.
 //   Tails: rows >= M and steps past the row end use zero codes (0x55) without loading; x elements k >= K and
 //   batch rows n >= batch are zeros (never loaded), so padding codes and out-of-range x never matter.
 //   Launch: tmac_mma_launch_shape(): k_slices = min(steps, 8) warps per 16-row tile (warp s takes steps s,
 //   s + k_slices, ...; the next step's weights are loaded before the current one is computed), one tile per
-//   block, ceil(M / 16) blocks of 32 * k_slices threads; 8 KB of static shared memory holds each warp's C
+//   block, ceil(M / 16) blocks of 32 * k_slices threads; 4 KB of static shared memory holds each warp's C
 //   fragment, and after one barrier the block's threads add the k_slices partials in slice order and write y.
+//   Registers (ptxas, sm_90, CUDA 13.0): 80 per thread for fp16 x (3 blocks of 8 warps per SM), 122-128 for
+//   fp32 x (2 blocks per SM), no spills; "simple": 32.
 //   Cost per 256 weights: ~4 x 2 ALU (decode) + 1-3 MMA + ~2.5 (x pairs, per row tile), ~0.05 warp instructions
 //   per weight for fp16 x: bandwidth-bound on H100/H200 for large matrices.
 #include <cuda_bf16.h>
@@ -135,7 +138,7 @@ constexpr int kSimpleWarps = 8;
 constexpr int kStepBytes = 64;         // packed bytes of one row per mma k-step
 constexpr int kStepWeights = 256;      // weights per mma k-step
 constexpr int kMaxKSlices = 8;         // warps splitting K for one 16-row tile
-constexpr int kMaxMmaWarps = 16;       // per block (static shared memory is sized for this)
+constexpr int kMaxMmaWarps = kMaxKSlices;  // per block (one 16-row tile); static shared memory is sized for this
 constexpr std::uint32_t kZeroCodes = 0x55555555u;  // sixteen code-1 (zero) weights
 
 __device__ __forceinline__ uint4 ldg16(const void* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
@@ -292,8 +295,10 @@ __device__ __forceinline__ void split3_bf16(std::uint32_t ua, std::uint32_t ub, 
 }
 
 // One 256-weight step of one warp: lane's weights wa (row g) and wb (row g + 8) at k0 = 256 s + 64 t.
+// c[0] accumulates the p = 0 half of each step and c[1] the p = 1 half: two independent MMA chains, so a warp
+// with few steps is not serialised on the MMA latency.
 template <bool kVecX>
-__device__ __forceinline__ void mma_step(float (&c)[4], const uint4& wa, const uint4& wb, const __half* xrow,
+__device__ __forceinline__ void mma_step(float (&c)[2][4], const uint4& wa, const uint4& wb, const __half* xrow,
                                          bool has_x, int k0, int K) {
   uint4 xc[8];
 #pragma unroll
@@ -312,13 +317,13 @@ __device__ __forceinline__ void mma_step(float (&c)[4], const uint4& wa, const u
       const std::uint32_t sel = (i & 1) ? 0x7632u : 0x5410u;
       const std::uint32_t b0 = __byte_perm(word_of(xc[4 * p], i / 2), word_of(xc[4 * p + 1], i / 2), sel);
       const std::uint32_t b1 = __byte_perm(word_of(xc[4 * p + 2], i / 2), word_of(xc[4 * p + 3], i / 2), sel);
-      mma_f16(c, a0, a1, a2, a3, b0, b1);
+      mma_f16(c[p], a0, a1, a2, a3, b0, b1);
     }
   }
 }
 
 template <bool kVecX>
-__device__ __forceinline__ void mma_step(float (&c)[4], const uint4& wa, const uint4& wb, const float* xrow,
+__device__ __forceinline__ void mma_step(float (&c)[2][4], const uint4& wa, const uint4& wb, const float* xrow,
                                          bool has_x, int k0, int K) {
   uint4 xc[16];
 #pragma unroll
@@ -339,13 +344,15 @@ __device__ __forceinline__ void mma_step(float (&c)[4], const uint4& wa, const u
       split3_bf16(word_of(xc[e0 / 4], e0 % 4), word_of(xc[e1 / 4], e1 % 4), b0[0], b0[1], b0[2]);
       split3_bf16(word_of(xc[e2 / 4], e2 % 4), word_of(xc[e3 / 4], e3 % 4), b1[0], b1[1], b1[2]);
 #pragma unroll
-      for (int term = 0; term < 3; ++term) mma_bf16(c, a0, a1, a2, a3, b0[term], b1[term]);
+      for (int term = 0; term < 3; ++term) mma_bf16(c[p], a0, a1, a2, a3, b0[term], b1[term]);
     }
   }
 }
 
+// Register budget: 3 blocks of 8 warps per SM for fp16 x (<= 85 registers), 2 for fp32 x (<= 128), so that
+// enough steps' loads are in flight per SM.
 template <typename XT, typename YT, bool kVecX>
-__global__ void __launch_bounds__(kMaxMmaWarps * 32)
+__global__ void __launch_bounds__(kMaxMmaWarps * 32, sizeof(XT) == 2 ? 3 : 2)
     tmac_mma_kernel(const std::uint8_t* __restrict__ packed, const float* __restrict__ scale, const XT* __restrict__ x,
                     YT* __restrict__ y, int M, int K, int row_bytes, int steps, int batch, int k_slices) {
   __shared__ float partial[kMaxMmaWarps][32][4];
@@ -362,7 +369,7 @@ __global__ void __launch_bounds__(kMaxMmaWarps * 32)
   const XT* xrow = x + static_cast<std::size_t>(has_x ? g : 0) * K;
   const uint4 zero_codes = make_uint4(kZeroCodes, kZeroCodes, kZeroCodes, kZeroCodes);
 
-  float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
   uint4 next_a = zero_codes, next_b = zero_codes;
   auto load_w = [&](int s) {
     const bool in_row = s * kStepBytes + 16 * t < row_bytes;
@@ -377,7 +384,7 @@ __global__ void __launch_bounds__(kMaxMmaWarps * 32)
   }
 
 #pragma unroll
-  for (int j = 0; j < 4; ++j) partial[warp][lane][j] = c[j];
+  for (int j = 0; j < 4; ++j) partial[warp][lane][j] = c[0][j] + c[1][j];
   __syncthreads();
   // C fragment: c[0], c[1] = (row g, cols 2t, 2t+1); c[2], c[3] = (row g + 8, cols 2t, 2t+1).
   for (int idx = threadIdx.x; idx < tiles_per_block * 128; idx += blockDim.x) {
