@@ -24,19 +24,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgellm_ext import _core, cuda, tmac
-
-try:  # the shared reference packer (branch quant: edgellm_ext/formats.py)
-    from edgellm_ext.formats import pack_ternary
-except ImportError:  # TODO: delete this fallback once edgellm_ext.formats has landed
-
-    def pack_ternary(w_int8: np.ndarray) -> np.ndarray:
-        m, k = w_int8.shape
-        kp = tmac.padded_k(k)
-        codes = np.ones((m, kp), dtype=np.uint8)
-        codes[:, :k] = (w_int8 + 1).astype(np.uint8)
-        c = codes.reshape(m, kp // 4, 4)
-        return (c[..., 0] | (c[..., 1] << 2) | (c[..., 2] << 4) | (c[..., 3] << 6)).astype(np.uint8)
+from edgellm_ext import _core, cuda, formats, tmac
+from edgellm_ext.formats import pack_ternary  # the shared reference packer
 
 
 X_OUT_DTYPES = [("float16", "float16"), ("float16", "float32"), ("float32", "float32")]
@@ -224,7 +213,6 @@ def test_prepared_op_timer_and_graph(rng, variant):
 
 @pytest.mark.gpu
 def test_from_float_matches_formats(rng):
-    formats = pytest.importorskip("edgellm_ext.formats", reason="edgellm_ext.formats (branch quant) not merged yet")
     m, k = 200, 333
     w_f32 = rng.standard_normal((m, k)).astype(np.float32)
     weights = tmac.TernaryWeights.from_float(w_f32)
@@ -344,7 +332,7 @@ def test_validate_packed_rejects_bad_values(rng):
         tmac.validate_packed(packed, bad_scale, 70)
     code3 = packed.copy()
     code3[4, 3] |= 0b11 << 2
-    with pytest.raises(ValueError, match="invalid code 3 in row 4, byte 3"):
+    with pytest.raises(ValueError, match="invalid 2-bit code 3 at row 4, weight 13"):
         tmac.validate_packed(code3, scale, 70)
     pad = packed.copy()
     pad[1, 70 // 4] = (pad[1, 70 // 4] & 0b00001111) | (2 << 4) | (1 << 6)  # weight 70 = +1: padding must be 0

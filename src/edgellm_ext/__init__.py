@@ -4,6 +4,8 @@ The compiled core is the private module ``edgellm_ext._core``; use the typed wra
 
 - :mod:`edgellm_ext.cpu`: CPU kernels (float32, scalar/AVX2/NEON paths).
 - :mod:`edgellm_ext.tmac`: ternary (BitNet b1.58) GEMV on the GPU with device-resident weights.
+- :mod:`edgellm_ext.quant`: GGUF Q4_0/Q4_1/Q8_0 blocks (quantize, dequantize, matvec);
+  :mod:`edgellm_ext.ternary`: ternary (BitNet b1.58) matvec; :mod:`edgellm_ext.formats`: reference packers.
 - :func:`build_info`: how this copy was built; :func:`cuda_available`: whether CUDA kernels can run.
 """
 
@@ -12,10 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core, cpu
+from . import formats, quant, ternary
 
 __version__: str = _core.build_info()["version"]
 
 __all__ = ["__version__", "build_info", "cpu", "cuda_available"]
+__all__ += ["formats", "quant", "ternary"]
 
 # GPU ternary GEMV with device-resident weights (edgellm_ext.tmac).
 from . import tmac  # noqa: E402

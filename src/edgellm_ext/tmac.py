@@ -24,6 +24,7 @@ import numpy as np
 
 from . import _core
 from ._checks import check_host_array
+from .formats import TERNARY_K_ALIGN, ternary_invalid_code_position, ternary_padded_k
 from .cuda import (
     DeviceArray,
     _describe,
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 MAX_BATCH = 8
-K_ALIGN = 64  # K is zero-padded (code 1) to a multiple of this many weights
+K_ALIGN = TERNARY_K_ALIGN  # K is zero-padded (code 1) to a multiple of this many weights
 VARIANTS = ("simple", "mma")
 _X_DTYPES = ("float16", "float32")
 _ITEMSIZE = {"float16": 2, "float32": 4}
@@ -64,8 +65,8 @@ AUTO_VARIANT_TABLE: tuple[tuple[int, str], ...] = ((0, "mma"),)
 
 
 def padded_k(k: int) -> int:
-    """Kp = roundup(k, 64): the padded row length of the packed format, in weights."""
-    return (int(k) + K_ALIGN - 1) // K_ALIGN * K_ALIGN
+    """Kp = roundup(k, 64): the padded row length of the packed format, in weights (formats.ternary_padded_k)."""
+    return ternary_padded_k(k)
 
 
 def choose_variant(m: int, k: int) -> str:
@@ -117,10 +118,9 @@ def validate_packed(packed: object, scale: object, k: object) -> tuple[np.ndarra
     bad_scale = ~np.isfinite(scale)
     if bad_scale.any():
         raise ValueError(f"scale: every element must be finite; scale[{int(np.argmax(bad_scale))}] is not")
-    invalid = (packed & (packed >> 1) & 0x55) != 0  # some 2-bit code is 3
-    if invalid.any():
-        row, byte = np.unravel_index(int(np.argmax(invalid)), invalid.shape)
-        raise ValueError(f"packed: invalid code 3 in row {row}, byte {byte} (codes are 0, 1, 2 for -1, 0, +1)")
+    pos = ternary_invalid_code_position(packed)
+    if pos is not None:
+        raise ValueError(f"packed: invalid 2-bit code 3 at row {pos[0]}, weight {pos[1]} (codes are 0, 1, 2)")
     if kp > k:
         first = k // 4
         tail = packed[:, first:]
@@ -193,7 +193,7 @@ class TernaryWeights:
     def from_float(cls, w: np.ndarray, *, stream: object = None) -> "TernaryWeights":
         """Quantize float32 weights [M, K] with ``formats.ternary_quantize`` (absmean, per row), pack them with
         ``formats.pack_ternary`` and upload."""
-        from . import formats  # the shared ternary format (numpy reference packer)
+        from . import formats
 
         w = check_host_array(w, "w", dtype=np.float32, ndim=2)
         w_int8, scale = formats.ternary_quantize(w)

@@ -13,6 +13,8 @@ int main() {
   };
   const Family families[] = {
       {"basic_kernels", test_basic_kernels},
+      {"quant", test_quant},
+      {"ternary", test_ternary},
   };
   int families_failed = 0;
   int families_passed = 0;

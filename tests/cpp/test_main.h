@@ -48,3 +48,5 @@ inline int expect_close(const char* what, edgellm::SimdPath path, std::size_t in
 
 // Families (one definition each, in tests/cpp/test_<family>.cpp).
 int test_basic_kernels();
+int test_quant();
+int test_ternary();

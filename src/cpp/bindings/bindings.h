@@ -42,5 +42,7 @@ void bind_build_info(py::module_& m);
 void bind_cpu(py::module_& m);
 void bind_cuda(py::module_& m);
 void bind_tmac(py::module_& m);
+void bind_quant(py::module_& m);
+void bind_ternary(py::module_& m);
 
 }  // namespace edgellm::bindings

@@ -32,4 +32,6 @@ PYBIND11_MODULE(_core, m) {
   edgellm::bindings::bind_cpu(m);
   edgellm::bindings::bind_cuda(m);
   edgellm::bindings::bind_tmac(m);
+  edgellm::bindings::bind_quant(m);
+  edgellm::bindings::bind_ternary(m);
 }
