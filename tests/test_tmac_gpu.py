@@ -109,9 +109,32 @@ def test_batch(rng, variant, x_dtype, out_dtype, batch):
 @pytest.mark.gpu
 @pytest.mark.parametrize("variant", ["simple", "mma"])
 @pytest.mark.parametrize("x_dtype,out_dtype", X_OUT_DTYPES)
-@pytest.mark.parametrize("m,k", [(4097, 4097), (960, 576), (576, 1536), (64, 16384)])
+@pytest.mark.parametrize("m,k", [(4097, 4097), (960, 576), (576, 1536), (64, 16384), (49152, 576)])
 def test_large_and_model_shapes(rng, variant, x_dtype, out_dtype, m, k):
     _run(rng, m, k, 8, x_dtype, out_dtype, variant)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("tiles_per_warp", [2, 4])
+@pytest.mark.parametrize("out_dtype", ["float16", "float32"])
+@pytest.mark.parametrize("k", [100, 576])
+def test_multi_tile_warps(rng, tiles_per_warp, out_dtype, k):
+    # Many rows, K <= 2048 (one step per warp), fp16 x: the mma grid gives each warp 2 or 4 tiles of 16 rows once
+    # there are >= 4 blocks per SM (src/cuda/tmac_gemv.cu, tmac_mma_launch_shape). M is sized from this device's
+    # SM count so that the wanted T is chosen, + 7 rows for a ragged last tile.
+    sms = cuda.device_info()["multiprocessor_count"]
+    m = 16 * 4 * sms * tiles_per_warp + 7
+    batch = 3
+    w, scale = _weights(rng, m, k)
+    weights = tmac.TernaryWeights(pack_ternary(w), scale, k)
+    x = _activations(rng, batch, k, "float16")
+    out_dev = cuda.empty((batch, m), out_dtype)
+    out_dev.owner.fill_bytes(0xFF, 0)
+    op = weights.prepare(x, out_dev, variant="mma")
+    assert op.launch_shape["tiles_per_warp"] == tiles_per_warp
+    op.launch(0)
+    _core.stream_synchronize(0)
+    _check(cuda.to_host(out_dev), w, scale, x, out_dtype)
 
 
 @pytest.mark.gpu

@@ -45,6 +45,8 @@
 #include <cuda_fp16.h>
 
 #include <cmath>
+#include <tuple>
+#include <type_traits>
 #include <stdexcept>
 #include <string>
 
@@ -294,106 +296,142 @@ __device__ __forceinline__ void split3_bf16(std::uint32_t ua, std::uint32_t ub, 
   h2 = __byte_perm(__float_as_uint(sa), __float_as_uint(sb), 0x7632);  // <= 8 significant bits: exact
 }
 
-// One 256-weight step of one warp: lane's weights wa (row g) and wb (row g + 8) at k0 = 256 s + 64 t.
-// c[0] accumulates the p = 0 half of each step and c[1] the p = 1 half: two independent MMA chains, so a warp
-// with few steps is not serialised on the MMA latency.
-template <bool kVecX>
-__device__ __forceinline__ void mma_step(float (&c)[2][4], const uint4& wa, const uint4& wb, const __half* xrow,
-                                         bool has_x, int k0, int K) {
+// Accumulator chains per 16-row tile: with one tile per warp, the p = 0 and p = 1 halves of every step feed two
+// independent MMA chains (a warp with one or two steps is then not serialised on the MMA latency); with several
+// tiles per warp the tiles' chains are independent already, and one chain each saves registers.
+template <int T>
+constexpr int kChains = T == 1 ? 2 : 1;
+
+// One 256-weight step of one warp over its T tiles: the lane's weights wa[tile] (row g of the tile) and wb[tile]
+// (row g + 8), all at k0 = 256 s + 64 t. The B fragments (x) are built once and shared by the T tiles.
+template <int T, bool kVecX>
+__device__ __forceinline__ void mma_step(float (&c)[T][kChains<T>][4], const uint4 (&wa)[T], const uint4 (&wb)[T],
+                                         const __half* xrow, bool has_x, int k0, int K) {
   uint4 xc[8];
 #pragma unroll
   for (int q = 0; q < 8; ++q) xc[q] = has_x ? load_x_chunk<kVecX>(xrow, k0 + 8 * q, K) : make_uint4(0, 0, 0, 0);
 #pragma unroll
   for (int p = 0; p < 2; ++p) {
-    const std::uint32_t ga0 = word_of(wa, 2 * p), ga1 = word_of(wa, 2 * p + 1);
-    const std::uint32_t gb0 = word_of(wb, 2 * p), gb1 = word_of(wb, 2 * p + 1);
-    const std::uint32_t ga0s = ga0 >> 10, ga1s = ga1 >> 10, gb0s = gb0 >> 10, gb1s = gb1 >> 10;
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-      const std::uint32_t a0 = decode_pair_f16(i, ga0, ga0s);  // row g,     slots 2t, 2t+1
-      const std::uint32_t a1 = decode_pair_f16(i, gb0, gb0s);  // row g + 8, slots 2t, 2t+1
-      const std::uint32_t a2 = decode_pair_f16(i, ga1, ga1s);  // row g,     slots 2t+8, 2t+9
-      const std::uint32_t a3 = decode_pair_f16(i, gb1, gb1s);  // row g + 8, slots 2t+8, 2t+9
       const std::uint32_t sel = (i & 1) ? 0x7632u : 0x5410u;
       const std::uint32_t b0 = __byte_perm(word_of(xc[4 * p], i / 2), word_of(xc[4 * p + 1], i / 2), sel);
       const std::uint32_t b1 = __byte_perm(word_of(xc[4 * p + 2], i / 2), word_of(xc[4 * p + 3], i / 2), sel);
-      mma_f16(c[p], a0, a1, a2, a3, b0, b1);
+#pragma unroll
+      for (int tile = 0; tile < T; ++tile) {
+        const std::uint32_t ga0 = word_of(wa[tile], 2 * p), ga1 = word_of(wa[tile], 2 * p + 1);
+        const std::uint32_t gb0 = word_of(wb[tile], 2 * p), gb1 = word_of(wb[tile], 2 * p + 1);
+        const std::uint32_t a0 = decode_pair_f16(i, ga0, ga0 >> 10);  // row g,     slots 2t, 2t+1
+        const std::uint32_t a1 = decode_pair_f16(i, gb0, gb0 >> 10);  // row g + 8, slots 2t, 2t+1
+        const std::uint32_t a2 = decode_pair_f16(i, ga1, ga1 >> 10);  // row g,     slots 2t+8, 2t+9
+        const std::uint32_t a3 = decode_pair_f16(i, gb1, gb1 >> 10);  // row g + 8, slots 2t+8, 2t+9
+        mma_f16(c[tile][p % kChains<T>], a0, a1, a2, a3, b0, b1);
+      }
     }
   }
 }
 
-template <bool kVecX>
-__device__ __forceinline__ void mma_step(float (&c)[2][4], const uint4& wa, const uint4& wb, const float* xrow,
-                                         bool has_x, int k0, int K) {
+template <int T, bool kVecX>
+__device__ __forceinline__ void mma_step(float (&c)[T][kChains<T>][4], const uint4 (&wa)[T], const uint4 (&wb)[T],
+                                         const float* xrow, bool has_x, int k0, int K) {
   uint4 xc[16];
 #pragma unroll
   for (int q = 0; q < 16; ++q) xc[q] = has_x ? load_x_chunk<kVecX>(xrow, k0 + 4 * q, K) : make_uint4(0, 0, 0, 0);
 #pragma unroll
   for (int p = 0; p < 2; ++p) {
-    const std::uint32_t ga0 = word_of(wa, 2 * p), ga1 = word_of(wa, 2 * p + 1);
-    const std::uint32_t gb0 = word_of(wb, 2 * p), gb1 = word_of(wb, 2 * p + 1);
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-      const std::uint32_t a0 = decode_pair_bf16(i, ga0, ga0 >> 6, ga0 >> 12);
-      const std::uint32_t a1 = decode_pair_bf16(i, gb0, gb0 >> 6, gb0 >> 12);
-      const std::uint32_t a2 = decode_pair_bf16(i, ga1, ga1 >> 6, ga1 >> 12);
-      const std::uint32_t a3 = decode_pair_bf16(i, gb1, gb1 >> 6, gb1 >> 12);
       // element e of the lane's 64 sits in chunk e / 4, component e % 4
       const int e0 = 32 * p + i, e1 = e0 + 8, e2 = e0 + 16, e3 = e0 + 24;
       std::uint32_t b0[3], b1[3];
       split3_bf16(word_of(xc[e0 / 4], e0 % 4), word_of(xc[e1 / 4], e1 % 4), b0[0], b0[1], b0[2]);
       split3_bf16(word_of(xc[e2 / 4], e2 % 4), word_of(xc[e3 / 4], e3 % 4), b1[0], b1[1], b1[2]);
 #pragma unroll
-      for (int term = 0; term < 3; ++term) mma_bf16(c[p], a0, a1, a2, a3, b0[term], b1[term]);
+      for (int tile = 0; tile < T; ++tile) {
+        const std::uint32_t ga0 = word_of(wa[tile], 2 * p), ga1 = word_of(wa[tile], 2 * p + 1);
+        const std::uint32_t gb0 = word_of(wb[tile], 2 * p), gb1 = word_of(wb[tile], 2 * p + 1);
+        const std::uint32_t a0 = decode_pair_bf16(i, ga0, ga0 >> 6, ga0 >> 12);
+        const std::uint32_t a1 = decode_pair_bf16(i, gb0, gb0 >> 6, gb0 >> 12);
+        const std::uint32_t a2 = decode_pair_bf16(i, ga1, ga1 >> 6, ga1 >> 12);
+        const std::uint32_t a3 = decode_pair_bf16(i, gb1, gb1 >> 6, gb1 >> 12);
+#pragma unroll
+        for (int term = 0; term < 3; ++term) mma_bf16(c[tile][p % kChains<T>], a0, a1, a2, a3, b0[term], b1[term]);
+      }
     }
   }
 }
 
-// Register budget: 3 blocks of 8 warps per SM for fp16 x (<= 85 registers), 2 for fp32 x (<= 128), so that
-// enough steps' loads are in flight per SM.
-template <typename XT, typename YT, bool kVecX>
-__global__ void __launch_bounds__(kMaxMmaWarps * 32, sizeof(XT) == 2 ? 3 : 2)
+// A block = k_slices warps over T tiles of 16 rows (16 T rows); warp `slice` takes steps slice, slice + k_slices, ...
+// Register budget: 3 blocks of 8 warps per SM for fp16 x with T = 1 (<= 85 registers), else 2 (<= 128).
+template <typename XT, typename YT, bool kVecX, int T>
+__global__ void __launch_bounds__(kMaxMmaWarps * 32, (sizeof(XT) == 2 && T == 1) ? 3 : 2)
     tmac_mma_kernel(const std::uint8_t* __restrict__ packed, const float* __restrict__ scale, const XT* __restrict__ x,
                     YT* __restrict__ y, int M, int K, int row_bytes, int steps, int batch, int k_slices) {
-  __shared__ float partial[kMaxMmaWarps][32][4];
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  __shared__ float partial[kMaxMmaWarps * T][32][4];
+  const int slice = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
-  const int tiles_per_block = blockDim.x / (32 * k_slices);
-  const int tile_in_block = warp / k_slices, slice = warp % k_slices;
-  const std::int64_t tile0 = static_cast<std::int64_t>(blockIdx.x) * tiles_per_block;
-  const std::int64_t ra = (tile0 + tile_in_block) * 16 + g, rb = ra + 8;
-  const bool va = ra < M, vb = rb < M;
-  const std::uint8_t* pa = packed + ra * row_bytes + 16 * t;  // dereferenced only when va
-  const std::uint8_t* pb = packed + rb * row_bytes + 16 * t;
+  const std::int64_t row0 = static_cast<std::int64_t>(blockIdx.x) * (16 * T);
   const bool has_x = g < batch;
   const XT* xrow = x + static_cast<std::size_t>(has_x ? g : 0) * K;
   const uint4 zero_codes = make_uint4(kZeroCodes, kZeroCodes, kZeroCodes, kZeroCodes);
 
-  float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
-  uint4 next_a = zero_codes, next_b = zero_codes;
-  auto load_w = [&](int s) {
+  // Loads the lane's 16 bytes of rows g and g + 8 of every tile for step s (zero codes past M or the row end).
+  auto load_w = [&](int s, uint4 (&wa)[T], uint4 (&wb)[T]) {
     const bool in_row = s * kStepBytes + 16 * t < row_bytes;
-    next_a = va && in_row ? ldg16(pa + static_cast<std::size_t>(s) * kStepBytes) : zero_codes;
-    next_b = vb && in_row ? ldg16(pb + static_cast<std::size_t>(s) * kStepBytes) : zero_codes;
+    const std::size_t offset = static_cast<std::size_t>(s) * kStepBytes + 16 * t;
+#pragma unroll
+    for (int tile = 0; tile < T; ++tile) {
+      const std::int64_t ra = row0 + 16 * tile + g, rb = ra + 8;
+      wa[tile] = in_row && ra < M ? ldg16(packed + ra * row_bytes + offset) : zero_codes;
+      wb[tile] = in_row && rb < M ? ldg16(packed + rb * row_bytes + offset) : zero_codes;
+    }
   };
-  if (slice < steps) load_w(slice);
-  for (int s = slice; s < steps; s += k_slices) {
-    const uint4 wa = next_a, wb = next_b;
-    if (s + k_slices < steps) load_w(s + k_slices);  // in flight while this step computes
-    mma_step<kVecX>(c, wa, wb, xrow, has_x, s * kStepWeights + 64 * t, K);
+
+  float c[T][kChains<T>][4];
+#pragma unroll
+  for (int tile = 0; tile < T; ++tile)
+#pragma unroll
+    for (int ch = 0; ch < kChains<T>; ++ch)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) c[tile][ch][j] = 0.0f;
+
+  if constexpr (T == 1) {
+    // The next step's weights are loaded before this step computes (two steps in flight per warp).
+    uint4 next_a[1] = {zero_codes}, next_b[1] = {zero_codes};
+    if (slice < steps) load_w(slice, next_a, next_b);
+    for (int s = slice; s < steps; s += k_slices) {
+      const uint4 wa[1] = {next_a[0]}, wb[1] = {next_b[0]};
+      if (s + k_slices < steps) load_w(s + k_slices, next_a, next_b);
+      mma_step<1, kVecX>(c, wa, wb, xrow, has_x, s * kStepWeights + 64 * t, K);
+    }
+  } else {
+    // Chosen only when each warp has a single step (tmac_mma_launch_shape): the T tiles' loads are in flight together.
+    for (int s = slice; s < steps; s += k_slices) {
+      uint4 wa[T], wb[T];
+      load_w(s, wa, wb);
+      mma_step<T, kVecX>(c, wa, wb, xrow, has_x, s * kStepWeights + 64 * t, K);
+    }
   }
 
 #pragma unroll
-  for (int j = 0; j < 4; ++j) partial[warp][lane][j] = c[0][j] + c[1][j];
+  for (int tile = 0; tile < T; ++tile) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float v = c[tile][0][j];
+#pragma unroll
+      for (int ch = 1; ch < kChains<T>; ++ch) v += c[tile][ch][j];
+      partial[slice * T + tile][lane][j] = v;
+    }
+  }
   __syncthreads();
   // C fragment: c[0], c[1] = (row g, cols 2t, 2t+1); c[2], c[3] = (row g + 8, cols 2t, 2t+1).
-  for (int idx = threadIdx.x; idx < tiles_per_block * 128; idx += blockDim.x) {
+  for (int idx = threadIdx.x; idx < T * 128; idx += blockDim.x) {
     const int r = idx & 15, n = (idx >> 4) & 7, tile = idx >> 7;  // rows fastest: coalesced stores
-    const std::int64_t row = (tile0 + tile) * 16 + r;
+    const std::int64_t row = row0 + 16 * tile + r;
     if (n >= batch || row >= M) continue;
     const int src_lane = (r & 7) * 4 + (n >> 1), comp = (r >> 3) * 2 + (n & 1);
     float sum = 0.0f;
-    for (int ks = 0; ks < k_slices; ++ks) sum += partial[tile * k_slices + ks][src_lane][comp];
+    for (int ks = 0; ks < k_slices; ++ks) sum += partial[ks * T + tile][src_lane][comp];
     y[static_cast<std::size_t>(n) * M + row] = from_f32<YT>(scale[row] * sum);
   }
 }
@@ -410,18 +448,34 @@ TmacLaunchShape tmac_simple_launch_shape(std::int64_t m) {
   return s;
 }
 
-// One 16-row tile per block and up to kMaxKSlices warps splitting K: small-K shapes (SmolLM2's 576 = 3 steps)
-// get many small blocks spread over all SMs with every load issued at once (latency-bound regime); large-K
-// shapes get 8 warps x (steps / 8) steps, two steps in flight per warp, which with several blocks per SM keeps
-// ~30+ KB of weight loads in flight per SM (bandwidth-bound regime).
-TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k) {
+// The mma grid (the one place it is tuned). Up to kMaxKSlices warps split K for a group of T 16-row tiles; one
+// group per block, ceil(M / 16 T) blocks of 32 k_slices threads.
+// - k_slices = min(steps, 8): small-K shapes (SmolLM2's K = 576 is 3 steps) give every warp one step, all of
+//   its loads issued at once (latency-bound regime); large K gives 8 warps x steps/8 steps with the next step's
+//   loads in flight while one computes (bandwidth-bound regime: 3 blocks x 8 warps x 2 KB ~ 48 KB per SM).
+// - T (tiles per warp): 1, except when each warp has a single step (steps <= 8) and there are so many tiles
+//   that even with T = 2 or 4 every SM still gets >= 4 blocks (kBlocksPerSmForTiling): then a warp loads T
+//   tiles' weights at once (T KB in flight instead of 1) and shares its x fragments among them; this is the
+//   LM-head regime (49152 x 576: T = 4, 768 blocks). Only for fp16 x with 16-byte x loads (allow_tiling; the
+//   fp32-x kernel would spill registers with T > 1).
+TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k, int sm_count, bool allow_tiling) {
+  constexpr std::int64_t kBlocksPerSmForTiling = 4;
   const std::int64_t row_bytes = round_up(k, kTmacKAlign) / 4;
   const std::int64_t steps = (row_bytes + kStepBytes - 1) / kStepBytes;
+  const std::int64_t tiles = (m + 15) / 16;
   TmacLaunchShape s;
   s.k_slices = static_cast<int>(steps < kMaxKSlices ? steps : kMaxKSlices);
-  const int tiles_per_block = 1;
-  s.threads = 32 * s.k_slices * tiles_per_block;
-  s.rows_per_block = 16 * tiles_per_block;
+  s.tiles_per_warp = 1;
+  if (allow_tiling && steps <= kMaxKSlices) {
+    for (int t : {4, 2}) {
+      if ((tiles + t - 1) / t >= kBlocksPerSmForTiling * sm_count) {
+        s.tiles_per_warp = t;
+        break;
+      }
+    }
+  }
+  s.threads = 32 * s.k_slices;
+  s.rows_per_block = 16 * s.tiles_per_warp;
   s.blocks = static_cast<int>((m + s.rows_per_block - 1) / s.rows_per_block);
   return s;
 }
@@ -443,7 +497,14 @@ TmacGemvOp::TmacGemvOp(std::shared_ptr<const TernaryWeights> weights, std::uintp
     throw std::invalid_argument("TmacGemvOp: x and out must be aligned to their element size");
   }
   x_vector_loads_ = x % 16 == 0 && (static_cast<std::size_t>(w_->k()) * dtype_bytes(x_dtype)) % 16 == 0;
-  shape_ = variant == TmacVariant::Simple ? tmac_simple_launch_shape(w_->m()) : tmac_mma_launch_shape(w_->m(), w_->k());
+  if (variant == TmacVariant::Simple) {
+    shape_ = tmac_simple_launch_shape(w_->m());
+  } else {
+    int device = 0, sm_count = 0;
+    EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
+    EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
+    shape_ = tmac_mma_launch_shape(w_->m(), w_->k(), sm_count, x_vector_loads_ && x_dtype == TmacDType::F16);
+  }
 }
 
 std::size_t TmacGemvOp::bytes_per_launch() const {
@@ -466,13 +527,26 @@ void launch_typed(const TernaryWeights& w, std::uintptr_t x, std::uintptr_t y, i
     return;
   }
   const int steps = (row_bytes + kStepBytes - 1) / kStepBytes;
-  if (x_vec) {
-    tmac_mma_kernel<XT, YT, true>
-        <<<s.blocks, s.threads, 0, stream>>>(w.packed(), w.scale(), xp, yp, M, K, row_bytes, steps, batch, s.k_slices);
-  } else {
-    tmac_mma_kernel<XT, YT, false>
-        <<<s.blocks, s.threads, 0, stream>>>(w.packed(), w.scale(), xp, yp, M, K, row_bytes, steps, batch, s.k_slices);
+  const auto args = std::make_tuple(w.packed(), w.scale(), xp, yp, M, K, row_bytes, steps, batch, s.k_slices);
+  auto check_launch = []() { EDGELLM_CUDA_CHECK_LAUNCH("tmac_mma_kernel"); };
+  auto run = [&](auto kernel) {
+    std::apply([&](auto... a) { kernel<<<s.blocks, s.threads, 0, stream>>>(a...); }, args);
+  };
+  if (!x_vec) {
+    run(tmac_mma_kernel<XT, YT, false, 1>);  // element loads of x: unaligned x or K not a multiple of 16 bytes
+    return check_launch();
   }
+  if constexpr (std::is_same_v<XT, __half>) {
+    if (s.tiles_per_warp == 4) {
+      run(tmac_mma_kernel<XT, YT, true, 4>);
+      return check_launch();
+    }
+    if (s.tiles_per_warp == 2) {
+      run(tmac_mma_kernel<XT, YT, true, 2>);
+      return check_launch();
+    }
+  }
+  run(tmac_mma_kernel<XT, YT, true, 1>);
   EDGELLM_CUDA_CHECK_LAUNCH("tmac_mma_kernel");
 }
 

@@ -72,7 +72,8 @@ class TernaryWeights {
 struct TmacLaunchShape {
   int blocks = 0;
   int threads = 0;
-  int k_slices = 1;      // mma: warps per 16-row tile, each taking every k_slices-th 256-weight step
+  int k_slices = 1;        // mma: warps splitting K, each taking every k_slices-th 256-weight step
+  int tiles_per_warp = 1;  // mma: 16-row tiles each warp computes (sharing its x fragments)
   int rows_per_block = 0;
 };
 
@@ -100,8 +101,9 @@ class TmacGemvOp : public Launchable {
   TmacLaunchShape shape_;
 };
 
-// The mma variant's grid for a shape (the one place its tuning lives).
-TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k);
+// The mma variant's grid for a shape on a device with sm_count SMs (the one place its tuning lives).
+// allow_tiling: fp16 x read with 16-byte loads (the only case with a multi-tile kernel).
+TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k, int sm_count, bool allow_tiling);
 TmacLaunchShape tmac_simple_launch_shape(std::int64_t m);
 
 }  // namespace edgellm::cuda

@@ -54,6 +54,7 @@ void bind_tmac(py::module_& m) {
         d["blocks"] = s.blocks;
         d["threads"] = s.threads;
         d["k_slices"] = s.k_slices;
+        d["tiles_per_warp"] = s.tiles_per_warp;
         d["rows_per_block"] = s.rows_per_block;
         return d;
       });
