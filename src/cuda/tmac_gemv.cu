@@ -7,7 +7,8 @@
 // y = scale * sum (one fp32 rounding), then converted to y's dtype (one more rounding for fp16 output).
 // Cost: ~4 + batch instructions per weight per thread, so it is instruction-bound on large matrices.
 //
-// Variant "mma" (tensor cores). A warp owns a tile of 16 rows and a slice of K; k advances in "steps" of 256
+// Variant "mma" (tensor cores). A warp owns T tiles of 16 rows (T = 1 except in the LM-head regime, below) and a
+// slice of K; k advances in "steps" of 256
 // weights = 64 packed bytes per row. Lane (g = lane / 4, t = lane % 4) loads, per step, 16 bytes of row g and
 // 16 bytes of row g + 8 at byte 16 t of the step (so the four lanes of a group read 64 contiguous bytes of a
 // row; the warp's load touches 16 rows x 64 bytes, whole 32-byte sectors). Those 2 x 64 weights feed 16
@@ -28,17 +29,19 @@
 //   h2 = x - h0 - h1: each subtraction is exact and h2 has at most 8 significant bits, so the three bf16 terms
 //   represent x EXACTLY (up to fp32 underflow below ~1e-38); three bf16 MMAs accumulate into the same C.
 //   Rounding, therefore, happens only in: the tensor core's fp32 accumulation (products are exact; the sums are
-//   fp32 but the hardware's alignment/rounding inside one MMA is not IEEE round-to-nearest; each warp keeps two
-//   accumulator chains, the p = 0 and p = 1 halves of every step, added once at the end in fp32), the
+//   fp32 but the hardware's alignment/rounding inside one MMA is not IEEE round-to-nearest; with T = 1 a warp
+//   keeps two accumulator chains, the p = 0 and p = 1 halves of every step, added once at the end in fp32), the
 //   fixed-order fp32 sum of the k_slices warp partials, y = scale * sum (fp32), and the fp16 conversion of y.
 //   Tails: rows >= M and steps past the row end use zero codes (0x55) without loading; x elements k >= K and
 //   batch rows n >= batch are zeros (never loaded), so padding codes and out-of-range x never matter.
-//   Launch: tmac_mma_launch_shape(): k_slices = min(steps, 8) warps per 16-row tile (warp s takes steps s,
-//   s + k_slices, ...; the next step's weights are loaded before the current one is computed), one tile per
-//   block, ceil(M / 16) blocks of 32 * k_slices threads; 4 KB of static shared memory holds each warp's C
-//   fragment, and after one barrier the block's threads add the k_slices partials in slice order and write y.
-//   Registers (ptxas, sm_90, CUDA 13.0): 80 per thread for fp16 x (3 blocks of 8 warps per SM), 122-128 for
-//   fp32 x (2 blocks per SM), no spills; "simple": 32.
+//   Launch: tmac_mma_launch_shape(): k_slices = min(steps, 8) warps split K for a group of T 16-row tiles (warp s
+//   takes steps s, s + k_slices, ...; with T = 1 the next step's weights are loaded before the current one is
+//   computed; T = 2 or 4 only when every warp has one step and rows are plentiful, the LM-head regime), one
+//   group per block, ceil(M / 16 T) blocks of 32 * k_slices threads; 4 T KB of static shared memory holds each
+//   warp's C fragments, and after one barrier the block's threads add the k_slices partials in slice order and
+//   write y (rows fastest, so stores coalesce).
+//   Registers (ptxas -v, sm_90, CUDA 13.0; no spills, no stack): fp16 x: 78-80 (T = 1; 3 blocks of 8 warps per
+//   SM), 90 (T = 2), 112 (T = 4); fp32 x: 122-128 (T = 1 only); "simple": 32.
 //   Cost per 256 weights: ~4 x 2 ALU (decode) + 1-3 MMA + ~2.5 (x pairs, per row tile), ~0.05 warp instructions
 //   per weight for fp16 x: bandwidth-bound on H100/H200 for large matrices.
 #include <cuda_bf16.h>
