@@ -41,9 +41,11 @@
 //   warp's C fragments, and after one barrier the block's threads add the k_slices partials in slice order and
 //   write y (rows fastest, so stores coalesce).
 //   Registers (ptxas -v, sm_90, CUDA 13.0; no spills, no stack): fp16 x: 78-80 (T = 1; 3 blocks of 8 warps per
-//   SM), 90 (T = 2), 112 (T = 4); fp32 x: 122-128 (T = 1 only); "simple": 32.
-//   Cost per 256 weights: ~4 x 2 ALU (decode) + 1-3 MMA + ~2.5 (x pairs, per row tile), ~0.05 warp instructions
-//   per weight for fp16 x: bandwidth-bound on H100/H200 for large matrices.
+//   SM), 90 (T = 2), 110 (T = 4); fp32 x: 123-126 (T = 1 only); "simple": 32. SASS (cuobjdump, fp16 x, T = 1):
+//   one step is ~190 instructions around its 16 HMMA.16816.F32: 64 LOP3 + 64 HFMA2 (decode), 32 PRMT (x pairs),
+//   10 LDG.E.128 (2 weights, 8 x), ~0.05 warp instructions per weight.
+//   So for fp16 x, 14336 x 4096 is ~2.7M warp instructions (~2.6 us of issue on 132 SMs at 1.98 GHz) against
+//   14.7 MB of weights (~3.5 us at 4.2 TB/s): bandwidth-bound, if loads stay in flight.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -235,6 +237,14 @@ __device__ __forceinline__ std::uint32_t fma_bf16x2(std::uint32_t a, std::uint32
   return d;
 }
 
+// (a & b) | c in one LOP3. Written out because the compiler splits (src & mask) | magic with two immediates into two
+// LOP3s (an instruction holds one 32-bit immediate); here ptxas keeps the magic number in a register.
+__device__ __forceinline__ std::uint32_t and_or(std::uint32_t a, std::uint32_t b, std::uint32_t c) {
+  std::uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
 __host__ __device__ constexpr std::uint32_t dup16(std::uint32_t h) { return h | (h << 16); }
 
 // Weights i and i + 8 of a 16-weight word (bits 2i and 2i + 16) as fp16 {low: w_i, high: w_{i+8}} in {-1, 0, 1}.
@@ -242,7 +252,7 @@ __host__ __device__ constexpr std::uint32_t dup16(std::uint32_t h) { return h | 
 __device__ __forceinline__ std::uint32_t decode_pair_f16(int i, std::uint32_t w, std::uint32_t w10) {
   const int p = i < 5 ? i : i - 5;
   const std::uint32_t src = i < 5 ? w : w10;
-  const std::uint32_t v = (src & (0x00030003u << (2 * p))) | 0x64006400u;  // 1024 + q * 4^p
+  const std::uint32_t v = and_or(src, 0x00030003u << (2 * p), 0x64006400u);  // 1024 + q * 4^p
   const std::uint32_t scale = dup16((15u - 2u * p) << 10);                      // 4^-p
   const std::uint32_t bias = dup16(0x8000u | ((25u - 2u * p) << 10) | (1u << (2 * p)));  // -(1024 * 4^-p + 1)
   return fma_f16x2(v, scale, bias);
@@ -253,7 +263,7 @@ __device__ __forceinline__ std::uint32_t decode_pair_bf16(int i, std::uint32_t w
                                                           std::uint32_t w12) {
   const int p = i < 3 ? i : (i < 6 ? i - 3 : i - 6);
   const std::uint32_t src = i < 3 ? w : (i < 6 ? w6 : w12);
-  const std::uint32_t v = (src & (0x00030003u << (2 * p))) | 0x43004300u;  // 128 + q * 4^p
+  const std::uint32_t v = and_or(src, 0x00030003u << (2 * p), 0x43004300u);  // 128 + q * 4^p
   const std::uint32_t scale = dup16((127u - 2u * p) << 7);                      // 4^-p
   const std::uint32_t bias = dup16(0x8000u | ((134u - 2u * p) << 7) | (1u << (2 * p)));  // -(128 * 4^-p + 1)
   return fma_bf16x2(v, scale, bias);
