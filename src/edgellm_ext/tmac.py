@@ -24,7 +24,13 @@ import numpy as np
 
 from . import _core
 from ._checks import check_host_array
-from .formats import TERNARY_K_ALIGN, ternary_invalid_code_position, ternary_padded_k
+from .formats import (
+    TERNARY_K_ALIGN,
+    pack_ternary,
+    ternary_invalid_code_position,
+    ternary_padded_k,
+    ternary_quantize,
+)
 from .cuda import (
     DeviceArray,
     _describe,
@@ -193,11 +199,9 @@ class TernaryWeights:
     def from_float(cls, w: np.ndarray, *, stream: object = None) -> "TernaryWeights":
         """Quantize float32 weights [M, K] with ``formats.ternary_quantize`` (absmean, per row), pack them with
         ``formats.pack_ternary`` and upload."""
-        from . import formats
-
         w = check_host_array(w, "w", dtype=np.float32, ndim=2)
-        w_int8, scale = formats.ternary_quantize(w)
-        return cls(formats.pack_ternary(w_int8), np.ascontiguousarray(scale, dtype=np.float32), w.shape[1], stream=stream)
+        w_int8, scale = ternary_quantize(w)
+        return cls(pack_ternary(w_int8), np.ascontiguousarray(scale, dtype=np.float32), w.shape[1], stream=stream)
 
     @property
     def m(self) -> int:
@@ -287,6 +291,7 @@ class TernaryWeights:
         if out is None or isinstance(out, np.ndarray):
             raise TypeError("out: prepare() needs a device output array (torch, cupy or edgellm_ext.cuda.empty)")
         out_shape, odt = self._out_spec(x_shape, x_dtype, out, None)
+        resolve_variant(variant, self.m, self.k)  # reject a bad variant before copying anything
         outd = as_device_array(out, "out", dtypes=[odt], shape=out_shape)
         xd = as_device_array(x, "x", dtypes=[x_dtype], stream=stream)
         op = self._op(xd, outd, batch, x_dtype, odt, variant)
