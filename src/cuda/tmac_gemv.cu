@@ -209,20 +209,34 @@ __global__ void __launch_bounds__(kSimpleWarps * 32)
 }
 
 // ------------------------------------------------------------------------------------------ mma helpers
+// The tensor-core helpers exist for sm_80+ only (mma.m16n8k16, bf16 arithmetic); older targets compile a trap,
+// and TmacGemvOp refuses "mma" on those devices (tmac_mma_supported), so it never runs.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#define EDGELLM_TMAC_NO_MMA 1
+#endif
+
 __device__ __forceinline__ void mma_f16(float (&c)[4], std::uint32_t a0, std::uint32_t a1, std::uint32_t a2,
                                         std::uint32_t a3, std::uint32_t b0, std::uint32_t b1) {
+#if defined(EDGELLM_TMAC_NO_MMA)
+  __trap();
+#else
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
 }
 
 __device__ __forceinline__ void mma_bf16(float (&c)[4], std::uint32_t a0, std::uint32_t a1, std::uint32_t a2,
                                          std::uint32_t a3, std::uint32_t b0, std::uint32_t b1) {
+#if defined(EDGELLM_TMAC_NO_MMA)
+  __trap();
+#else
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
 }
 
 __device__ __forceinline__ std::uint32_t fma_f16x2(std::uint32_t a, std::uint32_t b, std::uint32_t c) {
@@ -232,8 +246,12 @@ __device__ __forceinline__ std::uint32_t fma_f16x2(std::uint32_t a, std::uint32_
 }
 
 __device__ __forceinline__ std::uint32_t fma_bf16x2(std::uint32_t a, std::uint32_t b, std::uint32_t c) {
-  std::uint32_t d;
+  std::uint32_t d = 0;
+#if defined(EDGELLM_TMAC_NO_MMA)
+  __trap();
+#else
   asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+#endif
   return d;
 }
 
@@ -494,6 +512,13 @@ TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k, int sm_cou
 }
 
 // ------------------------------------------------------------------------------------------ the op
+bool tmac_mma_supported() {
+  int device = 0, major = 0;
+  EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
+  EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major >= 8;
+}
+
 TmacGemvOp::TmacGemvOp(std::shared_ptr<const TernaryWeights> weights, std::uintptr_t x, std::uintptr_t y, int batch,
                        TmacDType x_dtype, TmacDType y_dtype, TmacVariant variant)
     : w_(std::move(weights)), x_(x), y_(y), batch_(batch), x_dtype_(x_dtype), y_dtype_(y_dtype), variant_(variant) {
@@ -513,6 +538,10 @@ TmacGemvOp::TmacGemvOp(std::shared_ptr<const TernaryWeights> weights, std::uintp
   if (variant == TmacVariant::Simple) {
     shape_ = tmac_simple_launch_shape(w_->m());
   } else {
+    if (!tmac_mma_supported()) {
+      throw std::invalid_argument(
+          "TmacGemvOp: variant 'mma' needs compute capability 8.0 or newer (mma.sync m16n8k16, bf16); use 'simple'");
+    }
     int device = 0, sm_count = 0;
     EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
     EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));

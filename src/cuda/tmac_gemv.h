@@ -101,6 +101,9 @@ class TmacGemvOp : public Launchable {
   TmacLaunchShape shape_;
 };
 
+// Whether the current device can run "mma" (compute capability >= 8.0; the op refuses it otherwise).
+bool tmac_mma_supported();
+
 // The mma variant's grid for a shape on a device with sm_count SMs (the one place its tuning lives).
 // allow_tiling: fp16 x read with 16-byte loads (the only case with a multi-tile kernel).
 TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k, int sm_count, bool allow_tiling);

@@ -12,8 +12,8 @@ exactly into three bf16 terms on the tensor-core path. Rounding happens only in 
 ``scale * sum`` (fp32) and in the conversion of y to float16 (``src/cuda/tmac_gemv.cu`` states it per variant).
 
 Variants: ``"simple"`` (CUDA cores, one warp per row; the reference), ``"mma"`` (tensor cores:
-``mma.sync.m16n8k16`` with the weights decoded to fp16/bf16 and the batch as N), ``"auto"`` (by shape, from
-:data:`AUTO_VARIANT_TABLE`).
+``mma.sync.m16n8k16`` with the weights decoded to fp16/bf16 and the batch as N; compute capability >= 8.0),
+``"auto"`` (by shape, from :data:`AUTO_VARIANT_TABLE`; "simple" on GPUs older than compute capability 8.0).
 """
 
 from __future__ import annotations
@@ -239,9 +239,10 @@ class TernaryWeights:
 
     def _op(self, xd: DeviceArray, outd: DeviceArray, batch: int, x_dtype: str, out_dtype: str, variant: object) -> Any:
         _check_no_overlap(xd, outd)
-        op = _core.TmacGemvOp(self._native, xd.address, outd.address, batch, x_dtype, out_dtype,
-                              resolve_variant(variant, self.m, self.k))
-        return op
+        concrete = resolve_variant(variant, self.m, self.k)
+        if variant in (None, "auto") and concrete == "mma" and not _core.tmac_mma_supported():
+            concrete = "simple"  # "mma" needs compute capability >= 8.0; asked for explicitly, the op raises
+        return _core.TmacGemvOp(self._native, xd.address, outd.address, batch, x_dtype, out_dtype, concrete)
 
     def _out_spec(self, x_shape: tuple[int, ...], x_dtype: str, out: object, out_dtype: Optional[str]) -> tuple[tuple[int, ...], str]:
         out_shape = tuple(x_shape[:-1]) + (self.m,)

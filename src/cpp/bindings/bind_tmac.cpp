@@ -16,6 +16,8 @@ void bind_tmac(py::module_& m) {
   using namespace edgellm::cuda;
   using U8Array = py::array_t<std::uint8_t, py::array::c_style>;
 
+  m.def("tmac_mma_supported", []() { return tmac_mma_supported(); });
+
   py::class_<TernaryWeights, std::shared_ptr<TernaryWeights>>(m, "TernaryWeights")
       .def(py::init([](const U8Array& packed, const F32Array& scale, std::int64_t k, std::uintptr_t stream) {
              require_ndim(packed, "packed", 2);
@@ -59,7 +61,7 @@ void bind_tmac(py::module_& m) {
         return d;
       });
 #else
-  bind_unavailable(m, {"TernaryWeights", "TmacGemvOp"});
+  bind_unavailable(m, {"TernaryWeights", "TmacGemvOp", "tmac_mma_supported"});
 #endif
 }
 
