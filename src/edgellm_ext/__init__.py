@@ -3,6 +3,7 @@
 The compiled core is the private module ``edgellm_ext._core``; use the typed modules here:
 
 - :mod:`edgellm_ext.cpu`: CPU kernels (float32, scalar/AVX2/NEON paths), KV cache, arena.
+- :mod:`edgellm_ext.tmac`: ternary (BitNet b1.58) GEMV on the GPU with device-resident weights.
 - :mod:`edgellm_ext.quant`: GGUF Q4_0/Q4_1/Q8_0 blocks (quantize, dequantize, matvec);
   :mod:`edgellm_ext.ternary`: ternary (BitNet b1.58) matvec; :mod:`edgellm_ext.formats`: reference packers.
 - :mod:`edgellm_ext.tokenizer`: byte-level BPE tokenizer loaded from GGUF metadata.
@@ -16,13 +17,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _core, attention, cpu, cuda, formats, gemv, quant, ternary, tokenizer
+from . import _core, attention, cpu, cuda, formats, gemv, quant, ternary, tmac, tokenizer
 from .attention import fa2_decode, kv_append
 
 __version__: str = _core.build_info()["version"]
 
 __all__ = ["__version__", "attention", "build_info", "cpu", "cuda", "cuda_available", "fa2_decode", "formats",
-           "gemv", "kv_append", "quant", "ternary", "tokenizer"]
+           "gemv", "kv_append", "quant", "ternary", "tmac", "tokenizer"]
+
+# GPU ternary GEMV with device-resident weights (edgellm_ext.tmac).
+from . import tmac  # noqa: E402
+
+__all__ += ["tmac"]
 
 
 def cuda_available() -> bool:

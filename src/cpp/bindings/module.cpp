@@ -36,6 +36,7 @@ PYBIND11_MODULE(_core, m) {
   edgellm::bindings::bind_tokenizer(m);
   edgellm::bindings::bind_activations(m);
   edgellm::bindings::bind_kv_cache(m);
+  edgellm::bindings::bind_tmac(m);
   edgellm::bindings::bind_quant(m);
   edgellm::bindings::bind_ternary(m);
 }

@@ -1,0 +1,607 @@
+// Ternary GEMV kernels (format and math: tmac_gemv.h).
+//
+// Variant "simple" (CUDA cores; the reference). Launch: 256 threads = 8 warps per block, one warp per row,
+// ceil(M / 8) blocks, no shared memory. Lane l reads 16-byte chunks l, l+32, ... of its row (64 weights each),
+// decodes each weight to a float in {-1, 0, +1} and does acc[b] = fmaf(w, x[b, k], acc[b]) for k < K (the
+// product is exact; each add rounds in fp32). The 32 lane sums are combined by a shuffle tree (fp32), then
+// y = scale * sum (one fp32 rounding), then converted to y's dtype (one more rounding for fp16 output).
+// Cost: ~4 + batch instructions per weight per thread, so it is instruction-bound on large matrices.
+//
+// Variant "mma" (tensor cores). A warp owns T tiles of 16 rows (T = 1 except in the LM-head regime, below) and a
+// slice of K; k advances in "steps" of 256
+// weights = 64 packed bytes per row. Lane (g = lane / 4, t = lane % 4) loads, per step, 16 bytes of row g and
+// 16 bytes of row g + 8 at byte 16 t of the step (so the four lanes of a group read 64 contiguous bytes of a
+// row; the warp's load touches 16 rows x 64 bytes, whole 32-byte sectors). Those 2 x 64 weights feed 16
+// mma.sync.m16n8k16 (A = weights as fp16/bf16, B = x with the batch as N = 8, C = fp32).
+//   k order: an MMA may use any permutation of its 16 k slots as long as A and B agree. For MMA (p, i),
+//   p in {0, 1}, i in 0..7, lane t's slots (2t, 2t+1) hold weights (32p + i, 32p + i + 8) of its 64 and slots
+//   (2t+8, 2t+9) hold (32p + 16 + i, 32p + 24 + i): exactly the pair {bits 2i, bits 2i + 16} of one 32-bit
+//   word of packed codes, which the decode below turns into one half2 without shuffling bits.
+//   Decode (fp16): v = (word & (3 << 2i in each half)) | 0x6400 (1024.0) = 1024 + q * 4^i, exact, then
+//   w = v * 4^-i - (1024 * 4^-i + 1) = q - 1 in one fma.rn.f16x2 (exact: every value involved is a small
+//   integer or a power of two). Positions 5..7 use word >> 10 (positions 0..2 of it), since bits 10..15 of a half
+//   are its exponent. bf16 is the same with 0x4300 (128.0), 7 mantissa bits: positions 0..2 of word, word >> 6
+//   and word >> 12. So a 16-weight word costs 1 (fp16) or 2 (bf16) shifts + 8 LOP3 + 8 HFMA2 for 16 weights.
+//   x (B operand): lane (g, t) holds batch row n = g; it loads x[n, k0 .. k0 + 63] of its step (L1/L2-resident;
+//   16-byte loads when x rows are 16-byte aligned, else element loads) and pairs elements with PRMT (fp16).
+//   fp16 x: one MMA per fragment; the fp16 inputs are used exactly.
+//   fp32 x: x = h0 + h1 + h2 with h0 = x truncated to bf16 (the top 8 significant bits), h1 = (x - h0) truncated,
+//   h2 = x - h0 - h1: each subtraction is exact and h2 has at most 8 significant bits, so the three bf16 terms
+//   represent x EXACTLY (up to fp32 underflow below ~1e-38); three bf16 MMAs accumulate into the same C.
+//   Rounding, therefore, happens only in: the tensor core's fp32 accumulation (products are exact; the sums are
+//   fp32 but the hardware's alignment/rounding inside one MMA is not IEEE round-to-nearest; with T = 1 a warp
+//   keeps two accumulator chains, the p = 0 and p = 1 halves of every step, added once at the end in fp32), the
+//   fixed-order fp32 sum of the k_slices warp partials, y = scale * sum (fp32), and the fp16 conversion of y.
+//   Tails: rows >= M and steps past the row end use zero codes (0x55) without loading; x elements k >= K and
+//   batch rows n >= batch are zeros (never loaded), so padding codes and out-of-range x never matter.
+//   Launch: tmac_mma_launch_shape(): k_slices = min(steps, 8) warps split K for a group of T 16-row tiles (warp s
+//   takes steps s, s + k_slices, ...; with T = 1 the next step's weights are loaded before the current one is
+//   computed; T = 2 or 4 only when every warp has one step and rows are plentiful, the LM-head regime), one
+//   group per block, ceil(M / 16 T) blocks of 32 * k_slices threads; 4 T KB of static shared memory holds each
+//   warp's C fragments, and after one barrier the block's threads add the k_slices partials in slice order and
+//   write y (rows fastest, so stores coalesce).
+//   Registers (ptxas -v, sm_90, CUDA 13.0; no spills, no stack): fp16 x: 78-80 (T = 1; 3 blocks of 8 warps per
+//   SM), 90 (T = 2), 110 (T = 4); fp32 x: 123-126 (T = 1 only); "simple": 32. SASS (cuobjdump, fp16 x, T = 1):
+//   one step is ~190 instructions around its 16 HMMA.16816.F32: 64 LOP3 + 64 HFMA2 (decode), 32 PRMT (x pairs),
+//   10 LDG.E.128 (2 weights, 8 x), ~0.05 warp instructions per weight.
+//   So for fp16 x, 14336 x 4096 is ~2.7M warp instructions (~2.6 us of issue on 132 SMs at 1.98 GHz) against
+//   14.7 MB of weights (~3.5 us at 4.2 TB/s): bandwidth-bound, if loads stay in flight.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <tuple>
+#include <type_traits>
+#include <stdexcept>
+#include <string>
+
+#include "cuda_check.h"
+#include "tmac_gemv.h"
+
+namespace edgellm::cuda {
+
+// ------------------------------------------------------------------------------------------ names, weights
+TmacVariant parse_tmac_variant(const std::string& name) {
+  if (name == "simple") return TmacVariant::Simple;
+  if (name == "mma") return TmacVariant::Mma;
+  throw std::invalid_argument("variant: expected 'simple' or 'mma', got '" + name + "'");
+}
+
+const char* tmac_variant_name(TmacVariant v) { return v == TmacVariant::Simple ? "simple" : "mma"; }
+
+TmacDType parse_tmac_dtype(const std::string& name) {
+  if (name == "float16") return TmacDType::F16;
+  if (name == "float32") return TmacDType::F32;
+  throw std::invalid_argument("dtype: expected 'float16' or 'float32', got '" + name + "'");
+}
+
+const char* tmac_dtype_name(TmacDType d) { return d == TmacDType::F16 ? "float16" : "float32"; }
+
+namespace {
+
+constexpr std::int64_t kMaxK = std::int64_t{1} << 30;  // keeps every k index (incl. step padding) in int32
+constexpr std::int64_t kMaxM = (std::int64_t{1} << 31) - 16;
+
+std::int64_t round_up(std::int64_t v, std::int64_t a) { return (v + a - 1) / a * a; }
+
+std::size_t dtype_bytes(TmacDType d) { return d == TmacDType::F16 ? 2 : 4; }
+
+}  // namespace
+
+TernaryWeights::TernaryWeights(const std::uint8_t* packed, std::size_t packed_bytes, const float* scale,
+                               std::size_t scale_count, std::int64_t m, std::int64_t k, cudaStream_t stream)
+    : m_(m),
+      k_(k),
+      kp_(round_up(k, kTmacKAlign)),
+      packed_(m >= 1 && m <= kMaxM && k >= 1 && k <= kMaxK ? static_cast<std::size_t>(m * (kp_ / 4)) : 0),
+      scale_(m >= 1 && m <= kMaxM ? static_cast<std::size_t>(m) * sizeof(float) : 0) {
+  if (m < 1 || m > kMaxM) throw std::invalid_argument("TernaryWeights: m must be in 1.." + std::to_string(kMaxM) + ", got " + std::to_string(m));
+  if (k < 1 || k > kMaxK) throw std::invalid_argument("TernaryWeights: k must be in 1.." + std::to_string(kMaxK) + ", got " + std::to_string(k));
+  const std::int64_t row_bytes = kp_ / 4;
+  if (packed_bytes != static_cast<std::size_t>(m * row_bytes)) {
+    throw std::invalid_argument("TernaryWeights: packed must be m * roundup(k, 64) / 4 = " + std::to_string(m) + " * " +
+                                std::to_string(row_bytes) + " bytes, got " + std::to_string(packed_bytes));
+  }
+  if (scale_count != static_cast<std::size_t>(m)) {
+    throw std::invalid_argument("TernaryWeights: scale must have m = " + std::to_string(m) + " elements, got " +
+                                std::to_string(scale_count));
+  }
+  for (std::int64_t r = 0; r < m; ++r) {
+    if (!std::isfinite(scale[r])) {
+      throw std::invalid_argument("TernaryWeights: scale[" + std::to_string(r) + "] is not finite");
+    }
+  }
+  // Codes: 3 is invalid everywhere; padding weights (k' >= k) must be code 1 (zero), as the format says.
+  const std::int64_t first_pad_byte = k / 4;
+  const int pad_in_first = static_cast<int>(k % 4);  // weights of byte first_pad_byte that are real
+  for (std::int64_t r = 0; r < m; ++r) {
+    const std::uint8_t* row = packed + r * row_bytes;
+    for (std::int64_t j = 0; j < row_bytes; ++j) {
+      const unsigned b = row[j];
+      if ((b & (b >> 1) & 0x55u) != 0) {
+        throw std::invalid_argument("TernaryWeights: packed row " + std::to_string(r) + " byte " + std::to_string(j) +
+                                    " holds the invalid code 3");
+      }
+      if (j >= first_pad_byte) {
+        const int first_pad = j == first_pad_byte ? pad_in_first : 0;
+        for (int i = first_pad; i < 4; ++i) {
+          if (((b >> (2 * i)) & 3u) != 1u) {
+            throw std::invalid_argument("TernaryWeights: packed row " + std::to_string(r) + " weight " +
+                                        std::to_string(4 * j + i) + " is padding (k = " + std::to_string(k) +
+                                        ") and must have code 1 (zero)");
+          }
+        }
+      }
+    }
+  }
+  packed_.copy_from_host(packed, packed_bytes, 0, stream);
+  scale_.copy_from_host(scale, scale_count * sizeof(float), 0, stream);
+}
+
+// ------------------------------------------------------------------------------------------------ kernels
+namespace {
+
+constexpr int kSimpleWarps = 8;
+constexpr int kStepBytes = 64;         // packed bytes of one row per mma k-step
+constexpr int kStepWeights = 256;      // weights per mma k-step
+constexpr int kMaxKSlices = 8;         // warps splitting K for one 16-row tile
+constexpr int kMaxMmaWarps = kMaxKSlices;  // per block (one 16-row tile); static shared memory is sized for this
+constexpr std::uint32_t kZeroCodes = 0x55555555u;  // sixteen code-1 (zero) weights
+
+__device__ __forceinline__ uint4 ldg16(const void* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
+
+__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_f32(float v) { return v; }
+
+template <typename YT>
+__device__ __forceinline__ YT from_f32(float v);
+template <>
+__device__ __forceinline__ __half from_f32<__half>(float v) {
+  return __float2half_rn(v);
+}
+template <>
+__device__ __forceinline__ float from_f32<float>(float v) {
+  return v;
+}
+
+// ------------------------------------------------------------------------------------------ simple
+template <typename XT, typename YT>
+__global__ void __launch_bounds__(kSimpleWarps * 32)
+    tmac_simple_kernel(const std::uint8_t* __restrict__ packed, const float* __restrict__ scale,
+                       const XT* __restrict__ x, YT* __restrict__ y, int M, int K, int row_bytes, int batch) {
+  const int lane = threadIdx.x & 31;
+  const int row = blockIdx.x * kSimpleWarps + (threadIdx.x >> 5);
+  if (row >= M) return;  // the whole warp leaves together: the shuffles below see full warps
+  const std::uint8_t* w_row = packed + static_cast<std::size_t>(row) * row_bytes;
+  float acc[kTmacMaxBatch];
+#pragma unroll
+  for (int b = 0; b < kTmacMaxBatch; ++b) acc[b] = 0.0f;
+  for (int c = lane; c * 16 < row_bytes; c += 32) {
+    const uint4 v = ldg16(w_row + 16 * c);
+#pragma unroll 1
+    for (int j = 0; j < 4; ++j) {
+      std::uint32_t word = j == 0 ? v.x : (j == 1 ? v.y : (j == 2 ? v.z : v.w));
+#pragma unroll
+      for (int i = 0; i < 16; ++i, word >>= 2) {
+        const int k = 64 * c + 16 * j + i;
+        if (k < K) {
+          const float w = static_cast<float>(word & 3u) - 1.0f;
+#pragma unroll
+          for (int b = 0; b < kTmacMaxBatch; ++b) {
+            if (b < batch) acc[b] = fmaf(w, to_f32(x[static_cast<std::size_t>(b) * K + k]), acc[b]);
+          }
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int b = 0; b < kTmacMaxBatch; ++b) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) acc[b] += __shfl_xor_sync(0xffffffffu, acc[b], off);
+  }
+  if (lane == 0) {
+    const float s = scale[row];
+#pragma unroll
+    for (int b = 0; b < kTmacMaxBatch; ++b) {
+      if (b < batch) y[static_cast<std::size_t>(b) * M + row] = from_f32<YT>(s * acc[b]);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------ mma helpers
+// The tensor-core helpers exist for sm_80+ only (mma.m16n8k16, bf16 arithmetic); older targets compile a trap,
+// and TmacGemvOp refuses "mma" on those devices (tmac_mma_supported), so it never runs.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#define EDGELLM_TMAC_NO_MMA 1
+#endif
+
+__device__ __forceinline__ void mma_f16(float (&c)[4], std::uint32_t a0, std::uint32_t a1, std::uint32_t a2,
+                                        std::uint32_t a3, std::uint32_t b0, std::uint32_t b1) {
+#if defined(EDGELLM_TMAC_NO_MMA)
+  __trap();
+#else
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
+}
+
+__device__ __forceinline__ void mma_bf16(float (&c)[4], std::uint32_t a0, std::uint32_t a1, std::uint32_t a2,
+                                         std::uint32_t a3, std::uint32_t b0, std::uint32_t b1) {
+#if defined(EDGELLM_TMAC_NO_MMA)
+  __trap();
+#else
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
+}
+
+__device__ __forceinline__ std::uint32_t fma_f16x2(std::uint32_t a, std::uint32_t b, std::uint32_t c) {
+  std::uint32_t d;
+  asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
+__device__ __forceinline__ std::uint32_t fma_bf16x2(std::uint32_t a, std::uint32_t b, std::uint32_t c) {
+  std::uint32_t d = 0;
+#if defined(EDGELLM_TMAC_NO_MMA)
+  __trap();
+#else
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+#endif
+  return d;
+}
+
+// (a & b) | c in one LOP3. Written out because the compiler splits (src & mask) | magic with two immediates into two
+// LOP3s (an instruction holds one 32-bit immediate); here ptxas keeps the magic number in a register.
+__device__ __forceinline__ std::uint32_t and_or(std::uint32_t a, std::uint32_t b, std::uint32_t c) {
+  std::uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
+__host__ __device__ constexpr std::uint32_t dup16(std::uint32_t h) { return h | (h << 16); }
+
+// Weights i and i + 8 of a 16-weight word (bits 2i and 2i + 16) as fp16 {low: w_i, high: w_{i+8}} in {-1, 0, 1}.
+// w10 = w >> 10. Called with i a compile-time constant after unrolling, so masks and constants fold.
+__device__ __forceinline__ std::uint32_t decode_pair_f16(int i, std::uint32_t w, std::uint32_t w10) {
+  const int p = i < 5 ? i : i - 5;
+  const std::uint32_t src = i < 5 ? w : w10;
+  const std::uint32_t v = and_or(src, 0x00030003u << (2 * p), 0x64006400u);  // 1024 + q * 4^p
+  const std::uint32_t scale = dup16((15u - 2u * p) << 10);                      // 4^-p
+  const std::uint32_t bias = dup16(0x8000u | ((25u - 2u * p) << 10) | (1u << (2 * p)));  // -(1024 * 4^-p + 1)
+  return fma_f16x2(v, scale, bias);
+}
+
+// The same for bf16 (7 mantissa bits): w6 = w >> 6, w12 = w >> 12.
+__device__ __forceinline__ std::uint32_t decode_pair_bf16(int i, std::uint32_t w, std::uint32_t w6,
+                                                          std::uint32_t w12) {
+  const int p = i < 3 ? i : (i < 6 ? i - 3 : i - 6);
+  const std::uint32_t src = i < 3 ? w : (i < 6 ? w6 : w12);
+  const std::uint32_t v = and_or(src, 0x00030003u << (2 * p), 0x43004300u);  // 128 + q * 4^p
+  const std::uint32_t scale = dup16((127u - 2u * p) << 7);                      // 4^-p
+  const std::uint32_t bias = dup16(0x8000u | ((134u - 2u * p) << 7) | (1u << (2 * p)));  // -(128 * 4^-p + 1)
+  return fma_bf16x2(v, scale, bias);
+}
+
+__device__ __forceinline__ std::uint32_t word_of(const uint4& v, int j) {
+  return j == 0 ? v.x : (j == 1 ? v.y : (j == 2 ? v.z : v.w));
+}
+
+// 8 halves x[k .. k+7] of one batch row (zeros for k' >= K). kVec: the row is 16-byte aligned and K % 8 == 0, so
+// a chunk is all in or all out.
+template <bool kVec>
+__device__ __forceinline__ uint4 load_x_chunk(const __half* row, int k, int K) {
+  if (kVec) return k < K ? ldg16(row + k) : make_uint4(0, 0, 0, 0);
+  const unsigned short* r = reinterpret_cast<const unsigned short*>(row);
+  std::uint32_t h[8];
+#pragma unroll
+  for (int e = 0; e < 8; ++e) h[e] = k + e < K ? __ldg(r + k + e) : 0u;
+  return make_uint4(h[0] | (h[1] << 16), h[2] | (h[3] << 16), h[4] | (h[5] << 16), h[6] | (h[7] << 16));
+}
+
+// 4 floats x[k .. k+3] (as bits), zeros for k' >= K.
+template <bool kVec>
+__device__ __forceinline__ uint4 load_x_chunk(const float* row, int k, int K) {
+  if (kVec) return k < K ? ldg16(row + k) : make_uint4(0, 0, 0, 0);
+  const unsigned* r = reinterpret_cast<const unsigned*>(row);
+  std::uint32_t f[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) f[e] = k + e < K ? __ldg(r + k + e) : 0u;
+  return make_uint4(f[0], f[1], f[2], f[3]);
+}
+
+// Exact split of two floats into three bf16x2 terms (see the header comment): low halves from xa, high from xb.
+__device__ __forceinline__ void split3_bf16(std::uint32_t ua, std::uint32_t ub, std::uint32_t& h0, std::uint32_t& h1,
+                                            std::uint32_t& h2) {
+  h0 = __byte_perm(ua, ub, 0x7632);  // top 16 bits of each: truncation to bf16
+  const float ra = __uint_as_float(ua) - __uint_as_float(ua & 0xffff0000u);
+  const float rb = __uint_as_float(ub) - __uint_as_float(ub & 0xffff0000u);
+  const std::uint32_t va = __float_as_uint(ra), vb = __float_as_uint(rb);
+  h1 = __byte_perm(va, vb, 0x7632);
+  const float sa = ra - __uint_as_float(va & 0xffff0000u);
+  const float sb = rb - __uint_as_float(vb & 0xffff0000u);
+  h2 = __byte_perm(__float_as_uint(sa), __float_as_uint(sb), 0x7632);  // <= 8 significant bits: exact
+}
+
+// Accumulator chains per 16-row tile: with one tile per warp, the p = 0 and p = 1 halves of every step feed two
+// independent MMA chains (a warp with one or two steps is then not serialised on the MMA latency); with several
+// tiles per warp the tiles' chains are independent already, and one chain each saves registers.
+template <int T>
+constexpr int kChains = T == 1 ? 2 : 1;
+
+// One 256-weight step of one warp over its T tiles: the lane's weights wa[tile] (row g of the tile) and wb[tile]
+// (row g + 8), all at k0 = 256 s + 64 t. The B fragments (x) are built once and shared by the T tiles.
+template <int T, bool kVecX>
+__device__ __forceinline__ void mma_step(float (&c)[T][kChains<T>][4], const uint4 (&wa)[T], const uint4 (&wb)[T],
+                                         const __half* xrow, bool has_x, int k0, int K) {
+  uint4 xc[8];
+#pragma unroll
+  for (int q = 0; q < 8; ++q) xc[q] = has_x ? load_x_chunk<kVecX>(xrow, k0 + 8 * q, K) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+  for (int p = 0; p < 2; ++p) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const std::uint32_t sel = (i & 1) ? 0x7632u : 0x5410u;
+      const std::uint32_t b0 = __byte_perm(word_of(xc[4 * p], i / 2), word_of(xc[4 * p + 1], i / 2), sel);
+      const std::uint32_t b1 = __byte_perm(word_of(xc[4 * p + 2], i / 2), word_of(xc[4 * p + 3], i / 2), sel);
+#pragma unroll
+      for (int tile = 0; tile < T; ++tile) {
+        const std::uint32_t ga0 = word_of(wa[tile], 2 * p), ga1 = word_of(wa[tile], 2 * p + 1);
+        const std::uint32_t gb0 = word_of(wb[tile], 2 * p), gb1 = word_of(wb[tile], 2 * p + 1);
+        const std::uint32_t a0 = decode_pair_f16(i, ga0, ga0 >> 10);  // row g,     slots 2t, 2t+1
+        const std::uint32_t a1 = decode_pair_f16(i, gb0, gb0 >> 10);  // row g + 8, slots 2t, 2t+1
+        const std::uint32_t a2 = decode_pair_f16(i, ga1, ga1 >> 10);  // row g,     slots 2t+8, 2t+9
+        const std::uint32_t a3 = decode_pair_f16(i, gb1, gb1 >> 10);  // row g + 8, slots 2t+8, 2t+9
+        mma_f16(c[tile][p % kChains<T>], a0, a1, a2, a3, b0, b1);
+      }
+    }
+  }
+}
+
+template <int T, bool kVecX>
+__device__ __forceinline__ void mma_step(float (&c)[T][kChains<T>][4], const uint4 (&wa)[T], const uint4 (&wb)[T],
+                                         const float* xrow, bool has_x, int k0, int K) {
+  uint4 xc[16];
+#pragma unroll
+  for (int q = 0; q < 16; ++q) xc[q] = has_x ? load_x_chunk<kVecX>(xrow, k0 + 4 * q, K) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+  for (int p = 0; p < 2; ++p) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      // element e of the lane's 64 sits in chunk e / 4, component e % 4
+      const int e0 = 32 * p + i, e1 = e0 + 8, e2 = e0 + 16, e3 = e0 + 24;
+      std::uint32_t b0[3], b1[3];
+      split3_bf16(word_of(xc[e0 / 4], e0 % 4), word_of(xc[e1 / 4], e1 % 4), b0[0], b0[1], b0[2]);
+      split3_bf16(word_of(xc[e2 / 4], e2 % 4), word_of(xc[e3 / 4], e3 % 4), b1[0], b1[1], b1[2]);
+#pragma unroll
+      for (int tile = 0; tile < T; ++tile) {
+        const std::uint32_t ga0 = word_of(wa[tile], 2 * p), ga1 = word_of(wa[tile], 2 * p + 1);
+        const std::uint32_t gb0 = word_of(wb[tile], 2 * p), gb1 = word_of(wb[tile], 2 * p + 1);
+        const std::uint32_t a0 = decode_pair_bf16(i, ga0, ga0 >> 6, ga0 >> 12);
+        const std::uint32_t a1 = decode_pair_bf16(i, gb0, gb0 >> 6, gb0 >> 12);
+        const std::uint32_t a2 = decode_pair_bf16(i, ga1, ga1 >> 6, ga1 >> 12);
+        const std::uint32_t a3 = decode_pair_bf16(i, gb1, gb1 >> 6, gb1 >> 12);
+#pragma unroll
+        for (int term = 0; term < 3; ++term) mma_bf16(c[tile][p % kChains<T>], a0, a1, a2, a3, b0[term], b1[term]);
+      }
+    }
+  }
+}
+
+// A block = k_slices warps over T tiles of 16 rows (16 T rows); warp `slice` takes steps slice, slice + k_slices, ...
+// Register budget: 3 blocks of 8 warps per SM for fp16 x with T = 1 (<= 85 registers), else 2 (<= 128).
+template <typename XT, typename YT, bool kVecX, int T>
+__global__ void __launch_bounds__(kMaxMmaWarps * 32, (sizeof(XT) == 2 && T == 1) ? 3 : 2)
+    tmac_mma_kernel(const std::uint8_t* __restrict__ packed, const float* __restrict__ scale, const XT* __restrict__ x,
+                    YT* __restrict__ y, int M, int K, int row_bytes, int steps, int batch, int k_slices) {
+  __shared__ float partial[kMaxMmaWarps * T][32][4];
+  const int slice = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const std::int64_t row0 = static_cast<std::int64_t>(blockIdx.x) * (16 * T);
+  const bool has_x = g < batch;
+  const XT* xrow = x + static_cast<std::size_t>(has_x ? g : 0) * K;
+  const uint4 zero_codes = make_uint4(kZeroCodes, kZeroCodes, kZeroCodes, kZeroCodes);
+
+  // Loads the lane's 16 bytes of rows g and g + 8 of every tile for step s (zero codes past M or the row end).
+  auto load_w = [&](int s, uint4 (&wa)[T], uint4 (&wb)[T]) {
+    const bool in_row = s * kStepBytes + 16 * t < row_bytes;
+    const std::size_t offset = static_cast<std::size_t>(s) * kStepBytes + 16 * t;
+#pragma unroll
+    for (int tile = 0; tile < T; ++tile) {
+      const std::int64_t ra = row0 + 16 * tile + g, rb = ra + 8;
+      wa[tile] = in_row && ra < M ? ldg16(packed + ra * row_bytes + offset) : zero_codes;
+      wb[tile] = in_row && rb < M ? ldg16(packed + rb * row_bytes + offset) : zero_codes;
+    }
+  };
+
+  float c[T][kChains<T>][4];
+#pragma unroll
+  for (int tile = 0; tile < T; ++tile)
+#pragma unroll
+    for (int ch = 0; ch < kChains<T>; ++ch)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) c[tile][ch][j] = 0.0f;
+
+  if constexpr (T == 1) {
+    // The next step's weights are loaded before this step computes (two steps in flight per warp).
+    uint4 next_a[1] = {zero_codes}, next_b[1] = {zero_codes};
+    if (slice < steps) load_w(slice, next_a, next_b);
+    for (int s = slice; s < steps; s += k_slices) {
+      const uint4 wa[1] = {next_a[0]}, wb[1] = {next_b[0]};
+      if (s + k_slices < steps) load_w(s + k_slices, next_a, next_b);
+      mma_step<1, kVecX>(c, wa, wb, xrow, has_x, s * kStepWeights + 64 * t, K);
+    }
+  } else {
+    // Chosen only when each warp has a single step (tmac_mma_launch_shape): the T tiles' loads are in flight together.
+    for (int s = slice; s < steps; s += k_slices) {
+      uint4 wa[T], wb[T];
+      load_w(s, wa, wb);
+      mma_step<T, kVecX>(c, wa, wb, xrow, has_x, s * kStepWeights + 64 * t, K);
+    }
+  }
+
+#pragma unroll
+  for (int tile = 0; tile < T; ++tile) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float v = c[tile][0][j];
+#pragma unroll
+      for (int ch = 1; ch < kChains<T>; ++ch) v += c[tile][ch][j];
+      partial[slice * T + tile][lane][j] = v;
+    }
+  }
+  __syncthreads();
+  // C fragment: c[0], c[1] = (row g, cols 2t, 2t+1); c[2], c[3] = (row g + 8, cols 2t, 2t+1).
+  for (int idx = threadIdx.x; idx < T * 128; idx += blockDim.x) {
+    const int r = idx & 15, n = (idx >> 4) & 7, tile = idx >> 7;  // rows fastest: coalesced stores
+    const std::int64_t row = row0 + 16 * tile + r;
+    if (n >= batch || row >= M) continue;
+    const int src_lane = (r & 7) * 4 + (n >> 1), comp = (r >> 3) * 2 + (n & 1);
+    float sum = 0.0f;
+    for (int ks = 0; ks < k_slices; ++ks) sum += partial[ks * T + tile][src_lane][comp];
+    y[static_cast<std::size_t>(n) * M + row] = from_f32<YT>(scale[row] * sum);
+  }
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------ launch shapes
+TmacLaunchShape tmac_simple_launch_shape(std::int64_t m) {
+  TmacLaunchShape s;
+  s.threads = kSimpleWarps * 32;
+  s.blocks = static_cast<int>((m + kSimpleWarps - 1) / kSimpleWarps);
+  s.k_slices = 1;
+  s.rows_per_block = kSimpleWarps;
+  return s;
+}
+
+// The mma grid (the one place it is tuned). Up to kMaxKSlices warps split K for a group of T 16-row tiles; one
+// group per block, ceil(M / 16 T) blocks of 32 k_slices threads.
+// - k_slices = min(steps, 8): small-K shapes (SmolLM2's K = 576 is 3 steps) give every warp one step, all of
+//   its loads issued at once (latency-bound regime); large K gives 8 warps x steps/8 steps with the next step's
+//   loads in flight while one computes (bandwidth-bound regime: 3 blocks x 8 warps x 2 KB ~ 48 KB per SM).
+// - T (tiles per warp): 1, except when each warp has a single step (steps <= 8) and there are so many tiles
+//   that even with T = 2 or 4 every SM still gets >= 4 blocks (kBlocksPerSmForTiling): then a warp loads T
+//   tiles' weights at once (T KB in flight instead of 1) and shares its x fragments among them; this is the
+//   LM-head regime (49152 x 576: T = 4, 768 blocks). Only for fp16 x with 16-byte x loads (allow_tiling; the
+//   fp32-x kernel would spill registers with T > 1).
+TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k, int sm_count, bool allow_tiling) {
+  constexpr std::int64_t kBlocksPerSmForTiling = 4;
+  const std::int64_t row_bytes = round_up(k, kTmacKAlign) / 4;
+  const std::int64_t steps = (row_bytes + kStepBytes - 1) / kStepBytes;
+  const std::int64_t tiles = (m + 15) / 16;
+  TmacLaunchShape s;
+  s.k_slices = static_cast<int>(steps < kMaxKSlices ? steps : kMaxKSlices);
+  s.tiles_per_warp = 1;
+  if (allow_tiling && steps <= kMaxKSlices) {
+    for (int t : {4, 2}) {
+      if ((tiles + t - 1) / t >= kBlocksPerSmForTiling * sm_count) {
+        s.tiles_per_warp = t;
+        break;
+      }
+    }
+  }
+  s.threads = 32 * s.k_slices;
+  s.rows_per_block = 16 * s.tiles_per_warp;
+  s.blocks = static_cast<int>((m + s.rows_per_block - 1) / s.rows_per_block);
+  return s;
+}
+
+// ------------------------------------------------------------------------------------------ the op
+bool tmac_mma_supported() {
+  int device = 0, major = 0;
+  EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
+  EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major >= 8;
+}
+
+TmacGemvOp::TmacGemvOp(std::shared_ptr<const TernaryWeights> weights, std::uintptr_t x, std::uintptr_t y, int batch,
+                       TmacDType x_dtype, TmacDType y_dtype, TmacVariant variant)
+    : w_(std::move(weights)), x_(x), y_(y), batch_(batch), x_dtype_(x_dtype), y_dtype_(y_dtype), variant_(variant) {
+  if (!w_) throw std::invalid_argument("TmacGemvOp: weights is None");
+  if (batch < 1 || batch > kTmacMaxBatch) {
+    throw std::invalid_argument("TmacGemvOp: batch must be in 1..8, got " + std::to_string(batch));
+  }
+  if (x == 0) throw std::invalid_argument("TmacGemvOp: x is a null device address");
+  if (y == 0) throw std::invalid_argument("TmacGemvOp: out is a null device address");
+  if (x_dtype == TmacDType::F32 && y_dtype == TmacDType::F16) {
+    throw std::invalid_argument("TmacGemvOp: float32 x gives a float32 output (float16 output is for float16 x)");
+  }
+  if (x % dtype_bytes(x_dtype) != 0 || y % dtype_bytes(y_dtype) != 0) {
+    throw std::invalid_argument("TmacGemvOp: x and out must be aligned to their element size");
+  }
+  x_vector_loads_ = x % 16 == 0 && (static_cast<std::size_t>(w_->k()) * dtype_bytes(x_dtype)) % 16 == 0;
+  if (variant == TmacVariant::Simple) {
+    shape_ = tmac_simple_launch_shape(w_->m());
+  } else {
+    if (!tmac_mma_supported()) {
+      throw std::invalid_argument(
+          "TmacGemvOp: variant 'mma' needs compute capability 8.0 or newer (mma.sync m16n8k16, bf16); use 'simple'");
+    }
+    int device = 0, sm_count = 0;
+    EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
+    EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
+    shape_ = tmac_mma_launch_shape(w_->m(), w_->k(), sm_count, x_vector_loads_ && x_dtype == TmacDType::F16);
+  }
+}
+
+std::size_t TmacGemvOp::bytes_per_launch() const {
+  const auto b = static_cast<std::size_t>(batch_);
+  return w_->packed_bytes() + w_->scale_bytes() + b * static_cast<std::size_t>(w_->k()) * dtype_bytes(x_dtype_) +
+         b * static_cast<std::size_t>(w_->m()) * dtype_bytes(y_dtype_);
+}
+
+namespace {
+
+template <typename XT, typename YT>
+void launch_typed(const TernaryWeights& w, std::uintptr_t x, std::uintptr_t y, int batch, TmacVariant variant,
+                  bool x_vec, const TmacLaunchShape& s, cudaStream_t stream) {
+  const auto* xp = reinterpret_cast<const XT*>(x);
+  auto* yp = reinterpret_cast<YT*>(y);
+  const int M = static_cast<int>(w.m()), K = static_cast<int>(w.k()), row_bytes = static_cast<int>(w.row_bytes());
+  if (variant == TmacVariant::Simple) {
+    tmac_simple_kernel<XT, YT><<<s.blocks, s.threads, 0, stream>>>(w.packed(), w.scale(), xp, yp, M, K, row_bytes, batch);
+    EDGELLM_CUDA_CHECK_LAUNCH("tmac_simple_kernel");
+    return;
+  }
+  const int steps = (row_bytes + kStepBytes - 1) / kStepBytes;
+  const auto args = std::make_tuple(w.packed(), w.scale(), xp, yp, M, K, row_bytes, steps, batch, s.k_slices);
+  auto check_launch = []() { EDGELLM_CUDA_CHECK_LAUNCH("tmac_mma_kernel"); };
+  auto run = [&](auto kernel) {
+    std::apply([&](auto... a) { kernel<<<s.blocks, s.threads, 0, stream>>>(a...); }, args);
+  };
+  if (!x_vec) {
+    run(tmac_mma_kernel<XT, YT, false, 1>);  // element loads of x: unaligned x or K not a multiple of 16 bytes
+    return check_launch();
+  }
+  if constexpr (std::is_same_v<XT, __half>) {
+    if (s.tiles_per_warp == 4) {
+      run(tmac_mma_kernel<XT, YT, true, 4>);
+      return check_launch();
+    }
+    if (s.tiles_per_warp == 2) {
+      run(tmac_mma_kernel<XT, YT, true, 2>);
+      return check_launch();
+    }
+  }
+  run(tmac_mma_kernel<XT, YT, true, 1>);
+  EDGELLM_CUDA_CHECK_LAUNCH("tmac_mma_kernel");
+}
+
+}  // namespace
+
+void TmacGemvOp::launch(cudaStream_t stream) {
+  if (x_dtype_ == TmacDType::F16 && y_dtype_ == TmacDType::F16) {
+    launch_typed<__half, __half>(*w_, x_, y_, batch_, variant_, x_vector_loads_, shape_, stream);
+  } else if (x_dtype_ == TmacDType::F16) {
+    launch_typed<__half, float>(*w_, x_, y_, batch_, variant_, x_vector_loads_, shape_, stream);
+  } else {
+    launch_typed<float, float>(*w_, x_, y_, batch_, variant_, x_vector_loads_, shape_, stream);
+  }
+}
+
+}  // namespace edgellm::cuda
