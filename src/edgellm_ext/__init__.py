@@ -25,10 +25,6 @@ __version__: str = _core.build_info()["version"]
 __all__ = ["__version__", "attention", "build_info", "cpu", "cuda", "cuda_available", "fa2_decode", "formats",
            "gemv", "kv_append", "quant", "ternary", "tmac", "tokenizer"]
 
-# GPU ternary GEMV with device-resident weights (edgellm_ext.tmac).
-from . import tmac  # noqa: E402
-
-__all__ += ["tmac"]
 
 
 def cuda_available() -> bool:
