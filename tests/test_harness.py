@@ -222,7 +222,8 @@ def test_gpu_info_without_any_gpu_is_a_record_not_an_error():
     assert g2["available"] is False and "fields" in g2["reason"]
 
 
-def test_collect_environment_records_everything(tmp_path):
+def test_collect_environment_records_everything(tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGELLM_GIT_COMMIT", raising=False)
     env = envinfo.collect_environment(tmp_path, nvml=None, smi_runner=None, psutil_module=FakePsutil())
     assert env["gpu"]["available"] is False and "disabled" in env["gpu"]["reason"]
     assert env["cpu"]["cores"] == 4 and env["cpu"]["ram_total_bytes"] == 64 * 2**30
@@ -234,6 +235,12 @@ def test_collect_environment_records_everything(tmp_path):
     no_psutil = envinfo.collect_environment(None, nvml=None, smi_runner=None, psutil_module=None)
     assert no_psutil["cpu"]["cores"] is None and "psutil" in no_psutil["cpu"]["psutil_reason"]
     json.dumps(env)  # the record is JSON as it is
+
+
+def test_git_commit_from_environment_for_a_copy_without_git(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGELLM_GIT_COMMIT", "0123abc")
+    info = envinfo.git_info(tmp_path)
+    assert info["commit"] == "0123abc" and info["dirty"] is None and "EDGELLM_GIT_COMMIT" in info["reason"]
 
 
 def test_git_info_of_this_repository():

@@ -139,6 +139,7 @@ def test_from_gguf_small_file(tmp_path):
 
 
 def test_from_gguf_errors(tmp_path):
+    pytest.importorskip("gguf", reason="gguf package (test extra)")
     with pytest.raises(FileNotFoundError, match="GGUF file not found"):
         ModelConfig.from_gguf(tmp_path / "nope.gguf")
     junk = tmp_path / "junk.gguf"

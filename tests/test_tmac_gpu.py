@@ -117,7 +117,7 @@ def test_large_and_model_shapes(rng, variant, x_dtype, out_dtype, m, k):
 @pytest.mark.gpu
 @pytest.mark.parametrize("tiles_per_warp", [2, 4])
 @pytest.mark.parametrize("out_dtype", ["float16", "float32"])
-@pytest.mark.parametrize("k", [100, 576])
+@pytest.mark.parametrize("k", [200, 576])  # K * 2 bytes a multiple of 16: the vector x loads tiling needs
 def test_multi_tile_warps(rng, tiles_per_warp, out_dtype, k):
     # Many rows, K <= 2048 (one step per warp), fp16 x: the mma grid gives each warp 2 or 4 tiles of 16 rows once
     # there are >= 4 blocks per SM (src/cuda/tmac_gemv.cu, tmac_mma_launch_shape). M is sized from this device's
