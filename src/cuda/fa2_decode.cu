@@ -66,9 +66,11 @@ __device__ __forceinline__ void store(float* p, float v) { *p = v; }
 // guard the all-empty case.
 __device__ __forceinline__ float exp2_safe(float x) { return x == -INFINITY ? 0.0f : exp2f(x); }
 
-// Warps per block: 8, or 4 where 8 warps' partial accumulators would not fit in 32 KB of shared memory.
+// Warps per block: 8 for one or two heads per block; 4 for 4 or 8 heads, whose threads need ~190-255 registers
+// (ptxas -v): at 8 warps only one such block fits an SM's 64K registers, at 4 warps two do. 4 warps also keep the
+// partial accumulators of D = 256 within 32 KB of shared memory.
 constexpr int warps_for(int head_dim, int heads_per_block) {
-  return head_dim * heads_per_block * 8 * 4 <= 32768 ? 8 : 4;
+  return heads_per_block >= 4 || head_dim * heads_per_block * 8 * 4 > 32768 ? 4 : 8;
 }
 
 // Loads one step of keys (KT per lane group) of K and V into registers; keys at or beyond `key_end` read nothing.
@@ -484,7 +486,7 @@ int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multipr
   const int hpb = heads_per_block > 0 ? heads_per_block : fa2_default_heads_per_block(shape, max_len);
   const int blocks_without_split = shape.batch * shape.kv_heads * ((group_size + hpb - 1) / hpb);
   const int len = max_len < 1 ? 1 : (max_len > shape.max_seq ? shape.max_seq : max_len);
-  // Two resident blocks per SM (256 threads, <= 128 registers each); floor, so that no second partial wave forms.
+  // Two resident blocks per SM (see warps_for); floor, so that no second partial wave forms.
   const int for_occupancy = (2 * multiprocessors) / blocks_without_split;
   const int step = keys_per_block_step(shape.dtype, shape.head_dim, hpb);
   const int for_length = (len + step - 1) / step;

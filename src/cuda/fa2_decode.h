@@ -10,7 +10,7 @@
 // Layouts (C-contiguous): q, out [B, Hq, D]; k_cache, v_cache [B, Hkv, max_seq, D]; seq_lens int32 [B].
 // D in {64, 80, 96, 128, 256}. Pointers must be 16-byte aligned (every row is a multiple of 16 bytes).
 //
-// Launch: grid (num_splits, Hkv * ceil(G / HPB), B), 256 threads (128 for D=256 with HPB=8, for shared memory).
+// Launch: grid (num_splits, Hkv * ceil(G / HPB), B), 256 threads for HPB <= 2, 128 for HPB >= 4 (register use).
 // HPB is 1 for short contexts (latency-bound: most blocks, least work per thread) and the group size (up to 8)
 // for long ones (bandwidth-bound: each K/V row read once per group); see fa2_default_heads_per_block.
 // A block owns one KV head, up to HPB <= 8 of its query heads (so each K/V row is read once for the whole group)
