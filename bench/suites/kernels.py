@@ -13,6 +13,7 @@ DESCRIPTION = "GPU kernels vs torch SDPA / cuBLAS, side by side (CUDA events, L2
 
 DEFAULT_MODELS = ("SmolLM2-135M", "Qwen2.5-0.5B", "Qwen2.5-1.5B", "Llama-3.1-8B")
 QUICK_GEMV = ("smol_qkv", "smol_lmhead", "big_4096")
+LONG_LENGTHS = {4096, 16384, 65536}
 
 
 def available(ctx: Any) -> tuple[bool, str]:
@@ -57,7 +58,8 @@ def run(ctx: Any) -> Iterator[dict[str, Any]]:
                             samples=copy, params={"bytes": 1 << 30, "counted": "read + written"})
 
         models = ctx.models or [get_model(name) for name in DEFAULT_MODELS]
-        lengths = (64, 4096) if ctx.quick else m.cache_lengths
+        # Issue 4's grid: the methodology's cache and scaling lengths, plus long contexts up to 65536.
+        lengths = (64, 4096) if ctx.quick else tuple(sorted(set(m.cache_lengths) | set(m.scaling_lengths) | LONG_LENGTHS))
         worst_ratio: dict[str, float] = {"all": 0.0, "short": 0.0}
         for model in models:
             for seq_len in ctx.progress(lengths, desc=f"fa2_decode {model.name}"):
