@@ -3,7 +3,7 @@
 # memcheck and racecheck on the GPU tests, then the GPU benchmark suite; logs and results are packed into
 # $OUT/device_run.tar.gz (the device tool returns at most 8 files).
 #   usage (on the device): bash tools/device_run.sh [tests] [sanitize] [bench]
-#   env: PYTEST_ARGS (extra pytest arguments), SANITIZE_TESTS / SANITIZE_K (what runs under the sanitizers),
+#   env: PYTEST_TARGETS (test files, default the whole tests/ folder), SANITIZE_TESTS / SANITIZE_K (what runs under the sanitizers),
 #        BENCH_ARGS (extra bench/run.py arguments, e.g. --quick), EDGELLM_GIT_COMMIT (recorded in results)
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -18,7 +18,7 @@ cd /tmp
 for step in ${*:-tests sanitize bench}; do
   case $step in
     tests)
-      python3 -m pytest "$ROOT/tests" ${PYTEST_ARGS:-} -q -p no:cacheprovider > "$LOG/pytest.log" 2>&1
+      python3 -m pytest ${PYTEST_TARGETS:-$ROOT/tests} -q -p no:cacheprovider > "$LOG/pytest.log" 2>&1
       echo "pytest exit $?"; tail -15 "$LOG/pytest.log" ;;
     sanitize)
       for tool in memcheck racecheck; do
