@@ -15,7 +15,7 @@ namespace {
 constexpr int kKeysPerGroupStep = 4;  // keys each lane group loads per step (loads in flight)
 constexpr int kMaxHeadsPerBlock = 8;
 constexpr int kMaxSplits = 128;       // bounds the merge's shared-memory weight table
-constexpr int kShortContextKeys = 4096;  // fa2_default_heads_per_block's crossover
+constexpr int kShortContextKeys = 8192;  // fa2_default_heads_per_block's crossover
 constexpr int kMinStepsPerSplit = 4;     // fa2_default_num_splits: least work per split
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -527,11 +527,13 @@ void launch_for_type(int head_dim, int hpb, dim3 grid, cudaStream_t stream, cons
 
 int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len) {
   validate(shape);
-  // Short contexts are latency-bound: one query head per block gives the most blocks and the least work per
-  // thread, and the re-reads of a K/V row by the heads of its group hit L2. Long contexts are bandwidth-bound:
-  // the whole group shares each K/V row read. The crossover is measured (bench/results/, fa2 heads sweep).
+  // Measured on an H200 over the four model shapes and 64..65536 keys (bench/suites/kernels.py sweeps every
+  // choice; bench/results/): one query head per block is fastest or within 5% up to 8192 keys (most blocks, least
+  // work per thread; the re-reads of a K/V row by its group's heads hit L2); beyond that two heads per block win
+  // (half the re-reads). Four or eight heads per block (each K/V row read once) lose everywhere: those threads
+  // are instruction-bound (every head's dot product is reduced across lanes with shuffles).
   if (max_len <= kShortContextKeys) return 1;
-  return heads_per_block_for(shape.q_heads / shape.kv_heads);
+  return heads_per_block_for(shape.q_heads / shape.kv_heads) >= 2 ? 2 : 1;
 }
 
 int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multiprocessors, int heads_per_block) {

@@ -11,8 +11,7 @@
 // D in {64, 80, 96, 128, 256}. Pointers must be 16-byte aligned (every row is a multiple of 16 bytes).
 //
 // Launch: grid (num_splits, Hkv * ceil(G / HPB), B), 256 threads for HPB <= 2, 128 for HPB >= 4 (register use).
-// HPB is 1 for short contexts (latency-bound: most blocks, least work per thread) and the group size (up to 8)
-// for long ones (bandwidth-bound: each K/V row read once per group); see fa2_default_heads_per_block.
+// HPB is 1 up to 8192 keys and 2 beyond (measured; see fa2_default_heads_per_block); 4 and 8 are available.
 // A block owns one KV head, up to HPB <= 8 of its query heads (so each K/V row is read once for the whole group)
 // and one contiguous chunk of the sequence: ceil(max_len_hint / num_splits) keys, fixed on the host so that the
 // first loads go out before the device-side length arrives (the last split runs to max_seq, so a length above
