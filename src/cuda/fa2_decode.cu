@@ -74,38 +74,12 @@ constexpr int warps_for(int head_dim, int heads_per_block) {
   return heads_per_block >= 4 || head_dim * heads_per_block * 8 * 4 > 32768 ? 4 : 8;
 }
 
-// The K/V pipeline: each thread copies the 16-byte vectors it will itself consume into its own slots of a
-// shared-memory ring with cp.async (so no barrier is needed: a thread's wait_group makes its own copies visible to
-// it), several steps ahead of the step it computes on. Keys at or beyond `key_end` are zero-filled (src-size 0),
-// so masked keys contribute exact zeros.
-__device__ __forceinline__ void cp_async_16(uint4* smem, const void* gmem, bool valid) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-// Ring geometry: per thread and stage, KT keys x (K, V) x kVecsPerLane vectors; as many stages (2..4) as fit in
-// 96 KB per block, which keeps ~100-200 KB of loads in flight per SM at two blocks per SM.
+// Loads one step of keys (KT per lane group) of K and V into registers; keys at or beyond `key_end` read nothing.
 template <typename T, int D, int NW>
-struct Ring {
-  static constexpr int kVecsPerSlot = kKeysPerGroupStep * 2 * Geometry<T, D, NW>::kVecsPerLane;
-  static constexpr int kThreads = NW * 32;
-  static constexpr int kStageBytes = kVecsPerSlot * kThreads * 16;
-  static constexpr int kStages = 98304 / kStageBytes > 4 ? 4 : (98304 / kStageBytes < 2 ? 2 : 98304 / kStageBytes);
-  static constexpr int kBytes = kStages * kStageBytes;
-  // Index of (stage, key u, K or V, vector i) for thread tid: consecutive threads, consecutive 16 bytes.
-  __device__ static int at(int stage, int u, int kv, int i, int tid) {
-    return (((stage * kKeysPerGroupStep + u) * 2 + kv) * Geometry<T, D, NW>::kVecsPerLane + i) * kThreads + tid;
-  }
-};
-
-template <typename T, int D, int NW>
-__device__ __forceinline__ void issue_step(uint4* ring, int stage, const T* k_base, const T* v_base, int step,
-                                           int key_end, int warp, int key_group, int lane_in_key) {
+__device__ __forceinline__ void load_step(const T* k_base, const T* v_base, int step, int key_end, int warp,
+                                          int key_group, int lane_in_key,
+                                          uint4 (&k_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
+                                          uint4 (&v_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane]) {
   using G = Geometry<T, D, NW>;
 #pragma unroll
   for (int u = 0; u < kKeysPerGroupStep; ++u) {
@@ -113,24 +87,13 @@ __device__ __forceinline__ void issue_step(uint4* ring, int stage, const T* k_ba
 #pragma unroll
     for (int i = 0; i < G::kVecsPerLane; ++i) {
       const int vec = lane_in_key + i * G::kLanesPerKey;
-      const bool valid = key < key_end && vec < G::kVecsPerRow;
-      const size_t off = valid ? static_cast<size_t>(key) * D + vec * G::kVecElems : 0;  // any valid address if not
-      cp_async_16(ring + Ring<T, D, NW>::at(stage, u, 0, i, threadIdx.x), k_base + off, valid);
-      cp_async_16(ring + Ring<T, D, NW>::at(stage, u, 1, i, threadIdx.x), v_base + off, valid);
-    }
-  }
-}
-
-template <typename T, int D, int NW>
-__device__ __forceinline__ void read_step(const uint4* ring, int stage,
-                                          uint4 (&k_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
-                                          uint4 (&v_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane]) {
-#pragma unroll
-  for (int u = 0; u < kKeysPerGroupStep; ++u) {
-#pragma unroll
-    for (int i = 0; i < Geometry<T, D, NW>::kVecsPerLane; ++i) {
-      k_raw[u][i] = ring[Ring<T, D, NW>::at(stage, u, 0, i, threadIdx.x)];
-      v_raw[u][i] = ring[Ring<T, D, NW>::at(stage, u, 1, i, threadIdx.x)];
+      k_raw[u][i] = make_uint4(0, 0, 0, 0);
+      v_raw[u][i] = make_uint4(0, 0, 0, 0);
+      if (key < key_end && vec < G::kVecsPerRow) {
+        const size_t off = static_cast<size_t>(key) * D + vec * G::kVecElems;
+        k_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(k_base + off));
+        v_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(v_base + off));
+      }
     }
   }
 }
@@ -233,10 +196,9 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
   const int key_begin = min(max_seq, split * chunk);
   // The last split runs to max_seq, so a length above the host's hint is still covered (only slower).
   const int key_stop = split == num_splits - 1 ? max_seq : min(max_seq, key_begin + chunk);
-  using R = Ring<T, D, NW>;
-  extern __shared__ uint4 ring[];
-  issue_step<T, D, NW>(ring, 0, k_base, v_base, key_begin, key_stop, warp, key_group, lane_in_key);
-  cp_async_commit();
+  uint4 k_a[KT][G::kVecsPerLane], v_a[KT][G::kVecsPerLane];
+  uint4 k_b[KT][G::kVecsPerLane], v_b[KT][G::kVecsPerLane];
+  load_step<T, D, NW>(k_base, v_base, key_begin, key_stop, warp, key_group, lane_in_key, k_a, v_a);
 
   // Queries, pre-scaled into the log2 domain (scores then go through exp2).
   float q_reg[HPB][E];
@@ -268,27 +230,14 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
     for (int e = 0; e < E; ++e) acc[h][e] = 0.0f;
   }
 
-  // Pipeline: steps 1 .. kStages-2 join step 0 in flight; each iteration waits for the oldest, starts the step
-  // kStages-1 ahead (an empty group past the end keeps the group count uniform), then computes.
-  const int n_steps = key_end > key_begin ? (key_end - key_begin + kStep - 1) / kStep : 0;
-#pragma unroll
-  for (int n = 1; n < R::kStages - 1; ++n) {
-    if (n < n_steps) issue_step<T, D, NW>(ring, n, k_base, v_base, key_begin + n * kStep, key_end, warp, key_group, lane_in_key);
-    cp_async_commit();
+  // Two register buffers: the next step's loads are in flight while the current step is consumed.
+  for (int step = key_begin; step < key_end; step += 2 * kStep) {
+    if (step + kStep < key_end) load_step<T, D, NW>(k_base, v_base, step + kStep, key_end, warp, key_group, lane_in_key, k_b, v_b);
+    consume_step<T, D, NW, HPB>(k_base, step, key_end, warp, key_group, q_reg, k_a, v_a, m, l, acc);
+    if (step + kStep >= key_end) break;
+    if (step + 2 * kStep < key_end) load_step<T, D, NW>(k_base, v_base, step + 2 * kStep, key_end, warp, key_group, lane_in_key, k_a, v_a);
+    consume_step<T, D, NW, HPB>(k_base, step + kStep, key_end, warp, key_group, q_reg, k_b, v_b, m, l, acc);
   }
-  for (int n = 0; n < n_steps; ++n) {
-    cp_async_wait<R::kStages - 2>();
-    uint4 k_raw[KT][G::kVecsPerLane], v_raw[KT][G::kVecsPerLane];
-    read_step<T, D, NW>(ring, n % R::kStages, k_raw, v_raw);
-    const int ahead = n + R::kStages - 1;
-    if (ahead < n_steps) {
-      issue_step<T, D, NW>(ring, ahead % R::kStages, k_base, v_base, key_begin + ahead * kStep, key_end, warp,
-                           key_group, lane_in_key);
-    }
-    cp_async_commit();
-    consume_step<T, D, NW, HPB>(k_base, key_begin + n * kStep, key_end, warp, key_group, q_reg, k_raw, v_raw, m, l, acc);
-  }
-  cp_async_wait<0>();  // no copy may still target shared memory when the block exits
 
   // Merge the key groups of each warp: lanes with the same lane_in_key hold the same slice of the row.
 #pragma unroll
@@ -495,18 +444,16 @@ template <typename T, int D>
 void launch_for_dim(int hpb, dim3 grid, cudaStream_t stream, const void* q, const void* k, const void* v,
                     const int* lens, void* out, float* po, float* plse, int* counters, const Fa2DecodeShape& s,
                     float scale_log2, int splits, int chunk) {
-  auto go = [&](auto kernel, int threads, int ring_bytes) {
-    // Above 48 KB of dynamic shared memory a kernel must opt in (a host-side attribute; cheap to repeat).
-    EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, ring_bytes));
-    kernel<<<grid, threads, ring_bytes, stream>>>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+  auto go = [&](auto kernel, int threads) {
+    kernel<<<grid, threads, 0, stream>>>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
                                          lens, static_cast<T*>(out), po, plse, counters, s.q_heads, s.kv_heads,
                                          s.max_seq, scale_log2, splits, chunk);
   };
   switch (hpb) {
-    case 1: go(fa2_decode_kernel<T, D, 1>, 32 * warps_for(D, 1), Ring<T, D, warps_for(D, 1)>::kBytes); break;
-    case 2: go(fa2_decode_kernel<T, D, 2>, 32 * warps_for(D, 2), Ring<T, D, warps_for(D, 2)>::kBytes); break;
-    case 4: go(fa2_decode_kernel<T, D, 4>, 32 * warps_for(D, 4), Ring<T, D, warps_for(D, 4)>::kBytes); break;
-    default: go(fa2_decode_kernel<T, D, 8>, 32 * warps_for(D, 8), Ring<T, D, warps_for(D, 8)>::kBytes); break;
+    case 1: go(fa2_decode_kernel<T, D, 1>, 32 * warps_for(D, 1)); break;
+    case 2: go(fa2_decode_kernel<T, D, 2>, 32 * warps_for(D, 2)); break;
+    case 4: go(fa2_decode_kernel<T, D, 4>, 32 * warps_for(D, 4)); break;
+    default: go(fa2_decode_kernel<T, D, 8>, 32 * warps_for(D, 8)); break;
   }
 }
 
