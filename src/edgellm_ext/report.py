@@ -3,7 +3,7 @@
 Charts (matplotlib, Agg backend, fixed size ``CHART_SIZE_PX`` so they are comparable between runs):
 
 - ``latency_vs_cache_len.png``: measurements whose ``params`` carry ``cache_len`` (kernel suites), median with
-  the 95% CI of the median, one line per (model, engine), log-log axes.
+  the 95% CI of the median, one line per (model, measurement), log-log axes.
 - ``dist_<suite>.png``: box plots of the raw samples of every time measurement of a section (the distribution,
   outliers included).
 - ``ratios_<suite>.png``: the section's side-by-side comparisons (ratio of medians with its bootstrap CI).
@@ -237,7 +237,9 @@ def _draw_charts(doc: dict[str, Any], chart_dir: Path) -> tuple[list[str], list[
             if cl is None or not s or m["unit"] not in _TIME_UNITS:
                 continue
             unit = m["unit"]
-            key = (m.get("model") or "-", m["engine"] + (f" {m['metric']}" if m["metric"] != "latency" else ""))
+            # One line per measured quantity: the same engine can report several (events, CUDA graph, ...).
+            key = (m.get("model") or "-", f"{m['name']} ({m['engine']})"
+                   + (f" {m['metric']}" if m["metric"] != "latency" else ""))
             lines.setdefault(key, []).append((float(cl), s["median"], s["median_ci_low"], s["median_ci_high"]))
     if lines:
         fig, ax = _new_figure(plt)
