@@ -52,6 +52,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
 
 
+def _case(params: dict[str, Any]) -> str:
+    """The parameters that tell a measurement's rows apart (the long "timing" description is in the suite doc)."""
+    shown = [f"{k}={v}" for k, v in params.items() if k != "timing" and not isinstance(v, (dict, list))]
+    return ", ".join(shown) if shown else "-"
+
+
 def _env_lines(doc: dict[str, Any]) -> list[str]:
     env = doc.get("environment", {})
     gpu = env.get("gpu", {})
@@ -139,13 +145,14 @@ def render_markdown(doc: dict[str, Any], charts: list[str], charts_skipped: Opti
             out.append("")
         ms = section.get("measurements", [])
         if ms:
-            out.append("| measurement | kind | engine | model | unit | median | 95% CI of median | p95 | p99 | "
+            out.append("| measurement | kind | engine | model | case | unit | median | 95% CI of median | p95 | p99 | "
                        "mean ± std | kept/n |")
-            out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+            out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
             for m in ms:
                 s = m.get("stats") or {}
                 out.append(
                     f"| {_cell(m['name'])} | {m['kind']} | {_cell(m['engine'])} | {_cell(m.get('model') or '-')} | "
+                    f"{_cell(_case(m.get('params') or {}))} | "
                     f"{m['unit']} | {_fmt(s.get('median'))} | [{_fmt(s.get('median_ci_low'))}, "
                     f"{_fmt(s.get('median_ci_high'))}] | {_fmt(s.get('p95'))} | {_fmt(s.get('p99'))} | "
                     f"{_fmt(s.get('mean'))} ± {_fmt(s.get('std'), 3)} | "
