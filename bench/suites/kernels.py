@@ -38,6 +38,7 @@ def run(ctx: Any) -> Iterator[dict[str, Any]]:
     from edgellm_ext import cuda, gpu_bench
     from edgellm_ext import results as R
     from edgellm_ext.models import get_model
+    from edgellm_ext.stats import median_agreement
 
     m = ctx.methodology
     warmup, iterations = m.warmup_iterations, m.iterations
@@ -56,6 +57,19 @@ def run(ctx: Any) -> Iterator[dict[str, Any]]:
         copy_gb_s = float(np.median(copy))
         yield R.measurement(name="device_copy", kind=KIND, engine="torch", metric="bandwidth", unit="GB/s",
                             samples=copy, params={"bytes": 1 << 30, "counted": "read + written"})
+
+        # Reproducibility (issue 5's criterion): the same kernel measured in two consecutive runs agrees within 5%
+        # at the median. Both runs are recorded.
+        repro_case = gpu_bench.AttentionCase("Llama-3.1-8B", 32, 8, 128, 4096)
+        runs = [gpu_bench.attention_samples(repro_case, timer, warmup=warmup, iterations=iterations,
+                                            sweep_heads_per_block=False)["fa2"] for _ in range(2)]
+        for i, samples in enumerate(runs):
+            yield R.measurement(name=f"fa2_decode_repeat_{i + 1}", kind=KIND, engine="edgellm_ext", metric="latency",
+                                unit="us", samples=samples, model=repro_case.model,
+                                params={"seq_len": repro_case.seq_len, "timing": timing})
+        agreement = median_agreement(runs[0], runs[1], tolerance=0.05)
+        yield R.target(target="same kernel, two consecutive runs: medians agree within 5%", threshold=0.05,
+                       unit="relative difference", measured=agreement["relative_difference"], status="measured")
 
         models = ctx.models or [get_model(name) for name in DEFAULT_MODELS]
         # Issue 4's grid: the methodology's cache and scaling lengths, plus long contexts up to 65536.
