@@ -143,6 +143,18 @@ def run(ctx: Any) -> Iterator[dict[str, Any]]:
                 yield rows[key]
                 yield R.comparison(name=f"{label} vs cuBLAS fp16, {name}", a=cublas, b=rows[key],
                                    description=f"speedup: median(cuBLAS fp16) / median({label})")
+            # The same operations per launch inside CUDA graphs (launch overhead removed, warm L2).
+            graph_params = {**params, "timing": f"per launch, {gpu_bench.GRAPH_LAUNCHES} launches in one CUDA graph"}
+            cublas_graph = R.measurement(name="cublas_fp16_gemv_graph", kind=KIND, engine="torch", metric="latency",
+                                         unit="us", samples=s["cublas_graph"], params=graph_params)
+            yield cublas_graph
+            for key, label in (("gemv", "gemv_fp16"), ("fused", "fused_rmsnorm_gemv_fp16"),
+                               ("rmsnorm_then_gemv", "rmsnorm_then_gemv_fp16"), ("tmac", "tmac_ternary_gemv")):
+                g = R.measurement(name=f"{label}_graph", kind=KIND, engine="edgellm_ext", metric="latency", unit="us",
+                                  samples=s[f"{key}_graph"], params=graph_params)
+                yield g
+                yield R.comparison(name=f"{label} vs cuBLAS fp16 in CUDA graphs, {name}", a=cublas_graph, b=g,
+                                   description=f"speedup: median(cuBLAS fp16) / median({label}), graph replays")
             yield R.comparison(name=f"fused vs GEMV alone, {name}", a=rows["fused"], b=rows["gemv"],
                                description="median(fused) / median(gemv): target <= 1.1")
             tmac_median = rows["tmac"]["stats"]["median"]

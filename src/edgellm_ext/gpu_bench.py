@@ -175,7 +175,13 @@ def gemv_samples(name: str, timer: cuda.Timer, *, warmup: int, iterations: int) 
         if not err < 1e-2:  # fp16 output rounding (2**-11) plus fp32 accumulation, relative to the largest output
             raise RuntimeError(f"{name}: {key} differs from the float64 reference by {err:.3g} (relative to max)")
         result["max_rel_error"][key] = err
-    result["cublas"] = timer.callable(lambda: F.linear(x, w), warmup=warmup, iterations=iterations)
+    def linear() -> object:
+        return F.linear(x, w)
+
+    replays = max(10, iterations // 10)
+    result["cublas"] = timer.callable(linear, warmup=warmup, iterations=iterations)
+    result["cublas_graph"] = _graph_samples_torch(linear, timer, replays)
     for key, (op, _) in ops.items():
         result[key] = timer.events(op, warmup=warmup, iterations=iterations)
+        result[f"{key}_graph"] = timer.graph(op, launches_per_graph=GRAPH_LAUNCHES, warmup=3, replays=replays)
     return result
