@@ -1,0 +1,35 @@
+"""Launch one prepared GPU op once, for a profiler (ncu) to capture: `ncu ... python tools/profile_op.py tmac 14336 4096`.
+
+ops: tmac M K (fp16 x, batch 1), gemv M K, fa2 HQ HKV D S."""
+
+import sys
+
+import numpy as np
+import torch
+
+from edgellm_ext import attention, gemv, tmac
+from edgellm_ext.formats import pack_ternary, ternary_quantize
+
+kind, dims = sys.argv[1], [int(v) for v in sys.argv[2:]]
+if kind == "tmac":
+    m, k = dims
+    w_t, scale = ternary_quantize(np.random.default_rng(0).standard_normal((m, k), dtype=np.float32))
+    weights = tmac.TernaryWeights(pack_ternary(w_t), scale, k)
+    x = torch.randn((1, k), device="cuda").half()
+    op = weights.prepare(x, torch.empty((1, m), device="cuda", dtype=torch.float16))
+elif kind == "gemv":
+    m, k = dims
+    w = torch.randn((m, k), device="cuda").half()
+    x = torch.randn((1, k), device="cuda").half()
+    op = gemv.prepare_gemv(x, w, out=torch.empty((1, m), device="cuda", dtype=torch.float16))
+elif kind == "fa2":
+    hq, hkv, d, s = dims
+    q = torch.randn((1, hq, d), device="cuda").half()
+    kv = torch.randn((1, hkv, s, d), device="cuda").half()
+    op = attention.Fa2Decode(q, kv, kv.clone(), np.array([s], dtype=np.int32)).op
+else:
+    raise SystemExit(f"unknown op {kind!r}: tmac, gemv or fa2")
+torch.cuda.synchronize()
+for _ in range(3):
+    op.launch(0)
+torch.cuda.synchronize()
