@@ -6,50 +6,21 @@
 #include <vector>
 
 #include "activations_impl.h"
+#include "simd/dispatch.h"
 
 namespace edgellm::cpu {
-namespace {
-
-void require_supported(SimdPath path) {
-  if (!simd_path_supported(path)) {
-    throw std::invalid_argument(std::string("simd path '") + simd_path_name(path) +
-                                "' is not supported on this build and CPU");
-  }
-}
-
-}  // namespace
-
-#if defined(EDGELLM_HAVE_AVX2)
-#define EDGELLM_CASE_AVX2(call) \
-  case SimdPath::Avx2: return avx2::call;
-#else
-#define EDGELLM_CASE_AVX2(call)
-#endif
-#if defined(EDGELLM_HAVE_NEON)
-#define EDGELLM_CASE_NEON(call) \
-  case SimdPath::Neon: return neon::call;
-#else
-#define EDGELLM_CASE_NEON(call)
-#endif
-#define EDGELLM_DISPATCH(path, call) \
-  require_supported(path);           \
-  switch (path) {                    \
-    EDGELLM_CASE_AVX2(call)          \
-    EDGELLM_CASE_NEON(call)          \
-    default: return scalar::call;    \
-  }
 
 void layernorm_f32(const float* x, const float* weight, const float* bias, float* y, std::size_t rows,
                    std::size_t n, float eps, SimdPath path) {
   if (n == 0) throw std::invalid_argument("layernorm: rows must have at least one element");
   if (!(eps >= 0.0f) || std::isinf(eps)) throw std::invalid_argument("layernorm: eps must be finite and >= 0");
-  EDGELLM_DISPATCH(path, layernorm_f32(x, weight, bias, y, rows, n, eps))
+  EDGELLM_SIMD_DISPATCH(path, , layernorm_f32(x, weight, bias, y, rows, n, eps))
 }
 
-void silu_f32(const float* x, float* y, std::size_t n, SimdPath path) { EDGELLM_DISPATCH(path, silu_f32(x, y, n)) }
+void silu_f32(const float* x, float* y, std::size_t n, SimdPath path) { EDGELLM_SIMD_DISPATCH(path, , silu_f32(x, y, n)) }
 
 void swiglu_f32(const float* gate, const float* up, float* y, std::size_t n, SimdPath path) {
-  EDGELLM_DISPATCH(path, swiglu_f32(gate, up, y, n))
+  EDGELLM_SIMD_DISPATCH(path, , swiglu_f32(gate, up, y, n))
 }
 
 void rope_f32(float* x, std::size_t n_heads, std::size_t head_dim, std::size_t pos, double theta, RopeMode mode,
@@ -58,7 +29,7 @@ void rope_f32(float* x, std::size_t n_heads, std::size_t head_dim, std::size_t p
     throw std::invalid_argument("rope: head_dim must be even and > 0, got " + std::to_string(head_dim));
   }
   if (!(theta > 0.0) || std::isinf(theta)) throw std::invalid_argument("rope: theta (base) must be finite and > 0");
-  require_supported(path);
+  require_simd_path(path);
   const std::size_t half = head_dim / 2;
   // Angles in double: pos * theta^(-2i/d) exactly rounded once to float cos/sin.
   std::vector<float> table(2 * head_dim);
@@ -79,15 +50,15 @@ void rope_f32(float* x, std::size_t n_heads, std::size_t head_dim, std::size_t p
     }
   }
   if (mode == RopeMode::Normal) {
-    EDGELLM_DISPATCH(path, rope_normal_f32(x, n_heads, head_dim, c, s))
+    EDGELLM_SIMD_DISPATCH(path, , rope_normal_f32(x, n_heads, head_dim, c, s))
   } else {
-    EDGELLM_DISPATCH(path, rope_neox_f32(x, n_heads, head_dim, c, s))
+    EDGELLM_SIMD_DISPATCH(path, , rope_neox_f32(x, n_heads, head_dim, c, s))
   }
 }
 
 std::size_t argmax_f32(const float* x, std::size_t n, SimdPath path) {
   if (n == 0) throw std::invalid_argument("argmax: x must have at least one element");
-  EDGELLM_DISPATCH(path, argmax_f32(x, n))
+  EDGELLM_SIMD_DISPATCH(path, , argmax_f32(x, n))
 }
 
 }  // namespace edgellm::cpu

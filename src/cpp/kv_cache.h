@@ -23,6 +23,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "f16.h"
 #include "simd/simd.h"
 
 namespace edgellm {
@@ -34,9 +35,6 @@ class KvCacheFull : public std::length_error {
   using std::length_error::length_error;
 };
 
-// IEEE binary16 <-> binary32, scalar, exact (f16 -> f32) and round-to-nearest-even (f32 -> f16).
-std::uint16_t f32_to_f16(float value);
-float f16_to_f32(std::uint16_t bits);
 // Rows of n values on a SIMD path (std::invalid_argument if unsupported).
 void f32_to_f16_row(const float* src, std::uint16_t* dst, std::size_t n, SimdPath path);
 void f16_to_f32_row(const std::uint16_t* src, float* dst, std::size_t n, SimdPath path);

@@ -9,27 +9,10 @@
 
 #include "quant_impl.h"
 #include "quant_parallel.h"
+#include "simd/dispatch.h"
 
 namespace edgellm::cpu {
 namespace {
-
-void require_supported(SimdPath path) {
-  if (!simd_path_supported(path)) {
-    throw std::invalid_argument(std::string("simd path '") + simd_path_name(path) +
-                                "' is not supported on this build and CPU");
-  }
-}
-
-std::uint32_t f32_bits(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-float f32_from_bits(std::uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 // The product x * id rounded to float32 and hidden from the optimizer (a volatile round trip), so that the
 // following "+ 8.5" / "+ 0.5" cannot be contracted into an FMA. numpy (gguf.quants) rounds the product and the sum
@@ -48,7 +31,7 @@ std::string where(std::size_t row, std::size_t block) {
 }
 
 std::uint16_t scale_to_fp16(float value, const char* what, std::size_t row, std::size_t block) {
-  const std::uint16_t h = fp32_to_fp16(value);
+  const std::uint16_t h = f32_to_f16(value);
   if ((h & 0x7C00) == 0x7C00) {
     throw std::invalid_argument("quantize: " + where(row, block) + ": " + what + " = " + std::to_string(value) +
                                 " does not fit in float16 (|value| must stay below 65520)");
@@ -135,9 +118,9 @@ struct Kernels {
    : (type) == QuantType::Q4_1 ? Kernels{ns::dequantize_q4_1, ns::dot_q4_1_f32, ns::dot_q4_1_q8_0} \
                                : Kernels{ns::dequantize_q8_0, ns::dot_q8_0_f32, ns::dot_q8_0_q8_0})
 
-// A path that is not compiled in cannot be reached: require_supported() rejects it first.
+// A path that is not compiled in cannot be reached: require_simd_path() rejects it first.
 Kernels kernels_for(QuantType type, SimdPath path) {
-  require_supported(path);
+  require_simd_path(path);
   quant_block_bytes(type);  // validates the type
   switch (path) {
 #if defined(EDGELLM_HAVE_AVX2)
@@ -182,38 +165,6 @@ std::size_t quant_block_bytes(QuantType type) {
   throw std::invalid_argument("quant type id " + std::to_string(static_cast<int>(type)) + " is not supported");
 }
 
-float fp16_to_fp32(std::uint16_t h) {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000) << 16;
-  const std::uint32_t exp = (h >> 10) & 0x1F;
-  const std::uint32_t mant = h & 0x3FF;
-  if (exp == 0) {
-    // zero or subnormal: mant * 2^-24, exact in float
-    const float v = static_cast<float>(mant) * 5.9604644775390625e-08f;
-    return sign ? -v : v;
-  }
-  if (exp == 31) return f32_from_bits(sign | 0x7F800000u | (mant << 13));  // inf / NaN (payload kept)
-  return f32_from_bits(sign | ((exp + 112) << 23) | (mant << 13));
-}
-
-// Round to nearest even, overflow to inf, NaN stays NaN (F. Giesen's float_to_half_fast3_rtne).
-std::uint16_t fp32_to_fp16(float f) {
-  std::uint32_t u = f32_bits(f);
-  const std::uint32_t sign = u & 0x80000000u;
-  u ^= sign;
-  std::uint16_t h;
-  if (u >= (143u << 23)) {  // >= 65536, inf or NaN
-    h = u > 0x7F800000u ? 0x7E00 : 0x7C00;
-  } else if (u < (113u << 23)) {  // below the smallest normal half: let the FPU round the subnormal
-    const std::uint32_t magic = 126u << 23;  // 0.5f: adding it aligns the half subnormal's lsb with float's
-    const float v = f32_from_bits(u) + f32_from_bits(magic);
-    h = static_cast<std::uint16_t>(f32_bits(v) - magic);
-  } else {
-    const std::uint32_t mant_odd = (u >> 13) & 1;
-    u += (static_cast<std::uint32_t>(15 - 127) << 23) + 0xFFF + mant_odd;  // rebias, round half to even
-    h = static_cast<std::uint16_t>(u >> 13);  // a carry out of the mantissa rounds up to inf correctly
-  }
-  return static_cast<std::uint16_t>(h | (sign >> 16));
-}
 
 void quantize(QuantType type, const float* x, std::uint8_t* blocks, std::size_t n_rows, std::size_t blocks_per_row) {
   const std::size_t block_bytes = quant_block_bytes(type);
@@ -280,7 +231,7 @@ void quant_matvec_q8_0_prequantized(QuantType type, const std::uint8_t* w, const
     std::memcpy(&blk, xq + b * sizeof blk, sizeof blk);
     int sum = 0;
     for (int j = 0; j < 32; ++j) sum += blk.qs[j];
-    xs[b] = fp16_to_fp32(blk.d) * static_cast<float>(sum);
+    xs[b] = f16_to_f32(blk.d) * static_cast<float>(sum);
   }
   parallel_rows(rows, n_threads, 1, [&](std::size_t begin, std::size_t end) {
     for (std::size_t r = begin; r < end; ++r) y[r] = k.dot_q8_0(w + r * row_bytes, xq, xs.data(), nb);

@@ -26,6 +26,8 @@
 // dequantize and, for matvec, only when an output came out non-finite (a scan reads every cache line of W).
 #pragma once
 
+#include "f16.h"
+
 #include <cstddef>
 #include <cstdint>
 
@@ -60,9 +62,6 @@ QuantType quant_type_from_id(int ggml_type_id);
 const char* quant_type_name(QuantType type);
 std::size_t quant_block_bytes(QuantType type);
 
-// IEEE half <-> float, round to nearest even (the conversions numpy's astype(float16) and F16C perform).
-float fp16_to_fp32(std::uint16_t h);
-std::uint16_t fp32_to_fp16(float f);
 
 // x: [n_rows, blocks_per_row * 32] f32 -> blocks. Throws std::invalid_argument naming the row and block when an
 // input is NaN/Inf or a block's scale (or Q4_1 min) overflows f16. Scalar only: quantizing is done once per

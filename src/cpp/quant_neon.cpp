@@ -17,7 +17,7 @@ using edgellm::neon::hsum;
 float half(const std::uint8_t* p) {
   std::uint16_t h;
   std::memcpy(&h, p, 2);
-  return fp16_to_fp32(h);
+  return f16_to_f32(h);
 }
 
 // 8 bytes -> two float32x4 (elements 0..3 and 4..7).

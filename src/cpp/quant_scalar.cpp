@@ -20,7 +20,7 @@ Block load_block(const std::uint8_t* p) {
 void dequantize_q4_0(const std::uint8_t* blocks, float* y, std::size_t n_blocks) {
   for (std::size_t i = 0; i < n_blocks; ++i, y += 32) {
     const BlockQ4_0 b = load_block<BlockQ4_0>(blocks + i * sizeof(BlockQ4_0));
-    const float d = fp16_to_fp32(b.d);
+    const float d = f16_to_f32(b.d);
     for (int j = 0; j < 16; ++j) {
       y[j] = d * static_cast<float>((b.qs[j] & 0x0F) - 8);
       y[j + 16] = d * static_cast<float>((b.qs[j] >> 4) - 8);
@@ -31,7 +31,7 @@ void dequantize_q4_0(const std::uint8_t* blocks, float* y, std::size_t n_blocks)
 void dequantize_q4_1(const std::uint8_t* blocks, float* y, std::size_t n_blocks) {
   for (std::size_t i = 0; i < n_blocks; ++i, y += 32) {
     const BlockQ4_1 b = load_block<BlockQ4_1>(blocks + i * sizeof(BlockQ4_1));
-    const float d = fp16_to_fp32(b.d), m = fp16_to_fp32(b.m);
+    const float d = f16_to_f32(b.d), m = f16_to_f32(b.m);
     // d * nib is exact (11-bit d times a 4-bit integer), so d * nib + m rounds once whether or not the
     // compiler fuses it into an FMA: every path gives the same bits.
     for (int j = 0; j < 16; ++j) {
@@ -44,7 +44,7 @@ void dequantize_q4_1(const std::uint8_t* blocks, float* y, std::size_t n_blocks)
 void dequantize_q8_0(const std::uint8_t* blocks, float* y, std::size_t n_blocks) {
   for (std::size_t i = 0; i < n_blocks; ++i, y += 32) {
     const BlockQ8_0 b = load_block<BlockQ8_0>(blocks + i * sizeof(BlockQ8_0));
-    const float d = fp16_to_fp32(b.d);
+    const float d = f16_to_f32(b.d);
     for (int j = 0; j < 32; ++j) y[j] = d * static_cast<float>(b.qs[j]);
   }
 }
@@ -88,7 +88,7 @@ float dot_q4_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, const float*,
     for (int j = 0; j < 16; ++j) {
       sumi += ((a.qs[j] & 0x0F) - 8) * b.qs[j] + ((a.qs[j] >> 4) - 8) * b.qs[j + 16];
     }
-    acc += static_cast<float>(sumi) * (fp16_to_fp32(a.d) * fp16_to_fp32(b.d));
+    acc += static_cast<float>(sumi) * (f16_to_f32(a.d) * f16_to_f32(b.d));
   }
   return acc;
 }
@@ -101,8 +101,8 @@ float dot_q4_1_q8_0(const std::uint8_t* w, const std::uint8_t* xq, const float* 
     const BlockQ8_0 b = load_block<BlockQ8_0>(xq + i * sizeof(BlockQ8_0));
     int sumi = 0;
     for (int j = 0; j < 16; ++j) sumi += (a.qs[j] & 0x0F) * b.qs[j] + (a.qs[j] >> 4) * b.qs[j + 16];
-    acc += static_cast<float>(sumi) * (fp16_to_fp32(a.d) * fp16_to_fp32(b.d));
-    acc_min += fp16_to_fp32(a.m) * xs[i];
+    acc += static_cast<float>(sumi) * (f16_to_f32(a.d) * f16_to_f32(b.d));
+    acc_min += f16_to_f32(a.m) * xs[i];
   }
   return acc + acc_min;
 }
@@ -114,7 +114,7 @@ float dot_q8_0_q8_0(const std::uint8_t* w, const std::uint8_t* xq, const float*,
     const BlockQ8_0 b = load_block<BlockQ8_0>(xq + i * sizeof(BlockQ8_0));
     int sumi = 0;
     for (int j = 0; j < 32; ++j) sumi += a.qs[j] * b.qs[j];
-    acc += static_cast<float>(sumi) * (fp16_to_fp32(a.d) * fp16_to_fp32(b.d));
+    acc += static_cast<float>(sumi) * (f16_to_f32(a.d) * f16_to_f32(b.d));
   }
   return acc;
 }

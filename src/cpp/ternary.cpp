@@ -8,18 +8,12 @@
 
 #include "quant_parallel.h"
 #include "ternary_impl.h"
+#include "simd/dispatch.h"
 
 namespace edgellm::cpu {
 namespace {
 
 constexpr std::size_t kRowGranule = 16;  // the SIMD LUT paths work on 16 rows at a time
-
-void require_supported(SimdPath path) {
-  if (!simd_path_supported(path)) {
-    throw std::invalid_argument(std::string("simd path '") + simd_path_name(path) +
-                                "' is not supported on this build and CPU");
-  }
-}
 
 std::vector<float> padded_x(const float* x, std::size_t k) {
   std::vector<float> xp(ternary_padded_k(k), 0.0f);
@@ -96,7 +90,7 @@ void ternary_matvec_lut_f32(const std::uint8_t* packed, const float* scale, cons
 
 void ternary_matvec_lut_int8(const std::uint8_t* packed, const float* scale, const TernaryLutInt8& lut, float* y,
                              std::size_t m, SimdPath path, int n_threads) {
-  require_supported(path);
+  require_simd_path(path);
   auto rows = scalar::ternary_lut_int8_rows;
 #if defined(EDGELLM_HAVE_AVX2)
   if (path == SimdPath::Avx2) rows = avx2::ternary_lut_int8_rows;
@@ -111,7 +105,7 @@ void ternary_matvec_lut_int8(const std::uint8_t* packed, const float* scale, con
 
 void ternary_matvec(const std::uint8_t* packed, const float* scale, const float* x, float* y, std::size_t m,
                     std::size_t k, TernaryMethod method, SimdPath path, int n_threads) {
-  require_supported(path);
+  require_simd_path(path);
   switch (method) {
     case TernaryMethod::LutF32:
       ternary_matvec_lut_f32(packed, scale, build_ternary_lut_f32(x, k), y, m, n_threads);

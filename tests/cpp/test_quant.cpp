@@ -30,8 +30,8 @@ std::vector<std::uint8_t> make_blocks(QuantType t, std::size_t rows, std::size_t
 int test_fp16() {
   int failures = 0;
   for (std::uint32_t h = 0; h < 65536; ++h) {
-    const float f = edgellm::cpu::fp16_to_fp32(static_cast<std::uint16_t>(h));
-    const std::uint16_t back = edgellm::cpu::fp32_to_fp16(f);
+    const float f = edgellm::f16_to_f32(static_cast<std::uint16_t>(h));
+    const std::uint16_t back = edgellm::f32_to_f16(f);
     const bool nan = (h & 0x7C00) == 0x7C00 && (h & 0x3FF);
     if (nan ? !std::isnan(f) : back != h) {
       std::printf("FAIL fp16 round trip 0x%04x -> %g -> 0x%04x\n", h, f, back);
@@ -45,8 +45,8 @@ int test_fp16() {
   } cases[] = {{1.0f + 0x1p-11f, 0x3C00}, {1.0f + 3 * 0x1p-11f, 0x3C02}, {65520.0f, 0x7C00},
                {65519.0f, 0x7BFF},        {0x1p-25f, 0x0000},           {0x1.8p-25f, 0x0001}, {-0x1p-24f, 0x8001}};
   for (const auto& c : cases) {
-    if (edgellm::cpu::fp32_to_fp16(c.in) != c.out) {
-      std::printf("FAIL fp32_to_fp16(%a) = 0x%04x, expected 0x%04x\n", c.in, edgellm::cpu::fp32_to_fp16(c.in), c.out);
+    if (edgellm::f32_to_f16(c.in) != c.out) {
+      std::printf("FAIL f32_to_f16(%a) = 0x%04x, expected 0x%04x\n", c.in, edgellm::f32_to_f16(c.in), c.out);
       ++failures;
     }
   }
@@ -94,7 +94,7 @@ std::vector<std::uint8_t> reference_quantize(QuantType t, const std::vector<floa
         q[j] = static_cast<std::uint8_t>(n < 15 ? n : 15);
       }
     }
-    const std::uint16_t dh = edgellm::cpu::fp32_to_fp16(d), mh = edgellm::cpu::fp32_to_fp16(m);
+    const std::uint16_t dh = edgellm::f32_to_f16(d), mh = edgellm::f32_to_f16(m);
     out.push_back(dh & 0xFF);
     out.push_back(dh >> 8);
     if (t == QuantType::Q4_1) {
@@ -195,7 +195,7 @@ int test_dequantize(QuantType t, SimdPath path) {
 double q8_value(const std::uint8_t* blocks, std::size_t i) {
   edgellm::cpu::BlockQ8_0 b;
   std::memcpy(&b, blocks + (i / 32) * sizeof b, sizeof b);
-  return double(edgellm::cpu::fp16_to_fp32(b.d)) * b.qs[i % 32];
+  return double(edgellm::f16_to_f32(b.d)) * b.qs[i % 32];
 }
 
 int test_matvec(QuantType t, SimdPath path) {
@@ -228,7 +228,7 @@ int test_matvec(QuantType t, SimdPath path) {
           if (t == QuantType::Q4_1) {
             edgellm::cpu::BlockQ4_1 b;
             std::memcpy(&b, w.data() + (r * cols + c) / 32 * sizeof b, sizeof b);
-            min_terms += 2 * std::fabs(edgellm::cpu::fp16_to_fp32(b.m) * q8_value(xq.data(), c));
+            min_terms += 2 * std::fabs(edgellm::f16_to_f32(b.m) * q8_value(xq.data(), c));
           }
         }
         failures += expect_close("quant_matvec_f32", path, r, y[r], ref, (cols + 2) * kEps32 * abs_sum + 1e-30);

@@ -1,5 +1,7 @@
 #include "simd/simd.h"
 
+#include "simd/dispatch.h"
+
 #include <stdexcept>
 
 namespace edgellm {
@@ -48,6 +50,13 @@ SimdPath best_simd_path() {
   if (simd_path_supported(SimdPath::Avx2)) return SimdPath::Avx2;
   if (simd_path_supported(SimdPath::Neon)) return SimdPath::Neon;
   return SimdPath::Scalar;
+}
+
+void require_simd_path(SimdPath path) {
+  if (!simd_path_supported(path)) {
+    throw std::invalid_argument(std::string("simd path '") + simd_path_name(path) +
+                                "' is not supported on this build and CPU");
+  }
 }
 
 SimdPath parse_simd_path(const std::string& name) {
