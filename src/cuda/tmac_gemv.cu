@@ -489,15 +489,21 @@ TmacLaunchShape tmac_simple_launch_shape(std::int64_t m) {
 //   tiles' weights at once (T KB in flight instead of 1) and shares its x fragments among them; this is the
 //   LM-head regime (49152 x 576: T = 4, 768 blocks). Only for fp16 x with 16-byte x loads (allow_tiling; the
 //   fp32-x kernel would spill registers with T > 1).
-TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k, int sm_count, bool allow_tiling) {
+TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k, int sm_count, bool allow_tiling,
+                                      int max_k_slices) {
   constexpr std::int64_t kBlocksPerSmForTiling = 4;
+  if (max_k_slices < 0 || max_k_slices > kMaxKSlices) {
+    throw std::invalid_argument("max_k_slices: expected 0 (auto) or 1.." + std::to_string(kMaxKSlices) + ", got " +
+                                std::to_string(max_k_slices));
+  }
+  const std::int64_t slice_cap = max_k_slices > 0 ? max_k_slices : kMaxKSlices;
   const std::int64_t row_bytes = round_up(k, kTmacKAlign) / 4;
   const std::int64_t steps = (row_bytes + kStepBytes - 1) / kStepBytes;
   const std::int64_t tiles = (m + 15) / 16;
   TmacLaunchShape s;
-  s.k_slices = static_cast<int>(steps < kMaxKSlices ? steps : kMaxKSlices);
+  s.k_slices = static_cast<int>(steps < slice_cap ? steps : slice_cap);
   s.tiles_per_warp = 1;
-  if (allow_tiling && steps <= kMaxKSlices) {
+  if (allow_tiling && steps <= slice_cap) {
     for (int t : {4, 2}) {
       if ((tiles + t - 1) / t >= kBlocksPerSmForTiling * sm_count) {
         s.tiles_per_warp = t;
@@ -520,7 +526,7 @@ bool tmac_mma_supported() {
 }
 
 TmacGemvOp::TmacGemvOp(std::shared_ptr<const TernaryWeights> weights, std::uintptr_t x, std::uintptr_t y, int batch,
-                       TmacDType x_dtype, TmacDType y_dtype, TmacVariant variant)
+                       TmacDType x_dtype, TmacDType y_dtype, TmacVariant variant, int max_k_slices)
     : w_(std::move(weights)), x_(x), y_(y), batch_(batch), x_dtype_(x_dtype), y_dtype_(y_dtype), variant_(variant) {
   if (!w_) throw std::invalid_argument("TmacGemvOp: weights is None");
   if (batch < 1 || batch > kTmacMaxBatch) {
@@ -545,7 +551,8 @@ TmacGemvOp::TmacGemvOp(std::shared_ptr<const TernaryWeights> weights, std::uintp
     int device = 0, sm_count = 0;
     EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
     EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
-    shape_ = tmac_mma_launch_shape(w_->m(), w_->k(), sm_count, x_vector_loads_ && x_dtype == TmacDType::F16);
+    shape_ = tmac_mma_launch_shape(w_->m(), w_->k(), sm_count, x_vector_loads_ && x_dtype == TmacDType::F16,
+                                   max_k_slices);
   }
 }
 

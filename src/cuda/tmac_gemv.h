@@ -83,7 +83,7 @@ struct TmacLaunchShape {
 class TmacGemvOp : public Launchable {
  public:
   TmacGemvOp(std::shared_ptr<const TernaryWeights> weights, std::uintptr_t x, std::uintptr_t y, int batch,
-             TmacDType x_dtype, TmacDType y_dtype, TmacVariant variant);
+             TmacDType x_dtype, TmacDType y_dtype, TmacVariant variant, int max_k_slices = 0);
   void launch(cudaStream_t stream) override;
 
   TmacVariant variant() const { return variant_; }
@@ -106,7 +106,9 @@ bool tmac_mma_supported();
 
 // The mma variant's grid for a shape on a device with sm_count SMs (the one place its tuning lives).
 // allow_tiling: fp16 x read with 16-byte loads (the only case with a multi-tile kernel).
-TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k, int sm_count, bool allow_tiling);
+// max_k_slices caps the warps splitting K (0: the tuned default, 8); the benchmark sweeps it.
+TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k, int sm_count, bool allow_tiling,
+                                      int max_k_slices = 0);
 TmacLaunchShape tmac_simple_launch_shape(std::int64_t m);
 
 }  // namespace edgellm::cuda

@@ -203,7 +203,8 @@ class TernaryWeights:
 
 class TmacGemvOp(Launchable):
     def __init__(
-        self, weights: TernaryWeights, x: int, out: int, batch: int, x_dtype: str, out_dtype: str, variant: str
+        self, weights: TernaryWeights, x: int, out: int, batch: int, x_dtype: str, out_dtype: str, variant: str,
+        max_k_slices: int = 0,
     ) -> None: ...
     @property
     def variant(self) -> str: ...

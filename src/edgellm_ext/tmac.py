@@ -237,12 +237,14 @@ class TernaryWeights:
         odt = resolve_out_dtype(x_dtype, out_dtype)
         return self.packed_bytes + self.scale_bytes + int(batch) * (self.k * _ITEMSIZE[x_dtype] + self.m * _ITEMSIZE[odt])
 
-    def _op(self, xd: DeviceArray, outd: DeviceArray, batch: int, x_dtype: str, out_dtype: str, variant: object) -> Any:
+    def _op(self, xd: DeviceArray, outd: DeviceArray, batch: int, x_dtype: str, out_dtype: str, variant: object,
+            max_k_slices: int = 0) -> Any:
         _check_no_overlap(xd, outd)
         concrete = resolve_variant(variant, self.m, self.k)
         if variant in (None, "auto") and concrete == "mma" and not _core.tmac_mma_supported():
             concrete = "simple"  # "mma" needs compute capability >= 8.0; asked for explicitly, the op raises
-        return _core.TmacGemvOp(self._native, xd.address, outd.address, batch, x_dtype, out_dtype, concrete)
+        return _core.TmacGemvOp(self._native, xd.address, outd.address, batch, x_dtype, out_dtype, concrete,
+                                max_k_slices)
 
     def _out_spec(self, x_shape: tuple[int, ...], x_dtype: str, out: object, out_dtype: Optional[str]) -> tuple[tuple[int, ...], str]:
         out_shape = tuple(x_shape[:-1]) + (self.m,)
@@ -283,11 +285,13 @@ class TernaryWeights:
             _core.stream_synchronize(handle)  # the device copy of x is freed on return
         return finish_output(user_out, x, stream)
 
-    def prepare(self, x: object, out: object, *, stream: object = None, variant: str = "auto") -> Any:
+    def prepare(self, x: object, out: object, *, stream: object = None, variant: str = "auto",
+                max_k_slices: int = 0) -> Any:
         """The prepared op (a ``_core.Launchable``) computing ``out = matmul(x)`` on each ``launch(stream)``: for the
         timers (:class:`edgellm_ext.cuda.Timer`) and CUDA graphs. ``out`` must be a device array of shape
         [B, M] (or [M]) in x's dtype or float32. The op keeps the weights, x and out alive (a numpy x is copied
-        to the device once, here). ``op.bytes_per_launch`` gives the bytes one launch moves at least."""
+        to the device once, here). ``op.bytes_per_launch`` gives the bytes one launch moves at least.
+        ``max_k_slices`` (mma only; 0: the tuned default) caps the warps that split K, for tuning sweeps."""
         batch, x_dtype, x_shape = validate_activations(x, self.k)
         if out is None or isinstance(out, np.ndarray):
             raise TypeError("out: prepare() needs a device output array (torch, cupy or edgellm_ext.cuda.empty)")
@@ -295,7 +299,7 @@ class TernaryWeights:
         resolve_variant(variant, self.m, self.k)  # reject a bad variant before copying anything
         outd = as_device_array(out, "out", dtypes=[odt], shape=out_shape)
         xd = as_device_array(x, "x", dtypes=[x_dtype], stream=stream)
-        op = self._op(xd, outd, batch, x_dtype, odt, variant)
+        op = self._op(xd, outd, batch, x_dtype, odt, variant, max_k_slices)
         op._keepalive = (xd, outd)  # x and out must outlive every launch of the op
         return op
 

@@ -42,12 +42,14 @@ void bind_tmac(py::module_& m) {
   // py::dynamic_attr: the Python wrapper attaches the x/out arrays to the op to keep them alive with it.
   py::class_<TmacGemvOp, Launchable>(m, "TmacGemvOp", py::dynamic_attr())
       .def(py::init([](std::shared_ptr<TernaryWeights> weights, std::uintptr_t x, std::uintptr_t out, int batch,
-                       const std::string& x_dtype, const std::string& out_dtype, const std::string& variant) {
+                       const std::string& x_dtype, const std::string& out_dtype, const std::string& variant,
+                       int max_k_slices) {
              return std::make_unique<TmacGemvOp>(std::move(weights), x, out, batch, parse_tmac_dtype(x_dtype),
-                                                 parse_tmac_dtype(out_dtype), parse_tmac_variant(variant));
+                                                 parse_tmac_dtype(out_dtype), parse_tmac_variant(variant),
+                                                 max_k_slices);
            }),
            py::arg("weights"), py::arg("x"), py::arg("out"), py::arg("batch"), py::arg("x_dtype"),
-           py::arg("out_dtype"), py::arg("variant"))
+           py::arg("out_dtype"), py::arg("variant"), py::arg("max_k_slices") = 0)
       .def_property_readonly("variant", [](const TmacGemvOp& op) { return std::string(tmac_variant_name(op.variant())); })
       .def_property_readonly("bytes_per_launch", &TmacGemvOp::bytes_per_launch)
       .def_property_readonly("launch_shape", [](const TmacGemvOp& op) {
