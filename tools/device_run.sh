@@ -11,6 +11,8 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT/run"
 LOG="$OUT/run"
 export PYTHONUNBUFFERED=1 CUDAARCHS=90
 trap 'tar -C "$OUT" -czf "$OUT/device_run.tar.gz" run && rm -rf "$LOG"' EXIT
+# A fresh CMake configure every time: a warm machine may keep the build folder of a call configured otherwise.
+rm -rf "$ROOT/build"
 python3 -m pip install -q --no-build-isolation --no-deps "$ROOT" > "$LOG/build.log" 2>&1 || { tail -50 "$LOG/build.log"; exit 1; }
 python3 -c "import edgellm_ext, json; print(json.dumps(edgellm_ext.build_info()))"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv
