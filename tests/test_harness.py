@@ -100,8 +100,10 @@ class FakeNVML:
     NVML_CLOCK_SM = 1
     NVML_CLOCK_MEM = 2
 
-    def __init__(self, *, power_mw=100_000, sm_clock=1980, sm_max=1980, energy=True, fail_init=False, count=1):
+    def __init__(self, *, power_mw=100_000, sm_clock=1980, sm_max=1980, energy=True, fail_init=False, count=1,
+                 utilization=100):
         self.power_mw, self.sm_clock, self.sm_max = power_mw, sm_clock, sm_max
+        self.utilization = utilization
         self.energy, self.fail_init, self.count = energy, fail_init, count
         self.inits = self.shutdowns = 0
         self.energy_mj = 1_000_000.0
@@ -149,6 +151,9 @@ class FakeNVML:
 
     def nvmlDeviceGetPersistenceMode(self, h):
         return 1
+
+    def nvmlDeviceGetUtilizationRates(self, h):
+        return SimpleNamespace(gpu=self.utilization, memory=10)
 
     def nvmlDeviceGetCurrPcieLinkGeneration(self, h):
         raise FakeNVMLError("Not Supported")
@@ -287,6 +292,17 @@ def test_power_sampler_integrates_without_energy_counter_and_flags_throttling():
     assert g["energy_j"] >= 200.0 * 0.03
     assert g["throttled"] is True and g["sm_clock_min_mhz"] == 1000
     assert r["host"]["available"] is False and "psutil" in r["host"]["reason"]
+
+
+def test_power_sampler_does_not_call_an_idle_clock_throttling():
+    # An idle GPU (utilisation 0%) at 345 MHz is saving power, not throttled; the same clock while busy is.
+    for utilization, expected in ((0, False), (90, True)):
+        fake = FakeNVML(sm_clock=345, sm_max=1980, utilization=utilization)
+        with power.PowerSampler(nvml=fake, psutil_module=None, interval_s=0.005) as s:
+            time.sleep(0.03)
+        g = s.result()["gpu"]
+        assert g["throttled"] is expected and "while busy" in g["throttle_rule"]
+        assert g["sm_clock_min_mhz"] == 345
 
 
 def test_power_sampler_without_nvml_says_why():

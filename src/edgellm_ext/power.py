@@ -7,7 +7,9 @@
 A background thread reads NVML every ``interval_s``: board power (W), SM clock and GPU memory used. Energy comes
 from NVML's total-energy counter when the GPU has one (difference end - start), else from integrating the power
 samples (trapezoids); ``energy_method`` says which. The section is flagged ``throttled`` when the SM clock fell
-below ``throttle_fraction`` (0.75) of the device's maximum SM clock at any sample. Host CPU utilisation over the
+below ``throttle_fraction`` (0.75) of the device's maximum SM clock at any sample taken while the GPU was busy
+(NVML utilisation >= 50%): an idle GPU lowers its clock by design, which is not throttling. Without utilisation
+readings every sample counts, and ``throttle_rule`` says so. Host CPU utilisation over the
 section comes from ``psutil.cpu_percent``.
 
 Without NVML (no GPU, no driver, no pynvml) the GPU part is ``{"available": False, "reason": ...}``; without
@@ -24,6 +26,9 @@ from typing import Any, Optional
 from .envinfo import AUTO, _psutil, _short, load_nvml
 
 __all__ = ["PowerSampler", "energy_per_token_j"]
+
+
+BUSY_UTILIZATION_PERCENT = 50  # a sample counts for the throttle flag only when the GPU was this busy
 
 
 class PowerSampler:
@@ -58,6 +63,7 @@ class PowerSampler:
         self._t: list[float] = []
         self._power_w: list[float] = []
         self._sm_mhz: list[int] = []
+        self._sm_busy: list[Optional[bool]] = []  # per SM-clock sample: GPU busy then (None: unknown)
         self._mem_used: list[int] = []
         self._sample_errors: list[str] = []
         self._sm_max_mhz: Optional[int] = None
@@ -86,12 +92,18 @@ class PowerSampler:
         except Exception as e:
             self._note_error("memory", e)
             mem = None
+        try:
+            util = int(nv.nvmlDeviceGetUtilizationRates(h).gpu)
+        except Exception as e:
+            self._note_error("utilization", e)
+            util = None
         with self._lock:
             if p is not None:
                 self._t.append(t)
                 self._power_w.append(p)
             if sm is not None:
                 self._sm_mhz.append(sm)
+                self._sm_busy.append(None if util is None else util >= BUSY_UTILIZATION_PERCENT)
             if mem is not None:
                 self._mem_used.append(mem)
 
@@ -180,6 +192,7 @@ class PowerSampler:
             host = {"available": False, "cpu_percent": None, "reason": self._host_reason or "not sampled"}
         with self._lock:
             power, t, sm, mem = list(self._power_w), list(self._t), list(self._sm_mhz), list(self._mem_used)
+            busy = list(self._sm_busy)
             errors = list(self._sample_errors)
         if self._gpu_reason is not None or (not power and not sm and not mem):
             reason = self._gpu_reason or ("no NVML sample succeeded: " + "; ".join(errors))
@@ -203,11 +216,19 @@ class PowerSampler:
         gpu["gpu_memory_used_peak_bytes"] = max(mem) if mem else None
         gpu["sm_clock_min_mhz"] = min(sm) if sm else None
         gpu["sm_clock_max_mhz"] = self._sm_max_mhz
-        if sm and self._sm_max_mhz:
-            gpu["throttled"] = bool(min(sm) < self._throttle_fraction * self._sm_max_mhz)
+        known = all(b is not None for b in busy)
+        judged = [c for c, b in zip(sm, busy) if b] if known else sm
+        gpu["sm_clock_min_busy_mhz"] = min(judged) if judged else None
+        if judged and self._sm_max_mhz:
+            gpu["throttled"] = bool(min(judged) < self._throttle_fraction * self._sm_max_mhz)
+        elif sm and known:
+            gpu["throttled"] = False  # never busy at a sample: nothing was slowed down
         else:
             gpu["throttled"] = None
-        gpu["throttle_rule"] = f"sm clock < {self._throttle_fraction:g} x max sm clock"
+        gpu["throttle_rule"] = (f"sm clock < {self._throttle_fraction:g} x max sm clock while busy "
+                                f"(utilization >= {BUSY_UTILIZATION_PERCENT}%)" if known else
+                                f"sm clock < {self._throttle_fraction:g} x max sm clock (no utilization readings: "
+                                "every sample counts)")
         return {"duration_s": duration, "gpu": gpu, "host": host}
 
 

@@ -100,7 +100,8 @@ def _power_line(power: Optional[dict[str, Any]]) -> Optional[str]:
     if gpu.get("available"):
         parts.append(f"GPU avg {_fmt(gpu.get('avg_power_w'))} W, peak {_fmt(gpu.get('peak_power_w'))} W, energy "
                      f"{_fmt(gpu.get('energy_j'))} J ({gpu.get('energy_method')}), {gpu.get('samples')} samples, "
-                     f"SM clock min {gpu.get('sm_clock_min_mhz')} of max {gpu.get('sm_clock_max_mhz')} MHz"
+                     f"SM clock min {gpu.get('sm_clock_min_mhz')} (while busy "
+                     f"{gpu.get('sm_clock_min_busy_mhz')}) of max {gpu.get('sm_clock_max_mhz')} MHz"
                      + (" **THROTTLED**" if gpu.get("throttled") else ""))
     else:
         parts.append(f"GPU power: unavailable ({gpu.get('reason')})")
