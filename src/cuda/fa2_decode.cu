@@ -12,6 +12,7 @@
 namespace edgellm::cuda {
 namespace {
 
+constexpr int kKeysPerGroupStep = 4;  // keys each lane group loads per step (loads in flight)
 constexpr int kMaxHeadsPerBlock = 8;
 constexpr int kMaxSplits = 128;       // bounds the merge's shared-memory weight table
 constexpr int kShortContextKeys = 8192;  // fa2_default_heads_per_block's crossover
@@ -20,31 +21,15 @@ constexpr float kLog2e = 1.4426950408889634f;
 
 constexpr int next_pow2(int x) { return x <= 1 ? 1 : 2 * next_pow2((x + 1) / 2); }
 
-// Lanes that share one key row. All of a row (up to 32 lanes) for one head per block: short contexts are
-// latency-bound and want the most parallelism. 4 lanes for two heads per block: long contexts are
-// instruction-bound, and fewer lanes per key mean fewer butterfly shuffles per key (log2 of the lane count,
-// per head) and more keys in flight per warp.
-// (At most 4 vectors per lane, so registers stay bounded for D = 256.)
-constexpr int lanes_per_key(int vecs_per_row, int heads_per_block) {
-  const int all = next_pow2(vecs_per_row) < 32 ? next_pow2(vecs_per_row) : 32;
-  if (heads_per_block != 2) return all;
-  const int few = next_pow2((vecs_per_row + 3) / 4) > 4 ? next_pow2((vecs_per_row + 3) / 4) : 4;
-  return few < all ? few : all;
-}
-
-// Keys each lane group loads per step: 4 vectors of K and 4 of V per lane in flight at most (registers).
-constexpr int keys_per_group_step(int vecs_per_lane) { return vecs_per_lane >= 4 ? 1 : 4 / vecs_per_lane; }
-
-// Compile-time geometry of one (storage type, head dim, warps per block, heads per block) combination.
-template <typename T, int D, int NW, int HPB>
+// Compile-time geometry of one (storage type, head dim, warps per block) triple.
+template <typename T, int D, int NW>
 struct Geometry {
   static constexpr int kVecElems = 16 / sizeof(T);                    // elements per 16-byte vector
   static constexpr int kVecsPerRow = D / kVecElems;                   // vectors per K/V row
-  static constexpr int kLanesPerKey = lanes_per_key(kVecsPerRow, HPB);
+  static constexpr int kLanesPerKey = next_pow2(kVecsPerRow) < 32 ? next_pow2(kVecsPerRow) : 32;
   static constexpr int kVecsPerLane = (kVecsPerRow + kLanesPerKey - 1) / kLanesPerKey;
   static constexpr int kElemsPerLane = kVecsPerLane * kVecElems;
   static constexpr int kGroupsPerWarp = 32 / kLanesPerKey;           // keys a warp holds at once
-  static constexpr int kKeysPerGroupStep = keys_per_group_step(kVecsPerLane);
   static constexpr int kKeysPerBlockStep = NW * kGroupsPerWarp * kKeysPerGroupStep;
   static_assert(D % kVecElems == 0, "rows must be whole 16-byte vectors");
 };
@@ -82,22 +67,22 @@ __device__ __forceinline__ void store(float* p, float v) { *p = v; }
 // guard the all-empty case.
 __device__ __forceinline__ float exp2_safe(float x) { return x == -INFINITY ? 0.0f : exp2f(x); }
 
-// Warps per block: 8 for one head per block; 4 for more, whose threads need ~130-255 registers (ptxas -v): at
-// 8 warps only one such block would fit an SM's 64K registers, at 4 warps two do. 4 warps also keep the
+// Warps per block: 8 for one or two heads per block; 4 for 4 or 8 heads, whose threads need ~190-255 registers
+// (ptxas -v): at 8 warps only one such block fits an SM's 64K registers, at 4 warps two do. 4 warps also keep the
 // partial accumulators of D = 256 within 32 KB of shared memory.
 constexpr int warps_for(int head_dim, int heads_per_block) {
-  return heads_per_block >= 2 || head_dim * heads_per_block * 8 * 4 > 32768 ? 4 : 8;
+  return heads_per_block >= 4 || head_dim * heads_per_block * 8 * 4 > 32768 ? 4 : 8;
 }
 
 // Loads one step of keys (KT per lane group) of K and V into registers; keys at or beyond `key_end` read nothing.
-template <typename T, int D, int NW, int HPB>
+template <typename T, int D, int NW>
 __device__ __forceinline__ void load_step(const T* k_base, const T* v_base, int step, int key_end, int warp,
                                           int key_group, int lane_in_key,
-                                          uint4 (&k_raw)[Geometry<T, D, NW, HPB>::kKeysPerGroupStep][Geometry<T, D, NW, HPB>::kVecsPerLane],
-                                          uint4 (&v_raw)[Geometry<T, D, NW, HPB>::kKeysPerGroupStep][Geometry<T, D, NW, HPB>::kVecsPerLane]) {
-  using G = Geometry<T, D, NW, HPB>;
+                                          uint4 (&k_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
+                                          uint4 (&v_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane]) {
+  using G = Geometry<T, D, NW>;
 #pragma unroll
-  for (int u = 0; u < G::kKeysPerGroupStep; ++u) {
+  for (int u = 0; u < kKeysPerGroupStep; ++u) {
     const int key = step + u * NW * G::kGroupsPerWarp + warp * G::kGroupsPerWarp + key_group;
 #pragma unroll
     for (int i = 0; i < G::kVecsPerLane; ++i) {
@@ -116,14 +101,14 @@ __device__ __forceinline__ void load_step(const T* k_base, const T* v_base, int 
 // Folds one step of loaded keys into the online-softmax state of this lane's key group.
 template <typename T, int D, int NW, int HPB>
 __device__ __forceinline__ void consume_step(const T* tag, int step, int key_end, int warp, int key_group,
-                                             const float (&q_reg)[HPB][Geometry<T, D, NW, HPB>::kElemsPerLane],
-                                             const uint4 (&k_raw)[Geometry<T, D, NW, HPB>::kKeysPerGroupStep][Geometry<T, D, NW, HPB>::kVecsPerLane],
-                                             const uint4 (&v_raw)[Geometry<T, D, NW, HPB>::kKeysPerGroupStep][Geometry<T, D, NW, HPB>::kVecsPerLane],
+                                             const float (&q_reg)[HPB][Geometry<T, D, NW>::kElemsPerLane],
+                                             const uint4 (&k_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
+                                             const uint4 (&v_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
                                              float (&m)[HPB], float (&l)[HPB],
-                                             float (&acc)[HPB][Geometry<T, D, NW, HPB>::kElemsPerLane]) {
-  using G = Geometry<T, D, NW, HPB>;
+                                             float (&acc)[HPB][Geometry<T, D, NW>::kElemsPerLane]) {
+  using G = Geometry<T, D, NW>;
   constexpr int E = G::kElemsPerLane;
-  constexpr int KT = G::kKeysPerGroupStep;
+  constexpr int KT = kKeysPerGroupStep;
   float s[HPB][KT];
 #pragma unroll
   for (int u = 0; u < KT; ++u) {
@@ -182,10 +167,10 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
                   const int* __restrict__ seq_lens, T* __restrict__ out, float* __restrict__ partial_out,
                   float* __restrict__ partial_lse, int* __restrict__ counters, int q_heads, int kv_heads,
                   int max_seq, float scale_log2, int num_splits, int chunk) {
-  using G = Geometry<T, D, NW, HPB>;
+  using G = Geometry<T, D, NW>;
   constexpr int E = G::kElemsPerLane;
   constexpr int TPK = G::kLanesPerKey;
-  constexpr int KT = G::kKeysPerGroupStep;
+  constexpr int KT = kKeysPerGroupStep;
   constexpr int kThreadsHere = NW * 32;
   constexpr int kStep = G::kKeysPerBlockStep;
 
@@ -213,7 +198,7 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
   const int key_stop = split == num_splits - 1 ? max_seq : min(max_seq, key_begin + chunk);
   uint4 k_a[KT][G::kVecsPerLane], v_a[KT][G::kVecsPerLane];
   uint4 k_b[KT][G::kVecsPerLane], v_b[KT][G::kVecsPerLane];
-  load_step<T, D, NW, HPB>(k_base, v_base, key_begin, key_stop, warp, key_group, lane_in_key, k_a, v_a);
+  load_step<T, D, NW>(k_base, v_base, key_begin, key_stop, warp, key_group, lane_in_key, k_a, v_a);
 
   // Queries, pre-scaled into the log2 domain (scores then go through exp2).
   float q_reg[HPB][E];
@@ -247,10 +232,10 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
 
   // Two register buffers: the next step's loads are in flight while the current step is consumed.
   for (int step = key_begin; step < key_end; step += 2 * kStep) {
-    if (step + kStep < key_end) load_step<T, D, NW, HPB>(k_base, v_base, step + kStep, key_end, warp, key_group, lane_in_key, k_b, v_b);
+    if (step + kStep < key_end) load_step<T, D, NW>(k_base, v_base, step + kStep, key_end, warp, key_group, lane_in_key, k_b, v_b);
     consume_step<T, D, NW, HPB>(k_base, step, key_end, warp, key_group, q_reg, k_a, v_a, m, l, acc);
     if (step + kStep >= key_end) break;
-    if (step + 2 * kStep < key_end) load_step<T, D, NW, HPB>(k_base, v_base, step + 2 * kStep, key_end, warp, key_group, lane_in_key, k_a, v_a);
+    if (step + 2 * kStep < key_end) load_step<T, D, NW>(k_base, v_base, step + 2 * kStep, key_end, warp, key_group, lane_in_key, k_a, v_a);
     consume_step<T, D, NW, HPB>(k_base, step + kStep, key_end, warp, key_group, q_reg, k_b, v_b, m, l, acc);
   }
 
@@ -443,8 +428,8 @@ int checked_heads_per_block(int requested, const Fa2DecodeShape& shape, int max_
 int keys_per_block_step(DType dtype, int head_dim, int heads_per_block) {
   const int vec_elems = 16 / itemsize(dtype);
   const int vecs = head_dim / vec_elems;
-  const int lanes = lanes_per_key(vecs, heads_per_block);
-  return warps_for(head_dim, heads_per_block) * (32 / lanes) * keys_per_group_step((vecs + lanes - 1) / lanes);
+  const int lanes = next_pow2(vecs) < 32 ? next_pow2(vecs) : 32;
+  return warps_for(head_dim, heads_per_block) * (32 / lanes) * kKeysPerGroupStep;
 }
 
 int current_multiprocessors() {
