@@ -50,23 +50,23 @@ const char* gemv_variant_name(GemvVariant variant) {
 }
 
 // ------------------------------------------------------------------------------------- crossover table
-// ESTIMATE, not yet measured (the main session measures every variant on the model shapes and replaces these
-// numbers with the measured crossover, committing the evidence). Reasoning behind the estimate:
-// - "warp" (R = 2 rows per warp at batch 1, 4 at batch 2..8; whole K per warp) keeps all 32 lanes busy once
-//   K >= 256 and needs no barrier; it needs many rows to fill the device: ceil(M / R) warps in all.
-// - "block" (R rows per block, K split over 256 threads) fills every SM with few rows, but a pass covers 2048
-//   elements, so for short K most of its threads idle, and it pays a barrier + shared-memory reduction.
-// So: "block" when the warp variant would leave the device under-filled (fewer than kMinWarpsPerSm warps per SM)
-// and K is long enough to give the block's threads work; "warp" otherwise.
+// Measured on an H200 (132 SMs), batch 1, fp16, CUDA events with the L2 flushed, every variant on the 11 anchor
+// shapes (python tools/sweep_variants.py; bench/results/nvidia-h200/gemv_variants_sweep.md): "block" (K split
+// over 256 threads per row group) beat "warp" (whole K per warp) on every shape with K >= 4096 (4096x4096:
+// 14.5 vs 18.3 us; 14336x4096: 33.2 vs 38.9; 896x4864: 7.6 vs 13.5; 1536x8960: 15.2 vs 22.4) and on every shape
+// with at most ~1000 rows (960x576: 4.8 vs 5.2; 576x576: 4.6 vs 5.1; 576x1536: 5.1 vs 6.7); "warp" won on the
+// many-row, short-K shapes (3072x576: 6.1 vs 7.7; 49152x576: 19.9 vs 54.1; 9728x896: 11.0 vs 15.3; 17920x1536:
+// 20.8 vs 25.9). In warps: "block" when the warp variant has fewer than kMinWarpsPerSm warps per SM, or K >=
+// kMinKForBlock. Batch 2..8 follows the same rule (not swept separately).
 namespace {
-constexpr std::int64_t kMinWarpsPerSm = 8;    // estimate: below this, too few bytes in flight per SM
-constexpr std::int64_t kMinKForBlock = 1024;  // estimate: 128 chunks -> half the block's threads busy per row
+constexpr std::int64_t kMinWarpsPerSm = 4;    // 960 rows = 480 warps < 4 x 132; 3072 rows = 1536 warps
+constexpr std::int64_t kMinKForBlock = 4096;  // every K >= 4096 shape was faster with "block"
 }  // namespace
 
 GemvVariant choose_gemv_variant(std::int64_t m, std::int64_t k, int batch, int sm_count) {
   const int rows = gemv_detail::rows_per_group(gemv_detail::max_batch_for(batch));
   const std::int64_t warp_variant_warps = (m + rows - 1) / rows;
-  if (warp_variant_warps < kMinWarpsPerSm * sm_count && k >= kMinKForBlock) return GemvVariant::Block;
+  if (warp_variant_warps < kMinWarpsPerSm * sm_count || k >= kMinKForBlock) return GemvVariant::Block;
   return GemvVariant::Warp;
 }
 

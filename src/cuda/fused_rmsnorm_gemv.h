@@ -42,7 +42,7 @@ std::size_t dtype_bytes(DType dtype);
 GemvVariant parse_gemv_variant(const std::string& name);
 const char* gemv_variant_name(GemvVariant variant);
 
-// The crossover table (estimate until measured; see gemv_dispatch.cu): the variant "auto" picks for an aligned
+// The crossover table (measured on an H200; see fused_rmsnorm_gemv.cu): the variant "auto" picks for an aligned
 // problem of M rows, K columns and batch B on a device with `sm_count` multiprocessors. Never returns Scalar.
 GemvVariant choose_gemv_variant(std::int64_t m, std::int64_t k, int batch, int sm_count);
 
