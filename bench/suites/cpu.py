@@ -294,6 +294,7 @@ def _quant_matvec(ctx: Any, t: _Timer, rng: np.random.Generator, auto: str,
             del w_deq
             threads = [1] + ([blas_threads] if target_shape and blas_threads > 1 and qt != "q4_1" else [])
             for act in ("f32", "q8_0"):
+                by_threads: dict[int, dict[str, Any]] = {}
                 for n_threads in threads:
                     def fn(wb=wb, qt=qt, act=act, n_threads=n_threads) -> Any:
                         return quant.matvec(wb, qt, x, activations=act, n_threads=n_threads, out=y)
@@ -311,14 +312,19 @@ def _quant_matvec(ctx: Any, t: _Timer, rng: np.random.Generator, auto: str,
                     yield meas
                     yield R.comparison(name=f"{name}: edgellm-{auto} / numpy f32 matvec", a=meas, b=np_meas,
                                        description="time ratio (< 1: the quantized matvec is faster)")
-                    if target_shape and qt in ("q4_0", "q8_0") and n_threads == threads[-1]:
-                        yield R.target(
-                            target=f"{qt.upper()} matvec ({act} activations) at least as fast as numpy f32 matvec, "
-                                   f"{label} (time ratio)",
-                            threshold=1.0, unit="ratio", measured=_ratio(meas, np_meas),
-                            status=f"measured: medians, edgellm-{auto} with {n_threads} thread(s) vs numpy "
-                                   f"(BLAS may use {blas_threads})",
-                            notes="pass means ratio < 1 (issue 3: at least as fast)")
+                    by_threads[n_threads] = meas
+                # The target compares like with like: as many threads as numpy's BLAS may use (fixed beforehand,
+                # not the better of the two); the 1-thread ratio goes in the notes.
+                if target_shape and qt in ("q4_0", "q8_0") and threads[-1] in by_threads:
+                    one = (f"; with 1 thread: ratio {_ratio(by_threads[1], np_meas):.3g}"
+                           if threads[-1] != 1 and 1 in by_threads else "")
+                    yield R.target(
+                        target=f"{qt.upper()} matvec ({act} activations) at least as fast as numpy f32 matvec, "
+                               f"{label} (time ratio)",
+                        threshold=1.0, unit="ratio", measured=_ratio(by_threads[threads[-1]], np_meas),
+                        status=f"measured: medians, edgellm-{auto} with {threads[-1]} thread(s) vs numpy (BLAS "
+                               f"may use {blas_threads})",
+                        notes="pass means ratio < 1 (issue 3: at least as fast)" + one)
 
 
 def _dequant_cases(ctx: Any) -> list[tuple[str, int]]:
