@@ -5,7 +5,8 @@ against llama.cpp's tokenizer through llama-cpp-python (a dependency of llm-smol
 (edgellm_ext.tokenizer_reference, shared with the benchmarks) is constructed from the GGUF's tokens and merges
 with the pre-tokenizer that matches each ``tokenizer.ggml.pre`` value (SmolLM2's tokenizer.json:
 Digits(individual) + ByteLevel; Llama-3 / Qwen2: their Split regex + ByteLevel), so any difference is ours.
-Equality is exact (token ids), on the committed corpus tests/data/tokenizer_corpus.json plus seeded random strings drawn from mixed scripts, digits and whitespace.
+Equality is exact (token ids), on the committed corpus tests/data/tokenizer_corpus.json plus seeded random
+strings drawn from mixed scripts, digits and whitespace.
 """
 
 from __future__ import annotations
