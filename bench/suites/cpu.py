@@ -644,6 +644,17 @@ def _seed_table(measured: dict[Any, dict[str, Any]], reasons: dict[Any, str], au
         yield R.note("Beside the seed's table (auto SIMD path " + auto + "): " + "; ".join(extra) + ".")
 
 
+def _load_note() -> str:
+    """The load average, with a warning when other work competes for the cores: a multi-threaded call (BLAS, or
+    n_threads > 1) then waits for a descheduled thread, and its time says more about the machine than the code."""
+    load = os.getloadavg()
+    cores = os.cpu_count() or 1
+    text = f"Load average (1, 5, 15 min): {', '.join(f'{v:.2f}' for v in load)} on {cores} cores."
+    if load[0] >= 0.75 * cores:
+        text += " BUSY MACHINE: multi-threaded figures (numpy BLAS, n_threads > 1) are unreliable in this run."
+    return text
+
+
 def run(ctx: Any) -> Iterator[dict[str, Any]]:
     m = ctx.methodology
     t = _Timer(ctx)
@@ -658,8 +669,7 @@ def run(ctx: Any) -> Iterator[dict[str, Any]]:
                               "host figure below")
     yield R.note(f"SIMD paths: {', '.join(paths)}; 'auto' selects {auto}. numpy BLAS: "
                  f"{ctx.environment.get('numpy_blas')} (may use up to {_blas_threads()} threads). "
-                 f"Times are per call through the Python API. os.getloadavg() at start: "
-                 f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}.")
+                 f"Times are per call through the Python API. {_load_note()}")
 
     measured: dict[Any, dict[str, Any]] = {}
     reasons: dict[Any, str] = {}
@@ -686,4 +696,4 @@ def run(ctx: Any) -> Iterator[dict[str, Any]]:
     yield from _kv_cache(ctx, t, measured)
     yield from _arena(ctx, t, measured)
     yield from _seed_table(measured, reasons, auto)
-    yield R.note(f"os.getloadavg() at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())} (1, 5, 15 min).")
+    yield R.note(f"At the end: {_load_note()}")
