@@ -86,17 +86,15 @@ def _models(ctx: Any) -> list[Any]:
 # ------------------------------------------------------------------------------------------ f32 basic kernels
 def _cases(ctx: Any) -> list[tuple[str, tuple[int, ...], Optional[str]]]:
     """(kernel, shape, model) triples. The seed's 384-sized cases always; model shapes from --model (default
-    SmolLM2-135M): each layer matrix for matvec, hidden size for dot/norms; 2048x2048 and 4096x4096 matvecs, the
-    f32 anchors of the quantized and ternary matvec targets."""
+    SmolLM2-135M): each layer matrix for matvec, hidden size for dot/norms."""
     if ctx.quick:
         return [("dot", (384,), None), ("matvec", (384, 384), None), ("rmsnorm", (384,), None),
-                ("layernorm", (384,), None), ("softmax", (1024,), None), ("matvec", (2048, 2048), None)]
+                ("layernorm", (384,), None), ("softmax", (1024,), None)]
     cases: list[tuple[str, tuple[int, ...], Optional[str]]] = [
         ("dot", (384,), None), ("matvec", (384, 384), None), ("rmsnorm", (384,), None), ("layernorm", (384,), None)]
     for model in _models(ctx):
         cases += [("dot", (model.hidden_size,), model.name), ("rmsnorm", (model.hidden_size,), model.name)]
         cases += [("matvec", shape, model.name) for shape in model.layer_matrices().values()]
-    cases += [("matvec", (n, n), None) for n in (2048, 4096)]
     cases += [("softmax", (n,), None) for n in (256, 1024, 4096)]
     seen, unique = set(), []
     for c in cases:
@@ -180,9 +178,8 @@ def _label(kernel: str, shape: tuple[int, ...]) -> str:
 
 
 def _basic(ctx: Any, t: _Timer, rng: np.random.Generator, paths: list[str], auto: str,
-           measured: dict[Any, dict[str, Any]], np_matvec: dict[tuple[int, int], dict[str, Any]]
-           ) -> Iterator[dict[str, Any]]:
-    """edgellm_ext.cpu f32 kernels on every SIMD path vs numpy; fills ``measured`` (auto path) and ``np_matvec``."""
+           measured: dict[Any, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """edgellm_ext.cpu f32 kernels on every SIMD path vs numpy; fills ``measured`` (auto path)."""
     cases = _cases(ctx)
     for kernel, shape, model in ctx.progress(cases, desc="cpu f32", total=len(cases)):
         label = _label(kernel, shape)
@@ -197,8 +194,6 @@ def _basic(ctx: Any, t: _Timer, rng: np.random.Generator, paths: list[str], auto
         params_base = {"kernel": kernel, "shape": list(shape), "dtype": "float32"}
         np_meas = t.measure(f"{label} [numpy]", "numpy", np_fn, inner, {**params_base, "simd": "numpy"}, model)
         yield np_meas
-        if kernel == "matvec":
-            np_matvec[shape] = np_meas
         for path in paths:
             ed_fn, _ = _callables(kernel, data, path)
             problem = _check_same(kernel, ed_fn(), np_fn(), n)
@@ -214,17 +209,15 @@ def _basic(ctx: Any, t: _Timer, rng: np.random.Generator, paths: list[str], auto
                 measured[(kernel, shape)] = meas
 
 
-def _np_matvec_anchor(t: _Timer, shape: tuple[int, int], rng: np.random.Generator,
-                      np_matvec: dict[tuple[int, int], dict[str, Any]], model: Optional[str]
-                      ) -> Iterator[dict[str, Any]]:
-    """The f32 numpy matvec of ``shape`` (measured by _basic, or here when that case did not run)."""
-    if shape not in np_matvec:
-        d = _inputs("matvec", shape, rng)
-        np_fn = _callables("matvec", d, "scalar")[1]
-        np_matvec[shape] = t.measure(f"{_label('matvec', shape)} [numpy]", "numpy", np_fn, t.inner(np_fn),
-                                     {"kernel": "matvec", "shape": list(shape), "dtype": "float32",
-                                      "simd": "numpy"}, model)
-        yield np_matvec[shape]
+def _np_matvec_anchor(t: _Timer, shape: tuple[int, int], rng: np.random.Generator, model: Optional[str],
+                      what: str) -> dict[str, Any]:
+    """The f32 numpy matvec of ``shape``, measured right before the kernels it anchors (``what``): on a shared
+    machine the load drifts, and an anchor measured minutes earlier would bias the ratios."""
+    d = _inputs("matvec", shape, rng)
+    np_fn = _callables("matvec", d, "scalar")[1]
+    return t.measure(f"{_label('matvec', shape)} [numpy f32, anchor of the {what}]", "numpy", np_fn,
+                     t.inner(np_fn), {"kernel": "matvec", "shape": list(shape), "dtype": "float32", "simd": "numpy",
+                                      "anchor_of": what}, model)
 
 
 # ------------------------------------------------------------------------------------------ quantized (GGUF blocks)
@@ -262,8 +255,7 @@ def _blas_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _quant_matvec(ctx: Any, t: _Timer, rng: np.random.Generator, auto: str,
-                  np_matvec: dict[tuple[int, int], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _quant_matvec(ctx: Any, t: _Timer, rng: np.random.Generator, auto: str) -> Iterator[dict[str, Any]]:
     """Q4_0/Q4_1/Q8_0 matvec (f32 and Q8_0 activations) vs the f32 numpy matvec of the same shape; issue 3's
     targets for Q4_0/Q8_0 at shapes >= 2048x2048."""
     from edgellm_ext import quant
@@ -277,8 +269,8 @@ def _quant_matvec(ctx: Any, t: _Timer, rng: np.random.Generator, auto: str,
     for shape, model in ctx.progress(shapes, desc="cpu quant", total=len(shapes)):
         rows, cols = shape
         label = _label("matvec", shape)
-        yield from _np_matvec_anchor(t, shape, rng, np_matvec, model)
-        np_meas = np_matvec[shape]
+        np_meas = _np_matvec_anchor(t, shape, rng, model, "quantized matvecs")
+        yield np_meas
         w = rng.standard_normal((rows, cols)).astype(np.float32)
         x = rng.standard_normal(cols).astype(np.float32)
         y = np.empty(rows, dtype=np.float32)
@@ -323,7 +315,7 @@ def _quant_matvec(ctx: Any, t: _Timer, rng: np.random.Generator, auto: str,
                                f"{label} (time ratio)",
                         threshold=1.0, unit="ratio", measured=_ratio(by_threads[threads[-1]], np_meas),
                         status=f"measured: medians, edgellm-{auto} with {threads[-1]} thread(s) vs numpy (BLAS "
-                               f"may use {blas_threads})",
+                               f"may use {blas_threads}){_busy_flag()}",
                         notes="pass means ratio < 1 (issue 3: at least as fast)" + one)
 
 
@@ -375,8 +367,7 @@ def _dequantize(ctx: Any, t: _Timer, rng: np.random.Generator, paths: list[str],
 
 
 # ------------------------------------------------------------------------------------------ ternary (T-MAC LUT)
-def _ternary(ctx: Any, t: _Timer, rng: np.random.Generator, auto: str,
-             np_matvec: dict[tuple[int, int], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _ternary(ctx: Any, t: _Timer, rng: np.random.Generator, auto: str) -> Iterator[dict[str, Any]]:
     """Ternary matvec: T-MAC LUT (lut_int8, lut) vs decode-and-multiply and vs the f32 numpy matvec; issue 3's
     target (LUT faster than decode) for K >= 2048."""
     from edgellm_ext import formats, ternary
@@ -385,8 +376,8 @@ def _ternary(ctx: Any, t: _Timer, rng: np.random.Generator, auto: str,
     for shape, model in ctx.progress(shapes, desc="cpu ternary", total=len(shapes)):
         m, k = shape
         label = _label("ternary", shape)
-        yield from _np_matvec_anchor(t, shape, rng, np_matvec, model)
-        np_meas = np_matvec[shape]
+        np_meas = _np_matvec_anchor(t, shape, rng, model, "ternary matvecs")
+        yield np_meas
         w_q, scale = formats.ternary_quantize(rng.standard_normal(shape).astype(np.float32))
         tm = ternary.TernaryMatrix(formats.pack_ternary(w_q), scale, k)
         x = rng.standard_normal(k).astype(np.float32)
@@ -644,6 +635,12 @@ def _seed_table(measured: dict[Any, dict[str, Any]], reasons: dict[Any, str], au
         yield R.note("Beside the seed's table (auto SIMD path " + auto + "): " + "; ".join(extra) + ".")
 
 
+def _busy_flag() -> str:
+    """'' on a quiet machine, else a warning for the status of a target that involves multi-threaded calls."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    return "" if load < 0.75 * cores else f"; UNRELIABLE: busy machine (load {load:.2f} on {cores} cores)"
+
+
 def _load_note() -> str:
     """The load average, with a warning when other work competes for the cores: a multi-threaded call (BLAS, or
     n_threads > 1) then waits for a descheduled thread, and its time says more about the machine than the code."""
@@ -673,8 +670,7 @@ def run(ctx: Any) -> Iterator[dict[str, Any]]:
 
     measured: dict[Any, dict[str, Any]] = {}
     reasons: dict[Any, str] = {}
-    np_matvec: dict[tuple[int, int], dict[str, Any]] = {}
-    yield from _basic(ctx, t, rng, paths, auto, measured, np_matvec)
+    yield from _basic(ctx, t, rng, paths, auto, measured)
 
     # The seed's reproducibility criterion: the same measurement twice in a row agrees within 5% at the median.
     repro = measured.get(("dot", (384,)))
@@ -690,8 +686,8 @@ def run(ctx: Any) -> Iterator[dict[str, Any]]:
                        notes=f"medians {agreement['median_a']:.4g} and {agreement['median_b']:.4g} us")
 
     yield from _dequantize(ctx, t, rng, paths, auto, measured, reasons)
-    yield from _quant_matvec(ctx, t, rng, auto, np_matvec)
-    yield from _ternary(ctx, t, rng, auto, np_matvec)
+    yield from _quant_matvec(ctx, t, rng, auto)
+    yield from _ternary(ctx, t, rng, auto)
     yield from _tokenizer(ctx, t, measured, reasons)
     yield from _kv_cache(ctx, t, measured)
     yield from _arena(ctx, t, measured)
