@@ -274,7 +274,11 @@ def _quant_matvec(ctx: Any, t: _Timer, rng: np.random.Generator, auto: str) -> I
         w = rng.standard_normal((rows, cols)).astype(np.float32)
         x = rng.standard_normal(cols).astype(np.float32)
         y = np.empty(rows, dtype=np.float32)
-        x_q8 = quant.dequantize(quant.quantize(x, "q8_0"), "q8_0").astype(np.float64)
+        if gguf is not None:  # x as the q8_0-activation kernels see it: quantized to Q8_0 and back
+            q8 = gguf.GGMLQuantizationType.Q8_0
+            x_q8 = gguf.quants.dequantize(gguf.quants.quantize(x, q8), q8).astype(np.float64)
+        else:
+            x_q8 = quant.dequantize(quant.quantize(x, "q8_0"), "q8_0").astype(np.float64)
         target_shape = rows >= _TARGET_MIN_DIM and cols >= _TARGET_MIN_DIM
         for qt in _QTYPES:
             wb = quant.quantize(w, qt)
