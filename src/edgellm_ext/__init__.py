@@ -4,6 +4,8 @@ The compiled core is the private module ``edgellm_ext._core``; use the typed mod
 
 - :mod:`edgellm_ext.cpu`: CPU kernels (float32, scalar/AVX2/NEON paths), KV cache, arena.
 - :mod:`edgellm_ext.tokenizer`: byte-level BPE tokenizer loaded from GGUF metadata.
+- :mod:`edgellm_ext.quant`: GGUF Q4_0/Q4_1/Q8_0 blocks (quantize, dequantize, matvec);
+  :mod:`edgellm_ext.ternary`: ternary (BitNet b1.58) matvec; :mod:`edgellm_ext.formats`: reference packers.
 - :mod:`edgellm_ext.attention`: GPU decode attention (:func:`fa2_decode`, GQA, split-KV) and :func:`kv_append`.
 - :mod:`edgellm_ext.gemv`: GPU GEMV, fused RMSNorm + GEMV and RMSNorm (decode, batch 1..8).
 - :mod:`edgellm_ext.cuda`: device arrays, streams and the CUDA-event / CUDA-graph timers.
@@ -15,12 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core, attention, cpu, cuda, gemv, tokenizer
+from . import formats, quant, ternary
 from .attention import fa2_decode, kv_append
 
 __version__: str = _core.build_info()["version"]
 
 __all__ = ["__version__", "attention", "build_info", "cpu", "cuda", "cuda_available", "fa2_decode", "gemv",
            "kv_append", "tokenizer"]
+__all__ += ["formats", "quant", "ternary"]
 
 
 def cuda_available() -> bool:

@@ -15,6 +15,8 @@ int main() {
       {"basic_kernels", test_basic_kernels},
       {"activations", test_activations},
       {"kv_cache_arena", test_kv_cache},
+      {"quant", test_quant},
+      {"ternary", test_ternary},
   };
   int families_failed = 0;
   int families_passed = 0;

@@ -50,3 +50,5 @@ inline int expect_close(const char* what, edgellm::SimdPath path, std::size_t in
 int test_basic_kernels();
 int test_activations();
 int test_kv_cache();
+int test_quant();
+int test_ternary();

@@ -46,5 +46,7 @@ void bind_fused(py::module_& m);
 void bind_tokenizer(py::module_& m);
 void bind_activations(py::module_& m);
 void bind_kv_cache(py::module_& m);
+void bind_quant(py::module_& m);
+void bind_ternary(py::module_& m);
 
 }  // namespace edgellm::bindings

@@ -36,4 +36,6 @@ PYBIND11_MODULE(_core, m) {
   edgellm::bindings::bind_tokenizer(m);
   edgellm::bindings::bind_activations(m);
   edgellm::bindings::bind_kv_cache(m);
+  edgellm::bindings::bind_quant(m);
+  edgellm::bindings::bind_ternary(m);
 }
