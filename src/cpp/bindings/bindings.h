@@ -48,5 +48,6 @@ void bind_activations(py::module_& m);
 void bind_kv_cache(py::module_& m);
 void bind_quant(py::module_& m);
 void bind_ternary(py::module_& m);
+void bind_engine(py::module_& m);
 
 }  // namespace edgellm::bindings

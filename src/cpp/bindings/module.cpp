@@ -38,4 +38,5 @@ PYBIND11_MODULE(_core, m) {
   edgellm::bindings::bind_kv_cache(m);
   edgellm::bindings::bind_quant(m);
   edgellm::bindings::bind_ternary(m);
+  edgellm::bindings::bind_engine(m);
 }

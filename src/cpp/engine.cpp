@@ -1,0 +1,515 @@
+// CPU decode engine (engine.h): validation, the worker pool and the per-token step.
+#include "engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "basic_kernels_impl.h"
+#include "kv_cache.h"
+#include "quant.h"
+#include "quant_impl.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define EDGELLM_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define EDGELLM_CPU_RELAX() asm volatile("yield" ::: "memory")
+#else
+#define EDGELLM_CPU_RELAX() ((void)0)
+#endif
+
+namespace edgellm::cpu {
+
+// ---------------------------------------------------------------------------------------------------------------
+// Worker pool. A decode step hands out ~6 jobs per layer (180+ per token for 30 layers), each a few to a few
+// hundred microseconds, so waking workers through a condition variable (~5-50 us per wake-up) would cost more
+// than the work: workers spin on an epoch counter first (as ggml's threadpool does) and only sleep after
+// kSpinRounds idle checks, so an idle engine (e.g. between generate() calls) does not burn a core forever.
+class SpinPool {
+ public:
+  explicit SpinPool(int n_threads) : n_(n_threads) {
+    for (int t = 1; t < n_; ++t) threads_.emplace_back([this, t]() { worker(t); });
+  }
+  ~SpinPool() {
+    stop_.store(true);
+    epoch_.fetch_add(1);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cv_.notify_all();
+    }
+    for (std::thread& th : threads_) th.join();
+  }
+
+  // Runs fn(tid, n) on every thread (the caller is tid 0) and returns when all are done. fn must not throw.
+  void run(const std::function<void(int, int)>& fn) {
+    if (n_ == 1) {
+      fn(0, 1);
+      return;
+    }
+    job_ = &fn;
+    pending_.store(n_ - 1);
+    epoch_.fetch_add(1);  // seq_cst: ordered before the sleepers_ load below (see worker())
+    if (sleepers_.load() > 0) {
+      std::lock_guard<std::mutex> lock(mu_);
+      cv_.notify_all();
+    }
+    fn(0, n_);
+    for (unsigned spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+      if (spins < kSpinRounds) EDGELLM_CPU_RELAX();
+      else std::this_thread::yield();  // a worker was descheduled (busy machine): let it run
+    }
+  }
+
+ private:
+  static constexpr unsigned kSpinRounds = 1u << 16;
+
+  void worker(int tid) {
+    std::uint64_t seen = 0;
+    for (;;) {
+      std::uint64_t e;
+      unsigned spins = 0;
+      while ((e = epoch_.load(std::memory_order_acquire)) == seen) {
+        if (++spins < kSpinRounds) {
+          EDGELLM_CPU_RELAX();
+        } else if (spins < 2 * kSpinRounds) {
+          std::this_thread::yield();
+        } else {
+          // sleepers_ is raised before the predicate reads epoch_ (both seq_cst): either run() sees the sleeper
+          // and notifies under the mutex, or this thread sees the new epoch. No lost wake-up.
+          std::unique_lock<std::mutex> lock(mu_);
+          sleepers_.fetch_add(1);
+          cv_.wait(lock, [&]() { return epoch_.load() != seen; });
+          sleepers_.fetch_sub(1);
+          spins = 0;
+        }
+      }
+      seen = e;
+      if (stop_.load()) return;
+      (*job_)(tid, n_);
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+
+  const int n_;
+  std::vector<std::thread> threads_;
+  std::atomic<std::uint64_t> epoch_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
+  const std::function<void(int, int)>* job_ = nullptr;
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+namespace {
+
+using DotQ8Fn = float (*)(const std::uint8_t*, const std::uint8_t*, const float*, std::size_t);
+using DotF32Fn = float (*)(const float*, const float*, std::size_t);
+using DequantFn = void (*)(const std::uint8_t*, float*, std::size_t);
+
+struct PathKernels {
+  DotQ8Fn dot_q4_0, dot_q4_1, dot_q8_0;
+  DequantFn deq_q4_0, deq_q4_1, deq_q8_0;
+  DotF32Fn dot_f32;
+};
+
+#define EDGELLM_ENGINE_KERNELS(ns)                                                                   \
+  PathKernels {                                                                                      \
+    ns::dot_q4_0_q8_0, ns::dot_q4_1_q8_0, ns::dot_q8_0_q8_0, ns::dequantize_q4_0, ns::dequantize_q4_1, \
+        ns::dequantize_q8_0, ns::dot_f32                                                             \
+  }
+
+PathKernels kernels_for(SimdPath path) {
+  if (!simd_path_supported(path)) {
+    throw std::invalid_argument(std::string("simd path '") + simd_path_name(path) +
+                                "' is not supported on this build and CPU");
+  }
+  switch (path) {
+#if defined(EDGELLM_HAVE_AVX2)
+    case SimdPath::Avx2: return EDGELLM_ENGINE_KERNELS(avx2);
+#endif
+#if defined(EDGELLM_HAVE_NEON)
+    case SimdPath::Neon: return EDGELLM_ENGINE_KERNELS(neon);
+#endif
+    default: return EDGELLM_ENGINE_KERNELS(scalar);
+  }
+}
+#undef EDGELLM_ENGINE_KERNELS
+
+std::size_t block_bytes(WeightType t) {
+  switch (t) {
+    case WeightType::Q4_0: return sizeof(BlockQ4_0);
+    case WeightType::Q4_1: return sizeof(BlockQ4_1);
+    case WeightType::Q8_0: return sizeof(BlockQ8_0);
+    case WeightType::F32: return 0;
+  }
+  return 0;
+}
+
+std::size_t row_bytes(const WeightView& w) {
+  return w.type == WeightType::F32 ? w.cols * sizeof(float) : w.cols / kQuantBlockElems * block_bytes(w.type);
+}
+
+void check_weight(const WeightView& w, const std::string& name, std::size_t rows, std::size_t cols) {
+  if (w.data == nullptr) throw std::invalid_argument(name + ": missing");
+  if (w.type != WeightType::F32 && w.type != WeightType::Q4_0 && w.type != WeightType::Q4_1 &&
+      w.type != WeightType::Q8_0) {
+    throw std::invalid_argument(name + ": weight type id " + std::to_string(static_cast<int>(w.type)) +
+                                " is not supported (F32 0, Q4_0 2, Q4_1 3, Q8_0 8)");
+  }
+  if (w.rows != rows || w.cols != cols) {
+    throw std::invalid_argument(name + ": expected shape [" + std::to_string(rows) + ", " + std::to_string(cols) +
+                                "], got [" + std::to_string(w.rows) + ", " + std::to_string(w.cols) + "]");
+  }
+  if (w.type != WeightType::F32 && cols % kQuantBlockElems != 0) {
+    throw std::invalid_argument(name + ": cols = " + std::to_string(cols) + " is not a multiple of 32");
+  }
+}
+
+void check_vec(const float* p, const std::string& name) {
+  if (p == nullptr) throw std::invalid_argument(name + ": missing");
+}
+
+// Rounds x[0, n) to the nearest binary16 value (round to nearest even), in place, on the given path.
+void round_to_f16(float* x, std::size_t n, SimdPath path) {
+  std::uint16_t tmp[256];
+  for (std::size_t i = 0; i < n; i += 256) {
+    const std::size_t m = std::min<std::size_t>(256, n - i);
+    f32_to_f16_row(x + i, tmp, m, path);
+    f16_to_f32_row(tmp, x + i, m, path);
+  }
+}
+
+// ggml's rms_norm (squares summed in double, mean and scale in float) followed by its mul by the weight.
+void rmsnorm_ggml(const float* x, const float* w, float* y, std::size_t n, float eps) {
+  double sum = 0.0;
+  for (std::size_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const float scale = 1.0f / std::sqrt(mean + eps);
+  for (std::size_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * w[i];
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+
+CpuEngine::CpuEngine(const ModelView& model, int n_threads, SimdPath path)
+    : model_(model), n_threads_(n_threads), path_(path) {
+  kernels_for(path);  // throws for an unsupported path
+  const EngineConfig& c = model_.config;
+  if (n_threads < 1 || n_threads > 256) {
+    throw std::invalid_argument("n_threads: expected 1..256, got " + std::to_string(n_threads));
+  }
+  if (c.n_layer == 0 || c.n_embd == 0 || c.n_head == 0 || c.n_head_kv == 0 || c.head_dim == 0 || c.n_ff == 0 ||
+      c.n_vocab == 0 || c.max_seq == 0) {
+    throw std::invalid_argument("config: n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab and max_seq "
+                                "must be positive");
+  }
+  if (c.n_head % c.n_head_kv != 0) {
+    throw std::invalid_argument("config: n_head = " + std::to_string(c.n_head) + " is not a multiple of n_head_kv = " +
+                                std::to_string(c.n_head_kv));
+  }
+  if (c.head_dim % 2 != 0 || c.n_rot % 2 != 0 || c.n_rot == 0 || c.n_rot > c.head_dim) {
+    throw std::invalid_argument("config: head_dim (" + std::to_string(c.head_dim) + ") and n_rot (" +
+                                std::to_string(c.n_rot) + ") must be even with 0 < n_rot <= head_dim");
+  }
+  if (!(c.rms_eps > 0.0f) || !(c.rope_base > 0.0f) || !std::isfinite(c.rope_base)) {
+    throw std::invalid_argument("config: rms_eps and rope_base must be positive and finite");
+  }
+  if (c.max_seq > (std::size_t{1} << 24)) throw std::invalid_argument("config: max_seq above 2^24");
+  if (model_.layers.size() != c.n_layer) {
+    throw std::invalid_argument("layers: expected " + std::to_string(c.n_layer) + ", got " +
+                                std::to_string(model_.layers.size()));
+  }
+  const std::size_t qd = c.n_head * c.head_dim, kvd = c.n_head_kv * c.head_dim;
+  check_weight(model_.tok_embd, "token_embd", c.n_vocab, c.n_embd);
+  check_weight(model_.output, "output", c.n_vocab, c.n_embd);
+  check_vec(model_.output_norm, "output_norm");
+  for (std::size_t l = 0; l < c.n_layer; ++l) {
+    const LayerView& L = model_.layers[l];
+    const std::string p = "blk." + std::to_string(l) + ".";
+    check_vec(L.attn_norm, p + "attn_norm");
+    check_vec(L.ffn_norm, p + "ffn_norm");
+    check_weight(L.wq, p + "attn_q", qd, c.n_embd);
+    check_weight(L.wk, p + "attn_k", kvd, c.n_embd);
+    check_weight(L.wv, p + "attn_v", kvd, c.n_embd);
+    check_weight(L.wo, p + "attn_output", c.n_embd, qd);
+    check_weight(L.gate, p + "ffn_gate", c.n_ff, c.n_embd);
+    check_weight(L.up, p + "ffn_up", c.n_ff, c.n_embd);
+    check_weight(L.down, p + "ffn_down", c.n_embd, c.n_ff);
+  }
+  const std::size_t max_act = std::max({c.n_embd, c.n_ff, qd});
+  if (max_act % kQuantBlockElems != 0) {
+    throw std::invalid_argument("config: activation sizes (n_embd, n_ff, n_head*head_dim) must be multiples of 32");
+  }
+  x_.assign(c.n_embd, 0.0f);
+  h_.assign(c.n_embd, 0.0f);
+  tmp_.assign(c.n_embd, 0.0f);
+  q_.assign(qd, 0.0f);
+  o_.assign(qd, 0.0f);
+  k_.assign(kvd, 0.0f);
+  v_.assign(kvd, 0.0f);
+  gate_.assign(c.n_ff, 0.0f);
+  up_.assign(c.n_ff, 0.0f);
+  logits_.assign(c.n_vocab, 0.0f);
+  k_cache_.assign(c.n_layer * kvd * c.max_seq, 0.0f);
+  v_cache_.assign(c.n_layer * kvd * c.max_seq, 0.0f);
+  scores_.assign(c.n_head * c.max_seq, 0.0f);
+  rope_cos_.assign(c.n_rot / 2, 0.0f);
+  rope_sin_.assign(c.n_rot / 2, 0.0f);
+  act_q_.assign(max_act / kQuantBlockElems * sizeof(BlockQ8_0), 0);
+  act_s_.assign(max_act / kQuantBlockElems, 0.0f);
+  pool_ = std::make_unique<SpinPool>(n_threads);
+}
+
+CpuEngine::~CpuEngine() = default;
+
+void CpuEngine::truncate(std::size_t n) {
+  if (n > n_past_) {
+    throw std::invalid_argument("truncate: n = " + std::to_string(n) + " is beyond n_past = " +
+                                std::to_string(n_past_));
+  }
+  n_past_ = n;
+}
+
+std::size_t CpuEngine::weight_bytes_per_token() const {
+  std::size_t total = row_bytes(model_.tok_embd) + model_.output.rows * row_bytes(model_.output);
+  for (const LayerView& L : model_.layers) {
+    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) total += w->rows * row_bytes(*w);
+  }
+  return total;
+}
+
+// ggml's SIMD quantize_row_q8_1 (AVX2 and NEON agree): d = amax/127 (stored f16), q = rne(x * 127/amax),
+// s = f16(d * sum q). The Q8_0 activation of Q4_0/Q8_0 weights is the same blocks without s.
+void CpuEngine::quantize_act(const float* x, std::size_t n) {
+  act_f32_ = x;
+  const std::size_t nb = n / kQuantBlockElems;
+  for (std::size_t b = 0; b < nb; ++b) {
+    const float* xb = x + b * kQuantBlockElems;
+    float amax = 0.0f;
+    for (std::size_t j = 0; j < kQuantBlockElems; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    BlockQ8_0 blk;
+    blk.d = fp32_to_fp16(d);
+    int sum = 0;
+    for (std::size_t j = 0; j < kQuantBlockElems; ++j) {
+      const int q = static_cast<int>(std::nearbyint(xb[j] * id));  // default rounding mode: to nearest even
+      blk.qs[j] = static_cast<std::int8_t>(q);
+      sum += q;
+    }
+    std::memcpy(act_q_.data() + b * sizeof(BlockQ8_0), &blk, sizeof blk);
+    act_s_[b] = fp16_to_fp32(fp32_to_fp16(d * static_cast<float>(sum)));
+  }
+}
+
+// y_s = W_s a for up to 3 matrices sharing the activation; the concatenated rows are split evenly over threads.
+void CpuEngine::matvec_job(const WeightView* const* w, float* const* y, std::size_t n_seg) {
+  const PathKernels k = kernels_for(path_);
+  std::size_t total = 0;
+  for (std::size_t s = 0; s < n_seg; ++s) total += w[s]->rows;
+  const std::uint8_t* xq = act_q_.data();
+  const float* xs = act_s_.data();
+  const float* xf = act_f32_;
+  auto fn = [&](int tid, int nth) {
+    // Ranges in multiples of 8 rows so that neighbouring threads do not write the same cache line of y.
+    const std::size_t granules = (total + 7) / 8;
+    std::size_t r = std::min(total, granules * static_cast<std::size_t>(tid) / nth * 8);
+    const std::size_t end = std::min(total, granules * static_cast<std::size_t>(tid + 1) / nth * 8);
+    std::size_t base = 0;
+    for (std::size_t s = 0; s < n_seg && r < end; ++s) {
+      const WeightView& W = *w[s];
+      const std::size_t seg_end = base + W.rows;
+      if (r < seg_end) {
+        const std::size_t stop = std::min(end, seg_end);
+        const std::size_t rb = row_bytes(W);
+        const std::size_t nb = W.cols / kQuantBlockElems;
+        const auto* data = static_cast<const std::uint8_t*>(W.data);
+        float* out = y[s];
+        DotQ8Fn dot = W.type == WeightType::Q4_0   ? k.dot_q4_0
+                      : W.type == WeightType::Q4_1 ? k.dot_q4_1
+                                                   : k.dot_q8_0;
+        for (std::size_t i = r - base; i < stop - base; ++i) {
+          if (W.type == WeightType::F32) {
+            out[i] = k.dot_f32(reinterpret_cast<const float*>(data + i * rb), xf, W.cols);
+          } else {
+            out[i] = dot(data + i * rb, xq, xs, nb);
+          }
+        }
+        r = stop;
+      }
+      base = seg_end;
+    }
+  };
+  pool_->run(fn);
+}
+
+void CpuEngine::rope(float* x, std::size_t n_heads) const {
+  const EngineConfig& c = model_.config;
+  const std::size_t half = c.n_rot / 2;
+  for (std::size_t h = 0; h < n_heads; ++h) {
+    float* xh = x + h * c.head_dim;
+    for (std::size_t i = 0; i < half; ++i) {
+      const std::size_t i0 = c.rope_neox ? i : 2 * i;
+      const std::size_t i1 = c.rope_neox ? i + half : 2 * i + 1;
+      const float x0 = xh[i0], x1 = xh[i1];
+      xh[i0] = x0 * rope_cos_[i] - x1 * rope_sin_[i];
+      xh[i1] = x0 * rope_sin_[i] + x1 * rope_cos_[i];
+    }
+  }
+}
+
+// Heads split over threads. q_ already holds f16-rounded values; the cache holds f16-rounded values.
+void CpuEngine::attention(std::size_t layer, std::size_t n_kv) {
+  const EngineConfig& c = model_.config;
+  const PathKernels k = kernels_for(path_);
+  const std::size_t D = c.head_dim, S = c.max_seq, group = c.n_head / c.n_head_kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  const float* kc = k_cache_.data() + layer * c.n_head_kv * S * D;
+  const float* vc = v_cache_.data() + layer * c.n_head_kv * D * S;
+  const SimdPath path = path_;
+  auto fn = [&](int tid, int nth) {
+    for (std::size_t h = static_cast<std::size_t>(tid); h < c.n_head; h += static_cast<std::size_t>(nth)) {
+      const std::size_t g = h / group;
+      const float* qh = q_.data() + h * D;
+      float* s = scores_.data() + h * S;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (std::size_t t = 0; t < n_kv; ++t) {
+        s[t] = k.dot_f32(qh, kc + (g * S + t) * D, D) * scale;
+        mx = std::max(mx, s[t]);
+      }
+      // ggml_vec_soft_max_f32: exp(x - max), sum in double, then multiply by 1/sum.
+      double sum = 0.0;
+      for (std::size_t t = 0; t < n_kv; ++t) {
+        s[t] = std::exp(s[t] - mx);
+        sum += static_cast<double>(s[t]);
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      for (std::size_t t = 0; t < n_kv; ++t) s[t] *= inv;
+      round_to_f16(s, n_kv, path);
+      float* oh = o_.data() + h * D;
+      for (std::size_t d = 0; d < D; ++d) oh[d] = k.dot_f32(vc + (g * D + d) * S, s, n_kv);
+    }
+  };
+  pool_->run(fn);
+}
+
+long long CpuEngine::step(long long token, float* logits, bool want_argmax) {
+  const EngineConfig& c = model_.config;
+  if (n_past_ >= c.max_seq) {
+    throw ContextFull("context full: all " + std::to_string(c.max_seq) +
+                            " positions of the KV cache are used (create the model with a larger n_ctx, or reset)");
+  }
+  if (token < 0 || static_cast<std::size_t>(token) >= c.n_vocab) {
+    throw std::out_of_range("token id " + std::to_string(token) + " is outside the vocabulary [0, " +
+                            std::to_string(c.n_vocab) + ")");
+  }
+  const PathKernels k = kernels_for(path_);
+  const std::size_t pos = n_past_;
+  const std::size_t E = c.n_embd, D = c.head_dim, S = c.max_seq, G = c.n_head_kv;
+  const std::size_t qd = c.n_head * D, kvd = G * D;
+
+  // Embedding row (exact dequantization, as ggml_get_rows).
+  {
+    const WeightView& T = model_.tok_embd;
+    const auto* row = static_cast<const std::uint8_t*>(T.data) + static_cast<std::size_t>(token) * row_bytes(T);
+    switch (T.type) {
+      case WeightType::F32: std::memcpy(x_.data(), row, E * sizeof(float)); break;
+      case WeightType::Q4_0: k.deq_q4_0(row, x_.data(), E / kQuantBlockElems); break;
+      case WeightType::Q4_1: k.deq_q4_1(row, x_.data(), E / kQuantBlockElems); break;
+      case WeightType::Q8_0: k.deq_q8_0(row, x_.data(), E / kQuantBlockElems); break;
+    }
+  }
+  // RoPE table for this position: ggml_rope_cache_init's float recurrence.
+  {
+    const float theta_scale = std::pow(c.rope_base, -2.0f / static_cast<float>(c.n_rot));
+    float theta = static_cast<float>(pos);
+    for (std::size_t i = 0; i < c.n_rot / 2; ++i) {
+      const float t = model_.rope_freqs ? theta / model_.rope_freqs[i] : theta;
+      rope_cos_[i] = std::cos(t);
+      rope_sin_[i] = std::sin(t);
+      theta *= theta_scale;
+    }
+  }
+
+  for (std::size_t l = 0; l < c.n_layer; ++l) {
+    const LayerView& L = model_.layers[l];
+    rmsnorm_ggml(x_.data(), L.attn_norm, h_.data(), E, c.rms_eps);
+    quantize_act(h_.data(), E);
+    {
+      const WeightView* w[3] = {&L.wq, &L.wk, &L.wv};
+      float* y[3] = {q_.data(), k_.data(), v_.data()};
+      matvec_job(w, y, 3);
+    }
+    if (L.bq) for (std::size_t i = 0; i < qd; ++i) q_[i] += L.bq[i];
+    if (L.bk) for (std::size_t i = 0; i < kvd; ++i) k_[i] += L.bk[i];
+    if (L.bv) for (std::size_t i = 0; i < kvd; ++i) v_[i] += L.bv[i];
+    rope(q_.data(), c.n_head);
+    rope(k_.data(), G);
+    round_to_f16(q_.data(), qd, path_);
+    round_to_f16(k_.data(), kvd, path_);
+    round_to_f16(v_.data(), kvd, path_);
+    float* kc = k_cache_.data() + l * G * S * D;
+    float* vc = v_cache_.data() + l * G * D * S;
+    for (std::size_t g = 0; g < G; ++g) {
+      std::memcpy(kc + (g * S + pos) * D, k_.data() + g * D, D * sizeof(float));
+      for (std::size_t d = 0; d < D; ++d) vc[(g * D + d) * S + pos] = v_[g * D + d];
+    }
+    attention(l, pos + 1);
+    quantize_act(o_.data(), qd);
+    {
+      const WeightView* w[1] = {&L.wo};
+      float* y[1] = {tmp_.data()};
+      matvec_job(w, y, 1);
+    }
+    for (std::size_t i = 0; i < E; ++i) x_[i] += tmp_[i];
+    rmsnorm_ggml(x_.data(), L.ffn_norm, h_.data(), E, c.rms_eps);
+    quantize_act(h_.data(), E);
+    {
+      const WeightView* w[2] = {&L.gate, &L.up};
+      float* y[2] = {gate_.data(), up_.data()};
+      matvec_job(w, y, 2);
+    }
+    for (std::size_t i = 0; i < c.n_ff; ++i) {
+      const float g = gate_[i];
+      gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
+    }
+    quantize_act(gate_.data(), c.n_ff);
+    {
+      const WeightView* w[1] = {&L.down};
+      float* y[1] = {tmp_.data()};
+      matvec_job(w, y, 1);
+    }
+    for (std::size_t i = 0; i < E; ++i) x_[i] += tmp_[i];
+  }
+  n_past_ = pos + 1;
+  if (logits == nullptr && !want_argmax) return -1;
+
+  rmsnorm_ggml(x_.data(), model_.output_norm, h_.data(), E, c.rms_eps);
+  quantize_act(h_.data(), E);
+  float* out = logits != nullptr ? logits : logits_.data();
+  {
+    const WeightView* w[1] = {&model_.output};
+    float* y[1] = {out};
+    matvec_job(w, y, 1);
+  }
+  // First maximum; a NaN counts as the maximum (as numpy.argmax) so that broken logits are visible.
+  std::size_t best = 0;
+  for (std::size_t i = 0; i < c.n_vocab; ++i) {
+    if (std::isnan(out[i])) return static_cast<long long>(i);
+    if (out[i] > out[best]) best = i;
+  }
+  return static_cast<long long>(best);
+}
+
+}  // namespace edgellm::cpu
