@@ -548,3 +548,22 @@ def test_cli_generate(tiny: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "edgellm_ext", "generate", "--model", str(tiny) + ".missing",
                           "--prompt", "ab"], capture_output=True, text=True, timeout=120, cwd=os.path.dirname(tiny))
     assert bad.returncode != 0 and "not found" in bad.stderr
+
+
+@pytest.mark.parametrize("n_tokens", [1, 31, 32, 33, 70])
+def test_batched_prefill_equals_token_by_token(tiny: Path, n_tokens: int) -> None:
+    # Prefill runs up to 32 tokens per batch through the same per-token arithmetic: bit-identical logits and cache.
+    rng = np.random.default_rng(n_tokens)
+    tokens = rng.integers(0, 258, size=n_tokens)
+    a = Model.load(tiny, n_threads=2, n_ctx=96)
+    b = Model.load(tiny, n_threads=1, n_ctx=96)
+    la = np.empty(258, dtype=np.float32)
+    lb = np.empty(258, dtype=np.float32)
+    assert a._engine.prefill(tokens, la) == int(np.argmax(la))
+    for t in tokens:
+        b.forward(int(t), lb)
+    assert np.array_equal(la, lb)
+    assert a.n_past == b.n_past == n_tokens
+    a.forward(7, la)  # the caches agree too
+    b.forward(7, lb)
+    assert np.array_equal(la, lb)

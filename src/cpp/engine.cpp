@@ -251,23 +251,24 @@ CpuEngine::CpuEngine(const ModelView& model, int n_threads, SimdPath path)
   if (max_act % kQuantBlockElems != 0) {
     throw std::invalid_argument("config: activation sizes (n_embd, n_ff, n_head*head_dim) must be multiples of 32");
   }
-  x_.assign(c.n_embd, 0.0f);
-  h_.assign(c.n_embd, 0.0f);
-  tmp_.assign(c.n_embd, 0.0f);
-  q_.assign(qd, 0.0f);
-  o_.assign(qd, 0.0f);
-  k_.assign(kvd, 0.0f);
-  v_.assign(kvd, 0.0f);
-  gate_.assign(c.n_ff, 0.0f);
-  up_.assign(c.n_ff, 0.0f);
+  const std::size_t B = kMaxBatch;
+  x_.assign(B * c.n_embd, 0.0f);
+  h_.assign(B * c.n_embd, 0.0f);
+  tmp_.assign(B * c.n_embd, 0.0f);
+  q_.assign(B * qd, 0.0f);
+  o_.assign(B * qd, 0.0f);
+  k_.assign(B * kvd, 0.0f);
+  v_.assign(B * kvd, 0.0f);
+  gate_.assign(B * c.n_ff, 0.0f);
+  up_.assign(B * c.n_ff, 0.0f);
   logits_.assign(c.n_vocab, 0.0f);
   k_cache_.assign(c.n_layer * kvd * c.max_seq, 0.0f);
   v_cache_.assign(c.n_layer * kvd * c.max_seq, 0.0f);
-  scores_.assign(c.n_head * c.max_seq, 0.0f);
-  rope_cos_.assign(c.n_rot / 2, 0.0f);
-  rope_sin_.assign(c.n_rot / 2, 0.0f);
-  act_q_.assign(max_act / kQuantBlockElems * sizeof(BlockQ8_0), 0);
-  act_s_.assign(max_act / kQuantBlockElems, 0.0f);
+  scores_.assign(static_cast<std::size_t>(n_threads) * c.max_seq, 0.0f);
+  rope_cos_.assign(B * (c.n_rot / 2), 0.0f);
+  rope_sin_.assign(B * (c.n_rot / 2), 0.0f);
+  act_q_.assign(B * (max_act / kQuantBlockElems) * sizeof(BlockQ8_0), 0);
+  act_s_.assign(B * (max_act / kQuantBlockElems), 0.0f);
   pool_ = std::make_unique<SpinPool>(n_threads);
 }
 
@@ -291,10 +292,11 @@ std::size_t CpuEngine::weight_bytes_per_token() const {
 
 // ggml's SIMD quantize_row_q8_1 (AVX2 and NEON agree): d = amax/127 (stored f16), q = rne(x * 127/amax),
 // s = f16(d * sum q). The Q8_0 activation of Q4_0/Q8_0 weights is the same blocks without s.
-void CpuEngine::quantize_act(const float* x, std::size_t n) {
+void CpuEngine::quantize_act(const float* x, std::size_t n, std::size_t n_tok) {
   act_f32_ = x;
+  act_stride_ = n;
   const std::size_t nb = n / kQuantBlockElems;
-  for (std::size_t b = 0; b < nb; ++b) {
+  for (std::size_t b = 0; b < nb * n_tok; ++b) {  // rows are contiguous: block b of the whole [n_tok, n] buffer
     const float* xb = x + b * kQuantBlockElems;
     float amax = 0.0f;
     for (std::size_t j = 0; j < kQuantBlockElems; ++j) amax = std::max(amax, std::fabs(xb[j]));
@@ -313,14 +315,17 @@ void CpuEngine::quantize_act(const float* x, std::size_t n) {
   }
 }
 
-// y_s = W_s a for up to 3 matrices sharing the activation; the concatenated rows are split evenly over threads.
-void CpuEngine::matvec_job(const WeightView* const* w, float* const* y, std::size_t n_seg) {
+// The concatenated rows of the segments are split evenly over threads; each thread reads a weight row once and
+// multiplies it with every token's activations (the row stays in L1 across tokens).
+void CpuEngine::matvec_job(const WeightView* const* w, float* const* y, std::size_t n_seg, std::size_t n_tok) {
   const PathKernels k = kernels_for(path_);
   std::size_t total = 0;
   for (std::size_t s = 0; s < n_seg; ++s) total += w[s]->rows;
   const std::uint8_t* xq = act_q_.data();
   const float* xs = act_s_.data();
   const float* xf = act_f32_;
+  const std::size_t stride = act_stride_;
+  const std::size_t nb_x = stride / kQuantBlockElems;
   auto fn = [&](int tid, int nth) {
     // Ranges in multiples of 8 rows so that neighbouring threads do not write the same cache line of y.
     const std::size_t granules = (total + 7) / 8;
@@ -336,14 +341,16 @@ void CpuEngine::matvec_job(const WeightView* const* w, float* const* y, std::siz
         const std::size_t nb = W.cols / kQuantBlockElems;
         const auto* data = static_cast<const std::uint8_t*>(W.data);
         float* out = y[s];
-        DotQ8Fn dot = W.type == WeightType::Q4_0   ? k.dot_q4_0
-                      : W.type == WeightType::Q4_1 ? k.dot_q4_1
-                                                   : k.dot_q8_0;
+        const DotQ8Fn dot = W.type == WeightType::Q4_0   ? k.dot_q4_0
+                            : W.type == WeightType::Q4_1 ? k.dot_q4_1
+                                                         : k.dot_q8_0;
         for (std::size_t i = r - base; i < stop - base; ++i) {
-          if (W.type == WeightType::F32) {
-            out[i] = k.dot_f32(reinterpret_cast<const float*>(data + i * rb), xf, W.cols);
-          } else {
-            out[i] = dot(data + i * rb, xq, xs, nb);
+          const std::uint8_t* row = data + i * rb;
+          for (std::size_t t = 0; t < n_tok; ++t) {
+            out[t * W.rows + i] =
+                W.type == WeightType::F32
+                    ? k.dot_f32(reinterpret_cast<const float*>(row), xf + t * stride, W.cols)
+                    : dot(row, xq + t * nb_x * sizeof(BlockQ8_0), xs + t * nb_x, nb);
           }
         }
         r = stop;
@@ -354,7 +361,7 @@ void CpuEngine::matvec_job(const WeightView* const* w, float* const* y, std::siz
   pool_->run(fn);
 }
 
-void CpuEngine::rope(float* x, std::size_t n_heads) const {
+void CpuEngine::rope(float* x, std::size_t n_heads, const float* cos_t, const float* sin_t) const {
   const EngineConfig& c = model_.config;
   const std::size_t half = c.n_rot / 2;
   for (std::size_t h = 0; h < n_heads; ++h) {
@@ -363,145 +370,177 @@ void CpuEngine::rope(float* x, std::size_t n_heads) const {
       const std::size_t i0 = c.rope_neox ? i : 2 * i;
       const std::size_t i1 = c.rope_neox ? i + half : 2 * i + 1;
       const float x0 = xh[i0], x1 = xh[i1];
-      xh[i0] = x0 * rope_cos_[i] - x1 * rope_sin_[i];
-      xh[i1] = x0 * rope_sin_[i] + x1 * rope_cos_[i];
+      xh[i0] = x0 * cos_t[i] - x1 * sin_t[i];
+      xh[i1] = x0 * sin_t[i] + x1 * cos_t[i];
     }
   }
 }
 
-// Heads split over threads. q_ already holds f16-rounded values; the cache holds f16-rounded values.
-void CpuEngine::attention(std::size_t layer, std::size_t n_kv) {
+// (token, head) pairs split over threads; token t (position first_pos + t) attends to positions <= its own.
+// q_ holds f16-rounded values; the cache holds f16-rounded values.
+void CpuEngine::attention(std::size_t layer, std::size_t first_pos, std::size_t n_tok) {
   const EngineConfig& c = model_.config;
   const PathKernels k = kernels_for(path_);
-  const std::size_t D = c.head_dim, S = c.max_seq, group = c.n_head / c.n_head_kv;
+  const std::size_t D = c.head_dim, S = c.max_seq, H = c.n_head, group = c.n_head / c.n_head_kv;
+  const std::size_t qd = H * D;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const float* kc = k_cache_.data() + layer * c.n_head_kv * S * D;
   const float* vc = v_cache_.data() + layer * c.n_head_kv * D * S;
   const SimdPath path = path_;
   auto fn = [&](int tid, int nth) {
-    for (std::size_t h = static_cast<std::size_t>(tid); h < c.n_head; h += static_cast<std::size_t>(nth)) {
-      const std::size_t g = h / group;
-      const float* qh = q_.data() + h * D;
-      float* s = scores_.data() + h * S;
+    float* s = scores_.data() + static_cast<std::size_t>(tid) * S;
+    for (std::size_t job = static_cast<std::size_t>(tid); job < n_tok * H; job += static_cast<std::size_t>(nth)) {
+      const std::size_t t = job / H, h = job % H, g = h / group, n_kv = first_pos + t + 1;
+      const float* qh = q_.data() + t * qd + h * D;
       float mx = -std::numeric_limits<float>::infinity();
-      for (std::size_t t = 0; t < n_kv; ++t) {
-        s[t] = k.dot_f32(qh, kc + (g * S + t) * D, D) * scale;
-        mx = std::max(mx, s[t]);
+      for (std::size_t j = 0; j < n_kv; ++j) {
+        s[j] = k.dot_f32(qh, kc + (g * S + j) * D, D) * scale;
+        mx = std::max(mx, s[j]);
       }
       // ggml_vec_soft_max_f32: exp(x - max), sum in double, then multiply by 1/sum.
       double sum = 0.0;
-      for (std::size_t t = 0; t < n_kv; ++t) {
-        s[t] = std::exp(s[t] - mx);
-        sum += static_cast<double>(s[t]);
+      for (std::size_t j = 0; j < n_kv; ++j) {
+        s[j] = std::exp(s[j] - mx);
+        sum += static_cast<double>(s[j]);
       }
       const float inv = static_cast<float>(1.0 / sum);
-      for (std::size_t t = 0; t < n_kv; ++t) s[t] *= inv;
+      for (std::size_t j = 0; j < n_kv; ++j) s[j] *= inv;
       round_to_f16(s, n_kv, path);
-      float* oh = o_.data() + h * D;
+      float* oh = o_.data() + t * qd + h * D;
       for (std::size_t d = 0; d < D; ++d) oh[d] = k.dot_f32(vc + (g * D + d) * S, s, n_kv);
     }
   };
   pool_->run(fn);
 }
 
-long long CpuEngine::step(long long token, float* logits, bool want_argmax) {
+void CpuEngine::check_tokens(const long long* tokens, std::size_t n) const {
   const EngineConfig& c = model_.config;
-  if (n_past_ >= c.max_seq) {
-    throw ContextFull("context full: all " + std::to_string(c.max_seq) +
-                            " positions of the KV cache are used (create the model with a larger n_ctx, or reset)");
+  if (n > c.max_seq - n_past_) {
+    throw ContextFull("context full: " + std::to_string(n) + " more token(s) after " + std::to_string(n_past_) +
+                      " do not fit in the KV cache of " + std::to_string(c.max_seq) +
+                      " positions (create the model with a larger n_ctx, or reset)");
   }
-  if (token < 0 || static_cast<std::size_t>(token) >= c.n_vocab) {
-    throw std::out_of_range("token id " + std::to_string(token) + " is outside the vocabulary [0, " +
-                            std::to_string(c.n_vocab) + ")");
-  }
-  const PathKernels k = kernels_for(path_);
-  const std::size_t pos = n_past_;
-  const std::size_t E = c.n_embd, D = c.head_dim, S = c.max_seq, G = c.n_head_kv;
-  const std::size_t qd = c.n_head * D, kvd = G * D;
-
-  // Embedding row (exact dequantization, as ggml_get_rows).
-  {
-    const WeightView& T = model_.tok_embd;
-    const auto* row = static_cast<const std::uint8_t*>(T.data) + static_cast<std::size_t>(token) * row_bytes(T);
-    switch (T.type) {
-      case WeightType::F32: std::memcpy(x_.data(), row, E * sizeof(float)); break;
-      case WeightType::Q4_0: k.deq_q4_0(row, x_.data(), E / kQuantBlockElems); break;
-      case WeightType::Q4_1: k.deq_q4_1(row, x_.data(), E / kQuantBlockElems); break;
-      case WeightType::Q8_0: k.deq_q8_0(row, x_.data(), E / kQuantBlockElems); break;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= c.n_vocab) {
+      throw std::out_of_range("token id " + std::to_string(tokens[i]) + " (index " + std::to_string(i) +
+                              ") is outside the vocabulary [0, " + std::to_string(c.n_vocab) + ")");
     }
   }
-  // RoPE table for this position: ggml_rope_cache_init's float recurrence.
-  {
+}
+
+long long CpuEngine::step(long long token, float* logits, bool want_argmax) {
+  check_tokens(&token, 1);
+  return forward(&token, 1, logits, logits != nullptr || want_argmax);
+}
+
+long long CpuEngine::prefill(const long long* tokens, std::size_t n, float* logits) {
+  if (n == 0) throw std::invalid_argument("prefill: no tokens");
+  check_tokens(tokens, n);
+  long long best = -1;
+  for (std::size_t i = 0; i < n; i += kMaxBatch) {
+    const std::size_t m = std::min(kMaxBatch, n - i);
+    const bool last = i + m == n;
+    best = forward(tokens + i, m, last ? logits : nullptr, last);
+  }
+  return best;
+}
+
+long long CpuEngine::forward(const long long* tokens, std::size_t n_tok, float* logits, bool want_head) {
+  const EngineConfig& c = model_.config;
+  const PathKernels k = kernels_for(path_);
+  const std::size_t p0 = n_past_;
+  const std::size_t E = c.n_embd, D = c.head_dim, S = c.max_seq, G = c.n_head_kv, F = c.n_ff;
+  const std::size_t qd = c.n_head * D, kvd = G * D, half = c.n_rot / 2;
+
+  for (std::size_t t = 0; t < n_tok; ++t) {
+    // Embedding row (exact dequantization, as ggml_get_rows).
+    const WeightView& T = model_.tok_embd;
+    const auto* row = static_cast<const std::uint8_t*>(T.data) + static_cast<std::size_t>(tokens[t]) * row_bytes(T);
+    float* xt = x_.data() + t * E;
+    switch (T.type) {
+      case WeightType::F32: std::memcpy(xt, row, E * sizeof(float)); break;
+      case WeightType::Q4_0: k.deq_q4_0(row, xt, E / kQuantBlockElems); break;
+      case WeightType::Q4_1: k.deq_q4_1(row, xt, E / kQuantBlockElems); break;
+      case WeightType::Q8_0: k.deq_q8_0(row, xt, E / kQuantBlockElems); break;
+    }
+    // RoPE table for this position: ggml_rope_cache_init's float recurrence.
     const float theta_scale = std::pow(c.rope_base, -2.0f / static_cast<float>(c.n_rot));
-    float theta = static_cast<float>(pos);
-    for (std::size_t i = 0; i < c.n_rot / 2; ++i) {
-      const float t = model_.rope_freqs ? theta / model_.rope_freqs[i] : theta;
-      rope_cos_[i] = std::cos(t);
-      rope_sin_[i] = std::sin(t);
+    float theta = static_cast<float>(p0 + t);
+    for (std::size_t i = 0; i < half; ++i) {
+      const float a = model_.rope_freqs ? theta / model_.rope_freqs[i] : theta;
+      rope_cos_[t * half + i] = std::cos(a);
+      rope_sin_[t * half + i] = std::sin(a);
       theta *= theta_scale;
     }
   }
 
   for (std::size_t l = 0; l < c.n_layer; ++l) {
     const LayerView& L = model_.layers[l];
-    rmsnorm_ggml(x_.data(), L.attn_norm, h_.data(), E, c.rms_eps);
-    quantize_act(h_.data(), E);
+    for (std::size_t t = 0; t < n_tok; ++t) rmsnorm_ggml(&x_[t * E], L.attn_norm, &h_[t * E], E, c.rms_eps);
+    quantize_act(h_.data(), E, n_tok);
     {
       const WeightView* w[3] = {&L.wq, &L.wk, &L.wv};
       float* y[3] = {q_.data(), k_.data(), v_.data()};
-      matvec_job(w, y, 3);
+      matvec_job(w, y, 3, n_tok);
     }
-    if (L.bq) for (std::size_t i = 0; i < qd; ++i) q_[i] += L.bq[i];
-    if (L.bk) for (std::size_t i = 0; i < kvd; ++i) k_[i] += L.bk[i];
-    if (L.bv) for (std::size_t i = 0; i < kvd; ++i) v_[i] += L.bv[i];
-    rope(q_.data(), c.n_head);
-    rope(k_.data(), G);
-    round_to_f16(q_.data(), qd, path_);
-    round_to_f16(k_.data(), kvd, path_);
-    round_to_f16(v_.data(), kvd, path_);
     float* kc = k_cache_.data() + l * G * S * D;
     float* vc = v_cache_.data() + l * G * D * S;
-    for (std::size_t g = 0; g < G; ++g) {
-      std::memcpy(kc + (g * S + pos) * D, k_.data() + g * D, D * sizeof(float));
-      for (std::size_t d = 0; d < D; ++d) vc[(g * D + d) * S + pos] = v_[g * D + d];
+    for (std::size_t t = 0; t < n_tok; ++t) {
+      float* qt = &q_[t * qd];
+      float* kt = &k_[t * kvd];
+      float* vt = &v_[t * kvd];
+      if (L.bq) for (std::size_t i = 0; i < qd; ++i) qt[i] += L.bq[i];
+      if (L.bk) for (std::size_t i = 0; i < kvd; ++i) kt[i] += L.bk[i];
+      if (L.bv) for (std::size_t i = 0; i < kvd; ++i) vt[i] += L.bv[i];
+      rope(qt, c.n_head, &rope_cos_[t * half], &rope_sin_[t * half]);
+      rope(kt, G, &rope_cos_[t * half], &rope_sin_[t * half]);
+      round_to_f16(qt, qd, path_);
+      round_to_f16(kt, kvd, path_);
+      round_to_f16(vt, kvd, path_);
+      const std::size_t pos = p0 + t;
+      for (std::size_t g = 0; g < G; ++g) {
+        std::memcpy(kc + (g * S + pos) * D, kt + g * D, D * sizeof(float));
+        for (std::size_t d = 0; d < D; ++d) vc[(g * D + d) * S + pos] = vt[g * D + d];
+      }
     }
-    attention(l, pos + 1);
-    quantize_act(o_.data(), qd);
+    attention(l, p0, n_tok);
+    quantize_act(o_.data(), qd, n_tok);
     {
       const WeightView* w[1] = {&L.wo};
       float* y[1] = {tmp_.data()};
-      matvec_job(w, y, 1);
+      matvec_job(w, y, 1, n_tok);
     }
-    for (std::size_t i = 0; i < E; ++i) x_[i] += tmp_[i];
-    rmsnorm_ggml(x_.data(), L.ffn_norm, h_.data(), E, c.rms_eps);
-    quantize_act(h_.data(), E);
+    for (std::size_t i = 0; i < n_tok * E; ++i) x_[i] += tmp_[i];
+    for (std::size_t t = 0; t < n_tok; ++t) rmsnorm_ggml(&x_[t * E], L.ffn_norm, &h_[t * E], E, c.rms_eps);
+    quantize_act(h_.data(), E, n_tok);
     {
       const WeightView* w[2] = {&L.gate, &L.up};
       float* y[2] = {gate_.data(), up_.data()};
-      matvec_job(w, y, 2);
+      matvec_job(w, y, 2, n_tok);
     }
-    for (std::size_t i = 0; i < c.n_ff; ++i) {
+    for (std::size_t i = 0; i < n_tok * F; ++i) {
       const float g = gate_[i];
       gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
     }
-    quantize_act(gate_.data(), c.n_ff);
+    quantize_act(gate_.data(), F, n_tok);
     {
       const WeightView* w[1] = {&L.down};
       float* y[1] = {tmp_.data()};
-      matvec_job(w, y, 1);
+      matvec_job(w, y, 1, n_tok);
     }
-    for (std::size_t i = 0; i < E; ++i) x_[i] += tmp_[i];
+    for (std::size_t i = 0; i < n_tok * E; ++i) x_[i] += tmp_[i];
   }
-  n_past_ = pos + 1;
-  if (logits == nullptr && !want_argmax) return -1;
+  n_past_ = p0 + n_tok;
+  if (!want_head) return -1;
 
-  rmsnorm_ggml(x_.data(), model_.output_norm, h_.data(), E, c.rms_eps);
-  quantize_act(h_.data(), E);
+  // LM head for the last token only.
+  rmsnorm_ggml(&x_[(n_tok - 1) * E], model_.output_norm, h_.data(), E, c.rms_eps);
+  quantize_act(h_.data(), E, 1);
   float* out = logits != nullptr ? logits : logits_.data();
   {
     const WeightView* w[1] = {&model_.output};
     float* y[1] = {out};
-    matvec_job(w, y, 1);
+    matvec_job(w, y, 1, 1);
   }
   // First maximum; a NaN counts as the maximum (as numpy.argmax) so that broken logits are visible.
   std::size_t best = 0;

@@ -105,6 +105,14 @@ class CpuEngine {
   // cases nothing changed.
   long long step(long long token, float* logits, bool want_argmax);
 
+  // Runs n tokens at positions n_past() .. n_past() + n - 1 in batches of up to kMaxBatch (each weight row is
+  // read once per batch and multiplied with every token's activations: same per-token arithmetic as step(),
+  // far fewer bytes). The LM head runs for the last token only; returns its argmax and fills logits when given.
+  // Validates everything (capacity: ContextFull; ids: std::out_of_range) before running anything.
+  long long prefill(const long long* tokens, std::size_t n, float* logits);
+
+  static constexpr std::size_t kMaxBatch = 32;
+
   std::size_t n_past() const { return n_past_; }
   // Forget positions >= n (n <= n_past): the next step writes at position n.
   void truncate(std::size_t n);
@@ -115,10 +123,14 @@ class CpuEngine {
   std::size_t weight_bytes_per_token() const;
 
  private:
-  void matvec_job(const WeightView* const* w, float* const* y, std::size_t n_seg);
-  void quantize_act(const float* x, std::size_t n);
-  void attention(std::size_t layer, std::size_t n_kv);
-  void rope(float* x, std::size_t n_heads) const;
+  long long forward(const long long* tokens, std::size_t n_tok, float* logits, bool want_head);
+  void check_tokens(const long long* tokens, std::size_t n) const;
+  // y_s[t * rows_s + r] = W_s[r] . activation t, for up to 3 matrices sharing the activations of n_tok tokens.
+  void matvec_job(const WeightView* const* w, float* const* y, std::size_t n_seg, std::size_t n_tok);
+  // Quantizes n_tok rows of n floats (row stride n) into act_q_/act_s_ (row strides n/32 blocks).
+  void quantize_act(const float* x, std::size_t n, std::size_t n_tok);
+  void attention(std::size_t layer, std::size_t first_pos, std::size_t n_tok);
+  void rope(float* x, std::size_t n_heads, const float* cos_t, const float* sin_t) const;
 
   ModelView model_;
   int n_threads_;
@@ -126,14 +138,15 @@ class CpuEngine {
   std::unique_ptr<SpinPool> pool_;
   std::size_t n_past_ = 0;
 
-  // Scratch and cache (float32).
+  // Scratch for up to kMaxBatch tokens (row t of each at t * width) and the cache (float32).
   std::vector<float> x_, h_, q_, k_, v_, o_, tmp_, gate_, up_, logits_;
   std::vector<float> k_cache_, v_cache_;  // [L][G][max_seq][D] and [L][G][D][max_seq]
-  std::vector<float> scores_;             // [H][max_seq]
-  std::vector<float> rope_cos_, rope_sin_;
-  std::vector<std::uint8_t> act_q_;       // Q8_0 blocks of the current activation
+  std::vector<float> scores_;             // [n_threads][max_seq]: one attention row per thread at a time
+  std::vector<float> rope_cos_, rope_sin_;  // [kMaxBatch][n_rot/2]
+  std::vector<std::uint8_t> act_q_;       // Q8_0 blocks of the current activations
   std::vector<float> act_s_;              // per block f16(d * sum q) (Q8_1's s)
-  const float* act_f32_ = nullptr;        // the current activation in f32 (for F32 weights)
+  const float* act_f32_ = nullptr;        // the current activations in f32 (for F32 weights)
+  std::size_t act_stride_ = 0;            // floats per token row of act_f32_ / blocks per token row of act_q_
 };
 
 }  // namespace edgellm::cpu

@@ -155,9 +155,8 @@ void bind_engine(py::module_& m) {
             return e.engine->step(token, out, want_argmax);
           },
           py::arg("token"), py::arg("logits"), py::arg("want_argmax"))
-      // Runs every token of `tokens` (int32/int64 1-D); the LM head only for the last one. All-or-nothing on
-      // capacity: raises EngineContextFull before running anything when the tokens do not fit. Returns the
-      // last token's argmax.
+      // Runs every token of `tokens` (1-D ints) in batches; the LM head only for the last one. Checks capacity
+      // (EngineContextFull) and ids (IndexError) before running anything. Returns the last token's argmax.
       .def(
           "prefill",
           [](PyEngine& e, const py::array_t<long long, py::array::c_style | py::array::forcecast>& tokens,
@@ -167,18 +166,6 @@ void bind_engine(py::module_& m) {
             const std::size_t n = static_cast<std::size_t>(tokens.shape(0));
             const auto& c = e.engine->config();
             if (n == 0) throw py::value_error("tokens: empty");
-            if (e.engine->n_past() + n > c.max_seq) {
-              throw cpu::ContextFull("context full: " + std::to_string(n) + " tokens after " +
-                                     std::to_string(e.engine->n_past()) + " do not fit in max_seq = " +
-                                     std::to_string(c.max_seq));
-            }
-            const long long* t = tokens.data();
-            for (std::size_t i = 0; i < n; ++i) {
-              if (t[i] < 0 || static_cast<std::size_t>(t[i]) >= c.n_vocab) {
-                throw py::value_error("tokens[" + std::to_string(i) + "] = " + std::to_string(t[i]) +
-                                      " is outside the vocabulary [0, " + std::to_string(c.n_vocab) + ")");
-              }
-            }
             float* out = nullptr;
             if (!logits.is_none()) {
               auto a = logits.cast<F32Array>();
@@ -186,10 +173,9 @@ void bind_engine(py::module_& m) {
               require_dim(a, "logits", 0, static_cast<py::ssize_t>(c.n_vocab));
               out = a.mutable_data();
             }
+            const long long* t = tokens.data();
             py::gil_scoped_release release;
-            long long best = -1;
-            for (std::size_t i = 0; i < n; ++i) best = e.engine->step(t[i], i + 1 == n ? out : nullptr, i + 1 == n);
-            return best;
+            return e.engine->prefill(t, n, out);
           },
           py::arg("tokens"), py::arg("logits"))
       .def("truncate", [](PyEngine& e, std::size_t n) {
