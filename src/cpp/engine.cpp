@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "basic_kernels_impl.h"
+#include "engine_kernels.h"
 #include "kv_cache.h"
 #include "quant.h"
 #include "quant_impl.h"
@@ -120,6 +121,7 @@ struct PathKernels {
   DotQ8Fn dot_q4_0, dot_q4_1, dot_q8_0;
   DequantFn deq_q4_0, deq_q4_1, deq_q8_0;
   DotF32Fn dot_f32;
+  Dot4Fn dot4_q4_0 = nullptr, dot4_q4_1 = nullptr, dot4_q8_0 = nullptr;  // four-row kernels where a path has them
 };
 
 #define EDGELLM_ENGINE_KERNELS(ns)                                                                   \
@@ -135,7 +137,13 @@ PathKernels kernels_for(SimdPath path) {
   }
   switch (path) {
 #if defined(EDGELLM_HAVE_AVX2)
-    case SimdPath::Avx2: return EDGELLM_ENGINE_KERNELS(avx2);
+    case SimdPath::Avx2: {
+      PathKernels k = EDGELLM_ENGINE_KERNELS(avx2);
+      k.dot4_q4_0 = avx2::dot4_q4_0_q8_0;
+      k.dot4_q4_1 = avx2::dot4_q4_1_q8_0;
+      k.dot4_q8_0 = avx2::dot4_q8_0_q8_0;
+      return k;
+    }
 #endif
 #if defined(EDGELLM_HAVE_NEON)
     case SimdPath::Neon: return EDGELLM_ENGINE_KERNELS(neon);
@@ -344,7 +352,21 @@ void CpuEngine::matvec_job(const WeightView* const* w, float* const* y, std::siz
         const DotQ8Fn dot = W.type == WeightType::Q4_0   ? k.dot_q4_0
                             : W.type == WeightType::Q4_1 ? k.dot_q4_1
                                                          : k.dot_q8_0;
-        for (std::size_t i = r - base; i < stop - base; ++i) {
+        const Dot4Fn dot4 = W.type == WeightType::Q4_0   ? k.dot4_q4_0
+                            : W.type == WeightType::Q4_1 ? k.dot4_q4_1
+                            : W.type == WeightType::Q8_0 ? k.dot4_q8_0
+                                                         : nullptr;
+        std::size_t i = r - base;
+        if (dot4 != nullptr) {
+          float four[4];
+          for (; i + 4 <= stop - base; i += 4) {
+            for (std::size_t t = 0; t < n_tok; ++t) {
+              dot4(data + i * rb, rb, xq + t * nb_x * sizeof(BlockQ8_0), xs + t * nb_x, nb, four);
+              std::memcpy(out + t * W.rows + i, four, sizeof four);
+            }
+          }
+        }
+        for (; i < stop - base; ++i) {
           const std::uint8_t* row = data + i * rb;
           for (std::size_t t = 0; t < n_tok; ++t) {
             out[t * W.rows + i] =
