@@ -143,6 +143,7 @@ def run(ctx: Any) -> Iterator[dict[str, Any]]:
 
     samples: dict[str, dict[str, list[float]]] = {e.engine: {"decode": [], "prefill": [], "ttft": []} for e in engines}
     agree_runs = 0
+    common_prefix: list[int] = []
     for i in ctx.progress(range(runs), desc="e2e runs", total=runs):
         ids = prompts[i % len(prompts)]
         outputs = []
@@ -154,8 +155,9 @@ def run(ctx: Any) -> Iterator[dict[str, Any]]:
             if n_new > 1:
                 s["decode"].append((n_new - 1) / decode_s)
             outputs.append(tokens)
-        if len(outputs) > 1 and outputs[0] == outputs[1]:
-            agree_runs += 1
+        if len(outputs) > 1:
+            agree_runs += outputs[0] == outputs[1]
+            common_prefix.append(next((j for j, (x, y) in enumerate(zip(*outputs)) if x != y), n_new))
 
     meas: dict[str, dict[str, dict[str, Any]]] = {}
     params = {"threads": n_threads, "new_tokens": n_new, "quant": "Q4_1", "device": "cpu"}
@@ -186,7 +188,11 @@ def run(ctx: Any) -> Iterator[dict[str, Any]]:
     yield R.target(target="CPU decode >= llama.cpp CPU decode (llama.cpp median / ours < 1)", threshold=1.0,
                    unit="ratio", measured=ratio, status="measured",
                    notes=f"{n_threads} threads, {n_new} new tokens, medians of {runs} runs per engine")
-    yield R.note(f"greedy outputs identical in {agree_runs} of {runs} runs (divergences come from near-ties: "
-                 "both engines quantize activations to Q8, see docs/engine.md)")
+    per_prompt = {m.prompts[i][:24]: common_prefix[i] for i in range(min(runs, len(prompts)))}
+    yield R.note(f"greedy outputs identical in {agree_runs} of {runs} runs; tokens before the first difference: "
+                 f"median {int(np.median(common_prefix))}, min {min(common_prefix)}, max {max(common_prefix)} of "
+                 f"{n_new} (first run of each prompt: {per_prompt}). Divergences start at "
+                 "near-ties: both engines quantize activations to Q8 with different summation orders, see "
+                 "docs/engine.md")
     yield R.skip("kernel-only estimate", "the CPU engine's attention is not a separately timed kernel, so a "
                  "per-token sum of kernel times cannot include every part of a layer; end-to-end figures only")
