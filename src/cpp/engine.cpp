@@ -33,80 +33,112 @@ namespace edgellm::cpu {
 // ---------------------------------------------------------------------------------------------------------------
 // Worker pool. A decode step hands out ~6 jobs per layer (180+ per token for 30 layers), each a few to a few
 // hundred microseconds, so waking workers through a condition variable (~5-50 us per wake-up) would cost more
-// than the work: workers spin on an epoch counter first (as ggml's threadpool does) and only sleep after
-// kSpinRounds idle checks, so an idle engine (e.g. between generate() calls) does not burn a core forever.
+// than the work: workers spin on the job word first (as ggml's threadpool does), then yield, then sleep, so an
+// idle engine (e.g. between generate() calls) does not burn a core. The spin phase is short (kSpinRounds pauses,
+// ~0.1-0.3 ms; the jobs of a step follow each other within microseconds).
+//
+// A job is n_chunks independent chunks. Every thread, the caller included, claims chunks one at a time from the
+// job word (job sequence number << 32 | next chunk, advanced by compare-and-swap) until none is left; the caller
+// then waits only for chunks that were claimed and are still running. So a worker that is not on a core (a busy
+// machine: our threads may share a core with other processes) delays nothing it has not started: the caller does
+// its chunks. Which thread runs a chunk never changes the chunk's result.
 class SpinPool {
  public:
+  using Job = std::function<void(std::size_t chunk, int tid)>;
+
   explicit SpinPool(int n_threads) : n_(n_threads) {
     for (int t = 1; t < n_; ++t) threads_.emplace_back([this, t]() { worker(t); });
   }
   ~SpinPool() {
-    stop_.store(true);
-    epoch_.fetch_add(1);
     {
       std::lock_guard<std::mutex> lock(mu_);
+      stop_.store(true);
       cv_.notify_all();
     }
     for (std::thread& th : threads_) th.join();
   }
 
-  // Runs fn(tid, n) on every thread (the caller is tid 0) and returns when all are done. fn must not throw.
-  void run(const std::function<void(int, int)>& fn) {
-    if (n_ == 1) {
-      fn(0, 1);
+  int n_threads() const { return n_; }
+
+  // Runs fn(c, tid) for every c in [0, n_chunks) and returns when all have finished. fn must not throw.
+  void run(std::size_t n_chunks, const Job& fn) {
+    if (n_ == 1 || n_chunks <= 1) {
+      for (std::size_t c = 0; c < n_chunks; ++c) fn(c, 0);
       return;
     }
+    // No worker can touch these now: every chunk of the previous job has completed, and a claim needs the new
+    // sequence number, published below (seq_cst store: also ordered before the sleepers_ load).
     job_ = &fn;
-    pending_.store(n_ - 1);
-    epoch_.fetch_add(1);  // seq_cst: ordered before the sleepers_ load below (see worker())
+    n_chunks_.store(static_cast<std::uint32_t>(n_chunks), std::memory_order_relaxed);
+    completed_.store(0, std::memory_order_relaxed);
+    const std::uint32_t seq = ++seq_;
+    word_.store(static_cast<std::uint64_t>(seq) << 32);
     if (sleepers_.load() > 0) {
       std::lock_guard<std::mutex> lock(mu_);
       cv_.notify_all();
     }
-    fn(0, n_);
-    for (unsigned spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    work(seq, 0);
+    for (unsigned spins = 0; completed_.load(std::memory_order_acquire) != n_chunks; ++spins) {
       if (spins < kSpinRounds) EDGELLM_CPU_RELAX();
-      else std::this_thread::yield();  // a worker was descheduled (busy machine): let it run
+      else std::this_thread::yield();  // a worker was descheduled mid-chunk (busy machine): let it run
     }
   }
 
  private:
-  static constexpr unsigned kSpinRounds = 1u << 16;
+  static constexpr unsigned kSpinRounds = 1u << 11;
+
+  // Claims and runs chunks of job `seq` until none is left (or the job word has moved on).
+  void work(std::uint32_t seq, int tid) {
+    std::uint64_t w = word_.load(std::memory_order_acquire);
+    for (;;) {
+      if (static_cast<std::uint32_t>(w >> 32) != seq) return;
+      const std::uint32_t chunk = static_cast<std::uint32_t>(w);
+      // If the job word has moved on since `w` was read, this may be a later job's count: the CAS then fails.
+      if (chunk >= n_chunks_.load(std::memory_order_relaxed)) return;
+      if (word_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        // Claimed: job `seq` cannot be replaced before this chunk is counted complete.
+        (*job_)(chunk, tid);
+        completed_.fetch_add(1, std::memory_order_release);
+        w = word_.load(std::memory_order_acquire);
+      }
+    }
+  }
 
   void worker(int tid) {
-    std::uint64_t seen = 0;
+    std::uint32_t seen = 0;
     for (;;) {
-      std::uint64_t e;
+      std::uint32_t seq;
       unsigned spins = 0;
-      while ((e = epoch_.load(std::memory_order_acquire)) == seen) {
+      while ((seq = static_cast<std::uint32_t>(word_.load(std::memory_order_acquire) >> 32)) == seen) {
+        if (stop_.load(std::memory_order_relaxed)) return;
         if (++spins < kSpinRounds) {
           EDGELLM_CPU_RELAX();
         } else if (spins < 2 * kSpinRounds) {
           std::this_thread::yield();
         } else {
-          // sleepers_ is raised before the predicate reads epoch_ (both seq_cst): either run() sees the sleeper
-          // and notifies under the mutex, or this thread sees the new epoch. No lost wake-up.
+          // sleepers_ is raised before the predicate reads word_ (both seq_cst): either run() sees the sleeper
+          // and notifies under the mutex, or this thread sees the new job. No lost wake-up.
           std::unique_lock<std::mutex> lock(mu_);
           sleepers_.fetch_add(1);
-          cv_.wait(lock, [&]() { return epoch_.load() != seen; });
+          cv_.wait(lock, [&]() { return stop_.load() || static_cast<std::uint32_t>(word_.load() >> 32) != seen; });
           sleepers_.fetch_sub(1);
           spins = 0;
         }
       }
-      seen = e;
-      if (stop_.load()) return;
-      (*job_)(tid, n_);
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
+      seen = seq;
+      work(seq, tid);
     }
   }
 
   const int n_;
   std::vector<std::thread> threads_;
-  std::atomic<std::uint64_t> epoch_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<std::uint64_t> word_{0};  // job sequence number << 32 | next unclaimed chunk
+  std::atomic<std::uint32_t> n_chunks_{0};
+  std::atomic<std::size_t> completed_{0};
   std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
-  const std::function<void(int, int)>* job_ = nullptr;
+  std::uint32_t seq_ = 0;     // only the calling thread of run() touches it
+  const Job* job_ = nullptr;  // written before the job word is published, read after a successful claim
   std::mutex mu_;
   std::condition_variable cv_;
 };
@@ -334,11 +366,14 @@ void CpuEngine::matvec_job(const WeightView* const* w, float* const* y, std::siz
   const float* xf = act_f32_;
   const std::size_t stride = act_stride_;
   const std::size_t nb_x = stride / kQuantBlockElems;
-  auto fn = [&](int tid, int nth) {
-    // Ranges in multiples of 8 rows so that neighbouring threads do not write the same cache line of y.
-    const std::size_t granules = (total + 7) / 8;
-    std::size_t r = std::min(total, granules * static_cast<std::size_t>(tid) / nth * 8);
-    const std::size_t end = std::min(total, granules * static_cast<std::size_t>(tid + 1) / nth * 8);
+  // Chunks of whole 32-row groups (multiples of 4 for the four-row kernels, of 8 so that no two chunks write
+  // one cache line of y), about 16 per thread so that a late thread leaves little to wait for.
+  const std::size_t per_thread = (total + 16 * static_cast<std::size_t>(n_threads_) - 1) / (16 * n_threads_);
+  const std::size_t chunk_rows = std::max<std::size_t>(32, (per_thread + 31) / 32 * 32);
+  const std::size_t n_chunks = (total + chunk_rows - 1) / chunk_rows;
+  auto fn = [&](std::size_t chunk, int) {
+    std::size_t r = chunk * chunk_rows;
+    const std::size_t end = std::min(total, r + chunk_rows);
     std::size_t base = 0;
     for (std::size_t s = 0; s < n_seg && r < end; ++s) {
       const WeightView& W = *w[s];
@@ -380,7 +415,7 @@ void CpuEngine::matvec_job(const WeightView* const* w, float* const* y, std::siz
       base = seg_end;
     }
   };
-  pool_->run(fn);
+  pool_->run(n_chunks, fn);
 }
 
 void CpuEngine::rope(float* x, std::size_t n_heads, const float* cos_t, const float* sin_t) const {
@@ -409,9 +444,9 @@ void CpuEngine::attention(std::size_t layer, std::size_t first_pos, std::size_t 
   const float* kc = k_cache_.data() + layer * c.n_head_kv * S * D;
   const float* vc = v_cache_.data() + layer * c.n_head_kv * D * S;
   const SimdPath path = path_;
-  auto fn = [&](int tid, int nth) {
+  auto fn = [&](std::size_t job, int tid) {
     float* s = scores_.data() + static_cast<std::size_t>(tid) * S;
-    for (std::size_t job = static_cast<std::size_t>(tid); job < n_tok * H; job += static_cast<std::size_t>(nth)) {
+    {
       const std::size_t t = job / H, h = job % H, g = h / group, n_kv = first_pos + t + 1;
       const float* qh = q_.data() + t * qd + h * D;
       float mx = -std::numeric_limits<float>::infinity();
@@ -432,7 +467,7 @@ void CpuEngine::attention(std::size_t layer, std::size_t first_pos, std::size_t 
       for (std::size_t d = 0; d < D; ++d) oh[d] = k.dot_f32(vc + (g * D + d) * S, s, n_kv);
     }
   };
-  pool_->run(fn);
+  pool_->run(n_tok * H, fn);
 }
 
 void CpuEngine::check_tokens(const long long* tokens, std::size_t n) const {
