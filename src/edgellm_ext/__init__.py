@@ -7,6 +7,8 @@ The compiled core is the private module ``edgellm_ext._core``; use the typed mod
 - :mod:`edgellm_ext.quant`: GGUF Q4_0/Q4_1/Q8_0 blocks (quantize, dequantize, matvec);
   :mod:`edgellm_ext.ternary`: ternary (BitNet b1.58) matvec; :mod:`edgellm_ext.formats`: reference packers.
 - :mod:`edgellm_ext.tokenizer`: byte-level BPE tokenizer loaded from GGUF metadata.
+- :mod:`edgellm_ext.quant`: GGUF Q4_0/Q4_1/Q8_0 blocks (quantize, dequantize, matvec);
+  :mod:`edgellm_ext.ternary`: ternary (BitNet b1.58) matvec; :mod:`edgellm_ext.formats`: reference packers.
 - :mod:`edgellm_ext.attention`: GPU decode attention (:func:`fa2_decode`, GQA, split-KV) and :func:`kv_append`.
 - :mod:`edgellm_ext.gemv`: GPU GEMV, fused RMSNorm + GEMV and RMSNorm (decode, batch 1..8).
 - :mod:`edgellm_ext.cuda`: device arrays, streams and the CUDA-event / CUDA-graph timers.

@@ -17,6 +17,7 @@ int main() {
       {"kv_cache_arena", test_kv_cache},
       {"quant", test_quant},
       {"ternary", test_ternary},
+      {"engine", test_engine},
   };
   int families_failed = 0;
   int families_passed = 0;

@@ -52,3 +52,4 @@ int test_activations();
 int test_kv_cache();
 int test_quant();
 int test_ternary();
+int test_engine();

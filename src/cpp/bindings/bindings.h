@@ -49,5 +49,8 @@ void bind_kv_cache(py::module_& m);
 void bind_tmac(py::module_& m);
 void bind_quant(py::module_& m);
 void bind_ternary(py::module_& m);
+void bind_quant(py::module_& m);
+void bind_ternary(py::module_& m);
+void bind_engine(py::module_& m);
 
 }  // namespace edgellm::bindings

@@ -39,4 +39,7 @@ PYBIND11_MODULE(_core, m) {
   edgellm::bindings::bind_tmac(m);
   edgellm::bindings::bind_quant(m);
   edgellm::bindings::bind_ternary(m);
+  edgellm::bindings::bind_quant(m);
+  edgellm::bindings::bind_ternary(m);
+  edgellm::bindings::bind_engine(m);
 }

@@ -11,3 +11,8 @@ from .estimate import kernel_only_token_estimate
 from .registry import MODELS, ModelConfig, get_model, model_names, smollm2_gguf_path
 
 __all__ = ["MODELS", "ModelConfig", "get_model", "kernel_only_token_estimate", "model_names", "smollm2_gguf_path"]
+
+# The CPU decode engine (models/engine.py): Model.load(path, device="cpu", n_threads=...).generate(...)
+from .engine import Model  # noqa: E402
+
+__all__ += ["Model"]

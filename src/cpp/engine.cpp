@@ -1,0 +1,609 @@
+// CPU decode engine (engine.h): validation, the worker pool and the per-token step.
+#include "engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "basic_kernels_impl.h"
+#include "engine_kernels.h"
+#include "kv_cache.h"
+#include "quant.h"
+#include "quant_impl.h"
+#include "simd/dispatch.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define EDGELLM_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define EDGELLM_CPU_RELAX() asm volatile("yield" ::: "memory")
+#else
+#define EDGELLM_CPU_RELAX() ((void)0)
+#endif
+
+namespace edgellm::cpu {
+
+// ---------------------------------------------------------------------------------------------------------------
+// Worker pool. A decode step hands out ~6 jobs per layer (180+ per token for 30 layers), each a few to a few
+// hundred microseconds, so waking workers through a condition variable (~5-50 us per wake-up) would cost more
+// than the work: workers spin on the job word first (as ggml's threadpool does), then yield, then sleep, so an
+// idle engine (e.g. between generate() calls) does not burn a core. The spin phase is short (kSpinRounds pauses,
+// ~0.1-0.3 ms; the jobs of a step follow each other within microseconds).
+//
+// A job is n_chunks independent chunks. Every thread, the caller included, claims chunks one at a time from the
+// job word (job sequence number << 32 | next chunk, advanced by compare-and-swap) until none is left; the caller
+// then waits only for chunks that were claimed and are still running. So a worker that is not on a core (a busy
+// machine: our threads may share a core with other processes) delays nothing it has not started: the caller does
+// its chunks. Which thread runs a chunk never changes the chunk's result.
+class SpinPool {
+ public:
+  using Job = std::function<void(std::size_t chunk, int tid)>;
+
+  explicit SpinPool(int n_threads) : n_(n_threads) {
+    for (int t = 1; t < n_; ++t) threads_.emplace_back([this, t]() { worker(t); });
+  }
+  ~SpinPool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_.store(true);
+      cv_.notify_all();
+    }
+    for (std::thread& th : threads_) th.join();
+  }
+
+  int n_threads() const { return n_; }
+
+  // Runs fn(c, tid) for every c in [0, n_chunks) and returns when all have finished. fn must not throw.
+  void run(std::size_t n_chunks, const Job& fn) {
+    if (n_ == 1 || n_chunks <= 1) {
+      for (std::size_t c = 0; c < n_chunks; ++c) fn(c, 0);
+      return;
+    }
+    // No worker can touch these now: every chunk of the previous job has completed, and a claim needs the new
+    // sequence number, published below (seq_cst store: also ordered before the sleepers_ load).
+    job_ = &fn;
+    n_chunks_.store(static_cast<std::uint32_t>(n_chunks), std::memory_order_relaxed);
+    completed_.store(0, std::memory_order_relaxed);
+    const std::uint32_t seq = ++seq_;
+    word_.store(static_cast<std::uint64_t>(seq) << 32);
+    if (sleepers_.load() > 0) {
+      std::lock_guard<std::mutex> lock(mu_);
+      cv_.notify_all();
+    }
+    work(seq, 0);
+    for (unsigned spins = 0; completed_.load(std::memory_order_acquire) != n_chunks; ++spins) {
+      if (spins < kSpinRounds) EDGELLM_CPU_RELAX();
+      else std::this_thread::yield();  // a worker was descheduled mid-chunk (busy machine): let it run
+    }
+  }
+
+ private:
+  static constexpr unsigned kSpinRounds = 1u << 11;
+
+  // Claims and runs chunks of job `seq` until none is left (or the job word has moved on).
+  void work(std::uint32_t seq, int tid) {
+    std::uint64_t w = word_.load(std::memory_order_acquire);
+    for (;;) {
+      if (static_cast<std::uint32_t>(w >> 32) != seq) return;
+      const std::uint32_t chunk = static_cast<std::uint32_t>(w);
+      // If the job word has moved on since `w` was read, this may be a later job's count: the CAS then fails.
+      if (chunk >= n_chunks_.load(std::memory_order_relaxed)) return;
+      if (word_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        // Claimed: job `seq` cannot be replaced before this chunk is counted complete.
+        (*job_)(chunk, tid);
+        completed_.fetch_add(1, std::memory_order_release);
+        w = word_.load(std::memory_order_acquire);
+      }
+    }
+  }
+
+  void worker(int tid) {
+    std::uint32_t seen = 0;
+    for (;;) {
+      std::uint32_t seq;
+      unsigned spins = 0;
+      while ((seq = static_cast<std::uint32_t>(word_.load(std::memory_order_acquire) >> 32)) == seen) {
+        if (stop_.load(std::memory_order_relaxed)) return;
+        if (++spins < kSpinRounds) {
+          EDGELLM_CPU_RELAX();
+        } else if (spins < 2 * kSpinRounds) {
+          std::this_thread::yield();
+        } else {
+          // sleepers_ is raised before the predicate reads word_ (both seq_cst): either run() sees the sleeper
+          // and notifies under the mutex, or this thread sees the new job. No lost wake-up.
+          std::unique_lock<std::mutex> lock(mu_);
+          sleepers_.fetch_add(1);
+          cv_.wait(lock, [&]() { return stop_.load() || static_cast<std::uint32_t>(word_.load() >> 32) != seen; });
+          sleepers_.fetch_sub(1);
+          spins = 0;
+        }
+      }
+      seen = seq;
+      work(seq, tid);
+    }
+  }
+
+  const int n_;
+  std::vector<std::thread> threads_;
+  std::atomic<std::uint64_t> word_{0};  // job sequence number << 32 | next unclaimed chunk
+  std::atomic<std::uint32_t> n_chunks_{0};
+  std::atomic<std::size_t> completed_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
+  std::uint32_t seq_ = 0;     // only the calling thread of run() touches it
+  const Job* job_ = nullptr;  // written before the job word is published, read after a successful claim
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+namespace {
+
+using DotQ8Fn = float (*)(const std::uint8_t*, const std::uint8_t*, const float*, std::size_t);
+using DotF32Fn = float (*)(const float*, const float*, std::size_t);
+using DequantFn = void (*)(const std::uint8_t*, float*, std::size_t);
+
+struct PathKernels {
+  DotQ8Fn dot_q4_0, dot_q4_1, dot_q8_0;
+  DequantFn deq_q4_0, deq_q4_1, deq_q8_0;
+  DotF32Fn dot_f32;
+  Dot4Fn dot4_q4_0 = nullptr, dot4_q4_1 = nullptr, dot4_q8_0 = nullptr;  // four-row kernels where a path has them
+};
+
+#define EDGELLM_ENGINE_KERNELS(ns)                                                                   \
+  PathKernels {                                                                                      \
+    ns::dot_q4_0_q8_0, ns::dot_q4_1_q8_0, ns::dot_q8_0_q8_0, ns::dequantize_q4_0, ns::dequantize_q4_1, \
+        ns::dequantize_q8_0, ns::dot_f32                                                             \
+  }
+
+PathKernels kernels_for(SimdPath path) {
+  require_simd_path(path);
+  switch (path) {
+#if defined(EDGELLM_HAVE_AVX2)
+    case SimdPath::Avx2: {
+      PathKernels k = EDGELLM_ENGINE_KERNELS(avx2);
+      k.dot4_q4_0 = avx2::dot4_q4_0_q8_0;
+      k.dot4_q4_1 = avx2::dot4_q4_1_q8_0;
+      k.dot4_q8_0 = avx2::dot4_q8_0_q8_0;
+      return k;
+    }
+#endif
+#if defined(EDGELLM_HAVE_NEON)
+    case SimdPath::Neon: return EDGELLM_ENGINE_KERNELS(neon);
+#endif
+    default: return EDGELLM_ENGINE_KERNELS(scalar);
+  }
+}
+#undef EDGELLM_ENGINE_KERNELS
+
+std::size_t block_bytes(WeightType t) {
+  switch (t) {
+    case WeightType::Q4_0: return sizeof(BlockQ4_0);
+    case WeightType::Q4_1: return sizeof(BlockQ4_1);
+    case WeightType::Q8_0: return sizeof(BlockQ8_0);
+    case WeightType::F32: return 0;
+  }
+  return 0;
+}
+
+std::size_t row_bytes(const WeightView& w) {
+  return w.type == WeightType::F32 ? w.cols * sizeof(float) : w.cols / kQuantBlockElems * block_bytes(w.type);
+}
+
+void check_weight(const WeightView& w, const std::string& name, std::size_t rows, std::size_t cols) {
+  if (w.data == nullptr) throw std::invalid_argument(name + ": missing");
+  if (w.type != WeightType::F32 && w.type != WeightType::Q4_0 && w.type != WeightType::Q4_1 &&
+      w.type != WeightType::Q8_0) {
+    throw std::invalid_argument(name + ": weight type id " + std::to_string(static_cast<int>(w.type)) +
+                                " is not supported (F32 0, Q4_0 2, Q4_1 3, Q8_0 8)");
+  }
+  if (w.rows != rows || w.cols != cols) {
+    throw std::invalid_argument(name + ": expected shape [" + std::to_string(rows) + ", " + std::to_string(cols) +
+                                "], got [" + std::to_string(w.rows) + ", " + std::to_string(w.cols) + "]");
+  }
+  if (w.type != WeightType::F32 && cols % kQuantBlockElems != 0) {
+    throw std::invalid_argument(name + ": cols = " + std::to_string(cols) + " is not a multiple of 32");
+  }
+}
+
+void check_vec(const float* p, const std::string& name) {
+  if (p == nullptr) throw std::invalid_argument(name + ": missing");
+}
+
+// Rounds x[0, n) to the nearest binary16 value (round to nearest even), in place, on the given path.
+void round_to_f16(float* x, std::size_t n, SimdPath path) {
+  std::uint16_t tmp[256];
+  for (std::size_t i = 0; i < n; i += 256) {
+    const std::size_t m = std::min<std::size_t>(256, n - i);
+    f32_to_f16_row(x + i, tmp, m, path);
+    f16_to_f32_row(tmp, x + i, m, path);
+  }
+}
+
+// ggml's rms_norm (squares summed in double, mean and scale in float) followed by its mul by the weight.
+void rmsnorm_ggml(const float* x, const float* w, float* y, std::size_t n, float eps) {
+  double sum = 0.0;
+  for (std::size_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const float scale = 1.0f / std::sqrt(mean + eps);
+  for (std::size_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * w[i];
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+
+CpuEngine::CpuEngine(const ModelView& model, int n_threads, SimdPath path)
+    : model_(model), n_threads_(n_threads), path_(path) {
+  kernels_for(path);  // throws for an unsupported path
+  const EngineConfig& c = model_.config;
+  if (n_threads < 1 || n_threads > 256) {
+    throw std::invalid_argument("n_threads: expected 1..256, got " + std::to_string(n_threads));
+  }
+  if (c.n_layer == 0 || c.n_embd == 0 || c.n_head == 0 || c.n_head_kv == 0 || c.head_dim == 0 || c.n_ff == 0 ||
+      c.n_vocab == 0 || c.max_seq == 0) {
+    throw std::invalid_argument("config: n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab and max_seq "
+                                "must be positive");
+  }
+  if (c.n_head % c.n_head_kv != 0) {
+    throw std::invalid_argument("config: n_head = " + std::to_string(c.n_head) + " is not a multiple of n_head_kv = " +
+                                std::to_string(c.n_head_kv));
+  }
+  if (c.head_dim % 2 != 0 || c.n_rot % 2 != 0 || c.n_rot == 0 || c.n_rot > c.head_dim) {
+    throw std::invalid_argument("config: head_dim (" + std::to_string(c.head_dim) + ") and n_rot (" +
+                                std::to_string(c.n_rot) + ") must be even with 0 < n_rot <= head_dim");
+  }
+  if (!(c.rms_eps > 0.0f) || !(c.rope_base > 0.0f) || !std::isfinite(c.rope_base)) {
+    throw std::invalid_argument("config: rms_eps and rope_base must be positive and finite");
+  }
+  if (c.max_seq > (std::size_t{1} << 24)) throw std::invalid_argument("config: max_seq above 2^24");
+  if (model_.layers.size() != c.n_layer) {
+    throw std::invalid_argument("layers: expected " + std::to_string(c.n_layer) + ", got " +
+                                std::to_string(model_.layers.size()));
+  }
+  const std::size_t qd = c.n_head * c.head_dim, kvd = c.n_head_kv * c.head_dim;
+  check_weight(model_.tok_embd, "token_embd", c.n_vocab, c.n_embd);
+  check_weight(model_.output, "output", c.n_vocab, c.n_embd);
+  check_vec(model_.output_norm, "output_norm");
+  for (std::size_t l = 0; l < c.n_layer; ++l) {
+    const LayerView& L = model_.layers[l];
+    const std::string p = "blk." + std::to_string(l) + ".";
+    check_vec(L.attn_norm, p + "attn_norm");
+    check_vec(L.ffn_norm, p + "ffn_norm");
+    check_weight(L.wq, p + "attn_q", qd, c.n_embd);
+    check_weight(L.wk, p + "attn_k", kvd, c.n_embd);
+    check_weight(L.wv, p + "attn_v", kvd, c.n_embd);
+    check_weight(L.wo, p + "attn_output", c.n_embd, qd);
+    check_weight(L.gate, p + "ffn_gate", c.n_ff, c.n_embd);
+    check_weight(L.up, p + "ffn_up", c.n_ff, c.n_embd);
+    check_weight(L.down, p + "ffn_down", c.n_embd, c.n_ff);
+  }
+  const std::size_t max_act = std::max({c.n_embd, c.n_ff, qd});
+  if (max_act % kQuantBlockElems != 0) {
+    throw std::invalid_argument("config: activation sizes (n_embd, n_ff, n_head*head_dim) must be multiples of 32");
+  }
+  const std::size_t B = kMaxBatch;
+  x_.assign(B * c.n_embd, 0.0f);
+  h_.assign(B * c.n_embd, 0.0f);
+  tmp_.assign(B * c.n_embd, 0.0f);
+  q_.assign(B * qd, 0.0f);
+  o_.assign(B * qd, 0.0f);
+  k_.assign(B * kvd, 0.0f);
+  v_.assign(B * kvd, 0.0f);
+  gate_.assign(B * c.n_ff, 0.0f);
+  up_.assign(B * c.n_ff, 0.0f);
+  logits_.assign(c.n_vocab, 0.0f);
+  k_cache_.assign(c.n_layer * kvd * c.max_seq, 0.0f);
+  v_cache_.assign(c.n_layer * kvd * c.max_seq, 0.0f);
+  scores_.assign(static_cast<std::size_t>(n_threads) * c.max_seq, 0.0f);
+  rope_cos_.assign(B * (c.n_rot / 2), 0.0f);
+  rope_sin_.assign(B * (c.n_rot / 2), 0.0f);
+  act_q_.assign(B * (max_act / kQuantBlockElems) * sizeof(BlockQ8_0), 0);
+  act_s_.assign(B * (max_act / kQuantBlockElems), 0.0f);
+  pool_ = std::make_unique<SpinPool>(n_threads);
+}
+
+CpuEngine::~CpuEngine() = default;
+
+void CpuEngine::truncate(std::size_t n) {
+  if (n > n_past_) {
+    throw std::invalid_argument("truncate: n = " + std::to_string(n) + " is beyond n_past = " +
+                                std::to_string(n_past_));
+  }
+  n_past_ = n;
+}
+
+std::size_t CpuEngine::weight_bytes_per_token() const {
+  std::size_t total = row_bytes(model_.tok_embd) + model_.output.rows * row_bytes(model_.output);
+  for (const LayerView& L : model_.layers) {
+    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) total += w->rows * row_bytes(*w);
+  }
+  return total;
+}
+
+// ggml's SIMD quantize_row_q8_1 (AVX2 and NEON agree): d = amax/127 (stored f16), q = rne(x * 127/amax),
+// s = f16(d * sum q). The Q8_0 activation of Q4_0/Q8_0 weights is the same blocks without s.
+void CpuEngine::quantize_act(const float* x, std::size_t n, std::size_t n_tok) {
+  act_f32_ = x;
+  act_stride_ = n;
+  const std::size_t nb = n / kQuantBlockElems;
+  for (std::size_t b = 0; b < nb * n_tok; ++b) {  // rows are contiguous: block b of the whole [n_tok, n] buffer
+    const float* xb = x + b * kQuantBlockElems;
+    float amax = 0.0f;
+    for (std::size_t j = 0; j < kQuantBlockElems; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    BlockQ8_0 blk;
+    blk.d = f32_to_f16(d);
+    int sum = 0;
+    for (std::size_t j = 0; j < kQuantBlockElems; ++j) {
+      const int q = static_cast<int>(std::nearbyint(xb[j] * id));  // default rounding mode: to nearest even
+      blk.qs[j] = static_cast<std::int8_t>(q);
+      sum += q;
+    }
+    std::memcpy(act_q_.data() + b * sizeof(BlockQ8_0), &blk, sizeof blk);
+    act_s_[b] = f16_to_f32(f32_to_f16(d * static_cast<float>(sum)));
+  }
+}
+
+// The concatenated rows of the segments are split evenly over threads; each thread reads a weight row once and
+// multiplies it with every token's activations (the row stays in L1 across tokens).
+void CpuEngine::matvec_job(const WeightView* const* w, float* const* y, std::size_t n_seg, std::size_t n_tok) {
+  const PathKernels k = kernels_for(path_);
+  std::size_t total = 0;
+  for (std::size_t s = 0; s < n_seg; ++s) total += w[s]->rows;
+  const std::uint8_t* xq = act_q_.data();
+  const float* xs = act_s_.data();
+  const float* xf = act_f32_;
+  const std::size_t stride = act_stride_;
+  const std::size_t nb_x = stride / kQuantBlockElems;
+  // Chunks of whole 32-row groups (multiples of 4 for the four-row kernels, of 8 so that no two chunks write
+  // one cache line of y), about 16 per thread so that a late thread leaves little to wait for.
+  const std::size_t per_thread = (total + 16 * static_cast<std::size_t>(n_threads_) - 1) / (16 * n_threads_);
+  const std::size_t chunk_rows = std::max<std::size_t>(32, (per_thread + 31) / 32 * 32);
+  const std::size_t n_chunks = (total + chunk_rows - 1) / chunk_rows;
+  auto fn = [&](std::size_t chunk, int) {
+    std::size_t r = chunk * chunk_rows;
+    const std::size_t end = std::min(total, r + chunk_rows);
+    std::size_t base = 0;
+    for (std::size_t s = 0; s < n_seg && r < end; ++s) {
+      const WeightView& W = *w[s];
+      const std::size_t seg_end = base + W.rows;
+      if (r < seg_end) {
+        const std::size_t stop = std::min(end, seg_end);
+        const std::size_t rb = row_bytes(W);
+        const std::size_t nb = W.cols / kQuantBlockElems;
+        const auto* data = static_cast<const std::uint8_t*>(W.data);
+        float* out = y[s];
+        const DotQ8Fn dot = W.type == WeightType::Q4_0   ? k.dot_q4_0
+                            : W.type == WeightType::Q4_1 ? k.dot_q4_1
+                                                         : k.dot_q8_0;
+        const Dot4Fn dot4 = W.type == WeightType::Q4_0   ? k.dot4_q4_0
+                            : W.type == WeightType::Q4_1 ? k.dot4_q4_1
+                            : W.type == WeightType::Q8_0 ? k.dot4_q8_0
+                                                         : nullptr;
+        std::size_t i = r - base;
+        if (dot4 != nullptr) {
+          float four[4];
+          for (; i + 4 <= stop - base; i += 4) {
+            for (std::size_t t = 0; t < n_tok; ++t) {
+              dot4(data + i * rb, rb, xq + t * nb_x * sizeof(BlockQ8_0), xs + t * nb_x, nb, four);
+              std::memcpy(out + t * W.rows + i, four, sizeof four);
+            }
+          }
+        }
+        for (; i < stop - base; ++i) {
+          const std::uint8_t* row = data + i * rb;
+          for (std::size_t t = 0; t < n_tok; ++t) {
+            out[t * W.rows + i] =
+                W.type == WeightType::F32
+                    ? k.dot_f32(reinterpret_cast<const float*>(row), xf + t * stride, W.cols)
+                    : dot(row, xq + t * nb_x * sizeof(BlockQ8_0), xs + t * nb_x, nb);
+          }
+        }
+        r = stop;
+      }
+      base = seg_end;
+    }
+  };
+  pool_->run(n_chunks, fn);
+}
+
+void CpuEngine::rope(float* x, std::size_t n_heads, const float* cos_t, const float* sin_t) const {
+  const EngineConfig& c = model_.config;
+  const std::size_t half = c.n_rot / 2;
+  for (std::size_t h = 0; h < n_heads; ++h) {
+    float* xh = x + h * c.head_dim;
+    for (std::size_t i = 0; i < half; ++i) {
+      const std::size_t i0 = c.rope_neox ? i : 2 * i;
+      const std::size_t i1 = c.rope_neox ? i + half : 2 * i + 1;
+      const float x0 = xh[i0], x1 = xh[i1];
+      xh[i0] = x0 * cos_t[i] - x1 * sin_t[i];
+      xh[i1] = x0 * sin_t[i] + x1 * cos_t[i];
+    }
+  }
+}
+
+// (token, head) pairs split over threads; token t (position first_pos + t) attends to positions <= its own.
+// q_ holds f16-rounded values; the cache holds f16-rounded values.
+void CpuEngine::attention(std::size_t layer, std::size_t first_pos, std::size_t n_tok) {
+  const EngineConfig& c = model_.config;
+  const PathKernels k = kernels_for(path_);
+  const std::size_t D = c.head_dim, S = c.max_seq, H = c.n_head, group = c.n_head / c.n_head_kv;
+  const std::size_t qd = H * D;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  const float* kc = k_cache_.data() + layer * c.n_head_kv * S * D;
+  const float* vc = v_cache_.data() + layer * c.n_head_kv * D * S;
+  const SimdPath path = path_;
+  auto fn = [&](std::size_t job, int tid) {
+    float* s = scores_.data() + static_cast<std::size_t>(tid) * S;
+    {
+      const std::size_t t = job / H, h = job % H, g = h / group, n_kv = first_pos + t + 1;
+      const float* qh = q_.data() + t * qd + h * D;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (std::size_t j = 0; j < n_kv; ++j) {
+        s[j] = k.dot_f32(qh, kc + (g * S + j) * D, D) * scale;
+        mx = std::max(mx, s[j]);
+      }
+      // ggml_vec_soft_max_f32: exp(x - max), sum in double, then multiply by 1/sum.
+      double sum = 0.0;
+      for (std::size_t j = 0; j < n_kv; ++j) {
+        s[j] = std::exp(s[j] - mx);
+        sum += static_cast<double>(s[j]);
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      for (std::size_t j = 0; j < n_kv; ++j) s[j] *= inv;
+      round_to_f16(s, n_kv, path);
+      float* oh = o_.data() + t * qd + h * D;
+      for (std::size_t d = 0; d < D; ++d) oh[d] = k.dot_f32(vc + (g * D + d) * S, s, n_kv);
+    }
+  };
+  pool_->run(n_tok * H, fn);
+}
+
+void CpuEngine::check_tokens(const long long* tokens, std::size_t n) const {
+  const EngineConfig& c = model_.config;
+  if (n > c.max_seq - n_past_) {
+    throw ContextFull("context full: " + std::to_string(n) + " more token(s) after " + std::to_string(n_past_) +
+                      " do not fit in the KV cache of " + std::to_string(c.max_seq) +
+                      " positions (create the model with a larger n_ctx, or reset)");
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= c.n_vocab) {
+      throw std::out_of_range("token id " + std::to_string(tokens[i]) + " (index " + std::to_string(i) +
+                              ") is outside the vocabulary [0, " + std::to_string(c.n_vocab) + ")");
+    }
+  }
+}
+
+long long CpuEngine::step(long long token, float* logits, bool want_argmax) {
+  check_tokens(&token, 1);
+  return forward(&token, 1, logits, logits != nullptr || want_argmax);
+}
+
+long long CpuEngine::prefill(const long long* tokens, std::size_t n, float* logits) {
+  if (n == 0) throw std::invalid_argument("prefill: no tokens");
+  check_tokens(tokens, n);
+  long long best = -1;
+  for (std::size_t i = 0; i < n; i += kMaxBatch) {
+    const std::size_t m = std::min(kMaxBatch, n - i);
+    const bool last = i + m == n;
+    best = forward(tokens + i, m, last ? logits : nullptr, last);
+  }
+  return best;
+}
+
+long long CpuEngine::forward(const long long* tokens, std::size_t n_tok, float* logits, bool want_head) {
+  const EngineConfig& c = model_.config;
+  const PathKernels k = kernels_for(path_);
+  const std::size_t p0 = n_past_;
+  const std::size_t E = c.n_embd, D = c.head_dim, S = c.max_seq, G = c.n_head_kv, F = c.n_ff;
+  const std::size_t qd = c.n_head * D, kvd = G * D, half = c.n_rot / 2;
+
+  for (std::size_t t = 0; t < n_tok; ++t) {
+    // Embedding row (exact dequantization, as ggml_get_rows).
+    const WeightView& T = model_.tok_embd;
+    const auto* row = static_cast<const std::uint8_t*>(T.data) + static_cast<std::size_t>(tokens[t]) * row_bytes(T);
+    float* xt = x_.data() + t * E;
+    switch (T.type) {
+      case WeightType::F32: std::memcpy(xt, row, E * sizeof(float)); break;
+      case WeightType::Q4_0: k.deq_q4_0(row, xt, E / kQuantBlockElems); break;
+      case WeightType::Q4_1: k.deq_q4_1(row, xt, E / kQuantBlockElems); break;
+      case WeightType::Q8_0: k.deq_q8_0(row, xt, E / kQuantBlockElems); break;
+    }
+    // RoPE table for this position: ggml_rope_cache_init's float recurrence.
+    const float theta_scale = std::pow(c.rope_base, -2.0f / static_cast<float>(c.n_rot));
+    float theta = static_cast<float>(p0 + t);
+    for (std::size_t i = 0; i < half; ++i) {
+      const float a = model_.rope_freqs ? theta / model_.rope_freqs[i] : theta;
+      rope_cos_[t * half + i] = std::cos(a);
+      rope_sin_[t * half + i] = std::sin(a);
+      theta *= theta_scale;
+    }
+  }
+
+  for (std::size_t l = 0; l < c.n_layer; ++l) {
+    const LayerView& L = model_.layers[l];
+    for (std::size_t t = 0; t < n_tok; ++t) rmsnorm_ggml(&x_[t * E], L.attn_norm, &h_[t * E], E, c.rms_eps);
+    quantize_act(h_.data(), E, n_tok);
+    {
+      const WeightView* w[3] = {&L.wq, &L.wk, &L.wv};
+      float* y[3] = {q_.data(), k_.data(), v_.data()};
+      matvec_job(w, y, 3, n_tok);
+    }
+    float* kc = k_cache_.data() + l * G * S * D;
+    float* vc = v_cache_.data() + l * G * D * S;
+    for (std::size_t t = 0; t < n_tok; ++t) {
+      float* qt = &q_[t * qd];
+      float* kt = &k_[t * kvd];
+      float* vt = &v_[t * kvd];
+      if (L.bq) for (std::size_t i = 0; i < qd; ++i) qt[i] += L.bq[i];
+      if (L.bk) for (std::size_t i = 0; i < kvd; ++i) kt[i] += L.bk[i];
+      if (L.bv) for (std::size_t i = 0; i < kvd; ++i) vt[i] += L.bv[i];
+      rope(qt, c.n_head, &rope_cos_[t * half], &rope_sin_[t * half]);
+      rope(kt, G, &rope_cos_[t * half], &rope_sin_[t * half]);
+      round_to_f16(qt, qd, path_);
+      round_to_f16(kt, kvd, path_);
+      round_to_f16(vt, kvd, path_);
+      const std::size_t pos = p0 + t;
+      for (std::size_t g = 0; g < G; ++g) {
+        std::memcpy(kc + (g * S + pos) * D, kt + g * D, D * sizeof(float));
+        for (std::size_t d = 0; d < D; ++d) vc[(g * D + d) * S + pos] = vt[g * D + d];
+      }
+    }
+    attention(l, p0, n_tok);
+    quantize_act(o_.data(), qd, n_tok);
+    {
+      const WeightView* w[1] = {&L.wo};
+      float* y[1] = {tmp_.data()};
+      matvec_job(w, y, 1, n_tok);
+    }
+    for (std::size_t i = 0; i < n_tok * E; ++i) x_[i] += tmp_[i];
+    for (std::size_t t = 0; t < n_tok; ++t) rmsnorm_ggml(&x_[t * E], L.ffn_norm, &h_[t * E], E, c.rms_eps);
+    quantize_act(h_.data(), E, n_tok);
+    {
+      const WeightView* w[2] = {&L.gate, &L.up};
+      float* y[2] = {gate_.data(), up_.data()};
+      matvec_job(w, y, 2, n_tok);
+    }
+    for (std::size_t i = 0; i < n_tok * F; ++i) {
+      const float g = gate_[i];
+      gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
+    }
+    quantize_act(gate_.data(), F, n_tok);
+    {
+      const WeightView* w[1] = {&L.down};
+      float* y[1] = {tmp_.data()};
+      matvec_job(w, y, 1, n_tok);
+    }
+    for (std::size_t i = 0; i < n_tok * E; ++i) x_[i] += tmp_[i];
+  }
+  n_past_ = p0 + n_tok;
+  if (!want_head) return -1;
+
+  // LM head for the last token only.
+  rmsnorm_ggml(&x_[(n_tok - 1) * E], model_.output_norm, h_.data(), E, c.rms_eps);
+  quantize_act(h_.data(), E, 1);
+  float* out = logits != nullptr ? logits : logits_.data();
+  {
+    const WeightView* w[1] = {&model_.output};
+    float* y[1] = {out};
+    matvec_job(w, y, 1, 1);
+  }
+  // First maximum; a NaN counts as the maximum (as numpy.argmax) so that broken logits are visible.
+  std::size_t best = 0;
+  for (std::size_t i = 0; i < c.n_vocab; ++i) {
+    if (std::isnan(out[i])) return static_cast<long long>(i);
+    if (out[i] > out[best]) best = i;
+  }
+  return static_cast<long long>(best);
+}
+
+}  // namespace edgellm::cpu
