@@ -185,13 +185,15 @@ def _byte_tokens() -> list[str]:
 
 
 def write_tiny_gguf(path: Path, arch: str = "llama", *, types: Optional[dict[str, Any]] = None, tied: bool = True,
-                    seed: int = 0, skip: tuple[str, ...] = (), n_layer: int = 2) -> dict[str, np.ndarray]:
-    """A tiny random decoder GGUF (n_embd 64, 4 heads / 2 kv heads of 16, n_ff 96, vocab 258); returns the float32
-    weights as written (before quantization)."""
+                    seed: int = 0, skip: tuple[str, ...] = (), n_layer: int = 2,
+                    dims: tuple[int, int, int, int, int] = (64, 4, 2, 16, 96)) -> dict[str, np.ndarray]:
+    """A tiny random decoder GGUF (dims = n_embd, heads, kv heads, head_dim, n_ff: default 64, 4, 2, 16, 96;
+    vocab 258); returns the float32 weights as written (before quantization)."""
     rng = np.random.default_rng(seed)
     types = types or {}
     tokens = _byte_tokens() + ["ab", "<|end|>"]
-    n_vocab, E, H, G, D, F = len(tokens), 64, 4, 2, 16, 96
+    n_vocab = len(tokens)
+    E, H, G, D, F = dims
     w = gguf.GGUFWriter(str(path), arch)
     w.add_block_count(n_layer)
     w.add_context_length(256)
@@ -451,8 +453,14 @@ def test_missing_tensor_and_metadata(tmp_path: Path) -> None:
 
 
 def test_device_and_arguments(tiny: Path) -> None:
-    with pytest.raises(ValueError, match="'cuda' is not supported.*supported: cpu"):
-        Model.load(tiny, device="cuda")
+    with pytest.raises(ValueError, match="'tpu' is not supported.*supported: cpu"):
+        Model.load(tiny, device="tpu")
+    if not _core.cuda_compiled():
+        with pytest.raises(ValueError, match="'cuda' is not supported.*supported: cpu"):
+            Model.load(tiny, device="cuda")
+    elif _core.cuda_device_count() == 0:
+        with pytest.raises(RuntimeError, match="no CUDA device is visible"):
+            Model.load(tiny, device="cuda")
     with pytest.raises(ValueError, match="n_threads"):
         Model.load(tiny, n_threads=0)
     with pytest.raises(TypeError, match="n_ctx"):

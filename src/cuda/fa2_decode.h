@@ -24,6 +24,7 @@
 // the partials: one launch in all cases. num_splits <= 128.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "device_buffer.h"
@@ -61,6 +62,7 @@ class Fa2DecodeOp : public Launchable {
   void launch(cudaStream_t stream) override;
   int num_splits() const { return num_splits_; }
   int heads_per_block() const { return heads_per_block_; }
+  std::size_t workspace_bytes() const { return partial_out_.bytes() + partial_lse_.bytes() + counters_.bytes(); }
 
  private:
   Fa2DecodeShape shape_;

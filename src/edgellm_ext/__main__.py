@@ -16,7 +16,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     try:
         model = Model.load(args.model, device=args.device, n_threads=args.threads, n_ctx=args.ctx, simd=args.simd)
-    except (FileNotFoundError, ValueError, TypeError) as exc:
+    except (FileNotFoundError, ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: no usable GPU
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not args.quiet:
@@ -43,13 +43,15 @@ def _generate(args: argparse.Namespace) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgellm_ext", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("generate", help="generate text from a GGUF model on the CPU")
+    g = sub.add_parser("generate", help="generate text from a GGUF model on the CPU or a CUDA GPU")
     g.add_argument("--model", required=True, help="path of a GGUF file (llama or qwen2 architecture)")
     g.add_argument("--prompt", required=True)
     g.add_argument("-n", "--max-new-tokens", dest="n", type=int, default=64)
-    g.add_argument("--threads", type=int, default=None, help="worker threads (default: all CPUs available)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU worker threads (default: all CPUs available; ignored with --device cuda)")
     g.add_argument("--ctx", type=int, default=2048, help="KV cache positions (default 2048)")
-    g.add_argument("--device", default="cpu")
+    g.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="cpu (default) or cuda (Q4_0/Q4_1/Q8_0 models; one CUDA graph per token)")
     g.add_argument("--simd", default=None, help="auto (default), scalar, avx2 or neon")
     g.add_argument("--chat", action="store_true", help="wrap the prompt in the GGUF's chat template")
     g.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy")

@@ -10,11 +10,18 @@
 #include "engine.h"
 #include "quant.h"
 
+#if defined(EDGELLM_WITH_CUDA)
+#include "gpu_engine.h"
+#endif
+
 namespace edgellm::bindings {
 namespace {
 
+// The arrays a ModelView points into (kept alive as long as the CPU engine; the GPU engine copies them).
+using Owners = std::vector<py::object>;
+
 struct PyEngine {
-  std::vector<py::object> owners;  // arrays whose memory the engine points into
+  Owners owners;  // arrays whose memory the engine points into
   std::unique_ptr<cpu::CpuEngine> engine;
   std::mutex busy;                 // one step at a time (the GIL is released inside)
 };
@@ -26,7 +33,7 @@ std::size_t cfg_size(const py::dict& c, const char* key) {
   return static_cast<std::size_t>(v);
 }
 
-const void* take(PyEngine& e, const py::dict& weights, const std::string& name, bool optional, int* type_out,
+const void* take(Owners& owners, const py::dict& weights, const std::string& name, bool optional, int* type_out,
                  std::size_t rows, std::size_t cols) {
   if (!weights.contains(name)) {
     if (optional) return nullptr;
@@ -66,23 +73,23 @@ const void* take(PyEngine& e, const py::dict& weights, const std::string& name, 
                           std::to_string(arr.nbytes()) + " (truncated or wrong shape?)");
   }
   if (type_out) *type_out = type;
-  e.owners.push_back(arr);
+  owners.push_back(arr);
   return arr.data();
 }
 
-cpu::WeightView matrix(PyEngine& e, const py::dict& w, const std::string& name, std::size_t rows, std::size_t cols) {
+cpu::WeightView matrix(Owners& e, const py::dict& w, const std::string& name, std::size_t rows, std::size_t cols) {
   int type = 0;
   const void* data = take(e, w, name, false, &type, rows, cols);
   return cpu::WeightView{static_cast<cpu::WeightType>(type), data, rows, cols};
 }
 
-const float* vec(PyEngine& e, const py::dict& w, const std::string& name, std::size_t n, bool optional = false) {
+const float* vec(Owners& e, const py::dict& w, const std::string& name, std::size_t n, bool optional = false) {
   return static_cast<const float*>(take(e, w, name, optional, nullptr, 1, n));
 }
 
-std::unique_ptr<PyEngine> make_engine(const py::dict& config, const py::dict& weights, int n_threads,
-                                      const std::string& simd) {
-  auto e = std::make_unique<PyEngine>();
+// The model description both engines take, from the config dict and the weight arrays (checked: dtype, bytes).
+cpu::ModelView model_view(Owners& owners, const py::dict& config, const py::dict& weights) {
+  Owners* e = &owners;
   cpu::ModelView m;
   cpu::EngineConfig& c = m.config;
   c.n_layer = cfg_size(config, "n_layer");
@@ -120,16 +127,51 @@ std::unique_ptr<PyEngine> make_engine(const py::dict& config, const py::dict& we
     L.down = matrix(*e, weights, p + "ffn_down", c.n_embd, c.n_ff);
     m.layers.push_back(L);
   }
+  return m;
+}
+
+std::unique_ptr<PyEngine> make_engine(const py::dict& config, const py::dict& weights, int n_threads,
+                                      const std::string& simd) {
+  auto e = std::make_unique<PyEngine>();
+  const cpu::ModelView m = model_view(e->owners, config, weights);
   const SimdPath path = parse_simd_path(simd);
   e->engine = std::make_unique<cpu::CpuEngine>(m, n_threads, path);
   return e;
 }
 
-std::unique_lock<std::mutex> claim(PyEngine& e) {
-  std::unique_lock<std::mutex> lock(e.busy, std::try_to_lock);
-  if (!lock.owns_lock()) throw std::runtime_error("CpuEngine: already running a step in another thread");
+std::unique_lock<std::mutex> claim(std::mutex& busy, const char* what) {
+  std::unique_lock<std::mutex> lock(busy, std::try_to_lock);
+  if (!lock.owns_lock()) throw std::runtime_error(std::string(what) + ": already running a step in another thread");
   return lock;
 }
+std::unique_lock<std::mutex> claim(PyEngine& e) { return claim(e.busy, "CpuEngine"); }
+
+// The logits output argument of step()/prefill(): None, or a float32 [n_vocab] array.
+float* logits_out(const py::object& logits, std::size_t n_vocab) {
+  if (logits.is_none()) return nullptr;
+  auto a = logits.cast<F32Array>();
+  require_ndim(a, "logits", 1);
+  require_dim(a, "logits", 0, static_cast<py::ssize_t>(n_vocab));
+  return a.mutable_data();
+}
+
+using TokenArray = py::array_t<long long, py::array::c_style | py::array::forcecast>;
+
+#if defined(EDGELLM_WITH_CUDA)
+struct PyGpuEngine {
+  std::unique_ptr<cuda::GpuEngine> engine;
+  std::mutex busy;
+};
+
+std::unique_ptr<PyGpuEngine> make_gpu_engine(const py::dict& config, const py::dict& weights) {
+  Owners owners;  // only during the upload: the GPU engine copies every tensor
+  const cpu::ModelView m = model_view(owners, config, weights);
+  auto e = std::make_unique<PyGpuEngine>();
+  py::gil_scoped_release release;
+  e->engine = std::make_unique<cuda::GpuEngine>(m);
+  return e;
+}
+#endif
 
 }  // namespace
 
@@ -144,13 +186,7 @@ void bind_engine(py::module_& m) {
           "step",
           [](PyEngine& e, long long token, py::object logits, bool want_argmax) {
             auto lock = claim(e);
-            float* out = nullptr;
-            if (!logits.is_none()) {
-              auto a = logits.cast<F32Array>();
-              require_ndim(a, "logits", 1);
-              require_dim(a, "logits", 0, static_cast<py::ssize_t>(e.engine->config().n_vocab));
-              out = a.mutable_data();
-            }
+            float* out = logits_out(logits, e.engine->config().n_vocab);
             py::gil_scoped_release release;
             return e.engine->step(token, out, want_argmax);
           },
@@ -159,20 +195,12 @@ void bind_engine(py::module_& m) {
       // (EngineContextFull) and ids (IndexError) before running anything. Returns the last token's argmax.
       .def(
           "prefill",
-          [](PyEngine& e, const py::array_t<long long, py::array::c_style | py::array::forcecast>& tokens,
-             py::object logits) {
+          [](PyEngine& e, const TokenArray& tokens, py::object logits) {
             auto lock = claim(e);
             require_ndim(tokens, "tokens", 1);
             const std::size_t n = static_cast<std::size_t>(tokens.shape(0));
-            const auto& c = e.engine->config();
             if (n == 0) throw py::value_error("tokens: empty");
-            float* out = nullptr;
-            if (!logits.is_none()) {
-              auto a = logits.cast<F32Array>();
-              require_ndim(a, "logits", 1);
-              require_dim(a, "logits", 0, static_cast<py::ssize_t>(c.n_vocab));
-              out = a.mutable_data();
-            }
+            float* out = logits_out(logits, e.engine->config().n_vocab);
             const long long* t = tokens.data();
             py::gil_scoped_release release;
             return e.engine->prefill(t, n, out);
@@ -188,6 +216,50 @@ void bind_engine(py::module_& m) {
       .def_property_readonly("simd", [](PyEngine& e) { return std::string(simd_path_name(e.engine->simd_path())); })
       .def_property_readonly("weight_bytes_per_token",
                              [](PyEngine& e) { return e.engine->weight_bytes_per_token(); });
+
+#if defined(EDGELLM_WITH_CUDA)
+  // Same interface as CpuEngine (step/prefill/truncate/n_past), on the current CUDA device (gpu_engine.h).
+  py::class_<PyGpuEngine>(m, "GpuEngine")
+      .def(py::init(&make_gpu_engine), py::arg("config"), py::arg("weights"))
+      // want_argmax is accepted for CpuEngine's signature: the GPU step always runs the LM head and the argmax.
+      .def(
+          "step",
+          [](PyGpuEngine& e, long long token, py::object logits, bool /*want_argmax*/) {
+            auto lock = claim(e.busy, "GpuEngine");
+            float* out = logits_out(logits, e.engine->config().n_vocab);
+            py::gil_scoped_release release;
+            return e.engine->step(token, out);
+          },
+          py::arg("token"), py::arg("logits"), py::arg("want_argmax") = true)
+      .def(
+          "prefill",
+          [](PyGpuEngine& e, const TokenArray& tokens, py::object logits) {
+            auto lock = claim(e.busy, "GpuEngine");
+            require_ndim(tokens, "tokens", 1);
+            const std::size_t n = static_cast<std::size_t>(tokens.shape(0));
+            if (n == 0) throw py::value_error("tokens: empty");
+            float* out = logits_out(logits, e.engine->config().n_vocab);
+            const long long* t = tokens.data();
+            py::gil_scoped_release release;
+            return e.engine->prefill(t, n, out);
+          },
+          py::arg("tokens"), py::arg("logits"))
+      .def("truncate", [](PyGpuEngine& e, std::size_t n) {
+        auto lock = claim(e.busy, "GpuEngine");
+        e.engine->truncate(n);
+      })
+      .def_property_readonly("n_past", [](PyGpuEngine& e) { return e.engine->n_past(); })
+      .def_property_readonly("max_seq", [](PyGpuEngine& e) { return e.engine->config().max_seq; })
+      .def_property_readonly("weight_bytes_per_token",
+                             [](PyGpuEngine& e) { return e.engine->weight_bytes_per_token(); })
+      .def_property_readonly("device_bytes", [](PyGpuEngine& e) { return e.engine->device_bytes(); })
+      .def_property_readonly("kernels_per_step", [](PyGpuEngine& e) { return e.engine->kernels_per_step(); })
+      .def_property_readonly("graph_nodes", [](PyGpuEngine& e) { return e.engine->graph_nodes(); })
+      .def_property_readonly("last_step_h2d_bytes", [](PyGpuEngine& e) { return e.engine->last_step_h2d_bytes(); })
+      .def_property_readonly("last_step_d2h_bytes", [](PyGpuEngine& e) { return e.engine->last_step_d2h_bytes(); });
+#else
+  bind_unavailable(m, {"GpuEngine"});
+#endif
 }
 
 }  // namespace edgellm::bindings

@@ -1,12 +1,13 @@
-"""End-to-end decoding of a GGUF model on the CPU with edgellm_ext's C++ engine.
+"""End-to-end decoding of a GGUF model with edgellm_ext's engines: the C++ CPU engine or the CUDA engine.
 
 >>> model = Model.load("SmolLM2-135M-Instruct.Q4_1.gguf", n_threads=2)       # doctest: +SKIP
 >>> for piece in model.generate_text("The capital of France is", max_new_tokens=16):  # doctest: +SKIP
 ...     print(piece, end="")
 
-The whole per-token step (all layers, the LM head and the argmax) runs in C++ (``src/cpp/engine.cpp``); Python
-only loops over tokens and samples when sampling is asked for. Arithmetic mirrors llama.cpp's CPU path (Q8
-activations for the quantized matvecs, f16 KV cache): see docs/engine.md.
+The whole per-token step (all layers, the LM head and the argmax) runs in C++ (``src/cpp/engine.cpp``) or, with
+``device="cuda"``, on the GPU as one CUDA graph replay (``src/cuda/gpu_engine.cu``); Python only loops over tokens
+and samples when sampling is asked for. Arithmetic mirrors llama.cpp's CPU path (Q8 activations for the quantized
+matvecs, f16 KV cache): see docs/engine.md.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from .gguf_model import GgufModel, DecoderConfig, open_reader, read_gguf
 
 __all__ = ["ContextFullError", "GenerationStats", "Model", "SUPPORTED_DEVICES"]
 
-#: Devices this build's engine runs on.
-SUPPORTED_DEVICES: tuple[str, ...] = ("cpu",)
+#: Devices this build's engine runs on ("cuda" needs a CUDA build; a visible GPU is checked at load).
+SUPPORTED_DEVICES: tuple[str, ...] = ("cpu", "cuda") if _core.cuda_compiled() else ("cpu",)
 
 #: Raised when tokens do not fit in the KV cache (a ValueError); the engine's state is unchanged.
 ContextFullError = _core.EngineContextFull
@@ -65,14 +66,15 @@ def _check_positive_int(value: object, name: str, minimum: int = 1) -> int:
 
 
 class Model:
-    """A GGUF decoder model loaded for CPU decoding. Build with :meth:`Model.load`.
+    """A GGUF decoder model loaded for decoding on the CPU or a CUDA GPU. Build with :meth:`Model.load`.
 
     Not thread-safe: one generation at a time per Model (a second concurrent call raises RuntimeError).
     """
 
-    def __init__(self, gguf_model: GgufModel, engine: Any, n_ctx: int) -> None:
+    def __init__(self, gguf_model: GgufModel, engine: Any, n_ctx: int, device: str = "cpu") -> None:
         self._gguf = gguf_model
         self._engine = engine
+        self.device = device
         self.n_ctx = n_ctx
         self.tokenizer = gguf_model.tokenizer
         self.last_stats = GenerationStats()
@@ -91,7 +93,8 @@ class Model:
     ) -> "Model":
         """Load the GGUF at ``path``.
 
-        device: only "cpu" in this build (ValueError otherwise). n_threads: worker threads (default: the CPUs this
+        device: "cpu", or "cuda" (the current CUDA device; Q4_0/Q4_1/Q8_0 weights, which are copied to the GPU once;
+        RuntimeError when no GPU is visible). n_threads (CPU only): worker threads (default: the CPUs this
         process may use). n_ctx: KV cache positions (prompt + generated tokens; capped by nothing but memory:
         ~2 * n_layer * n_head_kv * head_dim * 4 bytes per position). simd: "auto"/None, "scalar", "avx2", "neon".
         reader: an open ``gguf.GGUFReader`` of the same file to reuse (parsing is the slow part of loading).
@@ -103,6 +106,10 @@ class Model:
         if device not in SUPPORTED_DEVICES:
             raise ValueError(f"device: {device!r} is not supported by this build's engine; supported: "
                              f"{', '.join(SUPPORTED_DEVICES)}")
+        if device == "cuda":
+            from ..cuda import require_cuda
+
+            require_cuda()
         if n_threads is None:
             n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         n_threads = _check_positive_int(n_threads, "n_threads")
@@ -111,8 +118,11 @@ class Model:
         if reader is None:
             reader = open_reader(path)
         g = read_gguf(path, reader)
-        engine = _core.CpuEngine(g.config.engine_dict(n_ctx), g.weights, n_threads, simd_name(simd))
-        return cls(g, engine, n_ctx)
+        if device == "cuda":
+            engine = _core.GpuEngine(g.config.engine_dict(n_ctx), g.weights)
+        else:
+            engine = _core.CpuEngine(g.config.engine_dict(n_ctx), g.weights, n_threads, simd_name(simd))
+        return cls(g, engine, n_ctx, device)
 
     # --------------------------------------------------------------------------------------------- queries
     @property
@@ -120,12 +130,24 @@ class Model:
         return self._gguf.config
 
     @property
-    def n_threads(self) -> int:
-        return int(self._engine.n_threads)
+    def n_threads(self) -> Optional[int]:
+        """CPU worker threads (None on the GPU)."""
+        return int(self._engine.n_threads) if self.device == "cpu" else None
 
     @property
-    def simd(self) -> str:
-        return str(self._engine.simd)
+    def simd(self) -> Optional[str]:
+        """The CPU engine's SIMD path (None on the GPU)."""
+        return str(self._engine.simd) if self.device == "cpu" else None
+
+    def gpu_counters(self) -> dict[str, int]:
+        """GPU engine only: kernels per step, graph nodes and host<->device bytes of the last step, device
+        memory the engine allocated."""
+        if self.device != "cuda":
+            raise ValueError("gpu_counters: the model is on the CPU")
+        e = self._engine
+        return {"kernels_per_step": int(e.kernels_per_step), "graph_nodes": int(e.graph_nodes),
+                "last_step_h2d_bytes": int(e.last_step_h2d_bytes), "last_step_d2h_bytes": int(e.last_step_d2h_bytes),
+                "device_bytes": int(e.device_bytes)}
 
     @property
     def weight_bytes_per_token(self) -> int:
@@ -137,8 +159,11 @@ class Model:
         return self._gguf.chat_template
 
     def summary(self) -> str:
-        return (f"{self._gguf.summary()}\nengine: cpu, {self.n_threads} threads, simd {self.simd}, "
-                f"n_ctx {self.n_ctx}, {self.weight_bytes_per_token / 2**20:.1f} MiB of weights per token")
+        where = (f"cpu, {self.n_threads} threads, simd {self.simd}" if self.device == "cpu" else
+                 f"cuda, {self._engine.kernels_per_step} kernels per step in one CUDA graph, "
+                 f"{self._engine.device_bytes / 2**20:.1f} MiB on the device")
+        return (f"{self._gguf.summary()}\nengine: {where}, n_ctx {self.n_ctx}, "
+                f"{self.weight_bytes_per_token / 2**20:.1f} MiB of weights per token")
 
     def apply_chat_template(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
         """Render ``messages`` ([{"role": ..., "content": ...}]) with the GGUF's ``tokenizer.chat_template``

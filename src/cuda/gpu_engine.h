@@ -1,0 +1,119 @@
+// GPU decode engine: one token of a Llama/Qwen2-style decoder per step, the whole step replayed from one CUDA graph.
+//
+// Same model description as the CPU engine (src/cpp/engine.h: cpu::ModelView, GGUF tensors as stored) and the same
+// math; the weights are copied once to the device in the file's quantization (Q4_0, Q4_1, Q8_0) and multiplied
+// with Q8_1-quantized activations using integer dot products (dp4a), like llama.cpp's CUDA "mmvq" path and like our
+// CPU engine (which mirrors ggml's CPU path): d_w * d_x * sum(q_w * q_x) (+ m_w * s_x for Q4_1).
+//
+// One step (token t at position p; graph nodes in order, L = n_layer):
+//   embed        x = dequant(tok_embd[t]);  seq_len = p + 1                                   1 kernel
+//   per layer    qkv   : h = rmsnorm(x) * attn_norm -> Q8_1 (in shared memory, per block);
+//                        q, k, v = W h (+ bias); RoPE(q, k) at p; q -> fp16 buffer, k, v -> fp16 cache at p  1 kernel
+//                attn  : o = fa2_decode(q, K[:p+1], V[:p+1]) (GQA, split-KV, fp16 cache)                     1 kernel
+//                o-proj: x += Wo Q8_1(o)                                                                      1 kernel
+//                ffn-up: h = rmsnorm(x) * ffn_norm -> Q8_1; a = silu(Wgate h) * (Wup h)                       1 kernel
+//                down  : x += Wdown Q8_1(a)                                                                   1 kernel
+//   head         logits = Wout Q8_1(rmsnorm(x) * output_norm)                                  1 kernel
+//   argmax       token = first argmax(logits); p += 1 (both in device memory); token -> pinned host   1 kernel + 1 copy
+// = 5 L + 3 kernels. The token id and position live in device memory: a greedy step whose input is the previous
+// step's argmax needs no host-to-device copy at all; a prompt token or a sampled token costs one 4-byte copy.
+// The only synchronisation per step is the wait for the 4-byte token id.
+//
+// Attention is FlashAttention-2 decode (fa2_decode.h), whose split count is fixed per captured graph from a length
+// hint: one graph per length bucket (256, 1024, 4096, ... up to max_seq keys), captured on first use.
+//
+// Differences from the CPU engine (so the logits agree to a tolerance, not bit for bit): sums run in a different
+// order (warp shuffles), RMSNorm sums squares in float, RoPE angles are pos * inv_freq[i] (sincosf) rather than
+// ggml's float recurrence, the attention's softmax weights stay fp32 (the CPU rounds them to fp16, as ggml's CPU
+// path does) and its output is rounded to fp16 before the output projection quantizes it.
+//
+// Limits: weights Q4_0/Q4_1/Q8_0 (F32 matrices are refused: the CPU engine runs them), head_dim in
+// {64, 80, 96, 128, 256}, every matrix's cols a multiple of 32, n_embd and n_ff <= 16384.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "device_buffer.h"
+#include "engine.h"  // cpu::ModelView, cpu::ContextFull (src/cpp)
+#include "fa2_decode.h"
+#include "stream.h"
+
+namespace edgellm::cuda {
+
+// One quantized matrix on the device: rows of ggml blocks.
+struct DeviceMatrix {
+  const std::uint8_t* data = nullptr;
+  int type = 0;          // ggml type id: 2 Q4_0, 3 Q4_1, 8 Q8_0
+  int rows = 0;
+  int cols = 0;
+  int row_bytes = 0;
+};
+
+struct DeviceLayer {
+  const float* attn_norm = nullptr;
+  const float* ffn_norm = nullptr;
+  const float* bias[3] = {nullptr, nullptr, nullptr};  // q, k, v (Qwen2); nullptr = none
+  DeviceMatrix wq, wk, wv, wo, gate, up, down;
+};
+
+class GpuEngine {
+ public:
+  // Validates (std::invalid_argument naming the tensor) and copies every weight to the current device.
+  explicit GpuEngine(const cpu::ModelView& model);
+  ~GpuEngine();
+  GpuEngine(const GpuEngine&) = delete;
+  GpuEngine& operator=(const GpuEngine&) = delete;
+
+  // One token at position n_past(); fills logits (n_vocab floats, host) when given; returns the argmax (the LM
+  // head always runs). cpu::ContextFull when the cache is full, std::out_of_range for a bad id: nothing changed.
+  long long step(long long token, float* logits);
+  // The prompt, token by token through the same graph; returns the last token's argmax (logits of the last).
+  long long prefill(const long long* tokens, std::size_t n, float* logits);
+  void truncate(std::size_t n);
+
+  std::size_t n_past() const { return n_past_; }
+  const cpu::EngineConfig& config() const { return config_; }
+  std::size_t weight_bytes_per_token() const { return weight_bytes_per_token_; }
+  std::size_t device_bytes() const;  // everything this engine allocated on the device
+  int kernels_per_step() const { return 5 * static_cast<int>(config_.n_layer) + 3; }
+  // Graph nodes of the graph that ran the last step (kernels + the token copy); 0 before the first step.
+  std::size_t graph_nodes() const { return last_graph_nodes_; }
+  // Host<->device bytes moved by the last step (token in, token out, logits when asked for).
+  std::size_t last_step_h2d_bytes() const { return last_h2d_bytes_; }
+  std::size_t last_step_d2h_bytes() const { return last_d2h_bytes_; }
+  std::uintptr_t stream_handle() const { return stream_.handle(); }
+
+ private:
+  struct Bucket;
+  Bucket& bucket_for(std::size_t length);
+  void enqueue_step(Bucket& b, cudaStream_t stream);
+  void check_tokens(const long long* tokens, std::size_t n) const;
+
+  cpu::EngineConfig config_;
+  Stream stream_;
+  int multiprocessors_ = 0;
+  std::size_t weight_bytes_per_token_ = 0;
+  std::unique_ptr<DeviceBuffer> weights_;  // every matrix, norm, bias and the RoPE table, 256-byte aligned pieces
+  DeviceMatrix tok_embd_, output_;
+  const float* output_norm_ = nullptr;
+  const float* inv_freq_ = nullptr;        // [n_rot / 2]: base^(-2i/n_rot) / rope_freqs[i]
+  std::vector<DeviceLayer> layers_;
+  std::unique_ptr<DeviceBuffer> k_cache_, v_cache_;  // fp16 [L][G][max_seq][D]
+  std::unique_ptr<DeviceBuffer> x_, q_, o_, act_, logits_;  // residual f32 [E]; q, o fp16 [H*D]; f32 [F]; f32 [V]
+  std::unique_ptr<DeviceBuffer> state_;       // int32 {token, position, seq_len, argmax}
+  int* host_io_ = nullptr;                    // pinned {token, position}: the argmax comes back in [0]
+  std::vector<std::unique_ptr<Bucket>> buckets_;
+  std::size_t n_past_ = 0;
+  // The device's {token, position} are {last_argmax_, n_past_} (false at first and after truncate()): a step
+  // given last_argmax_ then copies nothing to the device.
+  bool device_state_current_ = false;
+  long long last_argmax_ = -1;
+  std::size_t last_graph_nodes_ = 0, last_h2d_bytes_ = 0, last_d2h_bytes_ = 0;
+};
+
+}  // namespace edgellm::cuda
