@@ -1,0 +1,57 @@
+"""Quick speed/consistency probe of the decode engines (not a benchmark: bench/run.py --suite e2e-gpu is).
+
+    python tools/engine_probe.py --model PATH [--device cuda] [--depth 0] [--runs 5]
+    python tools/engine_probe.py --synthetic DIR   # writes a random SmolLM2-shaped GGUF (30 layers, vocab 258)
+
+Prints per-run TTFT, decode tok/s for 128 greedy tokens, and the GPU engine's counters, as JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model")
+    ap.add_argument("--synthetic", help="folder to write a random SmolLM2-shaped GGUF into (then probe it)")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--depth", type=int, default=0, help="prompt tokens before the timed decode")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--new", type=int, default=128)
+    args = ap.parse_args()
+    from edgellm_ext.models import Model
+
+    path = args.model
+    if args.synthetic:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from test_engine import write_tiny_gguf
+
+        path = str(Path(args.synthetic) / "smol_shaped.gguf")
+        t = time.perf_counter()
+        write_tiny_gguf(Path(path), "llama", dims=(576, 9, 3, 64, 1536), n_layer=30, seed=1)
+        print(json.dumps({"synthetic_written_s": round(time.perf_counter() - t, 1), "path": path}), flush=True)
+    t = time.perf_counter()
+    m = Model.load(path, device=args.device, n_ctx=args.depth + args.new + 8)
+    print(json.dumps({"load_s": round(time.perf_counter() - t, 2), "summary": m.summary()}), flush=True)
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(0, m.config.n_vocab, size=max(1, args.depth)).astype(np.int64)
+    for run in range(args.runs + 1):
+        toks = list(m.generate(prompt, args.new, stop_at_eos=False))
+        s = m.last_stats
+        rec = {"run": run, "warmup": run == 0, "prompt": int(prompt.size), "ttft_ms": round(s.prefill_s * 1e3, 2),
+               "decode_tok_s": round(s.decode_tok_s, 1), "first_tokens": toks[:8]}
+        if args.device == "cuda":
+            rec.update(m.gpu_counters())
+        print(json.dumps(rec), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
