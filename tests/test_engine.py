@@ -201,6 +201,9 @@ def write_tiny_gguf(path: Path, arch: str = "llama", *, types: Optional[dict[str
     w.add_feed_forward_length(F)
     w.add_head_count(H)
     w.add_head_count_kv(G)
+    if D != E // H:
+        w.add_key_length(D)
+        w.add_value_length(D)
     w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_tokenizer_model("gpt2")

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Device call for the GPU decode engine (issue 6): build, GPU engine tests (+ compute-sanitizer memcheck on them),
-# a speed probe on a random SmolLM2-shaped model. Usage on the device, from the repo root:
-#   bash tools/device_engine.sh
-# Carried: .whl (gguf + deps). Logs under $OUT.
+# speed probes on a random SmolLM2-shaped model (programmatic launch on/off) and an ncu per-kernel breakdown.
+# Usage on the device, from the repo root: bash tools/device_engine.sh      Carried: .whl (gguf + deps).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -13,8 +12,14 @@ t0=$(date +%s)
 python3 -m pip install -q --no-build-isolation --no-deps "$ROOT" > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build $(( $(date +%s) - t0 )) s"
 cd /tmp
-python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider -x 2>&1 | tee "$OUT/pytest_engine.log" | tail -25
-[ -n "${SANITIZE:-}" ] && { compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider -k "bad_input or greedy" > "$OUT/memcheck.log" 2>&1; echo "memcheck exit $?"; grep -E "ERROR SUMMARY|passed|failed" "$OUT/memcheck.log" | tail -3; }
+python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider 2>&1 | tee "$OUT/pytest_engine.log" | tail -${TAIL:-25}
+[ -n "${SANITIZE:-}" ] && for tool in memcheck racecheck; do compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider -k "bad_input or greedy" > "$OUT/$tool.log" 2>&1; echo "$tool exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$OUT/$tool.log" | tail -3; done
 mkdir -p /tmp/synth
-python3 "$ROOT/tools/engine_probe.py" --synthetic /tmp/synth --runs 3 2>&1 | tee "$OUT/probe.log" | cut -c1-400
-python3 "$ROOT/tools/engine_probe.py" --model /tmp/synth/smol_shaped.gguf --depth 1000 --runs 2 --new 64 2>&1 | cut -c1-300 | tail -3
+M=/tmp/synth/smol_shaped.gguf
+[ -f $M ] || python3 "$ROOT/tools/engine_probe.py" --synthetic /tmp/synth --runs 0 > /dev/null
+for flag in "" "--no-pdl"; do
+  python3 "$ROOT/tools/engine_probe.py" --model $M --runs 3 $flag 2>&1 | grep '"run": 3' | cut -c1-200 | sed "s/^/[$flag] /"
+done
+python3 "$ROOT/tools/engine_probe.py" --model $M --depth 1000 --runs 1 --new 64 2>&1 | grep '"run": 1' | cut -c1-200
+ncu --csv --metrics gpu__time_duration.sum python3 "$ROOT/tools/engine_probe.py" --model $M --runs 0 --new 3 > "$OUT/ncu.csv" 2>/dev/null
+python3 "$ROOT/tools/ncu_kernel_times.py" "$OUT/ncu.csv"

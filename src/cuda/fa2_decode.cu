@@ -106,6 +106,11 @@ __device__ __forceinline__ void consume_step(const T* tag, int step, int key_end
                                              const uint4 (&v_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
                                              float (&m)[HPB], float (&l)[HPB],
                                              float (&acc)[HPB][Geometry<T, D, NW>::kElemsPerLane]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // A kernel launched after this one with programmatic dependent launch (the GPU engine's output projection) may
+  // start now; it waits (griddepcontrol.wait) for this grid's completion before reading its output.
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
   using G = Geometry<T, D, NW>;
   constexpr int E = G::kElemsPerLane;
   constexpr int KT = kKeysPerGroupStep;

@@ -39,7 +39,8 @@ __host__ __device__ constexpr int block_bytes(int type) {
 // or two of Q8 bytes); lane l takes items l, l + 32, ...; the 4 lanes of one block sum their integer dot products
 // with two shuffles, so that each block contributes (d_w * d_x) * sumi (+ m_w * s_x) exactly as on the CPU; the
 // 32 lanes' float sums are then reduced by shuffles.
-// Launch: grid min(ceil(n_pairs / 4), 8 * SMs), 128 threads, dynamic shared memory K + 8 K / 32 bytes.
+// Launch: grid min(ceil(n_pairs / 4), 8 * SMs), 128 threads, dynamic shared memory 5 K + K / 4 bytes (opt-in
+// above 48 KiB, up to 84 KiB at K = 16384).
 enum class Prologue { RmsNorm, F16, F32 };
 enum class Epilogue { Store, AddResidual, SwiGlu, QkvRope };
 
@@ -79,35 +80,70 @@ __device__ __forceinline__ int load_u16x2(const std::uint8_t* p) {  // p is 2-by
   return static_cast<int>(static_cast<unsigned>(h[0]) | (static_cast<unsigned>(h[1]) << 16));
 }
 
-// Integer dot product of item `part` (0..3) of block `blk` of a weight row with the activation.
+// Programmatic dependent launch (sm_90+): a kernel lets the next one in the stream start (trigger), and a kernel
+// launched with programmatic stream serialization reads nothing the previous kernels wrote before wait().
+// Elsewhere both are no-ops and the launch attribute is not set (the host checks the compute capability).
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// The raw data of one item (a quarter of a block) and its block's scales, loaded together.
+struct Item {
+  int w0 = 0, w1 = 0;     // Q4: one word of nibbles (w1 unused); Q8_0: two words of int8
+  float d = 0.0f, m = 0.0f;
+};
+
 template <int TYPE>
-__device__ __forceinline__ int item_dot(const std::uint8_t* row, int blk, int part, const Act& a) {
+__device__ __forceinline__ Item load_item(const std::uint8_t* row, int blk, int part) {
+  Item it;
+  if constexpr (TYPE == kTypeQ4_1) {
+    const std::uint8_t* b = row + blk * 20;  // 4-byte aligned: 20-byte blocks, rows a multiple of 4 bytes
+    it.w0 = *reinterpret_cast<const int*>(b + 4 + 4 * part);
+    const float2 dm = __half22float2(*reinterpret_cast<const __half2*>(b));
+    it.d = dm.x;
+    it.m = dm.y;
+  } else if constexpr (TYPE == kTypeQ4_0) {
+    const std::uint8_t* b = row + blk * 18;
+    it.w0 = load_u16x2(b + 2 + 4 * part);
+    it.d = __half2float(*reinterpret_cast<const __half*>(b));
+  } else {  // Q8_0
+    const std::uint8_t* b = row + blk * 34;
+    it.w0 = load_u16x2(b + 2 + 8 * part);
+    it.w1 = load_u16x2(b + 6 + 8 * part);
+    it.d = __half2float(*reinterpret_cast<const __half*>(b));
+  }
+  return it;
+}
+
+// Integer dot product of item `part` (0..3) of block `blk` with the activation.
+template <int TYPE>
+__device__ __forceinline__ int item_dot(const Item& it, int blk, int part, const Act& a) {
   const int* aq = a.q + blk * 8;
   if constexpr (TYPE == kTypeQ4_1) {
-    const int w = *reinterpret_cast<const int*>(row + blk * 20 + 4 + 4 * part);  // 4-byte aligned: 20-byte blocks
-    const int s = __dp4a(w & 0x0F0F0F0F, aq[part], 0);                         // elements 4p .. 4p+3
-    return __dp4a((w >> 4) & 0x0F0F0F0F, aq[4 + part], s);                     // elements 16+4p .. 16+4p+3
+    const int s = __dp4a(it.w0 & 0x0F0F0F0F, aq[part], 0);              // elements 4p .. 4p+3
+    return __dp4a((it.w0 >> 4) & 0x0F0F0F0F, aq[4 + part], s);         // elements 16+4p .. 16+4p+3
   } else if constexpr (TYPE == kTypeQ4_0) {
-    const int w = load_u16x2(row + blk * 18 + 2 + 4 * part);
-    const int lo = __vsub4(w & 0x0F0F0F0F, 0x08080808);                        // nibble - 8, per byte
-    const int hi = __vsub4((w >> 4) & 0x0F0F0F0F, 0x08080808);
+    const int lo = __vsub4(it.w0 & 0x0F0F0F0F, 0x08080808);            // nibble - 8, per byte
+    const int hi = __vsub4((it.w0 >> 4) & 0x0F0F0F0F, 0x08080808);
     return __dp4a(hi, aq[4 + part], __dp4a(lo, aq[part], 0));
-  } else {  // Q8_0
-    const std::uint8_t* q = row + blk * 34 + 2 + 8 * part;
-    return __dp4a(load_u16x2(q + 4), aq[2 * part + 1], __dp4a(load_u16x2(q), aq[2 * part], 0));
+  } else {
+    return __dp4a(it.w1, aq[2 * part + 1], __dp4a(it.w0, aq[2 * part], 0));
   }
 }
 
-// One block's contribution from its exact integer dot product.
+// One block's contribution from its exact integer dot product (ggml's order: (d_w * d_x) * sumi + m_w * s_x).
 template <int TYPE>
-__device__ __forceinline__ float block_value(const std::uint8_t* row, int blk, int sumi, const Act& a) {
-  if constexpr (TYPE == kTypeQ4_1) {
-    const float2 dm = __half22float2(*reinterpret_cast<const __half2*>(row + blk * 20));
-    return dm.x * a.d[blk] * static_cast<float>(sumi) + dm.y * a.s[blk];
-  } else {
-    const float d = __half2float(*reinterpret_cast<const __half*>(row + blk * block_bytes(TYPE)));
-    return d * a.d[blk] * static_cast<float>(sumi);
-  }
+__device__ __forceinline__ float block_value(const Item& it, int blk, int sumi, const Act& a) {
+  const float v = it.d * a.d[blk] * static_cast<float>(sumi);
+  if constexpr (TYPE == kTypeQ4_1) return v + it.m * a.s[blk];
+  return v;
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -117,28 +153,39 @@ __device__ __forceinline__ float warp_sum(float v) {
 }
 
 // Dot products of rows a and b (b may be null) of one type with the activation; the result is in every lane.
+// kBatch rounds of 32 items are loaded into registers before any is used, so that their loads overlap.
 template <int TYPE>
 __device__ float2 pair_dot(const std::uint8_t* row_a, const std::uint8_t* row_b, int n_blocks, int lane,
                            const Act& act) {
+  constexpr int kBatch = 4;
   float acc_a = 0.0f, acc_b = 0.0f;
   const int n_items = n_blocks * 4;
-#pragma unroll 2
-  for (int base = 0; base < n_items; base += 32) {
-    const int it = base + lane;
-    const bool valid = it < n_items;  // whole groups of 4 lanes are valid or not (n_items % 4 == 0)
-    const int blk = it >> 2, part = it & 3;
-    int sa = 0, sb = 0;
-    if (valid) {
-      sa = item_dot<TYPE>(row_a, blk, part, act);
-      if (row_b) sb = item_dot<TYPE>(row_b, blk, part, act);
+  for (int base = 0; base < n_items; base += 32 * kBatch) {
+    Item ia[kBatch], ib[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int it = base + 32 * u + lane;
+      if (it < n_items) {
+        ia[u] = load_item<TYPE>(row_a, it >> 2, it & 3);
+        if (row_b) ib[u] = load_item<TYPE>(row_b, it >> 2, it & 3);
+      }
     }
-    sa += __shfl_xor_sync(0xffffffffu, sa, 1);
-    sa += __shfl_xor_sync(0xffffffffu, sa, 2);
-    sb += __shfl_xor_sync(0xffffffffu, sb, 1);
-    sb += __shfl_xor_sync(0xffffffffu, sb, 2);
-    if (valid && part == 0) {
-      acc_a += block_value<TYPE>(row_a, blk, sa, act);
-      if (row_b) acc_b += block_value<TYPE>(row_b, blk, sb, act);
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int it = base + 32 * u + lane;
+      if (base + 32 * u >= n_items) break;  // warp-uniform
+      const bool valid = it < n_items;      // whole groups of 4 lanes are valid or not (n_items % 4 == 0)
+      const int blk = it >> 2, part = it & 3;
+      int sa = valid ? item_dot<TYPE>(ia[u], blk, part, act) : 0;
+      int sb = valid && row_b ? item_dot<TYPE>(ib[u], blk, part, act) : 0;
+      sa += __shfl_xor_sync(0xffffffffu, sa, 1);
+      sa += __shfl_xor_sync(0xffffffffu, sa, 2);
+      sb += __shfl_xor_sync(0xffffffffu, sb, 1);
+      sb += __shfl_xor_sync(0xffffffffu, sb, 2);
+      if (valid && part == 0) {
+        acc_a += block_value<TYPE>(ia[u], blk, sa, act);
+        if (row_b) acc_b += block_value<TYPE>(ib[u], blk, sb, act);
+      }
     }
   }
   return make_float2(warp_sum(acc_a), warp_sum(acc_b));
@@ -154,15 +201,30 @@ __device__ float2 typed_pair_dot(int type, const std::uint8_t* row_a, const std:
 }
 
 // Builds the Q8_1 activation in shared memory from the prologue's source (all threads take part).
+// Pass 1 stages the values (x * g for RmsNorm) in shared memory, with every global load of a thread in flight
+// at once; pass 2 quantizes, one thread per 8 elements (4 threads per 32-element block, combined by shuffles).
 template <Prologue P>
-__device__ void build_activation(const GemvParams& p, std::int8_t* sq, float* sd, float* ss, float* red) {
+__device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq, float* sd, float* ss,
+                                 float* red) {
   const int k = p.k;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  float sum = 0.0f;
+#pragma unroll 4
+  for (int i = tid; i < k; i += kGemvThreads) {
+    float v;
+    if constexpr (P == Prologue::RmsNorm) {
+      const float x = static_cast<const float*>(p.in)[i];
+      sum += x * x;
+      v = x * p.norm_w[i];
+    } else if constexpr (P == Prologue::F16) {
+      v = __half2float(static_cast<const __half*>(p.in)[i]);
+    } else {
+      v = static_cast<const float*>(p.in)[i];
+    }
+    sv[i] = v;
+  }
   float scale = 1.0f;
   if constexpr (P == Prologue::RmsNorm) {
-    const float* x = static_cast<const float*>(p.in);
-    float sum = 0.0f;
-    for (int i = tid; i < k; i += kGemvThreads) sum += x[i] * x[i];
     sum = warp_sum(sum);
     if (lane == 0) red[warp] = sum;
     __syncthreads();
@@ -170,30 +232,41 @@ __device__ void build_activation(const GemvParams& p, std::int8_t* sq, float* sd
 #pragma unroll
     for (int w = 0; w < kGemvWarps; ++w) total += red[w];
     scale = 1.0f / sqrtf(total / static_cast<float>(k) + p.eps);  // ggml: mean, + eps, 1/sqrt
+  } else {
+    __syncthreads();
   }
-  for (int blk = warp; blk < k / kQK; blk += kGemvWarps) {
-    const int i = blk * kQK + lane;
-    float v;
-    if constexpr (P == Prologue::RmsNorm) {
-      v = (static_cast<const float*>(p.in)[i] * scale) * p.norm_w[i];
-    } else if constexpr (P == Prologue::F16) {
-      v = __half2float(static_cast<const __half*>(p.in)[i]);
-    } else {
-      v = static_cast<const float*>(p.in)[i];
-    }
-    float amax = fabsf(v);
+  const int n_oct = k / 8;
+  for (int base = 0; base < n_oct; base += kGemvThreads) {  // uniform trip count: every lane reaches the shuffles
+    const int oct = base + tid;
+    const bool valid = oct < n_oct;  // whole groups of 4 threads are valid or not (n_oct % 4 == 0)
+    float v[8];
+    float amax = 0.0f;
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    for (int j = 0; j < 8; ++j) {
+      v[j] = valid ? sv[oct * 8 + j] * scale : 0.0f;
+      amax = fmaxf(amax, fabsf(v[j]));
+    }
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
     const float d = amax / 127.0f;
     const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    const int q = __float2int_rn(__fmul_rn(v, id));
-    sq[i] = static_cast<std::int8_t>(q);
-    int qsum = q;
+    int qsum = 0;
+    unsigned packed[2] = {0u, 0u};
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) qsum += __shfl_xor_sync(0xffffffffu, qsum, o);
-    if (lane == 0) {
-      sd[blk] = __half2float(__float2half_rn(d));
-      ss[blk] = __half2float(__float2half_rn(d * static_cast<float>(qsum)));
+    for (int j = 0; j < 8; ++j) {
+      const int q = __float2int_rn(__fmul_rn(v[j], id));
+      qsum += q;
+      packed[j / 4] |= (static_cast<unsigned>(q) & 0xFFu) << (8 * (j % 4));
+    }
+    qsum += __shfl_xor_sync(0xffffffffu, qsum, 1);
+    qsum += __shfl_xor_sync(0xffffffffu, qsum, 2);
+    if (valid) {
+      reinterpret_cast<unsigned*>(sq)[oct * 2] = packed[0];
+      reinterpret_cast<unsigned*>(sq)[oct * 2 + 1] = packed[1];
+      if ((oct & 3) == 0) {
+        sd[oct / 4] = __half2float(__float2half_rn(d));
+        ss[oct / 4] = __half2float(__float2half_rn(d * static_cast<float>(qsum)));
+      }
     }
   }
   __syncthreads();
@@ -231,15 +304,18 @@ __device__ PairRows pair_rows(const GemvParams& p, int pair) {
 
 template <Prologue P, Epilogue E>
 __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
-  extern __shared__ __align__(16) unsigned char smem[];
+  extern __shared__ __align__(16) unsigned char smem[];  // layout: gemv_smem_bytes()
   __shared__ float red[kGemvWarps];
-  std::int8_t* sq = reinterpret_cast<std::int8_t*>(smem);
-  float* sd = reinterpret_cast<float*>(smem + p.k);
+  float* sv = reinterpret_cast<float*>(smem);
+  std::int8_t* sq = reinterpret_cast<std::int8_t*>(sv + p.k);
+  float* sd = reinterpret_cast<float*>(sq + p.k);
   float* ss = sd + p.k / kQK;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int n_blocks = p.k / kQK;
 
-  // Start this warp's first weight rows towards L2 while the block builds the activation.
+  pdl_trigger();
+  // Start this warp's first weight rows towards L2 while the previous kernel finishes (programmatic launch) and
+  // while the block builds the activation. Weights are never written, so this may run before pdl_wait().
   const int first_pair = blockIdx.x * kGemvWarps + warp;
   if (first_pair < p.n_pairs) {
     const PairRows r = pair_rows<E>(p, first_pair);
@@ -248,7 +324,8 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
       asm volatile("prefetch.global.L2 [%0];" ::"l"(sa.w + static_cast<std::size_t>(r.row_a) * sa.row_bytes + off));
     }
   }
-  build_activation<P>(p, sq, sd, ss, red);
+  pdl_wait();  // from here on, the previous kernels' outputs (x, o, act, the cache, state) are visible
+  build_activation<P>(p, sv, sq, sd, ss, red);
   const Act act{reinterpret_cast<const int*>(sq), sd, ss};
 
   for (int pair = first_pair; pair < p.n_pairs; pair += gridDim.x * kGemvWarps) {
@@ -320,6 +397,7 @@ __device__ float dequant(const std::uint8_t* row, int type, int i) {
 // Launch: 1 block of kEmbedThreads. An id outside [0, n_vocab) (the host validates ids; this is memory safety
 // only) reads row 0.
 __global__ void embed_kernel(Segment embd, int n_embd, int* state, float* x) {
+  pdl_trigger();  // the first layer's GEMV may start prefetching its weights
   int token = state[0];
   if (token < 0 || token >= embd.rows) token = 0;
   const std::uint8_t* row = embd.w + static_cast<std::size_t>(token) * embd.row_bytes;
@@ -359,12 +437,30 @@ __global__ void argmax_kernel(const float* logits, int n, int* state) {
   }
 }
 
+// Dynamic shared memory of the GEMV kernel: staged values (f32), q (int8), d and s (f32 per 32).
+std::size_t gemv_smem_bytes(int k) { return static_cast<std::size_t>(k) * (sizeof(float) + 1) + 2 * sizeof(float) * (k / kQK); }
+
+// Above 48 KiB of dynamic shared memory a kernel must opt in (once per kernel).
 template <Prologue P, Epilogue E>
-void launch_gemv(const GemvParams& p, int multiprocessors, cudaStream_t stream) {
+void allow_gemv_smem(int k) {
+  EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(gemv_q8_kernel<P, E>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(gemv_smem_bytes(k))));
+}
+
+template <Prologue P, Epilogue E>
+void launch_gemv(const GemvParams& p, int multiprocessors, bool programmatic, cudaStream_t stream) {
   const int blocks = std::min((p.n_pairs + kGemvWarps - 1) / kGemvWarps, kBlocksPerSm * multiprocessors);
-  const std::size_t smem = static_cast<std::size_t>(p.k) + 2 * sizeof(float) * (p.k / kQK);
-  gemv_q8_kernel<P, E><<<blocks, kGemvThreads, smem, stream>>>(p);
-  EDGELLM_CUDA_CHECK_LAUNCH("gpu engine gemv");
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(blocks);
+  cfg.blockDim = dim3(kGemvThreads);
+  cfg.dynamicSmemBytes = gemv_smem_bytes(p.k);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = programmatic ? 1 : 0;
+  EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E>, p));
 }
 
 Segment segment(const DeviceMatrix& m) { return Segment{m.data, m.type, m.rows, m.row_bytes}; }
@@ -403,7 +499,7 @@ void check_matrix(const cpu::WeightView& w, const std::string& name, std::size_t
 
 }  // namespace
 
-GpuEngine::GpuEngine(const cpu::ModelView& m)
+GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch)
     : config_(m.config) {
   const cpu::EngineConfig& c = config_;
   const std::size_t E = c.n_embd, H = c.n_head, G = c.n_head_kv, D = c.head_dim, F = c.n_ff, V = c.n_vocab;
@@ -428,6 +524,14 @@ GpuEngine::GpuEngine(const cpu::ModelView& m)
   int device = 0;
   EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
   EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, device));
+  int cc_major = 0;
+  EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device));
+  programmatic_ = programmatic_launch && cc_major >= 9;
+  allow_gemv_smem<Prologue::RmsNorm, Epilogue::QkvRope>(static_cast<int>(E));
+  allow_gemv_smem<Prologue::F16, Epilogue::AddResidual>(static_cast<int>(H * D));
+  allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu>(static_cast<int>(E));
+  allow_gemv_smem<Prologue::F32, Epilogue::AddResidual>(static_cast<int>(F));
+  allow_gemv_smem<Prologue::RmsNorm, Epilogue::Store>(static_cast<int>(E));
 
   // Lay every piece out in one device buffer, then copy.
   struct Piece { const void* host; std::size_t bytes; std::size_t offset; };
@@ -566,7 +670,7 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
     qkv.neox = c.rope_neox ? 1 : 0;
     qkv.inv_freq = inv_freq_;
     qkv.state = state;
-    launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope>(qkv, multiprocessors_, stream);
+    launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope>(qkv, multiprocessors_, programmatic_, stream);
 
     b.attention[l]->launch(stream);
 
@@ -576,7 +680,7 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
     wo.n_pairs = (E + 1) / 2;
     wo.in = o_->data();
     wo.out = x;
-    launch_gemv<Prologue::F16, Epilogue::AddResidual>(wo, multiprocessors_, stream);
+    launch_gemv<Prologue::F16, Epilogue::AddResidual>(wo, multiprocessors_, programmatic_, stream);
 
     GemvParams up;
     up.seg[0] = segment(L.gate);
@@ -587,7 +691,7 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
     up.norm_w = L.ffn_norm;
     up.eps = c.rms_eps;
     up.out = static_cast<float*>(act_->data());
-    launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu>(up, multiprocessors_, stream);
+    launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu>(up, multiprocessors_, programmatic_, stream);
 
     GemvParams down;
     down.seg[0] = segment(L.down);
@@ -595,7 +699,7 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
     down.n_pairs = (E + 1) / 2;
     down.in = act_->data();
     down.out = x;
-    launch_gemv<Prologue::F32, Epilogue::AddResidual>(down, multiprocessors_, stream);
+    launch_gemv<Prologue::F32, Epilogue::AddResidual>(down, multiprocessors_, programmatic_, stream);
   }
   GemvParams head;
   head.seg[0] = segment(output_);
@@ -605,7 +709,7 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
   head.norm_w = output_norm_;
   head.eps = c.rms_eps;
   head.out = static_cast<float*>(logits_->data());
-  launch_gemv<Prologue::RmsNorm, Epilogue::Store>(head, multiprocessors_, stream);
+  launch_gemv<Prologue::RmsNorm, Epilogue::Store>(head, multiprocessors_, programmatic_, stream);
   argmax_kernel<<<1, kArgmaxThreads, 0, stream>>>(static_cast<float*>(logits_->data()), output_.rows, state);
   EDGELLM_CUDA_CHECK_LAUNCH("gpu engine argmax");
   EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_, state, sizeof(int), cudaMemcpyDeviceToHost, stream));

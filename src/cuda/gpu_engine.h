@@ -15,7 +15,8 @@
 //                down  : x += Wdown Q8_1(a)                                                                   1 kernel
 //   head         logits = Wout Q8_1(rmsnorm(x) * output_norm)                                  1 kernel
 //   argmax       token = first argmax(logits); p += 1 (both in device memory); token -> pinned host   1 kernel + 1 copy
-// = 5 L + 3 kernels. The token id and position live in device memory: a greedy step whose input is the previous
+// = 5 L + 3 kernels. On sm_90+ the GEMVs use programmatic dependent launch: each one's blocks start while the
+// previous kernel finishes and prefetch their first weight rows into L2 before waiting for its results. The token id and position live in device memory: a greedy step whose input is the previous
 // step's argmax needs no host-to-device copy at all; a prompt token or a sampled token costs one 4-byte copy.
 // The only synchronisation per step is the wait for the 4-byte token id.
 //
@@ -64,7 +65,9 @@ struct DeviceLayer {
 class GpuEngine {
  public:
   // Validates (std::invalid_argument naming the tensor) and copies every weight to the current device.
-  explicit GpuEngine(const cpu::ModelView& model);
+  // programmatic_launch: launch the GEMVs with programmatic dependent launch (sm_90+; ignored below), so that
+  // each starts, and prefetches its weights, while the previous kernel finishes.
+  explicit GpuEngine(const cpu::ModelView& model, bool programmatic_launch = true);
   ~GpuEngine();
   GpuEngine(const GpuEngine&) = delete;
   GpuEngine& operator=(const GpuEngine&) = delete;
@@ -87,6 +90,7 @@ class GpuEngine {
   std::size_t last_step_h2d_bytes() const { return last_h2d_bytes_; }
   std::size_t last_step_d2h_bytes() const { return last_d2h_bytes_; }
   std::uintptr_t stream_handle() const { return stream_.handle(); }
+  bool programmatic_launch() const { return programmatic_; }
 
  private:
   struct Bucket;
@@ -97,6 +101,7 @@ class GpuEngine {
   cpu::EngineConfig config_;
   Stream stream_;
   int multiprocessors_ = 0;
+  bool programmatic_ = false;
   std::size_t weight_bytes_per_token_ = 0;
   std::unique_ptr<DeviceBuffer> weights_;  // every matrix, norm, bias and the RoPE table, 256-byte aligned pieces
   DeviceMatrix tok_embd_, output_;

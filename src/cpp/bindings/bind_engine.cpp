@@ -163,12 +163,12 @@ struct PyGpuEngine {
   std::mutex busy;
 };
 
-std::unique_ptr<PyGpuEngine> make_gpu_engine(const py::dict& config, const py::dict& weights) {
+std::unique_ptr<PyGpuEngine> make_gpu_engine(const py::dict& config, const py::dict& weights, bool programmatic) {
   Owners owners;  // only during the upload: the GPU engine copies every tensor
   const cpu::ModelView m = model_view(owners, config, weights);
   auto e = std::make_unique<PyGpuEngine>();
   py::gil_scoped_release release;
-  e->engine = std::make_unique<cuda::GpuEngine>(m);
+  e->engine = std::make_unique<cuda::GpuEngine>(m, programmatic);
   return e;
 }
 #endif
@@ -220,7 +220,7 @@ void bind_engine(py::module_& m) {
 #if defined(EDGELLM_WITH_CUDA)
   // Same interface as CpuEngine (step/prefill/truncate/n_past), on the current CUDA device (gpu_engine.h).
   py::class_<PyGpuEngine>(m, "GpuEngine")
-      .def(py::init(&make_gpu_engine), py::arg("config"), py::arg("weights"))
+      .def(py::init(&make_gpu_engine), py::arg("config"), py::arg("weights"), py::arg("programmatic_launch") = true)
       // want_argmax is accepted for CpuEngine's signature: the GPU step always runs the LM head and the argmax.
       .def(
           "step",
@@ -253,6 +253,7 @@ void bind_engine(py::module_& m) {
       .def_property_readonly("weight_bytes_per_token",
                              [](PyGpuEngine& e) { return e.engine->weight_bytes_per_token(); })
       .def_property_readonly("device_bytes", [](PyGpuEngine& e) { return e.engine->device_bytes(); })
+      .def_property_readonly("programmatic_launch", [](PyGpuEngine& e) { return e.engine->programmatic_launch(); })
       .def_property_readonly("kernels_per_step", [](PyGpuEngine& e) { return e.engine->kernels_per_step(); })
       .def_property_readonly("graph_nodes", [](PyGpuEngine& e) { return e.engine->graph_nodes(); })
       .def_property_readonly("last_step_h2d_bytes", [](PyGpuEngine& e) { return e.engine->last_step_h2d_bytes(); })

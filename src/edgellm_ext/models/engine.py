@@ -90,6 +90,7 @@ class Model:
         n_ctx: int = 2048,
         simd: Optional[str] = None,
         reader: Any = None,
+        programmatic_launch: bool = True,
     ) -> "Model":
         """Load the GGUF at ``path``.
 
@@ -98,6 +99,8 @@ class Model:
         process may use). n_ctx: KV cache positions (prompt + generated tokens; capped by nothing but memory:
         ~2 * n_layer * n_head_kv * head_dim * 4 bytes per position). simd: "auto"/None, "scalar", "avx2", "neon".
         reader: an open ``gguf.GGUFReader`` of the same file to reuse (parsing is the slow part of loading).
+        programmatic_launch (cuda only): let each GEMV kernel start while the previous kernel finishes (sm_90+;
+        False gives plain stream order, for comparison).
         Errors: FileNotFoundError (no file), ValueError (not GGUF, truncated, unsupported architecture or tensor
         type, missing metadata or tensors).
         """
@@ -119,7 +122,7 @@ class Model:
             reader = open_reader(path)
         g = read_gguf(path, reader)
         if device == "cuda":
-            engine = _core.GpuEngine(g.config.engine_dict(n_ctx), g.weights)
+            engine = _core.GpuEngine(g.config.engine_dict(n_ctx), g.weights, bool(programmatic_launch))
         else:
             engine = _core.CpuEngine(g.config.engine_dict(n_ctx), g.weights, n_threads, simd_name(simd))
         return cls(g, engine, n_ctx, device)
@@ -146,6 +149,7 @@ class Model:
             raise ValueError("gpu_counters: the model is on the CPU")
         e = self._engine
         return {"kernels_per_step": int(e.kernels_per_step), "graph_nodes": int(e.graph_nodes),
+                "programmatic_launch": int(e.programmatic_launch),
                 "last_step_h2d_bytes": int(e.last_step_h2d_bytes), "last_step_d2h_bytes": int(e.last_step_d2h_bytes),
                 "device_bytes": int(e.device_bytes)}
 
