@@ -21,5 +21,5 @@ for flag in "" "--no-pdl"; do
   python3 "$ROOT/tools/engine_probe.py" --model $M --runs 3 $flag 2>&1 | grep '"run": 3' | cut -c1-200 | sed "s/^/[$flag] /"
 done
 python3 "$ROOT/tools/engine_probe.py" --model $M --depth 1000 --runs 1 --new 64 2>&1 | grep '"run": 1' | cut -c1-200
-ncu --csv --metrics gpu__time_duration.sum python3 "$ROOT/tools/engine_probe.py" --model $M --runs 0 --new 3 > "$OUT/ncu.csv" 2>/dev/null
+ncu --csv --cache-control none --clock-control none --metrics gpu__time_duration.sum python3 "$ROOT/tools/engine_probe.py" --model $M --runs 0 --new 3 > "$OUT/ncu.csv" 2>/dev/null
 python3 "$ROOT/tools/ncu_kernel_times.py" "$OUT/ncu.csv"

@@ -24,7 +24,7 @@ def main(path: str) -> int:
             continue
         unit = row.get("Metric Unit", "")
         value = float(row["Metric Value"].replace(",", ""))
-        scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(unit, 1.0)
+        scale = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3}[unit]
         name = row["Kernel Name"]
         name = name.split("(")[0][:90] + (f" <{row.get('Grid Size', '')}>" if row.get("Grid Size") else "")
         times[name].append(value * scale)

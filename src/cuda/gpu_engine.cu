@@ -152,51 +152,70 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// Dot products of rows a and b (b may be null) of one type with the activation; the result is in every lane.
-// kBatch rounds of 32 items are loaded into registers before any is used, so that their loads overlap.
-template <int TYPE>
-__device__ float2 pair_dot(const std::uint8_t* row_a, const std::uint8_t* row_b, int n_blocks, int lane,
-                           const Act& act) {
-  constexpr int kBatch = 4;
-  float acc_a = 0.0f, acc_b = 0.0f;
-  const int n_items = n_blocks * 4;
-  for (int base = 0; base < n_items; base += 32 * kBatch) {
-    Item ia[kBatch], ib[kBatch];
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int it = base + 32 * u + lane;
-      if (it < n_items) {
-        ia[u] = load_item<TYPE>(row_a, it >> 2, it & 3);
-        if (row_b) ib[u] = load_item<TYPE>(row_b, it >> 2, it & 3);
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int it = base + 32 * u + lane;
-      if (base + 32 * u >= n_items) break;  // warp-uniform
-      const bool valid = it < n_items;      // whole groups of 4 lanes are valid or not (n_items % 4 == 0)
-      const int blk = it >> 2, part = it & 3;
-      int sa = valid ? item_dot<TYPE>(ia[u], blk, part, act) : 0;
-      int sb = valid && row_b ? item_dot<TYPE>(ib[u], blk, part, act) : 0;
-      sa += __shfl_xor_sync(0xffffffffu, sa, 1);
-      sa += __shfl_xor_sync(0xffffffffu, sa, 2);
-      sb += __shfl_xor_sync(0xffffffffu, sb, 1);
-      sb += __shfl_xor_sync(0xffffffffu, sb, 2);
-      if (valid && part == 0) {
-        acc_a += block_value<TYPE>(ia[u], blk, sa, act);
-        if (row_b) acc_b += block_value<TYPE>(ib[u], blk, sb, act);
-      }
-    }
+// Type dispatch for one row (warp-uniform: a row has one type).
+__device__ __forceinline__ Item load_item_any(int type, const std::uint8_t* row, int blk, int part) {
+  switch (type) {
+    case kTypeQ4_0: return load_item<kTypeQ4_0>(row, blk, part);
+    case kTypeQ4_1: return load_item<kTypeQ4_1>(row, blk, part);
+    default: return load_item<kTypeQ8_0>(row, blk, part);
   }
-  return make_float2(warp_sum(acc_a), warp_sum(acc_b));
+}
+__device__ __forceinline__ int item_dot_any(int type, const Item& it, int blk, int part, const Act& a) {
+  switch (type) {
+    case kTypeQ4_0: return item_dot<kTypeQ4_0>(it, blk, part, a);
+    case kTypeQ4_1: return item_dot<kTypeQ4_1>(it, blk, part, a);
+    default: return item_dot<kTypeQ8_0>(it, blk, part, a);
+  }
+}
+__device__ __forceinline__ float block_value_any(int type, const Item& it, int blk, int sumi, const Act& a) {
+  return type == kTypeQ4_1 ? block_value<kTypeQ4_1>(it, blk, sumi, a) : block_value<kTypeQ8_0>(it, blk, sumi, a);
 }
 
-__device__ float2 typed_pair_dot(int type, const std::uint8_t* row_a, const std::uint8_t* row_b, int n_blocks,
-                                 int lane, const Act& act) {
-  switch (type) {
-    case kTypeQ4_0: return pair_dot<kTypeQ4_0>(row_a, row_b, n_blocks, lane, act);
-    case kTypeQ4_1: return pair_dot<kTypeQ4_1>(row_a, row_b, n_blocks, lane, act);
-    default: return pair_dot<kTypeQ8_0>(row_a, row_b, n_blocks, lane, act);
+// kBatch rounds of 32 items per lane and row, loaded into registers before any is used so that their loads are in
+// flight together: one batch covers a row of K <= 1536 (32 * kBatch items of 8 weights).
+constexpr int kBatch = 6;
+
+struct RowPair {
+  const std::uint8_t* a = nullptr;
+  const std::uint8_t* b = nullptr;  // null: no second row
+  int type_a = 0, type_b = 0;
+};
+
+struct Batch {
+  Item a[kBatch], b[kBatch];
+};
+
+__device__ __forceinline__ void load_batch(const RowPair& rp, int base, int n_items, int lane, Batch& bt) {
+#pragma unroll
+  for (int u = 0; u < kBatch; ++u) {
+    const int it = base + 32 * u + lane;
+    if (it < n_items) {
+      bt.a[u] = load_item_any(rp.type_a, rp.a, it >> 2, it & 3);
+      if (rp.b) bt.b[u] = load_item_any(rp.type_b, rp.b, it >> 2, it & 3);
+    }
+  }
+}
+
+// Adds the batch's block contributions to acc_a / acc_b (per lane; the caller reduces across the warp). The 4
+// lanes of one block sum their integer parts with two shuffles first, so each block enters exactly once.
+__device__ __forceinline__ void consume_batch(const RowPair& rp, int base, int n_items, int lane, const Batch& bt,
+                                              const Act& act, float& acc_a, float& acc_b) {
+#pragma unroll
+  for (int u = 0; u < kBatch; ++u) {
+    if (base + 32 * u >= n_items) break;  // warp-uniform
+    const int it = base + 32 * u + lane;
+    const bool valid = it < n_items;      // whole groups of 4 lanes are valid or not (n_items % 4 == 0)
+    const int blk = it >> 2, part = it & 3;
+    int sa = valid ? item_dot_any(rp.type_a, bt.a[u], blk, part, act) : 0;
+    int sb = valid && rp.b ? item_dot_any(rp.type_b, bt.b[u], blk, part, act) : 0;
+    sa += __shfl_xor_sync(0xffffffffu, sa, 1);
+    sa += __shfl_xor_sync(0xffffffffu, sa, 2);
+    sb += __shfl_xor_sync(0xffffffffu, sb, 1);
+    sb += __shfl_xor_sync(0xffffffffu, sb, 2);
+    if (valid && part == 0) {
+      acc_a += block_value_any(rp.type_a, bt.a[u], blk, sa, act);
+      if (rp.b) acc_b += block_value_any(rp.type_b, bt.b[u], blk, sb, act);
+    }
   }
 }
 
@@ -314,33 +333,46 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
   const int n_blocks = p.k / kQK;
 
   pdl_trigger();
-  // Start this warp's first weight rows towards L2 while the previous kernel finishes (programmatic launch) and
-  // while the block builds the activation. Weights are never written, so this may run before pdl_wait().
   const int first_pair = blockIdx.x * kGemvWarps + warp;
-  if (first_pair < p.n_pairs) {
-    const PairRows r = pair_rows<E>(p, first_pair);
+  const int n_items = n_blocks * 4;
+  auto rows_of = [&](const PairRows& r) {
     const Segment& sa = p.seg[r.seg_a];
-    for (int off = lane * 128; off < sa.row_bytes; off += 32 * 128) {
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(sa.w + static_cast<std::size_t>(r.row_a) * sa.row_bytes + off));
-    }
+    const Segment& sb = p.seg[r.seg_b];
+    RowPair rp;
+    rp.a = sa.w + static_cast<std::size_t>(r.row_a) * sa.row_bytes;
+    rp.b = r.row_b >= 0 ? sb.w + static_cast<std::size_t>(r.row_b) * sb.row_bytes : nullptr;
+    rp.type_a = sa.type;
+    rp.type_b = sb.type;
+    return rp;
+  };
+  // The first batch of this warp's first row pair is loaded before waiting for the previous kernel (weights are
+  // never written), so its memory latency overlaps the previous kernel's tail and the activation prologue.
+  Batch bt;
+  PairRows r{};
+  RowPair rp;
+  if (first_pair < p.n_pairs) {
+    r = pair_rows<E>(p, first_pair);
+    rp = rows_of(r);
+    load_batch(rp, 0, n_items, lane, bt);
   }
   pdl_wait();  // from here on, the previous kernels' outputs (x, o, act, the cache, state) are visible
   build_activation<P>(p, sv, sq, sd, ss, red);
   const Act act{reinterpret_cast<const int*>(sq), sd, ss};
 
   for (int pair = first_pair; pair < p.n_pairs; pair += gridDim.x * kGemvWarps) {
-    const PairRows r = pair_rows<E>(p, pair);
-    const Segment& sa = p.seg[r.seg_a];
-    const Segment& sb = p.seg[r.seg_b];
-    const std::uint8_t* row_a = sa.w + static_cast<std::size_t>(r.row_a) * sa.row_bytes;
-    const std::uint8_t* row_b = r.row_b >= 0 ? sb.w + static_cast<std::size_t>(r.row_b) * sb.row_bytes : nullptr;
-    float2 dot;
-    if (row_b == nullptr || sa.type == sb.type) {
-      dot = typed_pair_dot(sa.type, row_a, row_b, n_blocks, lane, act);
-    } else {
-      dot.x = typed_pair_dot(sa.type, row_a, nullptr, n_blocks, lane, act).x;
-      dot.y = typed_pair_dot(sb.type, row_b, nullptr, n_blocks, lane, act).x;
+    if (pair != first_pair) {
+      r = pair_rows<E>(p, pair);
+      rp = rows_of(r);
+      load_batch(rp, 0, n_items, lane, bt);
     }
+    float acc_a = 0.0f, acc_b = 0.0f;
+    consume_batch(rp, 0, n_items, lane, bt, act, acc_a, acc_b);
+    for (int base = 32 * kBatch; base < n_items; base += 32 * kBatch) {
+      load_batch(rp, base, n_items, lane, bt);
+      consume_batch(rp, base, n_items, lane, bt, act, acc_a, acc_b);
+    }
+    const float2 dot = make_float2(warp_sum(acc_a), warp_sum(acc_b));
+    const std::uint8_t* row_b = rp.b;
     if (lane != 0) continue;
     if constexpr (E == Epilogue::Store) {
       p.out[r.row_a] = dot.x;
