@@ -94,10 +94,11 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
-// The raw data of one item (a quarter of a block) and its block's scales, loaded together.
+// The raw data of one item (a quarter of a block) and its block's scales, loaded together and kept as raw bits:
+// nothing here may use a loaded value, or the warp would stall on each load before issuing the next one.
 struct Item {
-  int w0 = 0, w1 = 0;     // Q4: one word of nibbles (w1 unused); Q8_0: two words of int8
-  float d = 0.0f, m = 0.0f;
+  int w0 = 0, w1 = 0;  // Q4: one word of nibbles (w1 unused); Q8_0: two words of int8
+  unsigned scales = 0; // Q4_1: half2 (d, m); Q4_0, Q8_0: half d in the low 16 bits
 };
 
 template <int TYPE>
@@ -106,20 +107,22 @@ __device__ __forceinline__ Item load_item(const std::uint8_t* row, int blk, int 
   if constexpr (TYPE == kTypeQ4_1) {
     const std::uint8_t* b = row + blk * 20;  // 4-byte aligned: 20-byte blocks, rows a multiple of 4 bytes
     it.w0 = *reinterpret_cast<const int*>(b + 4 + 4 * part);
-    const float2 dm = __half22float2(*reinterpret_cast<const __half2*>(b));
-    it.d = dm.x;
-    it.m = dm.y;
+    it.scales = *reinterpret_cast<const unsigned*>(b);
   } else if constexpr (TYPE == kTypeQ4_0) {
     const std::uint8_t* b = row + blk * 18;
     it.w0 = load_u16x2(b + 2 + 4 * part);
-    it.d = __half2float(*reinterpret_cast<const __half*>(b));
+    it.scales = *reinterpret_cast<const unsigned short*>(b);
   } else {  // Q8_0
     const std::uint8_t* b = row + blk * 34;
     it.w0 = load_u16x2(b + 2 + 8 * part);
     it.w1 = load_u16x2(b + 6 + 8 * part);
-    it.d = __half2float(*reinterpret_cast<const __half*>(b));
+    it.scales = *reinterpret_cast<const unsigned short*>(b);
   }
   return it;
+}
+
+__device__ __forceinline__ float half_bits_to_float(unsigned bits) {
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(bits & 0xFFFFu)));
 }
 
 // Integer dot product of item `part` (0..3) of block `blk` with the activation.
@@ -141,8 +144,8 @@ __device__ __forceinline__ int item_dot(const Item& it, int blk, int part, const
 // One block's contribution from its exact integer dot product (ggml's order: (d_w * d_x) * sumi + m_w * s_x).
 template <int TYPE>
 __device__ __forceinline__ float block_value(const Item& it, int blk, int sumi, const Act& a) {
-  const float v = it.d * a.d[blk] * static_cast<float>(sumi);
-  if constexpr (TYPE == kTypeQ4_1) return v + it.m * a.s[blk];
+  const float v = half_bits_to_float(it.scales) * a.d[blk] * static_cast<float>(sumi);
+  if constexpr (TYPE == kTypeQ4_1) return v + half_bits_to_float(it.scales >> 16) * a.s[blk];
   return v;
 }
 
@@ -228,19 +231,32 @@ __device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq
   const int k = p.k;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   float sum = 0.0f;
-#pragma unroll 4
-  for (int i = tid; i < k; i += kGemvThreads) {
-    float v;
-    if constexpr (P == Prologue::RmsNorm) {
-      const float x = static_cast<const float*>(p.in)[i];
-      sum += x * x;
-      v = x * p.norm_w[i];
-    } else if constexpr (P == Prologue::F16) {
-      v = __half2float(static_cast<const __half*>(p.in)[i]);
-    } else {
-      v = static_cast<const float*>(p.in)[i];
+  // Rounds of kPerThread loads per thread, all issued before any is used.
+  constexpr int kPerThread = 16;
+  for (int base = 0; base < k; base += kPerThread * kGemvThreads) {
+    float x[kPerThread], g[kPerThread];
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) {
+      const int i = base + j * kGemvThreads + tid;
+      x[j] = 0.0f;
+      g[j] = 1.0f;
+      if (i < k) {
+        if constexpr (P == Prologue::F16) {
+          x[j] = __half2float(static_cast<const __half*>(p.in)[i]);
+        } else {
+          x[j] = static_cast<const float*>(p.in)[i];
+        }
+        if constexpr (P == Prologue::RmsNorm) g[j] = p.norm_w[i];
+      }
     }
-    sv[i] = v;
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) {
+      const int i = base + j * kGemvThreads + tid;
+      if (i < k) {
+        if constexpr (P == Prologue::RmsNorm) sum += x[j] * x[j];
+        sv[i] = P == Prologue::RmsNorm ? x[j] * g[j] : x[j];
+      }
+    }
   }
   float scale = 1.0f;
   if constexpr (P == Prologue::RmsNorm) {
