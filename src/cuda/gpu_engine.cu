@@ -17,9 +17,10 @@ namespace {
 
 constexpr int kQK = 32;           // elements per ggml block (Q4_0, Q4_1, Q8_0) and per Q8_1 activation block
 constexpr int kTypeQ4_0 = 2, kTypeQ4_1 = 3, kTypeQ8_0 = 8;
-constexpr int kGemvWarps = 4;     // warps per GEMV block; each warp owns one row pair at a time
+constexpr int kGemvWarps = 8;     // warps per GEMV block; 1, 2, 4 or 8 of them (a group) own one row pair
 constexpr int kGemvThreads = kGemvWarps * 32;
-constexpr int kBlocksPerSm = 8;   // GEMV grid cap: row pairs beyond it are looped over (the LM head)
+constexpr int kBlocksPerSm = 4;   // GEMV grid cap: row pairs beyond it are looped over (the LM head)
+constexpr int kItemsPerWarp = 48; // K split: a row pair is spread over enough warps that each has <= 48 items
 constexpr int kMaxK = 16384;      // largest GEMV input (shared memory: K bytes of q + K/4 bytes of scales)
 constexpr int kEmbedThreads = 256;
 constexpr int kArgmaxThreads = 1024;
@@ -33,14 +34,20 @@ __host__ __device__ constexpr int block_bytes(int type) {
 // Prologue (per block, into shared memory): a = rmsnorm(x) * g (f32 x), or a = o (fp16), or a = act (f32), then
 // quantized to Q8_1 as the CPU engine does: per 32 elements d = amax/127 (kept as f16), q = rint(a * 127/amax),
 // s = f16(d * sum q).
-// Work split: warp w of block i owns row pair i * kGemvWarps + w (+ gridDim.x * kGemvWarps per further round).
-// A pair is two output rows that the epilogue needs together (two adjacent rows; a gate row and its up row; a
-// RoPE pair). The K/32 blocks of a row are split in quarters ("items", 8 weights: one 32-bit word of Q4 nibbles
-// or two of Q8 bytes); lane l takes items l, l + 32, ...; the 4 lanes of one block sum their integer dot products
-// with two shuffles, so that each block contributes (d_w * d_x) * sumi (+ m_w * s_x) exactly as on the CPU; the
-// 32 lanes' float sums are then reduced by shuffles.
-// Launch: grid min(ceil(n_pairs / 4), 8 * SMs), 128 threads, dynamic shared memory 5 K + K / 4 bytes (opt-in
-// above 48 KiB, up to 84 KiB at K = 16384).
+// Work split: a group of ksplit warps (1, 2, 4 or 8: the fewest that leave each warp <= 48 items of a row) owns
+// one row pair; block i holds 8 / ksplit groups and takes pairs i * groups + g (+ gridDim.x * groups per further
+// round). A pair is two output rows that the epilogue needs together (two adjacent rows; a gate row and its up
+// row; a RoPE pair). The K/32 blocks of a row are split in quarters ("items", 8 weights: one 32-bit word of Q4
+// nibbles or two of Q8 bytes); group lane l (0 .. 32 ksplit - 1) takes items l, l + 32 ksplit, ...; the 4 lanes
+// of one block sum their integer dot products with two shuffles, so that each block contributes
+// (d_w * d_x) * sumi (+ m_w * s_x) exactly as on the CPU; the lanes' float sums are reduced by shuffles, then
+// across the group's warps through shared memory.
+// Why so many warps for so little data: a decode GEMV of SmolLM2 is 0.1-0.6 MB, so the time is the latency of a
+// chain of dependent instructions, not bandwidth; ncu showed 1 warp per scheduler issuing every ~6 cycles with
+// one warp per pair. Splitting K shortens each warp's chain.
+// TYPE: the ggml type of every segment, or 0 for mixed segments (a per-row switch).
+// Launch: grid min(ceil(n_pairs / groups), 4 * SMs), 256 threads, dynamic shared memory 5 K + K / 4 bytes
+// (opt-in above 48 KiB, up to 84 KiB at K = 16384).
 enum class Prologue { RmsNorm, F16, F32 };
 enum class Epilogue { Store, AddResidual, SwiGlu, QkvRope };
 
@@ -55,6 +62,7 @@ struct GemvParams {
   Segment seg[3];
   int k = 0;
   int n_pairs = 0;
+  int ksplit = 1;                  // warps per row pair
   const void* in = nullptr;        // the activation source (f32 or fp16 [K])
   const float* norm_w = nullptr;   // RmsNorm prologue
   float eps = 0.0f;
@@ -155,28 +163,34 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// Type dispatch for one row (warp-uniform: a row has one type).
+// Type dispatch for one row: TYPE when the kernel has one, else the row's runtime type (warp-uniform).
+template <int TYPE>
 __device__ __forceinline__ Item load_item_any(int type, const std::uint8_t* row, int blk, int part) {
+  if constexpr (TYPE != 0) return load_item<TYPE>(row, blk, part);
   switch (type) {
     case kTypeQ4_0: return load_item<kTypeQ4_0>(row, blk, part);
     case kTypeQ4_1: return load_item<kTypeQ4_1>(row, blk, part);
     default: return load_item<kTypeQ8_0>(row, blk, part);
   }
 }
+template <int TYPE>
 __device__ __forceinline__ int item_dot_any(int type, const Item& it, int blk, int part, const Act& a) {
+  if constexpr (TYPE != 0) return item_dot<TYPE>(it, blk, part, a);
   switch (type) {
     case kTypeQ4_0: return item_dot<kTypeQ4_0>(it, blk, part, a);
     case kTypeQ4_1: return item_dot<kTypeQ4_1>(it, blk, part, a);
     default: return item_dot<kTypeQ8_0>(it, blk, part, a);
   }
 }
+template <int TYPE>
 __device__ __forceinline__ float block_value_any(int type, const Item& it, int blk, int sumi, const Act& a) {
+  if constexpr (TYPE != 0) return block_value<TYPE>(it, blk, sumi, a);
   return type == kTypeQ4_1 ? block_value<kTypeQ4_1>(it, blk, sumi, a) : block_value<kTypeQ8_0>(it, blk, sumi, a);
 }
 
-// kBatch rounds of 32 items per lane and row, loaded into registers before any is used so that their loads are in
-// flight together: one batch covers a row of K <= 1536 (32 * kBatch items of 8 weights).
-constexpr int kBatch = 6;
+// kBatch rounds of items per lane and row, loaded into registers before any is used so that their loads are in
+// flight together; with <= 48 items per warp one batch covers the row's share.
+constexpr int kBatch = 2;
 
 struct RowPair {
   const std::uint8_t* a = nullptr;
@@ -188,36 +202,39 @@ struct Batch {
   Item a[kBatch], b[kBatch];
 };
 
-__device__ __forceinline__ void load_batch(const RowPair& rp, int base, int n_items, int lane, Batch& bt) {
+// gl: this lane's index in its group, gs: the group's lanes (32 * ksplit).
+template <int TYPE>
+__device__ __forceinline__ void load_batch(const RowPair& rp, int base, int n_items, int gl, int gs, Batch& bt) {
 #pragma unroll
   for (int u = 0; u < kBatch; ++u) {
-    const int it = base + 32 * u + lane;
+    const int it = base + gs * u + gl;
     if (it < n_items) {
-      bt.a[u] = load_item_any(rp.type_a, rp.a, it >> 2, it & 3);
-      if (rp.b) bt.b[u] = load_item_any(rp.type_b, rp.b, it >> 2, it & 3);
+      bt.a[u] = load_item_any<TYPE>(rp.type_a, rp.a, it >> 2, it & 3);
+      if (rp.b) bt.b[u] = load_item_any<TYPE>(rp.type_b, rp.b, it >> 2, it & 3);
     }
   }
 }
 
-// Adds the batch's block contributions to acc_a / acc_b (per lane; the caller reduces across the warp). The 4
-// lanes of one block sum their integer parts with two shuffles first, so each block enters exactly once.
-__device__ __forceinline__ void consume_batch(const RowPair& rp, int base, int n_items, int lane, const Batch& bt,
-                                              const Act& act, float& acc_a, float& acc_b) {
+// Adds the batch's block contributions to acc_a / acc_b (per lane; the caller reduces). The 4 lanes of one
+// block sum their integer parts with two shuffles first, so each block enters exactly once.
+template <int TYPE>
+__device__ __forceinline__ void consume_batch(const RowPair& rp, int base, int n_items, int gl, int gs,
+                                              const Batch& bt, const Act& act, float& acc_a, float& acc_b) {
 #pragma unroll
   for (int u = 0; u < kBatch; ++u) {
-    if (base + 32 * u >= n_items) break;  // warp-uniform
-    const int it = base + 32 * u + lane;
-    const bool valid = it < n_items;      // whole groups of 4 lanes are valid or not (n_items % 4 == 0)
+    if (base + gs * u + gl - (gl & 31) >= n_items) break;  // warp-uniform: the warp's first lane has nothing
+    const int it = base + gs * u + gl;
+    const bool valid = it < n_items;  // whole groups of 4 lanes are valid or not (n_items % 4 == 0)
     const int blk = it >> 2, part = it & 3;
-    int sa = valid ? item_dot_any(rp.type_a, bt.a[u], blk, part, act) : 0;
-    int sb = valid && rp.b ? item_dot_any(rp.type_b, bt.b[u], blk, part, act) : 0;
+    int sa = valid ? item_dot_any<TYPE>(rp.type_a, bt.a[u], blk, part, act) : 0;
+    int sb = valid && rp.b ? item_dot_any<TYPE>(rp.type_b, bt.b[u], blk, part, act) : 0;
     sa += __shfl_xor_sync(0xffffffffu, sa, 1);
     sa += __shfl_xor_sync(0xffffffffu, sa, 2);
     sb += __shfl_xor_sync(0xffffffffu, sb, 1);
     sb += __shfl_xor_sync(0xffffffffu, sb, 2);
     if (valid && part == 0) {
-      acc_a += block_value_any(rp.type_a, bt.a[u], blk, sa, act);
-      if (rp.b) acc_b += block_value_any(rp.type_b, bt.b[u], blk, sb, act);
+      acc_a += block_value_any<TYPE>(rp.type_a, bt.a[u], blk, sa, act);
+      if (rp.b) acc_b += block_value_any<TYPE>(rp.type_b, bt.b[u], blk, sb, act);
     }
   }
 }
@@ -337,20 +354,23 @@ __device__ PairRows pair_rows(const GemvParams& p, int pair) {
   }
 }
 
-template <Prologue P, Epilogue E>
+template <Prologue P, Epilogue E, int TYPE>
 __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
   extern __shared__ __align__(16) unsigned char smem[];  // layout: gemv_smem_bytes()
   __shared__ float red[kGemvWarps];
+  __shared__ float2 group_sum[kGemvWarps];
   float* sv = reinterpret_cast<float*>(smem);
   std::int8_t* sq = reinterpret_cast<std::int8_t*>(sv + p.k);
   float* sd = reinterpret_cast<float*>(sq + p.k);
   float* ss = sd + p.k / kQK;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int n_blocks = p.k / kQK;
+  const int n_items = p.k / kQK * 4;
+  const int ksplit = p.ksplit;
+  const int groups = kGemvWarps / ksplit;
+  const int group = warp / ksplit, sub = warp % ksplit;
+  const int gl = sub * 32 + lane, gs = 32 * ksplit;
 
   pdl_trigger();
-  const int first_pair = blockIdx.x * kGemvWarps + warp;
-  const int n_items = n_blocks * 4;
   auto rows_of = [&](const PairRows& r) {
     const Segment& sa = p.seg[r.seg_a];
     const Segment& sb = p.seg[r.seg_b];
@@ -361,33 +381,51 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
     rp.type_b = sb.type;
     return rp;
   };
-  // The first batch of this warp's first row pair is loaded before waiting for the previous kernel (weights are
+  // The first batch of this group's first row pair is loaded before waiting for the previous kernel (weights are
   // never written), so its memory latency overlaps the previous kernel's tail and the activation prologue.
+  const int first_base = blockIdx.x * groups;
   Batch bt;
   PairRows r{};
   RowPair rp;
-  if (first_pair < p.n_pairs) {
-    r = pair_rows<E>(p, first_pair);
+  if (first_base + group < p.n_pairs) {
+    r = pair_rows<E>(p, first_base + group);
     rp = rows_of(r);
-    load_batch(rp, 0, n_items, lane, bt);
+    load_batch<TYPE>(rp, 0, n_items, gl, gs, bt);
   }
   pdl_wait();  // from here on, the previous kernels' outputs (x, o, act, the cache, state) are visible
   build_activation<P>(p, sv, sq, sd, ss, red);
   const Act act{reinterpret_cast<const int*>(sq), sd, ss};
 
-  for (int pair = first_pair; pair < p.n_pairs; pair += gridDim.x * kGemvWarps) {
-    if (pair != first_pair) {
-      r = pair_rows<E>(p, pair);
-      rp = rows_of(r);
-      load_batch(rp, 0, n_items, lane, bt);
+  for (int pair_base = first_base; pair_base < p.n_pairs; pair_base += gridDim.x * groups) {  // block-uniform
+    const int pair = pair_base + group;
+    const bool active = pair < p.n_pairs;  // warp-uniform
+    float2 dot = make_float2(0.0f, 0.0f);
+    if (active) {
+      if (pair_base != first_base) {
+        r = pair_rows<E>(p, pair);
+        rp = rows_of(r);
+        load_batch<TYPE>(rp, 0, n_items, gl, gs, bt);
+      }
+      float acc_a = 0.0f, acc_b = 0.0f;
+      consume_batch<TYPE>(rp, 0, n_items, gl, gs, bt, act, acc_a, acc_b);
+      for (int base = gs * kBatch; base < n_items; base += gs * kBatch) {
+        load_batch<TYPE>(rp, base, n_items, gl, gs, bt);
+        consume_batch<TYPE>(rp, base, n_items, gl, gs, bt, act, acc_a, acc_b);
+      }
+      dot = make_float2(warp_sum(acc_a), warp_sum(acc_b));
     }
-    float acc_a = 0.0f, acc_b = 0.0f;
-    consume_batch(rp, 0, n_items, lane, bt, act, acc_a, acc_b);
-    for (int base = 32 * kBatch; base < n_items; base += 32 * kBatch) {
-      load_batch(rp, base, n_items, lane, bt);
-      consume_batch(rp, base, n_items, lane, bt, act, acc_a, acc_b);
+    if (ksplit > 1) {
+      if (lane == 0) group_sum[warp] = dot;
+      __syncthreads();
+      if (sub == 0) {
+        for (int w = 1; w < ksplit; ++w) {
+          dot.x += group_sum[warp + w].x;
+          dot.y += group_sum[warp + w].y;
+        }
+      }
+      __syncthreads();  // group_sum is reused by the next round
     }
-    const float2 dot = make_float2(warp_sum(acc_a), warp_sum(acc_b));
+    if (!active || sub != 0) continue;
     const std::uint8_t* row_b = rp.b;
     if (lane != 0) continue;
     if constexpr (E == Epilogue::Store) {
@@ -488,16 +526,27 @@ __global__ void argmax_kernel(const float* logits, int n, int* state) {
 // Dynamic shared memory of the GEMV kernel: staged values (f32), q (int8), d and s (f32 per 32).
 std::size_t gemv_smem_bytes(int k) { return static_cast<std::size_t>(k) * (sizeof(float) + 1) + 2 * sizeof(float) * (k / kQK); }
 
-// Above 48 KiB of dynamic shared memory a kernel must opt in (once per kernel).
+// Above 48 KiB of dynamic shared memory a kernel must opt in (once per kernel, for all its type variants).
 template <Prologue P, Epilogue E>
 void allow_gemv_smem(int k) {
-  EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(gemv_q8_kernel<P, E>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(gemv_smem_bytes(k))));
+  const int bytes = static_cast<int>(gemv_smem_bytes(k));
+  for (auto kernel : {gemv_q8_kernel<P, E, 0>, gemv_q8_kernel<P, E, kTypeQ4_0>, gemv_q8_kernel<P, E, kTypeQ4_1>,
+                      gemv_q8_kernel<P, E, kTypeQ8_0>}) {
+    EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  }
 }
 
 template <Prologue P, Epilogue E>
-void launch_gemv(const GemvParams& p, int multiprocessors, bool programmatic, cudaStream_t stream) {
-  const int blocks = std::min((p.n_pairs + kGemvWarps - 1) / kGemvWarps, kBlocksPerSm * multiprocessors);
+void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool programmatic, cudaStream_t stream) {
+  const int n_items = p.k / kQK * 4;
+  p.ksplit = 1;
+  while (p.ksplit < kGemvWarps && n_items > kItemsPerWarp * p.ksplit) p.ksplit *= 2;
+  const int groups = kGemvWarps / p.ksplit;
+  const int blocks = std::min((p.n_pairs + groups - 1) / groups, kBlocksPerSm * multiprocessors);
+  int type = p.seg[0].type;
+  for (int i = 1; i < n_segments; ++i) {
+    if (p.seg[i].type != type) type = 0;
+  }
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(blocks);
   cfg.blockDim = dim3(kGemvThreads);
@@ -508,7 +557,12 @@ void launch_gemv(const GemvParams& p, int multiprocessors, bool programmatic, cu
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = programmatic ? 1 : 0;
-  EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E>, p));
+  switch (type) {
+    case kTypeQ4_0: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeQ4_0>, p)); break;
+    case kTypeQ4_1: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeQ4_1>, p)); break;
+    case kTypeQ8_0: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeQ8_0>, p)); break;
+    default: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, 0>, p)); break;
+  }
 }
 
 Segment segment(const DeviceMatrix& m) { return Segment{m.data, m.type, m.rows, m.row_bytes}; }
@@ -718,7 +772,7 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
     qkv.neox = c.rope_neox ? 1 : 0;
     qkv.inv_freq = inv_freq_;
     qkv.state = state;
-    launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope>(qkv, multiprocessors_, programmatic_, stream);
+    launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope>(qkv, 3, multiprocessors_, programmatic_, stream);
 
     b.attention[l]->launch(stream);
 
@@ -728,7 +782,7 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
     wo.n_pairs = (E + 1) / 2;
     wo.in = o_->data();
     wo.out = x;
-    launch_gemv<Prologue::F16, Epilogue::AddResidual>(wo, multiprocessors_, programmatic_, stream);
+    launch_gemv<Prologue::F16, Epilogue::AddResidual>(wo, 1, multiprocessors_, programmatic_, stream);
 
     GemvParams up;
     up.seg[0] = segment(L.gate);
@@ -739,7 +793,7 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
     up.norm_w = L.ffn_norm;
     up.eps = c.rms_eps;
     up.out = static_cast<float*>(act_->data());
-    launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu>(up, multiprocessors_, programmatic_, stream);
+    launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu>(up, 2, multiprocessors_, programmatic_, stream);
 
     GemvParams down;
     down.seg[0] = segment(L.down);
@@ -747,7 +801,7 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
     down.n_pairs = (E + 1) / 2;
     down.in = act_->data();
     down.out = x;
-    launch_gemv<Prologue::F32, Epilogue::AddResidual>(down, multiprocessors_, programmatic_, stream);
+    launch_gemv<Prologue::F32, Epilogue::AddResidual>(down, 1, multiprocessors_, programmatic_, stream);
   }
   GemvParams head;
   head.seg[0] = segment(output_);
@@ -757,7 +811,7 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
   head.norm_w = output_norm_;
   head.eps = c.rms_eps;
   head.out = static_cast<float*>(logits_->data());
-  launch_gemv<Prologue::RmsNorm, Epilogue::Store>(head, multiprocessors_, programmatic_, stream);
+  launch_gemv<Prologue::RmsNorm, Epilogue::Store>(head, 1, multiprocessors_, programmatic_, stream);
   argmax_kernel<<<1, kArgmaxThreads, 0, stream>>>(static_cast<float*>(logits_->data()), output_.rows, state);
   EDGELLM_CUDA_CHECK_LAUNCH("gpu engine argmax");
   EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_, state, sizeof(int), cudaMemcpyDeviceToHost, stream));
