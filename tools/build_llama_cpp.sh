@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Build llama.cpp's `llama-bench` (CUDA) from the tarball made by tools/pack_llama_cpp.sh, on the GPU machine.
+#
+# Usage: tools/build_llama_cpp.sh SRC_TARBALL BUILD_DIR
+#   Runs in the foreground; for a build that must outlive one device call:
+#     setsid nohup tools/build_llama_cpp.sh .devcarry/llama_cpp_src.tar.xz /tmp/llama_build >/dev/null 2>&1 &
+#   and in a later call check BUILD_DIR/DONE (success; holds the binary path and the elapsed seconds) or
+#   BUILD_DIR/FAILED (holds the exit code and the step that failed). Everything is logged to BUILD_DIR/build.log.
+#   The binary: BUILD_DIR/build/bin/llama-bench (shared libraries next to it, found through its RPATH, so leave
+#   BUILD_DIR where it is).
+#
+# Environment overrides (defaults in brackets):
+#   LLAMA_CUDA_ARCHS [90]   CMAKE_CUDA_ARCHITECTURES: one arch (H100/H200 = 90) keeps the compile short.
+#   LLAMA_GGML_CUDA  [ON]   OFF only for the local CPU-only check of the trimmed tree.
+#   LLAMA_JOBS       [nproc] parallel compile jobs.
+#
+# Configuration: Release, ggml defaults otherwise (llama.cpp as users build it: CUDA graphs on, flash-attention
+# CUDA kernels built, so `-fa 1` works; GGML_NATIVE on, the CPU backend is tuned for the build host, as a user's
+# own build is). Turned off, none of it on the measured path (model load + decode/prefill through ggml-cuda):
+#   LLAMA_BUILD_TESTS/EXAMPLES/SERVER/APP=OFF  other programs; not built, not run.
+#   LLAMA_OPENSSL=OFF (and no curl)             only model downloads over HTTPS use it; there is no network there.
+#   LLAMA_BUILD_COMMIT/NUMBER are passed in: there is no .git in the carried tree, and if the tree is unpacked
+#     inside another git checkout, llama.cpp's cmake would otherwise record THAT checkout's commit.
+# Only the `llama-bench` target (and what it links) is built.
+set -uo pipefail
+
+if [[ $# -ne 2 ]]; then
+    echo "usage: $0 SRC_TARBALL BUILD_DIR" >&2
+    exit 2
+fi
+SRC_TARBALL="$(realpath "$1")"
+BUILD_DIR="$(mkdir -p "$2" && cd "$2" && pwd)"
+CUDA_ARCHS="${LLAMA_CUDA_ARCHS:-90}"
+GGML_CUDA="${LLAMA_GGML_CUDA:-ON}"
+JOBS="${LLAMA_JOBS:-$(nproc)}"
+LOG="$BUILD_DIR/build.log"
+
+rm -f "$BUILD_DIR/DONE" "$BUILD_DIR/FAILED"
+: > "$LOG"
+START_S=$(date +%s)
+
+fail() {  # fail STEP CODE
+    local elapsed=$(( $(date +%s) - START_S ))
+    printf 'exit_code=%s\nstep=%s\nelapsed_s=%s\nlog=%s\n' "$2" "$1" "$elapsed" "$LOG" > "$BUILD_DIR/FAILED"
+    echo "llama.cpp build FAILED at step '$1' (exit $2) after ${elapsed} s; see $LOG" | tee -a "$LOG" >&2
+    exit "$2"
+}
+
+step() {  # step NAME CMD...: run CMD with its output appended to the log
+    local name="$1"; shift
+    echo "=== $name: $*" >> "$LOG"
+    "$@" >> "$LOG" 2>&1
+    local rc=$?
+    [[ $rc -eq 0 ]] || fail "$name" "$rc"
+}
+
+[[ -f "$SRC_TARBALL" ]] || fail "check tarball ($SRC_TARBALL missing)" 1
+for tool in cmake ninja; do
+    command -v "$tool" >/dev/null || fail "check $tool (not on PATH)" 1
+done
+if [[ "$GGML_CUDA" == "ON" ]] && ! command -v nvcc >/dev/null; then
+    # CMake's CUDA detection also looks in /usr/local/cuda; add it to PATH if nvcc is only there.
+    [[ -x /usr/local/cuda/bin/nvcc ]] && export PATH="/usr/local/cuda/bin:$PATH" || fail "check nvcc (not found)" 1
+fi
+
+SRC_DIR="$BUILD_DIR/src"
+rm -rf "$SRC_DIR" && mkdir -p "$SRC_DIR"
+step untar tar -xJf "$SRC_TARBALL" -C "$SRC_DIR"
+LLAMA_DIR="$SRC_DIR/llama.cpp"
+COMMIT="$(cat "$LLAMA_DIR/EDGELLM_LLAMA_CPP_COMMIT" 2>/dev/null || echo unknown)"
+
+{
+    echo "llama.cpp commit $COMMIT; GGML_CUDA=$GGML_CUDA CUDA archs $CUDA_ARCHS; jobs $JOBS"
+    command -v nvcc >/dev/null && nvcc --version | tail -2
+    cmake --version | head -1
+} >> "$LOG" 2>&1
+
+step configure cmake -S "$LLAMA_DIR" -B "$BUILD_DIR/build" -G Ninja \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DGGML_CUDA="$GGML_CUDA" \
+    -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCHS" \
+    -DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_TOOLS=ON \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
+    -DLLAMA_OPENSSL=OFF \
+    -DLLAMA_BUILD_COMMIT="$COMMIT" -DLLAMA_BUILD_NUMBER=0
+
+step build cmake --build "$BUILD_DIR/build" --target llama-bench -j "$JOBS"
+
+BIN="$BUILD_DIR/build/bin/llama-bench"
+[[ -x "$BIN" ]] || fail "find binary ($BIN)" 1
+ELAPSED=$(( $(date +%s) - START_S ))
+printf 'binary=%s\nelapsed_s=%s\ncommit=%s\nggml_cuda=%s\ncuda_archs=%s\njobs=%s\n' \
+    "$BIN" "$ELAPSED" "$COMMIT" "$GGML_CUDA" "$CUDA_ARCHS" "$JOBS" > "$BUILD_DIR/DONE.tmp"
+mv "$BUILD_DIR/DONE.tmp" "$BUILD_DIR/DONE"
+echo "llama.cpp llama-bench built in ${ELAPSED} s: $BIN" | tee -a "$LOG"
