@@ -105,6 +105,8 @@ for i, (t, ns, ts) in enumerate(tests):
 out += "\n]\n"
 if mode == "truncated":
     out = out[: len(out) // 2]
+if mode == "noisy":
+    out = "ggml_cuda_init: found 1 CUDA devices:\n" + out + "llama_perf: done\n"
 sys.stdout.write(out)
 '''
 
@@ -181,6 +183,14 @@ def test_parses_fake_output(tmp_path, model, rng, depths, flash_attn, threads, n
         if threads is not None:
             assert r.n_threads == threads
         assert r.raw["avg_ns"] == r.avg_ns
+
+
+def test_tolerates_lines_around_the_array(tmp_path, model, rng) -> None:
+    # a log line on stdout outside llama-bench's "[" ... "]" block must not lose the run
+    kw = dict(depths=(0, 4097), repetitions=2)
+    fake = make_fake(tmp_path, "noisy", expected_args(model, **kw), _seed(rng))
+    recs = run_llama_bench(fake, model, timeout_s=60, **kw)
+    assert [r.name for r in recs] == ["pp512", "tg128", "pp512 @ d4097", "tg128 @ d4097"]
 
 
 def test_command_line_is_explicit(model) -> None:

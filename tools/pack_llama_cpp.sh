@@ -83,8 +83,10 @@ EOF
 echo "$LLAMA_CPP_COMMIT" > "$DST/EDGELLM_LLAMA_CPP_COMMIT"
 
 TARBALL="$OUT_DIR/llama_cpp_src.tar.xz"
-# Reproducible-ish archive: sorted names, fixed owner; xz -9 for the smallest carry.
-tar --sort=name --owner=0 --group=0 --numeric-owner -C "$WORK/out" -cf - llama.cpp | xz -9 -T2 > "$TARBALL.tmp"
+# Reproducible archive (same bytes on every run with the same tar/xz): sorted names, fixed owner and mtime
+# (files we write ourselves would otherwise carry today's), single-threaded xz -9 (the smallest carry).
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@1700000000 -C "$WORK/out" -cf - llama.cpp \
+    | xz -9 -T1 > "$TARBALL.tmp"
 mv "$TARBALL.tmp" "$TARBALL"
 (cd "$OUT_DIR" && sha256sum "$(basename "$TARBALL")" > "$(basename "$TARBALL").sha256")
 TAR_SHA256="$(cut -d' ' -f1 < "$TARBALL.sha256")"

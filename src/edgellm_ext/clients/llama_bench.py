@@ -291,6 +291,26 @@ def _record(obj: Any, where: str) -> LlamaBenchRecord:
     )
 
 
+def _array_among_lines(text: str) -> Optional[Any]:
+    """The JSON array llama-bench printed, if other lines surround it on stdout.
+
+    llama.cpp logs to stderr, but a backend or driver may write a line to stdout; llama-bench's json printer
+    puts "[" and "]" alone on their own lines, so the array is the text from the first such "[" line to the last
+    "]" line. Returns None where that does not parse either (then the output is reported as not JSON)."""
+    lines = text.splitlines()
+    try:
+        start = lines.index("[")
+        end = len(lines) - 1 - lines[::-1].index("]")
+    except ValueError:
+        return None
+    if end <= start:
+        return None
+    try:
+        return json.loads("\n".join(lines[start:end + 1]))
+    except json.JSONDecodeError:
+        return None
+
+
 def parse_llama_bench_json(
     text: str,
     *,
@@ -307,8 +327,10 @@ def parse_llama_bench_json(
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise LlamaBenchOutputError(f"llama-bench output is not valid JSON ({e.msg} at line {e.lineno}, column "
-                                    f"{e.colno}; truncated?): {one_line(text, 160)}") from None
+        data = _array_among_lines(text)
+        if data is None:
+            raise LlamaBenchOutputError(f"llama-bench output is not valid JSON ({e.msg} at line {e.lineno}, column "
+                                        f"{e.colno}; truncated?): {one_line(text, 160)}") from None
     if not isinstance(data, list):
         raise LlamaBenchOutputError(f"llama-bench output should be a JSON array of tests, got {type(data).__name__}")
     records = [_record(obj, f"test {i}") for i, obj in enumerate(data)]
