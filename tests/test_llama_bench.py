@@ -250,8 +250,11 @@ def test_nonzero_exit_reports_stderr_tail(tmp_path, model, rng) -> None:
     with pytest.raises(LlamaBenchError, match="exited with code 1") as ei:
         run_llama_bench(fake, model, timeout_s=60)
     msg = str(ei.value)
-    assert "failed to load model" in msg and "log line 39" in msg
-    assert "log line 0\n" not in msg  # only the tail
+    assert "\n" not in msg  # EngineError messages are one line
+    assert "failed to load model" in msg and "log line 39 |" in msg and "log line 26 |" in msg
+    assert "log line 25 |" not in msg  # only the last 15 lines: 26..39 and the error
+    assert ei.value.stderr_tail[-1] == "main: error: failed to load model 'x.gguf'"
+    assert len(ei.value.stderr_tail) == 15
 
 
 def test_unexpected_arguments_surface_as_exit_error(tmp_path, model, rng) -> None:

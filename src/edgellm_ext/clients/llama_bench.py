@@ -45,7 +45,14 @@ _STDERR_TAIL_LINES = 15
 
 
 class LlamaBenchError(EngineError):
-    """llama-bench could not be run or exited with an error."""
+    """llama-bench could not be run or exited with an error.
+
+    ``stderr_tail``: the last lines llama-bench wrote to stderr (empty when it did not run); the message holds
+    them too, joined with `` | `` so that ``str(e)`` stays one line."""
+
+    def __init__(self, message: str, stderr_tail: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.stderr_tail = list(stderr_tail)
 
 
 class LlamaBenchOutputError(LlamaBenchError):
@@ -210,9 +217,9 @@ def run_llama_bench(
         proc.communicate()
         raise EngineTimeout(f"llama-bench did not finish within {timeout_s:g} s: {' '.join(argv)}") from None
     if proc.returncode != 0:
-        tail = "\n".join(stderr.strip().splitlines()[-_STDERR_TAIL_LINES:])
-        raise LlamaBenchError(f"llama-bench exited with code {proc.returncode}: {' '.join(argv)}\n"
-                              f"--- last lines of stderr ---\n{tail}")
+        tail = [line.strip() for line in stderr.strip().splitlines()[-_STDERR_TAIL_LINES:]]
+        raise LlamaBenchError(f"llama-bench exited with code {proc.returncode} ({' '.join(argv)}); last lines of "
+                              f"stderr: {' | '.join(tail) if tail else '(none)'}", stderr_tail=tail)
 
     expected = []
     for d in depths:  # llama-bench's order: per depth, the pp test then the tg test
