@@ -65,7 +65,12 @@ fi
 
 SRC_DIR="$BUILD_DIR/src"
 rm -rf "$SRC_DIR" && mkdir -p "$SRC_DIR"
-step untar tar -xJf "$SRC_TARBALL" -C "$SRC_DIR"
+if command -v xz >/dev/null; then
+    step untar tar -xJf "$SRC_TARBALL" -C "$SRC_DIR"
+else  # no xz program: Python's lzma module reads the same archive
+    step "untar (python)" python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+        "$SRC_TARBALL" "$SRC_DIR"
+fi
 LLAMA_DIR="$SRC_DIR/llama.cpp"
 COMMIT="$(cat "$LLAMA_DIR/EDGELLM_LLAMA_CPP_COMMIT" 2>/dev/null || echo unknown)"
 
