@@ -28,7 +28,7 @@ if [[ $# -ne 2 ]]; then
     echo "usage: $0 SRC_TARBALL BUILD_DIR" >&2
     exit 2
 fi
-SRC_TARBALL="$(realpath "$1")"
+SRC_TARBALL="$(realpath -m "$1")"
 BUILD_DIR="$(mkdir -p "$2" && cd "$2" && pwd)"
 CUDA_ARCHS="${LLAMA_CUDA_ARCHS:-90}"
 GGML_CUDA="${LLAMA_GGML_CUDA:-ON}"
