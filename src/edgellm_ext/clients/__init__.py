@@ -36,3 +36,22 @@ __all__ = [
     "StreamError",
     "benchmark_engine",
 ]
+
+# llama.cpp's llama-bench (no server): run one command, parse its -o json output.
+from .llama_bench import (  # noqa: E402
+    LlamaBenchError,
+    LlamaBenchOutputError,
+    LlamaBenchRecord,
+    llama_bench_command,
+    parse_llama_bench_json,
+    run_llama_bench,
+)
+
+__all__ += [
+    "LlamaBenchError",
+    "LlamaBenchOutputError",
+    "LlamaBenchRecord",
+    "llama_bench_command",
+    "parse_llama_bench_json",
+    "run_llama_bench",
+]
