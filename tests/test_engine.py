@@ -186,12 +186,14 @@ def _byte_tokens() -> list[str]:
 
 def write_tiny_gguf(path: Path, arch: str = "llama", *, types: Optional[dict[str, Any]] = None, tied: bool = True,
                     seed: int = 0, skip: tuple[str, ...] = (), n_layer: int = 2,
-                    dims: tuple[int, int, int, int, int] = (64, 4, 2, 16, 96)) -> dict[str, np.ndarray]:
+                    dims: tuple[int, int, int, int, int] = (64, 4, 2, 16, 96),
+                    extra_tokens: int = 0) -> dict[str, np.ndarray]:
     """A tiny random decoder GGUF (dims = n_embd, heads, kv heads, head_dim, n_ff: default 64, 4, 2, 16, 96;
-    vocab 258); returns the float32 weights as written (before quantization)."""
+    vocab 258 + extra_tokens, the extra ones "<x0>", "<x1>", ... before the last (EOS) token); returns the float32
+    weights as written (before quantization)."""
     rng = np.random.default_rng(seed)
     types = types or {}
-    tokens = _byte_tokens() + ["ab", "<|end|>"]
+    tokens = _byte_tokens() + ["ab"] + [f"<x{i}>" for i in range(extra_tokens)] + ["<|end|>"]
     n_vocab = len(tokens)
     E, H, G, D, F = dims
     w = gguf.GGUFWriter(str(path), arch)

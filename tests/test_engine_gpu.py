@@ -28,15 +28,20 @@ Q = gguf.GGMLQuantizationType
 # Tiny models, 300 positions: relative to the logit range, median over all logits <= 5e-3 (observed 2.3e-3 on the
 # H200: the fp16 softmax weights of the CPU path alone move outputs by ~5e-4 per layer), max <= 5e-2 (a Q8 flip).
 TINY_MAX_REL, TINY_MEDIAN_REL = 5e-2, 5e-3
-# SmolLM2-135M (30 layers; CPU vs GPU): observed on the H200, see docs/engine.md; same bound as ours vs llama.cpp.
-SMOL_MAX_ABS, SMOL_MEDIAN_ABS, SMOL_TIE = 2.5, 0.3, 1.0
+# SmolLM2-135M (30 layers; CPU vs GPU), per step after removing the median of the difference (a constant shift of
+# all logits changes no probability; the GPU's differ from the CPU's by a shift of ~0.3 plus noise): the same
+# bounds as the CPU engine vs llama.cpp (tests/test_engine.py), which the first H200 run met (raw max 0.83).
+SMOL_CENTERED_TOL, SMOL_MEDIAN_TOL, SMOL_RAW_TOL, SMOL_TIE = 2.0, 0.3, 2.5, 1.0
 
-# head_dim 64 (the attention kernel's smallest); 4 query heads / 2 kv heads (GQA 2).
-DIMS = (128, 4, 2, 64, 192)
+# head_dim 64 (the attention kernel's smallest); 8 query heads / 4 kv heads (GQA 2); n_embd 512 and n_ff 1536 so
+# that the GEMVs split rows over 2 and 4 warps as SmolLM2's do; 5000 extra tokens so that the LM head has more
+# row pairs than its grid and loops (as SmolLM2's 49152 rows do).
+DIMS = (512, 8, 4, 64, 1536)
+EXTRA_TOKENS = 5000
 
 
 def _tiny(path: Path, arch: str, types: dict[str, Any], tied: bool, seed: int = 1) -> Path:
-    write_tiny_gguf(path, arch, types=types, tied=tied, seed=seed, dims=DIMS, n_layer=3)
+    write_tiny_gguf(path, arch, types=types, tied=tied, seed=seed, dims=DIMS, n_layer=3, extra_tokens=EXTRA_TOKENS)
     return path
 
 
@@ -64,7 +69,7 @@ def test_gpu_matches_cpu_on_tiny_models(tmp_path: Path, arch: str, types: dict[s
     cpu = Model.load(path, n_threads=1, n_ctx=320)
     gpu = Model.load(path, device="cuda", n_ctx=320)
     rng = np.random.default_rng(7)
-    tokens = [int(t) for t in rng.integers(0, 258, size=300)]  # crosses the 256-key graph bucket
+    tokens = [int(t) for t in rng.integers(0, 258 + EXTRA_TOKENS, size=300)]  # crosses the 256-key graph bucket
     a = _teacher_forced(cpu, tokens)
     b = _teacher_forced(gpu, tokens)
     assert np.isfinite(b).all()
@@ -128,13 +133,13 @@ def test_gpu_bad_input(tmp_path: Path) -> None:
     assert gpu.n_past == 8 and np.array_equal(before, logits)
     gpu._engine.truncate(0)
     with pytest.raises(IndexError, match="outside the vocabulary"):
-        gpu.forward(258)
+        gpu.forward(258 + EXTRA_TOKENS)
     assert gpu.n_past == 0
     with pytest.raises(ValueError, match="logits"):
         gpu.forward(1, np.empty(5, dtype=np.float32))
     # F32/F16 matrices are not run by the GPU engine: a clear error naming the tensor.
     f32 = tmp_path / "f32.gguf"
-    write_tiny_gguf(f32, "llama", types={"ffn_down.weight": Q.F32}, dims=DIMS)
+    write_tiny_gguf(f32, "llama", types={"ffn_down.weight": Q.F32}, dims=(128, 4, 2, 64, 192))
     with pytest.raises(ValueError, match="blk.0.ffn_down.*device=\"cpu\""):
         Model.load(f32, device="cuda")
     d16 = tmp_path / "d16.gguf"
@@ -165,7 +170,10 @@ def test_gpu_smollm2_matches_cpu() -> None:
         gpu._engine.prefill(ids, lb)
         for i, tok in enumerate(g):
             d = la - lb
-            assert np.abs(d).max() <= SMOL_MAX_ABS and np.median(np.abs(d)) <= SMOL_MEDIAN_ABS, (prompt, i)
+            c = np.abs(d - np.median(d))
+            assert np.abs(d).max() <= SMOL_RAW_TOL, (prompt, i, float(np.abs(d).max()))
+            assert c.max() <= SMOL_CENTERED_TOL and np.median(c) <= SMOL_MEDIAN_TOL, (prompt, i, float(c.max()),
+                                                                                       float(np.median(c)))
             top2 = np.sort(la)[-2:]
             if top2[1] - top2[0] > SMOL_TIE:
                 assert int(la.argmax()) == tok, (prompt, i)
