@@ -107,9 +107,12 @@ __device__ __forceinline__ void consume_step(const T* tag, int step, int key_end
                                              float (&m)[HPB], float (&l)[HPB],
                                              float (&acc)[HPB][Geometry<T, D, NW>::kElemsPerLane]) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // A kernel launched after this one with programmatic dependent launch (the GPU engine's output projection) may
-  // start now; it waits (griddepcontrol.wait) for this grid's completion before reading its output.
+  // Programmatic dependent launch (the GPU engine): a kernel launched after this one with it may start now (it
+  // waits for this grid's completion before reading the output); and when this kernel was launched with it, wait
+  // here for the previous kernel (q, the cache row of this step, the length) before reading anything. Both are
+  // no-ops for a plain launch.
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
   using G = Geometry<T, D, NW>;
   constexpr int E = G::kElemsPerLane;
@@ -448,11 +451,20 @@ int current_multiprocessors() {
 template <typename T, int D>
 void launch_for_dim(int hpb, dim3 grid, cudaStream_t stream, const void* q, const void* k, const void* v,
                     const int* lens, void* out, float* po, float* plse, int* counters, const Fa2DecodeShape& s,
-                    float scale_log2, int splits, int chunk) {
+                    float scale_log2, int splits, int chunk, bool programmatic) {
   auto go = [&](auto kernel, int threads) {
-    kernel<<<grid, threads, 0, stream>>>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-                                         lens, static_cast<T*>(out), po, plse, counters, s.q_heads, s.kv_heads,
-                                         s.max_seq, scale_log2, splits, chunk);
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(threads);
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = programmatic ? 1 : 0;
+    EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, static_cast<const T*>(q), static_cast<const T*>(k),
+                                          static_cast<const T*>(v), lens, static_cast<T*>(out), po, plse, counters,
+                                          s.q_heads, s.kv_heads, s.max_seq, scale_log2, splits, chunk));
   };
   switch (hpb) {
     case 1: go(fa2_decode_kernel<T, D, 1>, 32 * warps_for(D, 1)); break;
@@ -465,13 +477,13 @@ void launch_for_dim(int hpb, dim3 grid, cudaStream_t stream, const void* q, cons
 template <typename T>
 void launch_for_type(int head_dim, int hpb, dim3 grid, cudaStream_t stream, const void* q, const void* k,
                      const void* v, const int* lens, void* out, float* po, float* plse, int* counters,
-                     const Fa2DecodeShape& s, float scale_log2, int splits, int chunk) {
+                     const Fa2DecodeShape& s, float scale_log2, int splits, int chunk, bool programmatic) {
   switch (head_dim) {
-    case 64: launch_for_dim<T, 64>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
-    case 80: launch_for_dim<T, 80>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
-    case 96: launch_for_dim<T, 96>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
-    case 128: launch_for_dim<T, 128>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
-    default: launch_for_dim<T, 256>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
+    case 64: launch_for_dim<T, 64>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk, programmatic); break;
+    case 80: launch_for_dim<T, 80>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk, programmatic); break;
+    case 96: launch_for_dim<T, 96>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk, programmatic); break;
+    case 128: launch_for_dim<T, 128>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk, programmatic); break;
+    default: launch_for_dim<T, 256>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk, programmatic); break;
   }
 }
 
@@ -548,15 +560,15 @@ void Fa2DecodeOp::launch(cudaStream_t stream) {
   switch (shape_.dtype) {
     case DType::F16:
       launch_for_type<__half>(shape_.head_dim, heads_per_block_, grid, stream, q_, k_, v_, seq_lens_, out_, po, plse,
-                              counters, shape_, scale_log2, num_splits_, chunk_);
+                              counters, shape_, scale_log2, num_splits_, chunk_, programmatic_);
       break;
     case DType::BF16:
       launch_for_type<__nv_bfloat16>(shape_.head_dim, heads_per_block_, grid, stream, q_, k_, v_, seq_lens_, out_, po,
-                                     plse, counters, shape_, scale_log2, num_splits_, chunk_);
+                                     plse, counters, shape_, scale_log2, num_splits_, chunk_, programmatic_);
       break;
     case DType::F32:
       launch_for_type<float>(shape_.head_dim, heads_per_block_, grid, stream, q_, k_, v_, seq_lens_, out_, po, plse,
-                             counters, shape_, scale_log2, num_splits_, chunk_);
+                             counters, shape_, scale_log2, num_splits_, chunk_, programmatic_);
       break;
   }
   EDGELLM_CUDA_CHECK_LAUNCH("fa2_decode_kernel");

@@ -396,23 +396,29 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
   build_activation<P>(p, sv, sq, sd, ss, red);
   const Act act{reinterpret_cast<const int*>(sq), sd, ss};
 
-  for (int pair_base = first_base; pair_base < p.n_pairs; pair_base += gridDim.x * groups) {  // block-uniform
+  const int stride = gridDim.x * groups;
+  for (int pair_base = first_base; pair_base < p.n_pairs; pair_base += stride) {  // block-uniform
     const int pair = pair_base + group;
     const bool active = pair < p.n_pairs;  // warp-uniform
+    const PairRows cur = r;
+    const RowPair cur_rp = rp;
     float2 dot = make_float2(0.0f, 0.0f);
     if (active) {
-      if (pair_base != first_base) {
-        r = pair_rows<E>(p, pair);
+      // The next round's first batch (the LM head loops over its rows) goes out before this one is consumed.
+      Batch bt_next;
+      if (pair + stride < p.n_pairs) {
+        r = pair_rows<E>(p, pair + stride);
         rp = rows_of(r);
-        load_batch<TYPE>(rp, 0, n_items, gl, gs, bt);
+        load_batch<TYPE>(rp, 0, n_items, gl, gs, bt_next);
       }
       float acc_a = 0.0f, acc_b = 0.0f;
-      consume_batch<TYPE>(rp, 0, n_items, gl, gs, bt, act, acc_a, acc_b);
+      consume_batch<TYPE>(cur_rp, 0, n_items, gl, gs, bt, act, acc_a, acc_b);
       for (int base = gs * kBatch; base < n_items; base += gs * kBatch) {
-        load_batch<TYPE>(rp, base, n_items, gl, gs, bt);
-        consume_batch<TYPE>(rp, base, n_items, gl, gs, bt, act, acc_a, acc_b);
+        load_batch<TYPE>(cur_rp, base, n_items, gl, gs, bt);
+        consume_batch<TYPE>(cur_rp, base, n_items, gl, gs, bt, act, acc_a, acc_b);
       }
       dot = make_float2(warp_sum(acc_a), warp_sum(acc_b));
+      bt = bt_next;
     }
     if (ksplit > 1) {
       if (lane == 0) group_sum[warp] = dot;
@@ -426,38 +432,38 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
       __syncthreads();  // group_sum is reused by the next round
     }
     if (!active || sub != 0) continue;
-    const std::uint8_t* row_b = rp.b;
+    const std::uint8_t* row_b = cur_rp.b;
     if (lane != 0) continue;
     if constexpr (E == Epilogue::Store) {
-      p.out[r.row_a] = dot.x;
-      if (row_b) p.out[r.row_b] = dot.y;
+      p.out[cur.row_a] = dot.x;
+      if (row_b) p.out[cur.row_b] = dot.y;
     } else if constexpr (E == Epilogue::AddResidual) {
-      p.out[r.row_a] += dot.x;
-      if (row_b) p.out[r.row_b] += dot.y;
+      p.out[cur.row_a] += dot.x;
+      if (row_b) p.out[cur.row_b] += dot.y;
     } else if constexpr (E == Epilogue::SwiGlu) {
       const float g = dot.x;
-      p.out[r.row_a] = g / (1.0f + expf(-g)) * dot.y;  // silu(gate) * up
+      p.out[cur.row_a] = g / (1.0f + expf(-g)) * dot.y;  // silu(gate) * up
     } else {  // QkvRope: bias, rotation, fp16 stores (q buffer, or the cache at the current position)
       float a = dot.x, b = dot.y;
-      const float* bias = p.bias[r.seg_a];
-      if (bias) { a += bias[r.row_a]; b += bias[r.row_b]; }
+      const float* bias = p.bias[cur.seg_a];
+      if (bias) { a += bias[cur.row_a]; b += bias[cur.row_b]; }
       const int pos = p.state[1];
-      if (r.rope_i >= 0) {
+      if (cur.rope_i >= 0) {
         float sn, cs;
-        sincosf(static_cast<float>(pos) * p.inv_freq[r.rope_i], &sn, &cs);
+        sincosf(static_cast<float>(pos) * p.inv_freq[cur.rope_i], &sn, &cs);
         const float a2 = a * cs - b * sn;
         b = a * sn + b * cs;
         a = a2;
       }
-      if (r.seg_a == 0) {
-        p.q_out[r.row_a] = __float2half_rn(a);
-        p.q_out[r.row_b] = __float2half_rn(b);
+      if (cur.seg_a == 0) {
+        p.q_out[cur.row_a] = __float2half_rn(a);
+        p.q_out[cur.row_b] = __float2half_rn(b);
       } else {
-        const int head = r.row_a / p.head_dim;  // both rows of a pair are in one head
-        __half* cache = (r.seg_a == 1 ? p.k_cache : p.v_cache) +
+        const int head = cur.row_a / p.head_dim;  // both rows of a pair are in one head
+        __half* cache = (cur.seg_a == 1 ? p.k_cache : p.v_cache) +
                         (static_cast<std::size_t>(head) * p.max_seq + pos) * p.head_dim;
-        cache[r.row_a % p.head_dim] = __float2half_rn(a);
-        cache[r.row_b % p.head_dim] = __float2half_rn(b);
+        cache[cur.row_a % p.head_dim] = __float2half_rn(a);
+        cache[cur.row_b % p.head_dim] = __float2half_rn(b);
       }
     }
   }
@@ -496,6 +502,7 @@ __global__ void embed_kernel(Segment embd, int n_embd, int* state, float* x) {
 __global__ void argmax_kernel(const float* logits, int n, int* state) {
   __shared__ float s_val[kArgmaxThreads / 32];
   __shared__ int s_idx[kArgmaxThreads / 32];
+  pdl_wait();  // launched with programmatic dependent launch after the LM head
   float best = -INFINITY;
   int best_i = n;  // n: nothing seen yet
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -812,8 +819,19 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
   head.eps = c.rms_eps;
   head.out = static_cast<float*>(logits_->data());
   launch_gemv<Prologue::RmsNorm, Epilogue::Store>(head, 1, multiprocessors_, programmatic_, stream);
-  argmax_kernel<<<1, kArgmaxThreads, 0, stream>>>(static_cast<float*>(logits_->data()), output_.rows, state);
-  EDGELLM_CUDA_CHECK_LAUNCH("gpu engine argmax");
+  {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(1);
+    cfg.blockDim = dim3(kArgmaxThreads);
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = programmatic_ ? 1 : 0;
+    EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, argmax_kernel, static_cast<const float*>(logits_->data()),
+                                          output_.rows, state));
+  }
   EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_, state, sizeof(int), cudaMemcpyDeviceToHost, stream));
 }
 
@@ -844,6 +862,7 @@ GpuEngine::Bucket& GpuEngine::bucket_for(std::size_t length) {
     b->attention.push_back(std::make_unique<Fa2DecodeOp>(
         shape, reinterpret_cast<std::uintptr_t>(q_->data()), k_base + l * layer_cache, v_base + l * layer_cache, lens,
         reinterpret_cast<std::uintptr_t>(o_->data()), scale, b->length_hint, 0, 0));
+    b->attention.back()->set_programmatic_launch(programmatic_);
   }
   cudaStream_t s = stream_.get();
   EDGELLM_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
