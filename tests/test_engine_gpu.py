@@ -119,6 +119,19 @@ def test_gpu_greedy_generation_and_state(tmp_path: Path) -> None:
 
 
 @pytest.mark.gpu
+def test_programmatic_launch_changes_no_result(tmp_path: Path) -> None:
+    # Programmatic dependent launch only changes when kernels start, never what they compute: a race (a kernel
+    # reading before its predecessor finished) would show up here as different logits.
+    path = _tiny(tmp_path / "m.gguf", "llama", {}, True, seed=5)
+    a = Model.load(path, device="cuda", n_ctx=320, programmatic_launch=True)
+    b = Model.load(path, device="cuda", n_ctx=320, programmatic_launch=False)
+    rng = np.random.default_rng(11)
+    tokens = [int(t) for t in rng.integers(0, 258 + EXTRA_TOKENS, size=280)]
+    for _ in range(2):
+        assert np.array_equal(_teacher_forced(a, tokens), _teacher_forced(b, tokens))
+
+
+@pytest.mark.gpu
 def test_gpu_bad_input(tmp_path: Path) -> None:
     path = _tiny(tmp_path / "m.gguf", "llama", {}, True)
     gpu = Model.load(path, device="cuda", n_ctx=8)

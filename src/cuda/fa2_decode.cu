@@ -108,9 +108,9 @@ __device__ __forceinline__ void consume_step(const T* tag, int step, int key_end
                                              float (&acc)[HPB][Geometry<T, D, NW>::kElemsPerLane]) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // Programmatic dependent launch (the GPU engine): a kernel launched after this one with it may start now (it
-  // waits for this grid's completion before reading the output); and when this kernel was launched with it, wait
-  // here for the previous kernel (q, the cache row of this step, the length) before reading anything. Both are
-  // no-ops for a plain launch.
+  // waits for this grid's completion before reading the output); and when this kernel was itself launched with
+  // it (set_programmatic_launch), wait here for the previous kernel before reading anything. Both are no-ops for
+  // a plain launch.
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif

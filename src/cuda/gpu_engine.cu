@@ -828,7 +828,7 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
-    cfg.numAttrs = programmatic_ ? 1 : 0;
+    cfg.numAttrs = 0;  // plain launch (see the attention launch above); pdl_wait() is then a no-op
     EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, argmax_kernel, static_cast<const float*>(logits_->data()),
                                           output_.rows, state));
   }
@@ -862,7 +862,8 @@ GpuEngine::Bucket& GpuEngine::bucket_for(std::size_t length) {
     b->attention.push_back(std::make_unique<Fa2DecodeOp>(
         shape, reinterpret_cast<std::uintptr_t>(q_->data()), k_base + l * layer_cache, v_base + l * layer_cache, lens,
         reinterpret_cast<std::uintptr_t>(o_->data()), scale, b->length_hint, 0, 0));
-    b->attention.back()->set_programmatic_launch(programmatic_);
+    // Not launched programmatically: with it the engine's outputs changed from run to run on the H200 (a race we
+    // have not found) and decode was no faster; a plain launch orders it after the QKV kernel.
   }
   cudaStream_t s = stream_.get();
   EDGELLM_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
