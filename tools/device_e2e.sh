@@ -2,8 +2,9 @@
 # The end-to-end GPU measurement on the lent GPU machine, in two back-to-back device calls (the real model is
 # 98 MB; one call carries at most 64 MiB, and a machine left idle for 30 s is given back, /tmp with it):
 #   call 1: bash tools/device_e2e.sh prep     carry: .whl .devcarry/llama .devcarry/model1
-#           builds edgellm_ext, builds llama.cpp's llama-bench with CUDA (tools/build_llama_cpp.sh), keeps the
-#           first half of the GGUF in /tmp
+#           builds edgellm_ext, builds llama.cpp's llama-bench with CUDA (tools/build_llama_cpp.sh) in the
+#           background, runs the GPU engine and fa2 tests and compute-sanitizer memcheck/racecheck on the engine
+#           tests meanwhile, keeps the first half of the GGUF in /tmp
 #   call 2: bash tools/device_e2e.sh run SHA256     carry: .whl .devcarry/model2
 #           joins and checks the GGUF, runs the GPU tests (the real-model GPU-vs-CPU test included) and
 #           bench/run.py --suite e2e-gpu with EDGELLM_LLAMA_BENCH set; results packed into $OUT/e2e_gpu.tar.gz
@@ -25,8 +26,17 @@ case "${1:-}" in
     rm -rf "$ROOT/build"; t0=$(date +%s)
     python3 -m pip install -q --no-build-isolation --no-deps "$ROOT" > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
     echo "edgellm_ext build $(( $(date +%s) - t0 )) s"
+    mkdir -p "$OUT/prep"; cd /tmp
+    python3 -m pytest "$ROOT/tests/test_engine_gpu.py" "$ROOT/tests/test_fa2_decode.py" -q -p no:cacheprovider > "$OUT/prep/pytest.log" 2>&1
+    echo "pytest (GPU engine + fa2) exit $?"; tail -3 "$OUT/prep/pytest.log"
+    for tool in memcheck racecheck; do
+      compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider \
+        -k "bad_input or greedy or programmatic or llama-types0" > "$OUT/prep/sanitize_$tool.log" 2>&1
+      echo "compute-sanitizer $tool exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$OUT/prep/sanitize_$tool.log" | tail -3
+    done
     for i in $(seq 1 ${WAIT_S:-480}); do [ -f $LLAMA/DONE ] || [ -f $LLAMA/FAILED ] && break; sleep 1; done
-    cat $LLAMA/DONE $LLAMA/FAILED 2>/dev/null; tail -3 $LLAMA/build.log ;;
+    cat $LLAMA/DONE $LLAMA/FAILED 2>/dev/null; tail -3 $LLAMA/build.log
+    tar -C "$OUT" -czf "$OUT/prep.tar.gz" prep && rm -rf "$OUT/prep" ;;
   run)
     [ -f /tmp/smol/smol.part1 ] || { echo "no /tmp/smol/smol.part1: call 'prep' first (the machine was given back?)"; exit 3; }
     mkdir -p $MODEL_DIR && cat /tmp/smol/smol.part1 "$ROOT/.devcarry/model2/smol.part2" > $MODEL
