@@ -609,3 +609,21 @@ def test_api_key_never_reaches_the_results(tmp_path):
     (run_dir,) = list(out.iterdir())
     text = (run_dir / "results.json").read_text()
     assert "sk-secret" not in text and "sk-other" not in text and "<redacted>" in text
+
+
+def test_git_commit_from_environment_beats_a_dirty_stale_copy(tmp_path, monkeypatch):
+    # The GPU machine's copy of the tree carries the session's first commit and shows every later change as dirty:
+    # the commit the caller names wins there, and git's view is kept in the reason.
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "f.txt").write_text("a")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "f.txt"], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.email=a@b", "-c", "user.name=t", "commit", "-qm", "x"],
+                   check=True)
+    (tmp_path / "f.txt").write_text("b")  # dirty
+    monkeypatch.setenv("EDGELLM_GIT_COMMIT", "0123abc")
+    info = envinfo.git_info(tmp_path)
+    assert info["commit"] == "0123abc" and "dirty" in info["reason"] and "EDGELLM_GIT_COMMIT" in info["reason"]
+    (tmp_path / "f.txt").write_text("a")  # clean: git's own answer stands
+    assert envinfo.git_info(tmp_path)["commit"] != "0123abc"

@@ -36,7 +36,8 @@ def _generate(args: argparse.Namespace) -> int:
     s = model.last_stats
     print(f"prompt {s.n_prompt_tokens} tokens: prefill {s.prefill_tok_s:.1f} tok/s (time to first token "
           f"{s.ttft_s * 1e3:.1f} ms); decode {s.n_generated - 1} tokens: {s.decode_tok_s:.1f} tok/s "
-          f"({model.n_threads} threads, {model.simd})", file=sys.stderr)
+          f"({f'{model.n_threads} threads, {model.simd}' if model.device == 'cpu' else 'cuda, one graph per token'})",
+          file=sys.stderr)
     return 0
 
 

@@ -256,9 +256,12 @@ def git_info(repo_dir: Union[str, Path, None]) -> dict[str, Any]:
     the ``EDGELLM_GIT_COMMIT`` environment variable, and says so."""
     found = _git_info(repo_dir)
     given = os.environ.get("EDGELLM_GIT_COMMIT")
-    if found["commit"] is None and given:
+    if given and (found["commit"] is None or found["dirty"]):
+        # A copied tree (e.g. the GPU machine's) may carry stale git metadata: the caller's commit wins, and what
+        # git said here is kept beside it.
         return {"commit": given, "dirty": None,
-                "reason": f"from EDGELLM_GIT_COMMIT (no git repository here: {found['reason']})"}
+                "reason": f"from EDGELLM_GIT_COMMIT (git here: {found['commit'] or found['reason']}"
+                          f"{', dirty' if found['dirty'] else ''})"}
     return found
 
 
