@@ -245,10 +245,6 @@ __device__ __forceinline__ void consume_batch(const RowPair& rp, int base, int n
   }
 }
 
-// Where the ResidualRmsNorm staging area starts, in floats from the start of dynamic shared memory (after sv, q,
-// d and s; K is a multiple of 32 so this stays 4-byte aligned).
-__host__ __device__ constexpr int gemv_stage_offset(int k) { return k + k / 4 + 2 * (k / kQK); }
-
 // Builds the Q8_1 activation in shared memory from the prologue's source (all threads take part).
 // Pass 1 stages the values (x * g for RmsNorm) in shared memory, with every global load of a thread in flight
 // at once; pass 2 quantizes, one thread per 8 elements (4 threads per 32-element block, combined by shuffles).
@@ -258,35 +254,6 @@ __device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq
   const int k = p.k;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   float sum = 0.0f;
-  if constexpr (P == Prologue::ResidualRmsNorm) {
-    // Stage x, the partials and g in shared memory with every load of a thread in flight at once (one round of
-    // latency instead of one per partial), then combine in a fixed order.
-    float* st = sv + gemv_stage_offset(k);
-    const int total = (p.n_partials + 2) * k;
-    constexpr int kUnroll = 24;
-    for (int base = 0; base < total; base += kUnroll * kGemvThreads) {
-      float tmp[kUnroll];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int f = base + u * kGemvThreads + tid;
-        tmp[u] = f < k ? static_cast<const float*>(p.in)[f]
-                       : (f < 2 * k ? p.norm_w[f - k] : (f < total ? p.partials[f - 2 * k] : 0.0f));
-      }
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int f = base + u * kGemvThreads + tid;
-        if (f < total) st[f] = tmp[u];
-      }
-    }
-    __syncthreads();
-    for (int i = tid; i < k; i += kGemvThreads) {
-      float x = st[i];
-      for (int h = 0; h < p.n_partials; ++h) x += st[(h + 2) * k + i];
-      if (blockIdx.x == 0) p.x_out[i] = x;
-      sum += x * x;
-      sv[i] = x * st[k + i];
-    }
-  } else {
   // Rounds of kPerThread loads per thread, all issued before any is used.
   constexpr int kPerThread = 16;
   for (int base = 0; base < k; base += kPerThread * kGemvThreads) {
@@ -302,14 +269,26 @@ __device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq
         } else {
           x[j] = static_cast<const float*>(p.in)[i];
         }
-        if constexpr (P == Prologue::RmsNorm) g[j] = p.norm_w[i];
+        if constexpr (P == Prologue::RmsNorm || P == Prologue::ResidualRmsNorm) g[j] = p.norm_w[i];
+      }
+    }
+    if constexpr (P == Prologue::ResidualRmsNorm) {
+      for (int h = 0; h < p.n_partials; ++h) {
+#pragma unroll
+        for (int j = 0; j < kPerThread; ++j) {
+          const int i = base + j * kGemvThreads + tid;
+          if (i < k) x[j] += p.partials[static_cast<std::size_t>(h) * k + i];
+        }
       }
     }
 #pragma unroll
     for (int j = 0; j < kPerThread; ++j) {
       const int i = base + j * kGemvThreads + tid;
       if (i < k) {
-        if constexpr (P == Prologue::RmsNorm) {
+        if constexpr (P == Prologue::ResidualRmsNorm) {
+          if (blockIdx.x == 0) p.x_out[i] = x[j];
+        }
+        if constexpr (P == Prologue::RmsNorm || P == Prologue::ResidualRmsNorm) {
           sum += x[j] * x[j];
           sv[i] = x[j] * g[j];
         } else {
@@ -317,7 +296,6 @@ __device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq
         }
       }
     }
-  }
   }
   float scale = 1.0f;
   if constexpr (P == Prologue::RmsNorm || P == Prologue::ResidualRmsNorm) {
@@ -558,7 +536,6 @@ __global__ void __launch_bounds__(kAttnThreads) attn_oproj_kernel(AttnParams p) 
   const __half* vb = p.v_cache + static_cast<std::size_t>(g) * p.max_seq * D;
   // Scores, one key per thread.
   float mx = -INFINITY;
-#pragma unroll 4
   for (int t = tid; t < len; t += kAttnThreads) {
     const uint4* row = reinterpret_cast<const uint4*>(kb + static_cast<std::size_t>(t) * D);
     float s = 0.0f;
@@ -598,7 +575,6 @@ __global__ void __launch_bounds__(kAttnThreads) attn_oproj_kernel(AttnParams p) 
   // o = sum_t p_t V_t: slice sl takes keys t = sl, sl + kSlices, ...; pair pr holds dims 2 pr, 2 pr + 1.
   const int pr = tid % kPairs, sl = tid / kPairs;
   float2 acc = make_float2(0.0f, 0.0f);
-#pragma unroll 8  // independent loads in flight together; the FMA chain is short
   for (int t = sl; t < len; t += kSlices) {
     const float2 v = __half22float2(*reinterpret_cast<const __half2*>(vb + static_cast<std::size_t>(t) * D + 2 * pr));
     acc.x = fmaf(s_p[t], v.x, acc.x);
@@ -631,7 +607,6 @@ __global__ void __launch_bounds__(kAttnThreads) attn_oproj_kernel(AttnParams p) 
   // partial[h][r]: one thread per row r of Wo, over head h's kBlocks blocks.
   const Act act{reinterpret_cast<const int*>(s_oq), s_od, s_os};
   const int bb = block_bytes(TYPE);
-#pragma unroll 4
   for (int r = tid; r < p.n_embd; r += kAttnThreads) {
     const std::uint8_t* row = p.wo.w + static_cast<std::size_t>(r) * p.wo.row_bytes + h * kBlocks * bb;
     float acc_r = 0.0f;
@@ -720,17 +695,13 @@ __global__ void argmax_kernel(const float* logits, int n, int* state) {
   }
 }
 
-// Dynamic shared memory of the GEMV kernel: staged values (f32), q (int8), d and s (f32 per 32), then (the
-// ResidualRmsNorm prologue) x, g and the n_staged partials as f32.
-std::size_t gemv_smem_bytes(int k, int n_partials) {
-  return static_cast<std::size_t>(k) * (sizeof(float) + 1) + 2 * sizeof(float) * (k / kQK) +
-         (n_partials > 0 ? static_cast<std::size_t>(n_partials + 2) * k * sizeof(float) : 0);
-}
+// Dynamic shared memory of the GEMV kernel: staged values (f32), q (int8), d and s (f32 per 32).
+std::size_t gemv_smem_bytes(int k) { return static_cast<std::size_t>(k) * (sizeof(float) + 1) + 2 * sizeof(float) * (k / kQK); }
 
 // Above 48 KiB of dynamic shared memory a kernel must opt in (once per kernel, for all its type variants).
 template <Prologue P, Epilogue E>
-void allow_gemv_smem(int k, int n_partials = 0) {
-  const int bytes = static_cast<int>(gemv_smem_bytes(k, n_partials));
+void allow_gemv_smem(int k) {
+  const int bytes = static_cast<int>(gemv_smem_bytes(k));
   for (auto kernel : {gemv_q8_kernel<P, E, 0>, gemv_q8_kernel<P, E, kTypeQ4_0>, gemv_q8_kernel<P, E, kTypeQ4_1>,
                       gemv_q8_kernel<P, E, kTypeQ8_0>}) {
     EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
@@ -751,7 +722,7 @@ void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool program
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(blocks);
   cfg.blockDim = dim3(kGemvThreads);
-  cfg.dynamicSmemBytes = gemv_smem_bytes(p.k, p.n_partials);
+  cfg.dynamicSmemBytes = gemv_smem_bytes(p.k);
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -834,7 +805,7 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch)
   programmatic_ = programmatic_launch && cc_major >= 9;
   allow_gemv_smem<Prologue::RmsNorm, Epilogue::QkvRope>(static_cast<int>(E));
   allow_gemv_smem<Prologue::F16, Epilogue::Store>(static_cast<int>(H * D));
-  allow_gemv_smem<Prologue::ResidualRmsNorm, Epilogue::SwiGlu>(static_cast<int>(E), static_cast<int>(H));
+  allow_gemv_smem<Prologue::ResidualRmsNorm, Epilogue::SwiGlu>(static_cast<int>(E));
   allow_gemv_smem<Prologue::F32, Epilogue::AddResidual>(static_cast<int>(F));
   allow_gemv_smem<Prologue::RmsNorm, Epilogue::Store>(static_cast<int>(E));
 
