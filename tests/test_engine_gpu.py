@@ -81,26 +81,7 @@ def test_gpu_matches_cpu_on_tiny_models(tmp_path: Path, arch: str, types: dict[s
     clear = top2[:, -1] - top2[:, -2] > 2 * TINY_MAX_REL * scale[:, 0]
     assert (a.argmax(axis=1) == b.argmax(axis=1))[clear].all()
     c = gpu.gpu_counters()
-    # 4 kernels per layer + embed, LM head, argmax up to 1024 keys; + the 4-byte token copy node
-    assert c["graph_nodes"] == c["kernels_per_step"] + 1 == 4 * 3 + 4
-
-
-@pytest.mark.gpu
-def test_gpu_matches_cpu_beyond_1024_keys(tmp_path: Path) -> None:
-    # Past 1024 keys the step graph switches from the fused attention + output projection kernel to fa2_decode and
-    # a separate output-projection GEMV (5 kernels per layer).
-    path = _tiny(tmp_path / "m.gguf", "qwen2", {"attn_v.weight": Q.Q8_0}, False, seed=4)
-    cpu = Model.load(path, n_threads=2, n_ctx=1100)
-    gpu = Model.load(path, device="cuda", n_ctx=1100)
-    rng = np.random.default_rng(3)
-    tokens = [int(t) for t in rng.integers(0, 258 + EXTRA_TOKENS, size=1060)]
-    a = _teacher_forced(cpu, tokens)[-60:]
-    b = _teacher_forced(gpu, tokens)[-60:]
-    assert np.isfinite(b).all()
-    rel = np.abs(a - b) / np.ptp(a, axis=1, keepdims=True)
-    assert np.median(rel) <= TINY_MEDIAN_REL and rel.max() <= TINY_MAX_REL, (float(np.median(rel)), float(rel.max()))
-    c = gpu.gpu_counters()
-    assert c["graph_nodes"] == c["kernels_per_step"] + 1 == 5 * 3 + 4
+    assert c["graph_nodes"] == c["kernels_per_step"] + 1 == 5 * 3 + 4  # + the 4-byte token copy
 
 
 @pytest.mark.gpu

@@ -48,10 +48,7 @@ __host__ __device__ constexpr int block_bytes(int type) {
 // TYPE: the ggml type of every segment, or 0 for mixed segments (a per-row switch).
 // Launch: grid min(ceil(n_pairs / groups), 4 * SMs), 256 threads, dynamic shared memory 5 K + K / 4 bytes
 // (opt-in above 48 KiB, up to 84 KiB at K = 16384).
-// ResidualRmsNorm: x = in + sum of n_partials partial outputs (in a fixed order), written to x_out by block 0,
-// then normalised as RmsNorm: how the output projection's result (computed per head by the attention kernel, or
-// by a GEMV into partial 0) enters the residual stream without a kernel of its own.
-enum class Prologue { RmsNorm, ResidualRmsNorm, F16, F32 };
+enum class Prologue { RmsNorm, F16, F32 };
 enum class Epilogue { Store, AddResidual, SwiGlu, QkvRope };
 
 struct Segment {
@@ -67,11 +64,8 @@ struct GemvParams {
   int n_pairs = 0;
   int ksplit = 1;                  // warps per row pair
   const void* in = nullptr;        // the activation source (f32 or fp16 [K])
-  const float* norm_w = nullptr;   // RmsNorm prologues
+  const float* norm_w = nullptr;   // RmsNorm prologue
   float eps = 0.0f;
-  const float* partials = nullptr; // ResidualRmsNorm: [n_partials][K]
-  int n_partials = 0;
-  float* x_out = nullptr;          // ResidualRmsNorm: the new residual stream (written by block 0)
   float* out = nullptr;            // Store / AddResidual / SwiGlu: [rows of segment 0]
   // QkvRope epilogue
   const float* bias[3] = {nullptr, nullptr, nullptr};
@@ -269,36 +263,20 @@ __device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq
         } else {
           x[j] = static_cast<const float*>(p.in)[i];
         }
-        if constexpr (P == Prologue::RmsNorm || P == Prologue::ResidualRmsNorm) g[j] = p.norm_w[i];
-      }
-    }
-    if constexpr (P == Prologue::ResidualRmsNorm) {
-      for (int h = 0; h < p.n_partials; ++h) {
-#pragma unroll
-        for (int j = 0; j < kPerThread; ++j) {
-          const int i = base + j * kGemvThreads + tid;
-          if (i < k) x[j] += p.partials[static_cast<std::size_t>(h) * k + i];
-        }
+        if constexpr (P == Prologue::RmsNorm) g[j] = p.norm_w[i];
       }
     }
 #pragma unroll
     for (int j = 0; j < kPerThread; ++j) {
       const int i = base + j * kGemvThreads + tid;
       if (i < k) {
-        if constexpr (P == Prologue::ResidualRmsNorm) {
-          if (blockIdx.x == 0) p.x_out[i] = x[j];
-        }
-        if constexpr (P == Prologue::RmsNorm || P == Prologue::ResidualRmsNorm) {
-          sum += x[j] * x[j];
-          sv[i] = x[j] * g[j];
-        } else {
-          sv[i] = x[j];
-        }
+        if constexpr (P == Prologue::RmsNorm) sum += x[j] * x[j];
+        sv[i] = P == Prologue::RmsNorm ? x[j] * g[j] : x[j];
       }
     }
   }
   float scale = 1.0f;
-  if constexpr (P == Prologue::RmsNorm || P == Prologue::ResidualRmsNorm) {
+  if constexpr (P == Prologue::RmsNorm) {
     sum = warp_sum(sum);
     if (lane == 0) red[warp] = sum;
     __syncthreads();
@@ -491,149 +469,6 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
   }
 }
 
-// ------------------------------------------------------------------------- short-context attention + O-proj
-// For one query head h (block h) of one token, with K/V of its kv head g = h / (H/G) in the fp16 cache:
-//   s_t = (q_h . K_t) / sqrt(D) for t < len;  p = softmax(s);  o_h = f16(sum_t p_t V_t)
-//   partial[h][r] = sum over the D/32 blocks b of head h's columns of Wo row r: (d_w d_x) sumi (+ m_w s_x)
-// with o_h quantized to Q8_1 like every other GEMV input. The next kernel adds x + sum_h partial[h] (fixed order),
-// so the output projection needs no kernel of its own and no atomics (the sum is deterministic).
-// Scores go through shared memory (len <= kShortAttnKeys); the cache is read with 16-byte loads, one key per
-// thread for the scores, (D/2 lane pairs) x slices for p V. Launch: grid n_head, 256 threads (8 warps).
-// Used for contexts up to kShortAttnKeys; longer ones use fa2_decode + a GEMV into partial 0.
-constexpr int kShortAttnKeys = 1024;
-constexpr int kAttnThreads = 256;
-
-struct AttnParams {
-  const __half* q = nullptr;        // [H][D]
-  const __half* k_cache = nullptr;  // this layer's [G][max_seq][D]
-  const __half* v_cache = nullptr;
-  const int* state = nullptr;       // state[2]: the length (position + 1)
-  Segment wo;                        // [E][H * D]
-  float* partials = nullptr;        // [H][E]
-  int n_head = 0, n_head_kv = 0, max_seq = 0, n_embd = 0;
-  float scale = 0.0f;
-};
-
-template <int D, int TYPE>
-__global__ void __launch_bounds__(kAttnThreads) attn_oproj_kernel(AttnParams p) {
-  constexpr int kWarps = kAttnThreads / 32;
-  constexpr int kPairs = D / 2;                 // lanes per key row in the p V pass (2 dims each)
-  constexpr int kSlices = kAttnThreads / kPairs;
-  constexpr int kBlocks = D / kQK;              // Q8 blocks of o_h
-  __shared__ float s_q[D];
-  __shared__ float s_p[kShortAttnKeys];
-  __shared__ float s_red[kWarps];
-  __shared__ float s_o[kSlices][D];
-  __shared__ __align__(16) std::int8_t s_oq[D];
-  __shared__ float s_od[kBlocks], s_os[kBlocks];
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int h = blockIdx.x, g = h / (p.n_head / p.n_head_kv);
-  int len = p.state[2];
-  len = len < 0 ? 0 : (len > min(p.max_seq, kShortAttnKeys) ? min(p.max_seq, kShortAttnKeys) : len);
-  if (tid < D) s_q[tid] = __half2float(p.q[h * D + tid]) * p.scale;
-  __syncthreads();
-  const __half* kb = p.k_cache + static_cast<std::size_t>(g) * p.max_seq * D;
-  const __half* vb = p.v_cache + static_cast<std::size_t>(g) * p.max_seq * D;
-  // Scores, one key per thread.
-  float mx = -INFINITY;
-  for (int t = tid; t < len; t += kAttnThreads) {
-    const uint4* row = reinterpret_cast<const uint4*>(kb + static_cast<std::size_t>(t) * D);
-    float s = 0.0f;
-#pragma unroll
-    for (int c = 0; c < D / 8; ++c) {
-      const uint4 u = row[c];
-      const __half2* h2 = reinterpret_cast<const __half2*>(&u);
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float2 f = __half22float2(h2[e]);
-        s = fmaf(s_q[c * 8 + 2 * e], f.x, s);
-        s = fmaf(s_q[c * 8 + 2 * e + 1], f.y, s);
-      }
-    }
-    s_p[t] = s;
-    mx = fmaxf(mx, s);
-  }
-  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-  if (lane == 0) s_red[warp] = mx;
-  __syncthreads();
-  mx = s_red[0];
-#pragma unroll
-  for (int w = 1; w < kWarps; ++w) mx = fmaxf(mx, s_red[w]);
-  __syncthreads();  // s_red is reused below
-  float sum = 0.0f;
-  for (int t = tid; t < len; t += kAttnThreads) {
-    const float e = expf(s_p[t] - mx);
-    s_p[t] = e;
-    sum += e;
-  }
-  sum = warp_sum(sum);
-  if (lane == 0) s_red[warp] = sum;
-  __syncthreads();
-  float total = 0.0f;
-#pragma unroll
-  for (int w = 0; w < kWarps; ++w) total += s_red[w];
-  // o = sum_t p_t V_t: slice sl takes keys t = sl, sl + kSlices, ...; pair pr holds dims 2 pr, 2 pr + 1.
-  const int pr = tid % kPairs, sl = tid / kPairs;
-  float2 acc = make_float2(0.0f, 0.0f);
-  for (int t = sl; t < len; t += kSlices) {
-    const float2 v = __half22float2(*reinterpret_cast<const __half2*>(vb + static_cast<std::size_t>(t) * D + 2 * pr));
-    acc.x = fmaf(s_p[t], v.x, acc.x);
-    acc.y = fmaf(s_p[t], v.y, acc.y);
-  }
-  s_o[sl][2 * pr] = acc.x;
-  s_o[sl][2 * pr + 1] = acc.y;
-  __syncthreads();
-  // o_h rounded to fp16 (as the attention output always is), then Q8_1: warp b quantizes block b.
-  if (warp < kBlocks) {
-    const int i = warp * kQK + lane;
-    float v = 0.0f;
-#pragma unroll
-    for (int j = 0; j < kSlices; ++j) v += s_o[j][i];
-    v = total > 0.0f ? __half2float(__float2half_rn(v / total)) : 0.0f;
-    float amax = fabsf(v);
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float d = amax / 127.0f;
-    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    const int q = __float2int_rn(__fmul_rn(v, id));
-    s_oq[i] = static_cast<std::int8_t>(q);
-    int qsum = q;
-    for (int o = 16; o > 0; o >>= 1) qsum += __shfl_xor_sync(0xffffffffu, qsum, o);
-    if (lane == 0) {
-      s_od[warp] = __half2float(__float2half_rn(d));
-      s_os[warp] = __half2float(__float2half_rn(d * static_cast<float>(qsum)));
-    }
-  }
-  __syncthreads();
-  // partial[h][r]: one thread per row r of Wo, over head h's kBlocks blocks.
-  const Act act{reinterpret_cast<const int*>(s_oq), s_od, s_os};
-  const int bb = block_bytes(TYPE);
-  for (int r = tid; r < p.n_embd; r += kAttnThreads) {
-    const std::uint8_t* row = p.wo.w + static_cast<std::size_t>(r) * p.wo.row_bytes + h * kBlocks * bb;
-    float acc_r = 0.0f;
-#pragma unroll
-    for (int b = 0; b < kBlocks; ++b) {
-      Item it[4];
-#pragma unroll
-      for (int part = 0; part < 4; ++part) it[part] = load_item<TYPE>(row, b, part);
-      int sumi = 0;
-#pragma unroll
-      for (int part = 0; part < 4; ++part) sumi += item_dot<TYPE>(it[part], b, part, act);
-      acc_r += block_value<TYPE>(it[0], b, sumi, act);
-    }
-    p.partials[static_cast<std::size_t>(h) * p.n_embd + r] = acc_r;
-  }
-}
-
-template <int D>
-void launch_attn_oproj(const AttnParams& p, cudaStream_t stream) {
-  switch (p.wo.type) {
-    case kTypeQ4_0: attn_oproj_kernel<D, kTypeQ4_0><<<p.n_head, kAttnThreads, 0, stream>>>(p); break;
-    case kTypeQ4_1: attn_oproj_kernel<D, kTypeQ4_1><<<p.n_head, kAttnThreads, 0, stream>>>(p); break;
-    default: attn_oproj_kernel<D, kTypeQ8_0><<<p.n_head, kAttnThreads, 0, stream>>>(p); break;
-  }
-  EDGELLM_CUDA_CHECK_LAUNCH("gpu engine attention + output projection");
-}
-
 // ------------------------------------------------------------------------------------- embedding and argmax
 __device__ float dequant(const std::uint8_t* row, int type, int i) {
   const int blk = i / kQK, j = i % kQK;
@@ -744,12 +579,10 @@ Segment segment(const DeviceMatrix& m) { return Segment{m.data, m.type, m.rows, 
 // ------------------------------------------------------------------------------------------------ host side
 struct GpuEngine::Bucket {
   int length_hint = 0;  // the graph is used while n_past + 1 <= length_hint
-  bool short_attention = false;  // attn_oproj_kernel (hint <= kShortAttnKeys, D 64 or 128) instead of fa2 + GEMV
   std::vector<std::unique_ptr<Fa2DecodeOp>> attention;  // one per layer (its own split workspace)
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t exec = nullptr;
   std::size_t nodes = 0;
-  int kernels = 0;
   ~Bucket() {
     if (exec) cudaGraphExecDestroy(exec);
     if (graph) cudaGraphDestroy(graph);
@@ -804,8 +637,8 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch)
   EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device));
   programmatic_ = programmatic_launch && cc_major >= 9;
   allow_gemv_smem<Prologue::RmsNorm, Epilogue::QkvRope>(static_cast<int>(E));
-  allow_gemv_smem<Prologue::F16, Epilogue::Store>(static_cast<int>(H * D));
-  allow_gemv_smem<Prologue::ResidualRmsNorm, Epilogue::SwiGlu>(static_cast<int>(E));
+  allow_gemv_smem<Prologue::F16, Epilogue::AddResidual>(static_cast<int>(H * D));
+  allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu>(static_cast<int>(E));
   allow_gemv_smem<Prologue::F32, Epilogue::AddResidual>(static_cast<int>(F));
   allow_gemv_smem<Prologue::RmsNorm, Epilogue::Store>(static_cast<int>(E));
 
@@ -891,8 +724,7 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch)
   const std::size_t cache_bytes = c.n_layer * G * S * D * sizeof(__half);
   k_cache_ = std::make_unique<DeviceBuffer>(cache_bytes);
   v_cache_ = std::make_unique<DeviceBuffer>(cache_bytes);
-  x_ = std::make_unique<DeviceBuffer>(2 * E * sizeof(float));  // two residual streams (ping-pong, see enqueue_step)
-  partials_ = std::make_unique<DeviceBuffer>(H * E * sizeof(float));
+  x_ = std::make_unique<DeviceBuffer>(E * sizeof(float));
   q_ = std::make_unique<DeviceBuffer>(qd * sizeof(__half));
   o_ = std::make_unique<DeviceBuffer>(qd * sizeof(__half));
   act_ = std::make_unique<DeviceBuffer>(F * sizeof(float));
@@ -909,8 +741,7 @@ GpuEngine::~GpuEngine() {
 }
 
 std::size_t GpuEngine::device_bytes() const {
-  std::size_t n = weights_->bytes() + k_cache_->bytes() + v_cache_->bytes() + x_->bytes() + partials_->bytes() +
-                  q_->bytes() + o_->bytes() +
+  std::size_t n = weights_->bytes() + k_cache_->bytes() + v_cache_->bytes() + x_->bytes() + q_->bytes() + o_->bytes() +
                   act_->bytes() + logits_->bytes() + state_->bytes();
   for (const auto& b : buckets_) {
     for (const auto& op : b->attention) n += op->workspace_bytes();
@@ -918,26 +749,17 @@ std::size_t GpuEngine::device_bytes() const {
   return n;
 }
 
-// Per layer, with x the layer's input residual stream and x' the other buffer:
-//   qkv(x) -> [short: attention + per-head output projection into partials (one kernel)]
-//             [long:  fa2_decode -> o; GEMV o -> partial 0]
-//   gate/up(x + sum of partials -> written to x' by block 0) -> down (x' += ...) ; x <-> x'
-// The two buffers let every block of the gate/up kernel read x while block 0 writes x' (no race).
 void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
   const cpu::EngineConfig& c = config_;
-  const int E = static_cast<int>(c.n_embd), F = static_cast<int>(c.n_ff), H = static_cast<int>(c.n_head);
+  const int E = static_cast<int>(c.n_embd), F = static_cast<int>(c.n_ff);
   const int qd = static_cast<int>(c.n_head * c.head_dim), kvd = static_cast<int>(c.n_head_kv * c.head_dim);
   int* state = static_cast<int*>(state_->data());
-  float* x_buf[2] = {static_cast<float*>(x_->data()), static_cast<float*>(x_->data()) + E};
-  float* partials = static_cast<float*>(partials_->data());
-  int cur = 0;
-  embed_kernel<<<1, kEmbedThreads, 0, stream>>>(segment(tok_embd_), E, state, x_buf[cur]);
+  float* x = static_cast<float*>(x_->data());
+  embed_kernel<<<1, kEmbedThreads, 0, stream>>>(segment(tok_embd_), E, state, x);
   EDGELLM_CUDA_CHECK_LAUNCH("gpu engine embed");
   const std::size_t layer_cache = c.n_head_kv * c.max_seq * c.head_dim;
   for (std::size_t l = 0; l < c.n_layer; ++l) {
     const DeviceLayer& L = layers_[l];
-    float* x = x_buf[cur];
-    float* x_next = x_buf[1 - cur];
     GemvParams qkv;
     qkv.seg[0] = segment(L.wq);
     qkv.seg[1] = segment(L.wk);
@@ -959,36 +781,15 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
     qkv.state = state;
     launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope>(qkv, 3, multiprocessors_, programmatic_, stream);
 
-    int n_partials = 1;
-    if (b.short_attention) {
-      AttnParams ap;
-      ap.q = static_cast<const __half*>(q_->data());
-      ap.k_cache = qkv.k_cache;
-      ap.v_cache = qkv.v_cache;
-      ap.state = state;
-      ap.wo = segment(L.wo);
-      ap.partials = partials;
-      ap.n_head = H;
-      ap.n_head_kv = static_cast<int>(c.n_head_kv);
-      ap.max_seq = static_cast<int>(c.max_seq);
-      ap.n_embd = E;
-      ap.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-      if (c.head_dim == 64) {
-        launch_attn_oproj<64>(ap, stream);
-      } else {
-        launch_attn_oproj<128>(ap, stream);
-      }
-      n_partials = H;
-    } else {
-      b.attention[l]->launch(stream);
-      GemvParams wo;
-      wo.seg[0] = segment(L.wo);
-      wo.k = qd;
-      wo.n_pairs = (E + 1) / 2;
-      wo.in = o_->data();
-      wo.out = partials;  // partial 0
-      launch_gemv<Prologue::F16, Epilogue::Store>(wo, 1, multiprocessors_, programmatic_, stream);
-    }
+    b.attention[l]->launch(stream);
+
+    GemvParams wo;
+    wo.seg[0] = segment(L.wo);
+    wo.k = qd;
+    wo.n_pairs = (E + 1) / 2;
+    wo.in = o_->data();
+    wo.out = x;
+    launch_gemv<Prologue::F16, Epilogue::AddResidual>(wo, 1, multiprocessors_, programmatic_, stream);
 
     GemvParams up;
     up.seg[0] = segment(L.gate);
@@ -996,28 +797,24 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
     up.k = E;
     up.n_pairs = F;
     up.in = x;
-    up.partials = partials;
-    up.n_partials = n_partials;
-    up.x_out = x_next;
     up.norm_w = L.ffn_norm;
     up.eps = c.rms_eps;
     up.out = static_cast<float*>(act_->data());
-    launch_gemv<Prologue::ResidualRmsNorm, Epilogue::SwiGlu>(up, 2, multiprocessors_, programmatic_, stream);
+    launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu>(up, 2, multiprocessors_, programmatic_, stream);
 
     GemvParams down;
     down.seg[0] = segment(L.down);
     down.k = F;
     down.n_pairs = (E + 1) / 2;
     down.in = act_->data();
-    down.out = x_next;
+    down.out = x;
     launch_gemv<Prologue::F32, Epilogue::AddResidual>(down, 1, multiprocessors_, programmatic_, stream);
-    cur = 1 - cur;
   }
   GemvParams head;
   head.seg[0] = segment(output_);
   head.k = E;
   head.n_pairs = (output_.rows + 1) / 2;
-  head.in = x_buf[cur];
+  head.in = x;
   head.norm_w = output_norm_;
   head.eps = c.rms_eps;
   head.out = static_cast<float*>(logits_->data());
@@ -1048,8 +845,6 @@ GpuEngine::Bucket& GpuEngine::bucket_for(std::size_t length) {
   hint = std::min(hint, config_.max_seq);
   auto b = std::make_unique<Bucket>();
   b->length_hint = static_cast<int>(hint);
-  b->short_attention = hint <= static_cast<std::size_t>(kShortAttnKeys) &&
-                       (config_.head_dim == 64 || config_.head_dim == 128);
   const cpu::EngineConfig& c = config_;
   Fa2DecodeShape shape;
   shape.batch = 1;
@@ -1083,7 +878,6 @@ GpuEngine::Bucket& GpuEngine::bucket_for(std::size_t length) {
   EDGELLM_CUDA_CHECK(cudaStreamEndCapture(s, &b->graph));
   EDGELLM_CUDA_CHECK(cudaGraphInstantiate(&b->exec, b->graph, 0));
   EDGELLM_CUDA_CHECK(cudaGraphGetNodes(b->graph, nullptr, &b->nodes));
-  b->kernels = static_cast<int>(config_.n_layer) * (b->short_attention ? 4 : 5) + 3;
   buckets_.push_back(std::move(b));
   return *buckets_.back();
 }
@@ -1119,7 +913,6 @@ long long GpuEngine::step(long long token, float* logits) {
   last_argmax_ = host_io_[0];
   last_d2h_bytes_ = sizeof(int);
   last_graph_nodes_ = b.nodes;
-  last_kernels_ = b.kernels;
   ++n_past_;
   device_state_current_ = true;
   if (logits) {

@@ -83,8 +83,7 @@ class GpuEngine {
   const cpu::EngineConfig& config() const { return config_; }
   std::size_t weight_bytes_per_token() const { return weight_bytes_per_token_; }
   std::size_t device_bytes() const;  // everything this engine allocated on the device
-  // Kernels of the graph that ran the last step: 4 L + 3 up to 1024 keys, 5 L + 3 beyond; 0 before the first step.
-  int kernels_per_step() const { return last_kernels_; }
+  int kernels_per_step() const { return 5 * static_cast<int>(config_.n_layer) + 3; }
   // Graph nodes of the graph that ran the last step (kernels + the token copy); 0 before the first step.
   std::size_t graph_nodes() const { return last_graph_nodes_; }
   // Host<->device bytes moved by the last step (token in, token out, logits when asked for).
@@ -110,8 +109,7 @@ class GpuEngine {
   const float* inv_freq_ = nullptr;        // [n_rot / 2]: base^(-2i/n_rot) / rope_freqs[i]
   std::vector<DeviceLayer> layers_;
   std::unique_ptr<DeviceBuffer> k_cache_, v_cache_;  // fp16 [L][G][max_seq][D]
-  std::unique_ptr<DeviceBuffer> x_, q_, o_, act_, logits_;  // 2 residual streams f32 [2][E]; q, o fp16 [H*D]; f32 [F]; [V]
-  std::unique_ptr<DeviceBuffer> partials_;                  // output-projection partials f32 [H][E]
+  std::unique_ptr<DeviceBuffer> x_, q_, o_, act_, logits_;  // residual f32 [E]; q, o fp16 [H*D]; f32 [F]; f32 [V]
   std::unique_ptr<DeviceBuffer> state_;       // int32 {token, position, seq_len, argmax}
   int* host_io_ = nullptr;                    // pinned {token, position}: the argmax comes back in [0]
   std::vector<std::unique_ptr<Bucket>> buckets_;
@@ -121,7 +119,6 @@ class GpuEngine {
   bool device_state_current_ = false;
   long long last_argmax_ = -1;
   std::size_t last_graph_nodes_ = 0, last_h2d_bytes_ = 0, last_d2h_bytes_ = 0;
-  int last_kernels_ = 0;
 };
 
 }  // namespace edgellm::cuda
