@@ -85,6 +85,21 @@ def test_gpu_matches_cpu_on_tiny_models(tmp_path: Path, arch: str, types: dict[s
 
 
 @pytest.mark.gpu
+def test_gpu_matches_cpu_beyond_1024_keys(tmp_path: Path) -> None:
+    # Three graph buckets (256, 1024 and n_ctx keys) with their own attention split counts, on a qwen2 model.
+    path = _tiny(tmp_path / "m.gguf", "qwen2", {"attn_v.weight": Q.Q8_0}, False, seed=4)
+    cpu = Model.load(path, n_threads=2, n_ctx=1100)
+    gpu = Model.load(path, device="cuda", n_ctx=1100)
+    rng = np.random.default_rng(3)
+    tokens = [int(t) for t in rng.integers(0, 258 + EXTRA_TOKENS, size=1060)]
+    a = _teacher_forced(cpu, tokens)[-60:]
+    b = _teacher_forced(gpu, tokens)[-60:]
+    assert np.isfinite(b).all()
+    rel = np.abs(a - b) / np.ptp(a, axis=1, keepdims=True)
+    assert np.median(rel) <= TINY_MEDIAN_REL and rel.max() <= TINY_MAX_REL, (float(np.median(rel)), float(rel.max()))
+
+
+@pytest.mark.gpu
 def test_gpu_greedy_generation_and_state(tmp_path: Path) -> None:
     path = _tiny(tmp_path / "m.gguf", "llama", {}, True, seed=3)
     cpu = Model.load(path, n_threads=1, n_ctx=64)
