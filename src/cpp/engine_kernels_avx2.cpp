@@ -68,8 +68,7 @@ void dot4_q4_1_q8_0(const std::uint8_t* w, std::size_t row_bytes, const std::uin
       const std::uint8_t* a = w + j * row_bytes + i * sizeof(BlockQ4_1);
       const __m256i sumi = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_nibbles(a + 4), qb), ones_i16);
       acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(half(a) * db), _mm256_cvtepi32_ps(sumi), acc[j]);
-      // An explicit FMA: GCC contracts quant_avx2.cpp's `acc_min += m * s` into vfmadd231ss (-ffp-contract=fast
-      // with -mfma); written out here so that the two agree whatever this loop's vectorization does.
+      // An explicit FMA, as in quant_avx2.cpp's dot_q4_1_q8_0, so that the two agree whatever the compiler does.
       acc_min[j] = std::fma(half(a + 2), xs[i], acc_min[j]);
     }
   }

@@ -1,6 +1,7 @@
 // AVX2+FMA+F16C path of quant.h. f32 activations: each block is expanded to 4 x 8 float weights (exactly the
 // dequantized values) and FMA'd into 4 accumulators. Q8_0 activations: ggml's scheme, 32 int8 products per
 // block summed exactly with maddubs/madd, then scaled by d_w * d_x into 8 float lanes.
+#include <cmath>
 #include <cstring>
 
 #include "quant.h"
@@ -137,7 +138,10 @@ float dot_q4_1_q8_0(const std::uint8_t* w, const std::uint8_t* xq, const float* 
     // nibbles are unsigned already: maddubs(nib, q_x) directly; pair sums <= 2 * 15 * 127.
     const __m256i sumi = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_nibbles(a + 4), qb), ones_i16);
     acc = _mm256_fmadd_ps(_mm256_set1_ps(half(a) * half(b)), _mm256_cvtepi32_ps(sumi), acc);
-    acc_min += half(a + 2) * xs[i];
+    // An explicit FMA (what GCC's default contraction makes of `acc_min += m * s` at -O2 with -mfma), so that the
+    // result does not depend on the optimisation level: engine_kernels_avx2.cpp's four-row kernel must match it
+    // bit for bit, and a GCC 13 sanitizer build (-O1) did not contract it.
+    acc_min = std::fma(half(a + 2), xs[i], acc_min);
   }
   return hsum(acc) + acc_min;
 }
