@@ -106,14 +106,6 @@ __device__ __forceinline__ void consume_step(const T* tag, int step, int key_end
                                              const uint4 (&v_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
                                              float (&m)[HPB], float (&l)[HPB],
                                              float (&acc)[HPB][Geometry<T, D, NW>::kElemsPerLane]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // Programmatic dependent launch (the GPU engine): a kernel launched after this one with it may start now (it
-  // waits for this grid's completion before reading the output); and when this kernel was itself launched with
-  // it (set_programmatic_launch), wait here for the previous kernel before reading anything. Both are no-ops for
-  // a plain launch.
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
   using G = Geometry<T, D, NW>;
   constexpr int E = G::kElemsPerLane;
   constexpr int KT = kKeysPerGroupStep;
@@ -451,20 +443,11 @@ int current_multiprocessors() {
 template <typename T, int D>
 void launch_for_dim(int hpb, dim3 grid, cudaStream_t stream, const void* q, const void* k, const void* v,
                     const int* lens, void* out, float* po, float* plse, int* counters, const Fa2DecodeShape& s,
-                    float scale_log2, int splits, int chunk, bool programmatic) {
+                    float scale_log2, int splits, int chunk) {
   auto go = [&](auto kernel, int threads) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = dim3(threads);
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = programmatic ? 1 : 0;
-    EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, static_cast<const T*>(q), static_cast<const T*>(k),
-                                          static_cast<const T*>(v), lens, static_cast<T*>(out), po, plse, counters,
-                                          s.q_heads, s.kv_heads, s.max_seq, scale_log2, splits, chunk));
+    kernel<<<grid, threads, 0, stream>>>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+                                         lens, static_cast<T*>(out), po, plse, counters, s.q_heads, s.kv_heads,
+                                         s.max_seq, scale_log2, splits, chunk);
   };
   switch (hpb) {
     case 1: go(fa2_decode_kernel<T, D, 1>, 32 * warps_for(D, 1)); break;
@@ -477,13 +460,13 @@ void launch_for_dim(int hpb, dim3 grid, cudaStream_t stream, const void* q, cons
 template <typename T>
 void launch_for_type(int head_dim, int hpb, dim3 grid, cudaStream_t stream, const void* q, const void* k,
                      const void* v, const int* lens, void* out, float* po, float* plse, int* counters,
-                     const Fa2DecodeShape& s, float scale_log2, int splits, int chunk, bool programmatic) {
+                     const Fa2DecodeShape& s, float scale_log2, int splits, int chunk) {
   switch (head_dim) {
-    case 64: launch_for_dim<T, 64>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk, programmatic); break;
-    case 80: launch_for_dim<T, 80>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk, programmatic); break;
-    case 96: launch_for_dim<T, 96>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk, programmatic); break;
-    case 128: launch_for_dim<T, 128>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk, programmatic); break;
-    default: launch_for_dim<T, 256>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk, programmatic); break;
+    case 64: launch_for_dim<T, 64>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
+    case 80: launch_for_dim<T, 80>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
+    case 96: launch_for_dim<T, 96>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
+    case 128: launch_for_dim<T, 128>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
+    default: launch_for_dim<T, 256>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
   }
 }
 
@@ -560,15 +543,15 @@ void Fa2DecodeOp::launch(cudaStream_t stream) {
   switch (shape_.dtype) {
     case DType::F16:
       launch_for_type<__half>(shape_.head_dim, heads_per_block_, grid, stream, q_, k_, v_, seq_lens_, out_, po, plse,
-                              counters, shape_, scale_log2, num_splits_, chunk_, programmatic_);
+                              counters, shape_, scale_log2, num_splits_, chunk_);
       break;
     case DType::BF16:
       launch_for_type<__nv_bfloat16>(shape_.head_dim, heads_per_block_, grid, stream, q_, k_, v_, seq_lens_, out_, po,
-                                     plse, counters, shape_, scale_log2, num_splits_, chunk_, programmatic_);
+                                     plse, counters, shape_, scale_log2, num_splits_, chunk_);
       break;
     case DType::F32:
       launch_for_type<float>(shape_.head_dim, heads_per_block_, grid, stream, q_, k_, v_, seq_lens_, out_, po, plse,
-                             counters, shape_, scale_log2, num_splits_, chunk_, programmatic_);
+                             counters, shape_, scale_log2, num_splits_, chunk_);
       break;
   }
   EDGELLM_CUDA_CHECK_LAUNCH("fa2_decode_kernel");

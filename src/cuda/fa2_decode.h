@@ -63,9 +63,6 @@ class Fa2DecodeOp : public Launchable {
   int num_splits() const { return num_splits_; }
   int heads_per_block() const { return heads_per_block_; }
   std::size_t workspace_bytes() const { return partial_out_.bytes() + partial_lse_.bytes() + counters_.bytes(); }
-  // Launch with programmatic dependent launch (sm_90+): the kernel may start while the previous kernel in the
-  // stream finishes, and waits for it (griddepcontrol.wait) before reading anything. Default off.
-  void set_programmatic_launch(bool on) { programmatic_ = on; }
 
  private:
   Fa2DecodeShape shape_;
@@ -77,7 +74,6 @@ class Fa2DecodeOp : public Launchable {
   float scale_;
   int heads_per_block_;
   int num_splits_;
-  bool programmatic_ = false;
   int chunk_ = 0;  // keys per split, from the host's length hint (the last split also covers the rest)
   DeviceBuffer partial_out_;  // [B, Hq, num_splits, D] fp32
   DeviceBuffer partial_lse_;  // [B, Hq, num_splits] fp32 (log2 domain)

@@ -502,7 +502,6 @@ __global__ void embed_kernel(Segment embd, int n_embd, int* state, float* x) {
 __global__ void argmax_kernel(const float* logits, int n, int* state) {
   __shared__ float s_val[kArgmaxThreads / 32];
   __shared__ int s_idx[kArgmaxThreads / 32];
-  pdl_wait();  // launched with programmatic dependent launch after the LM head
   float best = -INFINITY;
   int best_i = n;  // n: nothing seen yet
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -819,19 +818,8 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
   head.eps = c.rms_eps;
   head.out = static_cast<float*>(logits_->data());
   launch_gemv<Prologue::RmsNorm, Epilogue::Store>(head, 1, multiprocessors_, programmatic_, stream);
-  {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(1);
-    cfg.blockDim = dim3(kArgmaxThreads);
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 0;  // plain launch (see the attention launch above); pdl_wait() is then a no-op
-    EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, argmax_kernel, static_cast<const float*>(logits_->data()),
-                                          output_.rows, state));
-  }
+  argmax_kernel<<<1, kArgmaxThreads, 0, stream>>>(static_cast<const float*>(logits_->data()), output_.rows, state);
+  EDGELLM_CUDA_CHECK_LAUNCH("gpu engine argmax");
   EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_, state, sizeof(int), cudaMemcpyDeviceToHost, stream));
 }
 
@@ -862,8 +850,9 @@ GpuEngine::Bucket& GpuEngine::bucket_for(std::size_t length) {
     b->attention.push_back(std::make_unique<Fa2DecodeOp>(
         shape, reinterpret_cast<std::uintptr_t>(q_->data()), k_base + l * layer_cache, v_base + l * layer_cache, lens,
         reinterpret_cast<std::uintptr_t>(o_->data()), scale, b->length_hint, 0, 0));
-    // Not launched programmatically: with it the engine's outputs changed from run to run on the H200 (a race we
-    // have not found) and decode was no faster; a plain launch orders it after the QKV kernel.
+    // Plain launches for the attention (and the argmax): launching them programmatically changed the engine's
+    // outputs from run to run on the H200 (a race we have not found) and was no faster; the waiting hooks it needed
+    // inside fa2_decode also slowed the kernel by 5-50% in the kernels suite, so they were removed.
   }
   cudaStream_t s = stream_.get();
   EDGELLM_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
