@@ -2,6 +2,7 @@
 # The end-to-end GPU measurement on the lent GPU machine, in two back-to-back device calls (the real model is
 # 98 MB; one call carries at most 64 MiB, and a machine left idle for 30 s is given back, /tmp with it):
 #   call 1: bash tools/device_e2e.sh prep     carry: .whl .devcarry/llama .devcarry/model1
+#           (env: SANITIZERS="memcheck racecheck" by default, KERNELS_BENCH=1 also runs the kernels suite)
 #           builds edgellm_ext, builds llama.cpp's llama-bench with CUDA (tools/build_llama_cpp.sh) in the
 #           background, runs the GPU engine and fa2 tests and compute-sanitizer memcheck/racecheck on the engine
 #           tests meanwhile, keeps the first half of the GGUF in /tmp
@@ -29,11 +30,15 @@ case "${1:-}" in
     mkdir -p "$OUT/prep"; cd /tmp
     python3 -m pytest "$ROOT/tests/test_engine_gpu.py" "$ROOT/tests/test_fa2_decode.py" -q -p no:cacheprovider > "$OUT/prep/pytest.log" 2>&1
     echo "pytest (GPU engine + fa2) exit $?"; tail -3 "$OUT/prep/pytest.log"
-    for tool in memcheck racecheck; do
+    for tool in ${SANITIZERS-memcheck racecheck}; do
       compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider \
         -k "bad_input or greedy or programmatic or llama-types0" > "$OUT/prep/sanitize_$tool.log" 2>&1
       echo "compute-sanitizer $tool exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$OUT/prep/sanitize_$tool.log" | tail -3
     done
+    if [ -n "${KERNELS_BENCH:-}" ]; then  # the kernels suite too (while llama.cpp builds)
+      python3 "$ROOT/bench/run.py" --suite kernels --out "$OUT/prep/bench" > "$OUT/prep/bench_kernels.log" 2>&1
+      echo "kernels bench exit $?"; grep -E "target" "$OUT/prep/bench_kernels.log" | head -5
+    fi
     for i in $(seq 1 ${WAIT_S:-480}); do [ -f $LLAMA/DONE ] || [ -f $LLAMA/FAILED ] && break; sleep 1; done
     cat $LLAMA/DONE $LLAMA/FAILED 2>/dev/null; tail -3 $LLAMA/build.log
     tar -C "$OUT" -czf "$OUT/prep.tar.gz" prep && rm -rf "$OUT/prep" ;;
