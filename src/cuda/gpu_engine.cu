@@ -21,7 +21,7 @@ constexpr int kGemvWarps = 8;     // warps per GEMV block; 1, 2, 4 or 8 of them 
 constexpr int kGemvThreads = kGemvWarps * 32;
 constexpr int kBlocksPerSm = 4;   // GEMV grid cap: row pairs beyond it are looped over (the LM head)
 constexpr int kItemsPerWarp = 48; // K split: a row pair is spread over enough warps that each has <= 48 items
-constexpr int kMaxK = 16384;      // largest GEMV input (shared memory: K bytes of q + K/4 bytes of scales)
+constexpr int kMaxK = 16384;      // largest GEMV input (shared memory 5 K + K / 4 bytes: 84 KiB at 16384)
 constexpr int kEmbedThreads = 256;
 constexpr int kArgmaxThreads = 1024;
 
