@@ -207,3 +207,22 @@ def test_gpu_smollm2_matches_cpu() -> None:
                 assert int(la.argmax()) == tok, (prompt, i)
             cpu.forward(tok, la)  # teacher-forced on the GPU's tokens
             gpu.forward(tok, lb)
+
+
+# --------------------------------------------------------------------------------- without a GPU (CI runs these)
+def test_gpu_engine_without_a_gpu_is_a_clear_error(tmp_path: Path) -> None:
+    if _core.cuda_compiled() and _core.cuda_device_count() > 0:
+        pytest.skip("a GPU is visible: the GPU tests above cover the engine")
+    path = _tiny(tmp_path / "m.gguf", "llama", {}, True)
+    with pytest.raises(RuntimeError, match="CUDA"):
+        Model.load(path, device="cuda")
+    m = Model.load(path, n_threads=1, n_ctx=8)  # the same weights, for the binding directly
+    cfg = m.config.engine_dict(8)
+    with pytest.raises(RuntimeError, match="CUDA"):  # no segfault from the binding either
+        _core.GpuEngine(cfg, m._gguf.weights)
+    if _core.cuda_compiled():
+        # Weights are checked (dtype, bytes) before any CUDA call: a ValueError naming the tensor.
+        tid, arr = m._gguf.weights["blk.0.attn_q"]
+        bad = dict(m._gguf.weights, **{"blk.0.attn_q": (tid, arr.reshape(-1)[:-20])})
+        with pytest.raises(ValueError, match="blk.0.attn_q.*bytes"):
+            _core.GpuEngine(cfg, bad)
