@@ -79,6 +79,8 @@ for d in depths:
                   "avg_ns": int(mean(ns)), "stddev_ns": int(sd(ns)), "avg_ts": mean(ts), "stddev_ts": sd(ts)})
         if "-t" in opt:
             t["n_threads"] = int(opt["-t"])
+        # the real program reports the GPU it used; with -ngl > 0 but no usable GPU it reports "" (mode no_gpu)
+        t["gpu_info"] = "NVIDIA H200" if int(opt["-ngl"]) > 0 and mode != "no_gpu" else ""
         if mode == "missing_field":
             del t["avg_ts"]
         if mode == "few_samples":
@@ -105,6 +107,8 @@ for i, (t, ns, ts) in enumerate(tests):
 out += "\n]\n"
 if mode == "truncated":
     out = out[: len(out) // 2]
+if mode == "no_gpu":
+    sys.stderr.write("ggml_cuda_init: failed to initialize CUDA: CUDA driver version is insufficient\n")
 if mode == "noisy":
     out = "ggml_cuda_init: found 1 CUDA devices:\n" + out + "llama_perf: done\n"
 sys.stdout.write(out)
@@ -191,6 +195,20 @@ def test_tolerates_lines_around_the_array(tmp_path, model, rng) -> None:
     fake = make_fake(tmp_path, "noisy", expected_args(model, **kw), _seed(rng))
     recs = run_llama_bench(fake, model, timeout_s=60, **kw)
     assert [r.name for r in recs] == ["pp512", "tg128", "pp512 @ d4097", "tg128 @ d4097"]
+
+
+def test_gpu_asked_for_but_not_used(tmp_path, model, rng) -> None:
+    # the real CUDA build, run where CUDA cannot start, lists backends "CUDA" but gpu_info "" and runs on the CPU
+    fake = make_fake(tmp_path, "no_gpu", expected_args(model), _seed(rng))
+    with pytest.raises(LlamaBenchError, match="saw no GPU") as ei:
+        run_llama_bench(fake, model, timeout_s=60)
+    assert "driver version is insufficient" in str(ei.value)
+
+
+def test_cpu_run_needs_no_gpu(tmp_path, model, rng) -> None:
+    fake = make_fake(tmp_path, "no_gpu", expected_args(model, n_gpu_layers=0), _seed(rng))
+    recs = run_llama_bench(fake, model, n_gpu_layers=0, timeout_s=60)
+    assert [r.gpu_info for r in recs] == ["", ""] and [r.n_gpu_layers for r in recs] == [0, 0]
 
 
 def test_command_line_is_explicit(model) -> None:

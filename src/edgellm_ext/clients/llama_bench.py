@@ -187,7 +187,9 @@ def run_llama_bench(
     For each depth in ``depths`` llama-bench runs a ``pp{n_prompt}`` test (if ``n_prompt > 0``) and a
     ``tg{n_gen}`` test (if ``n_gen > 0``), each ``repetitions`` times. ``threads=None`` keeps llama-bench's
     default (its count of physical cores). The output must hold exactly those tests with ``repetitions`` samples
-    each, or :class:`LlamaBenchOutputError` is raised.
+    each, or :class:`LlamaBenchOutputError` is raised. With ``n_gpu_layers > 0`` llama-bench must report a GPU
+    (non-empty ``gpu_info``), or :class:`LlamaBenchError` is raised: llama-bench falls back to the CPU silently
+    when CUDA cannot start. Use ``n_gpu_layers=0`` for a CPU run.
     """
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not math.isfinite(timeout_s) \
             or timeout_s <= 0:
@@ -227,7 +229,16 @@ def run_llama_bench(
             expected.append((n_prompt, 0, d))
         if n_gen > 0:
             expected.append((0, n_gen, d))
-    return parse_llama_bench_json(stdout, expected=expected, repetitions=repetitions)
+    records = parse_llama_bench_json(stdout, expected=expected, repetitions=repetitions)
+    if n_gpu_layers > 0 and any(not r.gpu_info.strip() for r in records):
+        # Where CUDA fails to start (no device, driver older than the runtime), llama-bench says so on stderr,
+        # still lists "CUDA" under backends, and runs everything on the CPU: without this check a CPU figure
+        # would pass for a GPU one. An empty gpu_info is how the JSON shows it.
+        tail = [line.strip() for line in stderr.strip().splitlines()[-_STDERR_TAIL_LINES:]]
+        raise LlamaBenchError(f"llama-bench saw no GPU (gpu_info is empty) although n_gpu_layers={n_gpu_layers} "
+                              f"was asked for, so it ran on the CPU; pass n_gpu_layers=0 for a CPU run. Last lines "
+                              f"of stderr: {' | '.join(tail) if tail else '(none)'}", stderr_tail=tail)
+    return records
 
 
 _STR_FIELDS = ("type_k", "type_v", "backends", "gpu_info", "cpu_info", "build_commit", "model_filename",
