@@ -534,6 +534,19 @@ def test_engine_binding_checks_weights(tiny: Path) -> None:
         _core.CpuEngine(cfg, weights, 0, "auto")
     with pytest.raises(ValueError, match="missing tensor 'output_norm'"):
         _core.CpuEngine(cfg, {k: v for k, v in weights.items() if k != "output_norm"}, 1, "auto")
+    # The logits buffer is written in place: anything that would need a converted copy is refused.
+    engine = _core.CpuEngine(cfg, weights, 1, "auto")
+    with pytest.raises(TypeError, match="float32.*float64"):
+        engine.step(1, np.empty(m.config.n_vocab, dtype=np.float64), True)
+    with pytest.raises(TypeError, match="float32"):
+        engine.step(1, np.empty((2, m.config.n_vocab), dtype=np.float32)[:, 0], True)  # not contiguous
+    with pytest.raises(TypeError, match="float32"):
+        engine.prefill(np.array([1, 2]), [0.0] * m.config.n_vocab)
+    read_only = np.empty(m.config.n_vocab, dtype=np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        engine.step(1, read_only, True)
+    assert engine.n_past == 0
 
 
 def test_chat_template(model: Model) -> None:

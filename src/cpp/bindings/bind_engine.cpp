@@ -146,10 +146,20 @@ std::unique_lock<std::mutex> claim(std::mutex& busy, const char* what) {
 }
 std::unique_lock<std::mutex> claim(PyEngine& e) { return claim(e.busy, "CpuEngine"); }
 
-// The logits output argument of step()/prefill(): None, or a float32 [n_vocab] array.
+// The logits output argument of step()/prefill(): None, or a C-contiguous, writable float32 [n_vocab] array that
+// is written in place (no conversion: a converted copy would take the logits and leave the caller's array as it
+// was, and the pointer would outlive the copy). The caller keeps `logits` alive for the call.
 float* logits_out(const py::object& logits, std::size_t n_vocab) {
   if (logits.is_none()) return nullptr;
-  auto a = logits.cast<F32Array>();
+  if (!py::isinstance<F32Array>(logits)) {
+    throw py::type_error("logits: expected a C-contiguous float32 numpy array (written in place), got " +
+                         std::string(py::str(py::type::of(logits).attr("__name__"))) +
+                         (py::isinstance<py::array>(logits)
+                              ? " of dtype " + std::string(py::str(logits.attr("dtype")))
+                              : std::string()));
+  }
+  auto a = py::reinterpret_borrow<F32Array>(logits);
+  if (!a.writeable()) throw py::value_error("logits: the array is read-only");
   require_ndim(a, "logits", 1);
   require_dim(a, "logits", 0, static_cast<py::ssize_t>(n_vocab));
   return a.mutable_data();
