@@ -17,9 +17,10 @@ llama.cpp runs a 512-token batch through matrix-matrix kernels, our GPU engine r
 through the decode graph (no batched prefill kernel yet); both are reported as measured.
 
 Reported with the run: kernels per token and graph nodes, host<->device bytes per decode step, device memory
-the engine allocated and the process's peak GPU memory (NVML), energy per decoded token (NVML energy counter
-over our decode runs; llama-bench's energy is not separable from its model load and prefill tests, so none is
-given for it), and the predecessor-style "kernel-only estimate" (sum of separately timed fp16 kernels x 30
+the engine allocated and the process's GPU memory in use after the runs (NVML: the engine allocates everything
+at load and on a bucket's first use and frees nothing before that reading), energy per decoded token (NVML
+energy counter over our decode runs; llama-bench's energy is not separable from its model load and prefill
+tests, so none is given for it), and the predecessor-style "kernel-only estimate" (sum of separately timed fp16 kernels x 30
 layers + LM head) beside the measured end-to-end figure.
 """
 
@@ -57,7 +58,7 @@ def available(ctx: Any) -> tuple[bool, str]:
     return True, ""
 
 
-def _nvml_process_peak_mib() -> Any:
+def _nvml_process_used_mib() -> Any:
     try:
         import pynvml
 
@@ -127,9 +128,9 @@ def _ours(ctx: Any, path: str, n_new: int, runs: int, warmup: int,
                      f"greedy step; {counters['device_bytes'] / 2**20:.1f} MiB allocated by the engine; "
                      f"energy per decoded token {e_tok if e_tok is None else round(e_tok * 1e3, 3)} mJ (NVML, whole "
                      "GPU, decode runs only)")
-    peak = _nvml_process_peak_mib()
-    yield R.note(f"process GPU memory (NVML, incl. the CUDA context and any torch allocations): "
-                 f"{'unavailable' if peak is None else f'{peak:.0f} MiB'}")
+    used = _nvml_process_used_mib()
+    yield R.note(f"process GPU memory in use after the runs (NVML, incl. the CUDA context and any torch allocations): "
+                 f"{'unavailable' if used is None else f'{used:.0f} MiB'}")
     del model
 
 
