@@ -469,18 +469,7 @@ void CpuEngine::attention(std::size_t layer, std::size_t first_pos, std::size_t 
 }
 
 void CpuEngine::check_tokens(const long long* tokens, std::size_t n) const {
-  const EngineConfig& c = model_.config;
-  if (n > c.max_seq - n_past_) {
-    throw ContextFull("context full: " + std::to_string(n) + " more token(s) after " + std::to_string(n_past_) +
-                      " do not fit in the KV cache of " + std::to_string(c.max_seq) +
-                      " positions (create the model with a larger n_ctx, or reset)");
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= c.n_vocab) {
-      throw std::out_of_range("token id " + std::to_string(tokens[i]) + " (index " + std::to_string(i) +
-                              ") is outside the vocabulary [0, " + std::to_string(c.n_vocab) + ")");
-    }
-  }
+  check_decode_tokens(model_.config, n_past_, tokens, n);
 }
 
 long long CpuEngine::step(long long token, float* logits, bool want_argmax) {

@@ -92,6 +92,22 @@ class ContextFull : public std::length_error {
   using std::length_error::length_error;
 };
 
+// Both engines' input check: n tokens at position n_past must fit in max_seq (ContextFull otherwise) and every id
+// must be in [0, n_vocab) (std::out_of_range naming it). Header-only: the CUDA library uses it too.
+inline void check_decode_tokens(const EngineConfig& c, std::size_t n_past, const long long* tokens, std::size_t n) {
+  if (n > c.max_seq - n_past) {
+    throw ContextFull("context full: " + std::to_string(n) + " more token(s) after " + std::to_string(n_past) +
+                      " do not fit in the KV cache of " + std::to_string(c.max_seq) +
+                      " positions (create the model with a larger n_ctx, or reset)");
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= c.n_vocab) {
+      throw std::out_of_range("token id " + std::to_string(tokens[i]) + " (index " + std::to_string(i) +
+                              ") is outside the vocabulary [0, " + std::to_string(c.n_vocab) + ")");
+    }
+  }
+}
+
 class CpuEngine {
  public:
   // Validates every shape and type (std::invalid_argument naming the tensor) and allocates the cache.

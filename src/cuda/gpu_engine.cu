@@ -872,16 +872,7 @@ GpuEngine::Bucket& GpuEngine::bucket_for(std::size_t length) {
 }
 
 void GpuEngine::check_tokens(const long long* tokens, std::size_t n) const {
-  if (n_past_ + n > config_.max_seq) {
-    throw cpu::ContextFull("GpuEngine: context full: " + std::to_string(n) + " token(s) at position " + std::to_string(n_past_) +
-                           " exceed the cache of " + std::to_string(config_.max_seq) + " positions");
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    if (tokens[i] < 0 || static_cast<std::size_t>(tokens[i]) >= config_.n_vocab) {
-      throw std::out_of_range("token id " + std::to_string(tokens[i]) + " is outside the vocabulary [0, " +
-                              std::to_string(config_.n_vocab) + ")");
-    }
-  }
+  cpu::check_decode_tokens(config_, n_past_, tokens, n);
 }
 
 long long GpuEngine::step(long long token, float* logits) {
