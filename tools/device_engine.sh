@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Device call for the GPU decode engine (issue 6): build, GPU engine tests (+ compute-sanitizer memcheck on them),
-# speed probes on a random SmolLM2-shaped model (programmatic launch on/off) and an ncu per-kernel breakdown.
+# speed probes on a random SmolLM2-shaped model (graph and persistent steps, depths 0 and 1000) and, with NCU=1,
+# an ncu per-kernel breakdown of the graph step.
 # Usage on the device, from the repo root: bash tools/device_engine.sh      Carried: .whl (gguf + deps).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -12,14 +13,17 @@ t0=$(date +%s)
 python3 -m pip install -q --no-build-isolation --no-deps "$ROOT" > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build $(( $(date +%s) - t0 )) s"
 cd /tmp
-python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider 2>&1 | tee "$OUT/pytest_engine.log" | tail -${TAIL:-25}
-[ -n "${SANITIZE:-}" ] && for tool in memcheck racecheck; do compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider -k "bad_input or greedy" > "$OUT/$tool.log" 2>&1; echo "$tool exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$OUT/$tool.log" | tail -3; done
+timeout ${TEST_TIMEOUT:-300} python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider 2>&1 | tee "$OUT/pytest_engine.log" | tail -${TAIL:-25}
+[ -n "${SANITIZE:-}" ] && for tool in memcheck racecheck; do compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider -k "${SANITIZE_K:-bad_input or greedy}" > "$OUT/$tool.log" 2>&1; echo "$tool exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$OUT/$tool.log" | tail -3; done
 mkdir -p /tmp/synth
 M=/tmp/synth/smol_shaped.gguf
 [ -f $M ] || python3 "$ROOT/tools/engine_probe.py" --synthetic /tmp/synth --runs 0 > /dev/null
-for flag in "" "--no-pdl"; do
-  python3 "$ROOT/tools/engine_probe.py" --model $M --runs 3 $flag 2>&1 | grep '"run": 3' | cut -c1-200 | sed "s/^/[$flag] /"
+for mode in graph persistent; do
+  for depth in 0 1000; do
+    timeout 90 python3 "$ROOT/tools/engine_probe.py" --model $M --runs 3 --depth $depth --step-mode $mode 2>&1 | grep '"run": 3' | cut -c1-260 | sed "s/^/[$mode d=$depth] /"
+  done
 done
-python3 "$ROOT/tools/engine_probe.py" --model $M --depth 1000 --runs 1 --new 64 2>&1 | grep '"run": 1' | cut -c1-200
-ncu --csv --cache-control none --clock-control none --metrics gpu__time_duration.sum python3 "$ROOT/tools/engine_probe.py" --model $M --runs 0 --new 3 > "$OUT/ncu.csv" 2>/dev/null
-python3 "$ROOT/tools/ncu_kernel_times.py" "$OUT/ncu.csv"
+if [ -n "${NCU:-}" ]; then
+  ncu --csv --cache-control none --clock-control none --metrics gpu__time_duration.sum python3 "$ROOT/tools/engine_probe.py" --model $M --runs 0 --new 3 --step-mode graph > "$OUT/ncu.csv" 2>/dev/null
+  python3 "$ROOT/tools/ncu_kernel_times.py" "$OUT/ncu.csv"
+fi

@@ -26,6 +26,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--no-pdl", action="store_true", help="plain stream order instead of programmatic launch")
+    ap.add_argument("--step-mode", default="auto", choices=["auto", "graph", "persistent"])
     args = ap.parse_args()
     from edgellm_ext.models import Model
 
@@ -39,7 +40,7 @@ def main() -> int:
         write_tiny_gguf(Path(path), "llama", dims=(576, 9, 3, 64, 1536), n_layer=30, seed=1)
         print(json.dumps({"synthetic_written_s": round(time.perf_counter() - t, 1), "path": path}), flush=True)
     t = time.perf_counter()
-    extra = {"programmatic_launch": not args.no_pdl} if args.device == "cuda" else {}
+    extra = {"programmatic_launch": not args.no_pdl, "step_mode": args.step_mode} if args.device == "cuda" else {}
     m = Model.load(path, device=args.device, n_ctx=args.depth + args.new + 8, **extra)
     print(json.dumps({"load_s": round(time.perf_counter() - t, 2), "summary": m.summary()}), flush=True)
     rng = np.random.default_rng(0)

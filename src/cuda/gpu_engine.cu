@@ -11,82 +11,19 @@
 #include <string>
 
 #include "cuda_check.h"
+#include "gemv_q8.cuh"
+#include "gpu_persistent.h"
 
 namespace edgellm::cuda {
 namespace {
 
-constexpr int kQK = 32;           // elements per ggml block (Q4_0, Q4_1, Q8_0) and per Q8_1 activation block
-constexpr int kTypeQ4_0 = 2, kTypeQ4_1 = 3, kTypeQ8_0 = 8;
+using namespace gemv_q8;
+
 constexpr int kGemvWarps = 8;     // warps per GEMV block; 1, 2, 4 or 8 of them (a group) own one row pair
 constexpr int kGemvThreads = kGemvWarps * 32;
 constexpr int kBlocksPerSm = 4;   // GEMV grid cap: row pairs beyond it are looped over (the LM head)
-constexpr int kItemsPerWarp = 48; // K split: a row pair is spread over enough warps that each has <= 48 items
-constexpr int kMaxK = 16384;      // largest GEMV input (shared memory 5 K + K / 4 bytes: 84 KiB at 16384)
 constexpr int kEmbedThreads = 256;
 constexpr int kArgmaxThreads = 1024;
-
-__host__ __device__ constexpr int block_bytes(int type) {
-  return type == kTypeQ4_0 ? 18 : (type == kTypeQ4_1 ? 20 : (type == kTypeQ8_0 ? 34 : 0));
-}
-
-// ------------------------------------------------------------------------------------------------ GEMV kernel
-// Math: out = W a for up to three matrices ("segments") that share one input activation a of K elements.
-// Prologue (per block, into shared memory): a = rmsnorm(x) * g (f32 x), or a = o (fp16), or a = act (f32), then
-// quantized to Q8_1 as the CPU engine does: per 32 elements d = amax/127 (kept as f16), q = rint(a * 127/amax),
-// s = f16(d * sum q).
-// Work split: a group of ksplit warps (1, 2, 4 or 8: the fewest that leave each warp <= 48 items of a row) owns
-// one row pair; block i holds 8 / ksplit groups and takes pairs i * groups + g (+ gridDim.x * groups per further
-// round). A pair is two output rows that the epilogue needs together (two adjacent rows; a gate row and its up
-// row; a RoPE pair). The K/32 blocks of a row are split in quarters ("items", 8 weights: one 32-bit word of Q4
-// nibbles or two of Q8 bytes); group lane l (0 .. 32 ksplit - 1) takes items l, l + 32 ksplit, ...; the 4 lanes
-// of one block sum their integer dot products with two shuffles, so that each block contributes
-// (d_w * d_x) * sumi (+ m_w * s_x) exactly as on the CPU; the lanes' float sums are reduced by shuffles, then
-// across the group's warps through shared memory.
-// Why so many warps for so little data: a decode GEMV of SmolLM2 is 0.1-0.6 MB, so the time is the latency of a
-// chain of dependent instructions, not bandwidth; ncu showed 1 warp per scheduler issuing every ~6 cycles with
-// one warp per pair. Splitting K shortens each warp's chain.
-// TYPE: the ggml type of every segment, or 0 for mixed segments (a per-row switch).
-// Launch: grid min(ceil(n_pairs / groups), 4 * SMs), 256 threads, dynamic shared memory 5 K + K / 4 bytes
-// (opt-in above 48 KiB, up to 84 KiB at K = 16384).
-enum class Prologue { RmsNorm, F16, F32 };
-enum class Epilogue { Store, AddResidual, SwiGlu, QkvRope };
-
-struct Segment {
-  const std::uint8_t* w = nullptr;
-  int type = 0;
-  int rows = 0;
-  int row_bytes = 0;
-};
-
-struct GemvParams {
-  Segment seg[3];
-  int k = 0;
-  int n_pairs = 0;
-  int ksplit = 1;                  // warps per row pair
-  const void* in = nullptr;        // the activation source (f32 or fp16 [K])
-  const float* norm_w = nullptr;   // RmsNorm prologue
-  float eps = 0.0f;
-  float* out = nullptr;            // Store / AddResidual / SwiGlu: [rows of segment 0]
-  // QkvRope epilogue
-  const float* bias[3] = {nullptr, nullptr, nullptr};
-  __half* q_out = nullptr;         // [n_head * D]
-  __half* k_cache = nullptr;       // this layer's [G][max_seq][D]
-  __half* v_cache = nullptr;
-  int max_seq = 0, head_dim = 0, n_rot = 0, neox = 0;
-  const float* inv_freq = nullptr;
-  const int* state = nullptr;      // {token, position, ...}
-};
-
-struct Act {
-  const int* q;    // K int8 values as K/4 words
-  const float* d;  // [K/32]
-  const float* s;  // [K/32]
-};
-
-__device__ __forceinline__ int load_u16x2(const std::uint8_t* p) {  // p is 2-byte aligned (Q4_0, Q8_0 blocks)
-  const unsigned short* h = reinterpret_cast<const unsigned short*>(p);
-  return static_cast<int>(static_cast<unsigned>(h[0]) | (static_cast<unsigned>(h[1]) << 16));
-}
 
 // Programmatic dependent launch (sm_90+): a kernel lets the next one in the stream start (trigger), and a kernel
 // launched with programmatic stream serialization reads nothing the previous kernels wrote before wait().
@@ -102,389 +39,23 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
-// The raw data of one item (a quarter of a block) and its block's scales, loaded together and kept as raw bits:
-// nothing here may use a loaded value, or the warp would stall on each load before issuing the next one.
-struct Item {
-  int w0 = 0, w1 = 0;  // Q4: one word of nibbles (w1 unused); Q8_0: two words of int8
-  unsigned scales = 0; // Q4_1: half2 (d, m); Q4_0, Q8_0: half d in the low 16 bits
-};
-
-template <int TYPE>
-__device__ __forceinline__ Item load_item(const std::uint8_t* row, int blk, int part) {
-  Item it;
-  if constexpr (TYPE == kTypeQ4_1) {
-    const std::uint8_t* b = row + blk * 20;  // 4-byte aligned: 20-byte blocks, rows a multiple of 4 bytes
-    it.w0 = *reinterpret_cast<const int*>(b + 4 + 4 * part);
-    it.scales = *reinterpret_cast<const unsigned*>(b);
-  } else if constexpr (TYPE == kTypeQ4_0) {
-    const std::uint8_t* b = row + blk * 18;
-    it.w0 = load_u16x2(b + 2 + 4 * part);
-    it.scales = *reinterpret_cast<const unsigned short*>(b);
-  } else {  // Q8_0
-    const std::uint8_t* b = row + blk * 34;
-    it.w0 = load_u16x2(b + 2 + 8 * part);
-    it.w1 = load_u16x2(b + 6 + 8 * part);
-    it.scales = *reinterpret_cast<const unsigned short*>(b);
-  }
-  return it;
-}
-
-__device__ __forceinline__ float half_bits_to_float(unsigned bits) {
-  return __half2float(__ushort_as_half(static_cast<unsigned short>(bits & 0xFFFFu)));
-}
-
-// Integer dot product of item `part` (0..3) of block `blk` with the activation.
-template <int TYPE>
-__device__ __forceinline__ int item_dot(const Item& it, int blk, int part, const Act& a) {
-  const int* aq = a.q + blk * 8;
-  if constexpr (TYPE == kTypeQ4_1) {
-    const int s = __dp4a(it.w0 & 0x0F0F0F0F, aq[part], 0);              // elements 4p .. 4p+3
-    return __dp4a((it.w0 >> 4) & 0x0F0F0F0F, aq[4 + part], s);         // elements 16+4p .. 16+4p+3
-  } else if constexpr (TYPE == kTypeQ4_0) {
-    const int lo = __vsub4(it.w0 & 0x0F0F0F0F, 0x08080808);            // nibble - 8, per byte
-    const int hi = __vsub4((it.w0 >> 4) & 0x0F0F0F0F, 0x08080808);
-    return __dp4a(hi, aq[4 + part], __dp4a(lo, aq[part], 0));
-  } else {
-    return __dp4a(it.w1, aq[2 * part + 1], __dp4a(it.w0, aq[2 * part], 0));
-  }
-}
-
-// One block's contribution from its exact integer dot product (ggml's order: (d_w * d_x) * sumi + m_w * s_x).
-template <int TYPE>
-__device__ __forceinline__ float block_value(const Item& it, int blk, int sumi, const Act& a) {
-  const float v = half_bits_to_float(it.scales) * a.d[blk] * static_cast<float>(sumi);
-  if constexpr (TYPE == kTypeQ4_1) return v + half_bits_to_float(it.scales >> 16) * a.s[blk];
-  return v;
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// Type dispatch for one row: TYPE when the kernel has one, else the row's runtime type (warp-uniform).
-template <int TYPE>
-__device__ __forceinline__ Item load_item_any(int type, const std::uint8_t* row, int blk, int part) {
-  if constexpr (TYPE != 0) return load_item<TYPE>(row, blk, part);
-  switch (type) {
-    case kTypeQ4_0: return load_item<kTypeQ4_0>(row, blk, part);
-    case kTypeQ4_1: return load_item<kTypeQ4_1>(row, blk, part);
-    default: return load_item<kTypeQ8_0>(row, blk, part);
-  }
-}
-template <int TYPE>
-__device__ __forceinline__ int item_dot_any(int type, const Item& it, int blk, int part, const Act& a) {
-  if constexpr (TYPE != 0) return item_dot<TYPE>(it, blk, part, a);
-  switch (type) {
-    case kTypeQ4_0: return item_dot<kTypeQ4_0>(it, blk, part, a);
-    case kTypeQ4_1: return item_dot<kTypeQ4_1>(it, blk, part, a);
-    default: return item_dot<kTypeQ8_0>(it, blk, part, a);
-  }
-}
-template <int TYPE>
-__device__ __forceinline__ float block_value_any(int type, const Item& it, int blk, int sumi, const Act& a) {
-  if constexpr (TYPE != 0) return block_value<TYPE>(it, blk, sumi, a);
-  return type == kTypeQ4_1 ? block_value<kTypeQ4_1>(it, blk, sumi, a) : block_value<kTypeQ8_0>(it, blk, sumi, a);
-}
-
-// kBatch rounds of items per lane and row, loaded into registers before any is used so that their loads are in
-// flight together; with <= 48 items per warp one batch covers the row's share.
-constexpr int kBatch = 2;
-
-struct RowPair {
-  const std::uint8_t* a = nullptr;
-  const std::uint8_t* b = nullptr;  // null: no second row
-  int type_a = 0, type_b = 0;
-};
-
-struct Batch {
-  Item a[kBatch], b[kBatch];
-};
-
-// gl: this lane's index in its group, gs: the group's lanes (32 * ksplit).
-template <int TYPE>
-__device__ __forceinline__ void load_batch(const RowPair& rp, int base, int n_items, int gl, int gs, Batch& bt) {
-#pragma unroll
-  for (int u = 0; u < kBatch; ++u) {
-    const int it = base + gs * u + gl;
-    if (it < n_items) {
-      bt.a[u] = load_item_any<TYPE>(rp.type_a, rp.a, it >> 2, it & 3);
-      if (rp.b) bt.b[u] = load_item_any<TYPE>(rp.type_b, rp.b, it >> 2, it & 3);
-    }
-  }
-}
-
-// Adds the batch's block contributions to acc_a / acc_b (per lane; the caller reduces). The 4 lanes of one
-// block sum their integer parts with two shuffles first, so each block enters exactly once.
-template <int TYPE>
-__device__ __forceinline__ void consume_batch(const RowPair& rp, int base, int n_items, int gl, int gs,
-                                              const Batch& bt, const Act& act, float& acc_a, float& acc_b) {
-#pragma unroll
-  for (int u = 0; u < kBatch; ++u) {
-    if (base + gs * u + gl - (gl & 31) >= n_items) break;  // warp-uniform: the warp's first lane has nothing
-    const int it = base + gs * u + gl;
-    const bool valid = it < n_items;  // whole groups of 4 lanes are valid or not (n_items % 4 == 0)
-    const int blk = it >> 2, part = it & 3;
-    int sa = valid ? item_dot_any<TYPE>(rp.type_a, bt.a[u], blk, part, act) : 0;
-    int sb = valid && rp.b ? item_dot_any<TYPE>(rp.type_b, bt.b[u], blk, part, act) : 0;
-    sa += __shfl_xor_sync(0xffffffffu, sa, 1);
-    sa += __shfl_xor_sync(0xffffffffu, sa, 2);
-    sb += __shfl_xor_sync(0xffffffffu, sb, 1);
-    sb += __shfl_xor_sync(0xffffffffu, sb, 2);
-    if (valid && part == 0) {
-      acc_a += block_value_any<TYPE>(rp.type_a, bt.a[u], blk, sa, act);
-      if (rp.b) acc_b += block_value_any<TYPE>(rp.type_b, bt.b[u], blk, sb, act);
-    }
-  }
-}
-
-// Builds the Q8_1 activation in shared memory from the prologue's source (all threads take part).
-// Pass 1 stages the values (x * g for RmsNorm) in shared memory, with every global load of a thread in flight
-// at once; pass 2 quantizes, one thread per 8 elements (4 threads per 32-element block, combined by shuffles).
-template <Prologue P>
-__device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq, float* sd, float* ss,
-                                 float* red) {
-  const int k = p.k;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  float sum = 0.0f;
-  // Rounds of kPerThread loads per thread, all issued before any is used.
-  constexpr int kPerThread = 16;
-  for (int base = 0; base < k; base += kPerThread * kGemvThreads) {
-    float x[kPerThread], g[kPerThread];
-#pragma unroll
-    for (int j = 0; j < kPerThread; ++j) {
-      const int i = base + j * kGemvThreads + tid;
-      x[j] = 0.0f;
-      g[j] = 1.0f;
-      if (i < k) {
-        if constexpr (P == Prologue::F16) {
-          x[j] = __half2float(static_cast<const __half*>(p.in)[i]);
-        } else {
-          x[j] = static_cast<const float*>(p.in)[i];
-        }
-        if constexpr (P == Prologue::RmsNorm) g[j] = p.norm_w[i];
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < kPerThread; ++j) {
-      const int i = base + j * kGemvThreads + tid;
-      if (i < k) {
-        if constexpr (P == Prologue::RmsNorm) sum += x[j] * x[j];
-        sv[i] = P == Prologue::RmsNorm ? x[j] * g[j] : x[j];
-      }
-    }
-  }
-  float scale = 1.0f;
-  if constexpr (P == Prologue::RmsNorm) {
-    sum = warp_sum(sum);
-    if (lane == 0) red[warp] = sum;
-    __syncthreads();
-    float total = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kGemvWarps; ++w) total += red[w];
-    scale = 1.0f / sqrtf(total / static_cast<float>(k) + p.eps);  // ggml: mean, + eps, 1/sqrt
-  } else {
-    __syncthreads();
-  }
-  const int n_oct = k / 8;
-  for (int base = 0; base < n_oct; base += kGemvThreads) {  // uniform trip count: every lane reaches the shuffles
-    const int oct = base + tid;
-    const bool valid = oct < n_oct;  // whole groups of 4 threads are valid or not (n_oct % 4 == 0)
-    float v[8];
-    float amax = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      v[j] = valid ? sv[oct * 8 + j] * scale : 0.0f;
-      amax = fmaxf(amax, fabsf(v[j]));
-    }
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-    const float d = amax / 127.0f;
-    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    int qsum = 0;
-    unsigned packed[2] = {0u, 0u};
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int q = __float2int_rn(__fmul_rn(v[j], id));
-      qsum += q;
-      packed[j / 4] |= (static_cast<unsigned>(q) & 0xFFu) << (8 * (j % 4));
-    }
-    qsum += __shfl_xor_sync(0xffffffffu, qsum, 1);
-    qsum += __shfl_xor_sync(0xffffffffu, qsum, 2);
-    if (valid) {
-      reinterpret_cast<unsigned*>(sq)[oct * 2] = packed[0];
-      reinterpret_cast<unsigned*>(sq)[oct * 2 + 1] = packed[1];
-      if ((oct & 3) == 0) {
-        sd[oct / 4] = __half2float(__float2half_rn(d));
-        ss[oct / 4] = __half2float(__float2half_rn(d * static_cast<float>(qsum)));
-      }
-    }
-  }
-  __syncthreads();
-}
-
-// Rows (within their segments) of pair `pair`, and for QkvRope which RoPE frequency applies (-1: none).
-struct PairRows {
-  int seg_a, row_a, seg_b, row_b;  // row_b < 0: no second row
-  int rope_i;
-};
-
-template <Epilogue E>
-__device__ PairRows pair_rows(const GemvParams& p, int pair) {
-  if constexpr (E == Epilogue::SwiGlu) {
-    return {0, pair, 1, pair, -1};
-  } else if constexpr (E == Epilogue::QkvRope) {
-    const int half_d = p.head_dim / 2;
-    const int q_pairs = p.seg[0].rows / 2, k_pairs = p.seg[1].rows / 2;
-    int seg = 0, local = pair;
-    if (local >= q_pairs) { seg = 1; local -= q_pairs; }
-    if (seg == 1 && local >= k_pairs) { seg = 2; local -= k_pairs; }
-    if (seg == 2) return {2, 2 * local, 2, 2 * local + 1, -1};
-    const int head = local / half_d, i = local % half_d;
-    const int half_rot = p.n_rot / 2;
-    int d0 = 2 * i, d1 = 2 * i + 1;  // normal RoPE: interleaved pairs
-    if (p.neox) {                    // NeoX: (i, i + n_rot/2), unrotated dims paired as neighbours
-      if (i < half_rot) { d0 = i; d1 = i + half_rot; } else { d0 = p.n_rot + 2 * (i - half_rot); d1 = d0 + 1; }
-    }
-    return {seg, head * p.head_dim + d0, seg, head * p.head_dim + d1, i < half_rot ? i : -1};
-  } else {
-    const int r = 2 * pair;
-    return {0, r, 0, r + 1 < p.seg[0].rows ? r + 1 : -1, -1};
-  }
-}
-
+// ------------------------------------------------------------------------------------------------ GEMV kernel
+// One GEMV of gemv_q8.cuh per launch (prologue, dot products and epilogue as documented there).
+// Launch: grid min(ceil(n_pairs / groups), 4 * SMs), kGemvThreads threads, dynamic shared memory
+// gemv_smem_bytes(K, kGemvWarps) (opt-in above 48 KiB). With programmatic launch the first weights are loaded
+// before waiting for the previous kernel (weights are never written), so their latency overlaps its tail.
 template <Prologue P, Epilogue E, int TYPE>
 __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
-  extern __shared__ __align__(16) unsigned char smem[];  // layout: gemv_smem_bytes()
-  __shared__ float red[kGemvWarps];
-  __shared__ float2 group_sum[kGemvWarps];
-  float* sv = reinterpret_cast<float*>(smem);
-  std::int8_t* sq = reinterpret_cast<std::int8_t*>(sv + p.k);
-  float* sd = reinterpret_cast<float*>(sq + p.k);
-  float* ss = sd + p.k / kQK;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int n_items = p.k / kQK * 4;
-  const int ksplit = p.ksplit;
-  const int groups = kGemvWarps / ksplit;
-  const int group = warp / ksplit, sub = warp % ksplit;
-  const int gl = sub * 32 + lane, gs = 32 * ksplit;
-
+  extern __shared__ __align__(16) unsigned char smem[];
+  const GemvSmem s = gemv_smem(smem, p.k, kGemvWarps);
   pdl_trigger();
-  auto rows_of = [&](const PairRows& r) {
-    const Segment& sa = p.seg[r.seg_a];
-    const Segment& sb = p.seg[r.seg_b];
-    RowPair rp;
-    rp.a = sa.w + static_cast<std::size_t>(r.row_a) * sa.row_bytes;
-    rp.b = r.row_b >= 0 ? sb.w + static_cast<std::size_t>(r.row_b) * sb.row_bytes : nullptr;
-    rp.type_a = sa.type;
-    rp.type_b = sb.type;
-    return rp;
-  };
-  // The first batch of this group's first row pair is loaded before waiting for the previous kernel (weights are
-  // never written), so its memory latency overlaps the previous kernel's tail and the activation prologue.
-  const int first_base = blockIdx.x * groups;
-  Batch bt;
-  PairRows r{};
-  RowPair rp;
-  if (first_base + group < p.n_pairs) {
-    r = pair_rows<E>(p, first_base + group);
-    rp = rows_of(r);
-    load_batch<TYPE>(rp, 0, n_items, gl, gs, bt);
-  }
+  GemvCursor c;
+  gemv_prefetch<E, TYPE, kGemvWarps>(p, blockIdx.x, c);
   pdl_wait();  // from here on, the previous kernels' outputs (x, o, act, the cache, state) are visible
-  build_activation<P>(p, sv, sq, sd, ss, red);
-  const Act act{reinterpret_cast<const int*>(sq), sd, ss};
-
-  const int stride = gridDim.x * groups;
-  for (int pair_base = first_base; pair_base < p.n_pairs; pair_base += stride) {  // block-uniform
-    const int pair = pair_base + group;
-    const bool active = pair < p.n_pairs;  // warp-uniform
-    const PairRows cur = r;
-    const RowPair cur_rp = rp;
-    float2 dot = make_float2(0.0f, 0.0f);
-    if (active) {
-      // The next round's first batch (the LM head loops over its rows) goes out before this one is consumed.
-      Batch bt_next;
-      if (pair + stride < p.n_pairs) {
-        r = pair_rows<E>(p, pair + stride);
-        rp = rows_of(r);
-        load_batch<TYPE>(rp, 0, n_items, gl, gs, bt_next);
-      }
-      float acc_a = 0.0f, acc_b = 0.0f;
-      consume_batch<TYPE>(cur_rp, 0, n_items, gl, gs, bt, act, acc_a, acc_b);
-      for (int base = gs * kBatch; base < n_items; base += gs * kBatch) {
-        load_batch<TYPE>(cur_rp, base, n_items, gl, gs, bt);
-        consume_batch<TYPE>(cur_rp, base, n_items, gl, gs, bt, act, acc_a, acc_b);
-      }
-      dot = make_float2(warp_sum(acc_a), warp_sum(acc_b));
-      bt = bt_next;
-    }
-    if (ksplit > 1) {
-      if (lane == 0) group_sum[warp] = dot;
-      __syncthreads();
-      if (sub == 0) {
-        for (int w = 1; w < ksplit; ++w) {
-          dot.x += group_sum[warp + w].x;
-          dot.y += group_sum[warp + w].y;
-        }
-      }
-      __syncthreads();  // group_sum is reused by the next round
-    }
-    if (!active || sub != 0) continue;
-    const std::uint8_t* row_b = cur_rp.b;
-    if (lane != 0) continue;
-    if constexpr (E == Epilogue::Store) {
-      p.out[cur.row_a] = dot.x;
-      if (row_b) p.out[cur.row_b] = dot.y;
-    } else if constexpr (E == Epilogue::AddResidual) {
-      p.out[cur.row_a] += dot.x;
-      if (row_b) p.out[cur.row_b] += dot.y;
-    } else if constexpr (E == Epilogue::SwiGlu) {
-      const float g = dot.x;
-      p.out[cur.row_a] = g / (1.0f + expf(-g)) * dot.y;  // silu(gate) * up
-    } else {  // QkvRope: bias, rotation, fp16 stores (q buffer, or the cache at the current position)
-      float a = dot.x, b = dot.y;
-      const float* bias = p.bias[cur.seg_a];
-      if (bias) { a += bias[cur.row_a]; b += bias[cur.row_b]; }
-      const int pos = p.state[1];
-      if (cur.rope_i >= 0) {
-        float sn, cs;
-        sincosf(static_cast<float>(pos) * p.inv_freq[cur.rope_i], &sn, &cs);
-        const float a2 = a * cs - b * sn;
-        b = a * sn + b * cs;
-        a = a2;
-      }
-      if (cur.seg_a == 0) {
-        p.q_out[cur.row_a] = __float2half_rn(a);
-        p.q_out[cur.row_b] = __float2half_rn(b);
-      } else {
-        const int head = cur.row_a / p.head_dim;  // both rows of a pair are in one head
-        __half* cache = (cur.seg_a == 1 ? p.k_cache : p.v_cache) +
-                        (static_cast<std::size_t>(head) * p.max_seq + pos) * p.head_dim;
-        cache[cur.row_a % p.head_dim] = __float2half_rn(a);
-        cache[cur.row_b % p.head_dim] = __float2half_rn(b);
-      }
-    }
-  }
+  gemv_compute<P, E, TYPE, kGemvWarps>(p, blockIdx.x, gridDim.x, c, s, nullptr);
 }
 
 // ------------------------------------------------------------------------------------- embedding and argmax
-__device__ float dequant(const std::uint8_t* row, int type, int i) {
-  const int blk = i / kQK, j = i % kQK;
-  if (type == kTypeQ8_0) {
-    const std::uint8_t* b = row + blk * 34;
-    return __half2float(*reinterpret_cast<const __half*>(b)) * static_cast<float>(static_cast<std::int8_t>(b[2 + j]));
-  }
-  const std::uint8_t* b = row + blk * block_bytes(type);
-  const std::uint8_t byte = b[(type == kTypeQ4_1 ? 4 : 2) + (j & 15)];
-  const int nib = j < 16 ? (byte & 15) : (byte >> 4);
-  const float d = __half2float(*reinterpret_cast<const __half*>(b));
-  if (type == kTypeQ4_0) return static_cast<float>(nib - 8) * d;
-  const float m = __half2float(*reinterpret_cast<const __half*>(b + 2));
-  return __fadd_rn(__fmul_rn(static_cast<float>(nib), d), m);  // ggml: x * d + m, not fused
-}
-
 // x = row state[0] of the embedding, dequantized; state[2] = state[1] + 1 (the attention's length).
 // Launch: 1 block of kEmbedThreads. An id outside [0, n_vocab) (the host validates ids; this is memory safety
 // only) reads row 0.
@@ -529,13 +100,10 @@ __global__ void argmax_kernel(const float* logits, int n, int* state) {
   }
 }
 
-// Dynamic shared memory of the GEMV kernel: staged values (f32), q (int8), d and s (f32 per 32).
-std::size_t gemv_smem_bytes(int k) { return static_cast<std::size_t>(k) * (sizeof(float) + 1) + 2 * sizeof(float) * (k / kQK); }
-
 // Above 48 KiB of dynamic shared memory a kernel must opt in (once per kernel, for all its type variants).
 template <Prologue P, Epilogue E>
 void allow_gemv_smem(int k) {
-  const int bytes = static_cast<int>(gemv_smem_bytes(k));
+  const int bytes = static_cast<int>(gemv_smem_bytes(k, kGemvWarps));
   for (auto kernel : {gemv_q8_kernel<P, E, 0>, gemv_q8_kernel<P, E, kTypeQ4_0>, gemv_q8_kernel<P, E, kTypeQ4_1>,
                       gemv_q8_kernel<P, E, kTypeQ8_0>}) {
     EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
@@ -544,9 +112,7 @@ void allow_gemv_smem(int k) {
 
 template <Prologue P, Epilogue E>
 void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool programmatic, cudaStream_t stream) {
-  const int n_items = p.k / kQK * 4;
-  p.ksplit = 1;
-  while (p.ksplit < kGemvWarps && n_items > kItemsPerWarp * p.ksplit) p.ksplit *= 2;
+  p.ksplit = gemv_ksplit(p.k, kGemvWarps);
   const int groups = kGemvWarps / p.ksplit;
   const int blocks = std::min((p.n_pairs + groups - 1) / groups, kBlocksPerSm * multiprocessors);
   int type = p.seg[0].type;
@@ -556,7 +122,7 @@ void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool program
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(blocks);
   cfg.blockDim = dim3(kGemvThreads);
-  cfg.dynamicSmemBytes = gemv_smem_bytes(p.k);
+  cfg.dynamicSmemBytes = gemv_smem_bytes(p.k, kGemvWarps);
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -607,7 +173,7 @@ void check_matrix(const cpu::WeightView& w, const std::string& name, std::size_t
 
 }  // namespace
 
-GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch)
+GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepMode mode)
     : config_(m.config) {
   const cpu::EngineConfig& c = config_;
   const std::size_t E = c.n_embd, H = c.n_head, G = c.n_head_kv, D = c.head_dim, F = c.n_ff, V = c.n_vocab;
@@ -732,10 +298,50 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch)
   EDGELLM_CUDA_CHECK(cudaMemsetAsync(state_->data(), 0, state_->bytes(), stream_.get()));
   EDGELLM_CUDA_CHECK(cudaMallocHost(&host_io_, 2 * sizeof(int)));
   stream_.synchronize();
+  if (mode != GpuStepMode::Graph) setup_persistent(mode);
+}
+
+void GpuEngine::setup_persistent(GpuStepMode mode) {
+  const cpu::EngineConfig& c = config_;
+  int device = 0, cooperative = 0;
+  EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
+  EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, device));
+  std::string why;
+  if (c.n_head / c.n_head_kv > static_cast<std::size_t>(kPersistentMaxGqa)) {
+    why = "n_head / n_head_kv is " + std::to_string(c.n_head / c.n_head_kv) + " (at most " +
+          std::to_string(kPersistentMaxGqa) + ")";
+  } else if (!cooperative) {
+    why = "the device does not support cooperative launches";
+  } else if (!persistent_fits(c, multiprocessors_)) {
+    why = "one " + std::to_string(kPersistentThreads) + "-thread block per SM does not fit (" +
+          std::to_string(persistent_smem_bytes(c, multiprocessors_)) + " bytes of shared memory)";
+  }
+  if (!why.empty()) {
+    if (mode == GpuStepMode::Persistent) throw std::invalid_argument("GpuEngine: the persistent step cannot run: " + why);
+    return;  // Auto: the graph of kernels
+  }
+  persistent_ = true;
+  layer_type_ = layers_.front().wq.type;
+  for (const DeviceLayer& d : layers_) {
+    for (const DeviceMatrix* w : {&d.wq, &d.wk, &d.wv, &d.wo, &d.gate, &d.up, &d.down}) {
+      if (w->type != layer_type_) layer_type_ = 0;
+    }
+  }
+  const std::size_t G = c.n_head_kv, r = c.n_head / c.n_head_kv, D = c.head_dim;
+  layers_dev_ = std::make_unique<DeviceBuffer>(layers_.size() * sizeof(DeviceLayer));
+  layers_dev_->copy_from_host(layers_.data(), layers_dev_->bytes(), 0, stream_.get());
+  o32_ = std::make_unique<DeviceBuffer>(c.n_head * D * sizeof(float));
+  attn_max_chunks_ = persistent_attn_max_chunks(static_cast<int>(G), static_cast<int>(c.max_seq), multiprocessors_);
+  attn_partial_ = std::make_unique<DeviceBuffer>(G * attn_max_chunks_ * r * (D / 2 + 1) * sizeof(float2));
+  sync_ = std::make_unique<DeviceBuffer>(align_up((1 + G) * sizeof(unsigned)) + sizeof(unsigned long long));
+  EDGELLM_CUDA_CHECK(cudaMemsetAsync(sync_->data(), 0, sync_->bytes(), stream_.get()));
+  persistent_smem_ = persistent_smem_bytes(c, multiprocessors_);
+  stream_.synchronize();
 }
 
 GpuEngine::~GpuEngine() {
   buckets_.clear();
+  persistent_graph_.reset();
   if (host_io_) cudaFreeHost(host_io_);
 }
 
@@ -744,6 +350,9 @@ std::size_t GpuEngine::device_bytes() const {
                   act_->bytes() + logits_->bytes() + state_->bytes();
   for (const auto& b : buckets_) {
     for (const auto& op : b->attention) n += op->workspace_bytes();
+  }
+  for (const auto* buf : {&layers_dev_, &o32_, &attn_partial_, &sync_}) {
+    if (*buf) n += (*buf)->bytes();
   }
   return n;
 }
@@ -854,21 +463,66 @@ GpuEngine::Bucket& GpuEngine::bucket_for(std::size_t length) {
     // outputs from run to run on the H200 (a race we have not found) and was no faster; the waiting hooks it needed
     // inside fa2_decode also slowed the kernel by 5-50% in the kernels suite, so they were removed.
   }
+  capture(*b);
+  buckets_.push_back(std::move(b));
+  return *buckets_.back();
+}
+
+void GpuEngine::enqueue_persistent_step(cudaStream_t stream) {
+  const cpu::EngineConfig& c = config_;
+  PersistentStep p;
+  p.layers = static_cast<const DeviceLayer*>(layers_dev_->data());
+  p.tok_embd = tok_embd_;
+  p.output = output_;
+  p.output_norm = output_norm_;
+  p.inv_freq = inv_freq_;
+  p.n_layer = static_cast<int>(c.n_layer);
+  p.n_embd = static_cast<int>(c.n_embd);
+  p.n_ff = static_cast<int>(c.n_ff);
+  p.n_head = static_cast<int>(c.n_head);
+  p.n_head_kv = static_cast<int>(c.n_head_kv);
+  p.head_dim = static_cast<int>(c.head_dim);
+  p.max_seq = static_cast<int>(c.max_seq);
+  p.n_rot = static_cast<int>(c.n_rot);
+  p.neox = c.rope_neox ? 1 : 0;
+  p.rms_eps = c.rms_eps;
+  p.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  p.k_cache = static_cast<__half*>(k_cache_->data());
+  p.v_cache = static_cast<__half*>(v_cache_->data());
+  p.x = static_cast<float*>(x_->data());
+  p.q = static_cast<__half*>(q_->data());
+  p.o = static_cast<float*>(o32_->data());
+  p.act = static_cast<float*>(act_->data());
+  p.logits = static_cast<float*>(logits_->data());
+  p.state = static_cast<int*>(state_->data());
+  p.attn_partial = static_cast<float*>(attn_partial_->data());
+  p.attn_max_chunks = attn_max_chunks_;
+  p.sync = static_cast<unsigned*>(sync_->data());
+  p.argmax = reinterpret_cast<unsigned long long*>(static_cast<unsigned char*>(sync_->data()) +
+                                                    align_up((1 + c.n_head_kv) * sizeof(unsigned)));
+  EDGELLM_CUDA_CHECK(cudaMemsetAsync(sync_->data(), 0, sync_->bytes(), stream));
+  launch_persistent_step(p, layer_type_, output_.type, multiprocessors_, persistent_smem_, stream);
+  EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_, p.state, sizeof(int), cudaMemcpyDeviceToHost, stream));
+}
+
+void GpuEngine::capture(Bucket& b) {
   cudaStream_t s = stream_.get();
   EDGELLM_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
   try {
-    enqueue_step(*b, s);
+    if (persistent_) {
+      enqueue_persistent_step(s);
+    } else {
+      enqueue_step(b, s);
+    }
   } catch (...) {
     cudaGraph_t broken = nullptr;
     cudaStreamEndCapture(s, &broken);
     if (broken) cudaGraphDestroy(broken);
     throw;
   }
-  EDGELLM_CUDA_CHECK(cudaStreamEndCapture(s, &b->graph));
-  EDGELLM_CUDA_CHECK(cudaGraphInstantiate(&b->exec, b->graph, 0));
-  EDGELLM_CUDA_CHECK(cudaGraphGetNodes(b->graph, nullptr, &b->nodes));
-  buckets_.push_back(std::move(b));
-  return *buckets_.back();
+  EDGELLM_CUDA_CHECK(cudaStreamEndCapture(s, &b.graph));
+  EDGELLM_CUDA_CHECK(cudaGraphInstantiate(&b.exec, b.graph, 0));
+  EDGELLM_CUDA_CHECK(cudaGraphGetNodes(b.graph, nullptr, &b.nodes));
 }
 
 void GpuEngine::check_tokens(const long long* tokens, std::size_t n) const {
@@ -877,7 +531,13 @@ void GpuEngine::check_tokens(const long long* tokens, std::size_t n) const {
 
 long long GpuEngine::step(long long token, float* logits) {
   check_tokens(&token, 1);
-  Bucket& b = bucket_for(n_past_ + 1);
+  if (persistent_ && !persistent_graph_) {  // one graph for every length: the kernel reads the position itself
+    auto b = std::make_unique<Bucket>();
+    b->length_hint = static_cast<int>(config_.max_seq);
+    capture(*b);
+    persistent_graph_ = std::move(b);
+  }
+  Bucket& b = persistent_ ? *persistent_graph_ : bucket_for(n_past_ + 1);
   cudaStream_t s = stream_.get();
   last_h2d_bytes_ = 0;
   if (!device_state_current_ || token != last_argmax_) {

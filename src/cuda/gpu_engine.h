@@ -62,12 +62,19 @@ struct DeviceLayer {
   DeviceMatrix wq, wk, wv, wo, gate, up, down;
 };
 
+// How a step runs: Graph = one CUDA graph of 5 L + 3 kernels per length bucket (above); Persistent = the same
+// stages in one cooperative kernel with grid barriers between them (gpu_persistent.h); Auto = Persistent where
+// its limits allow (n_head / n_head_kv <= 8, one 512-thread block per SM fits, cooperative launch), else Graph.
+enum class GpuStepMode { Auto, Graph, Persistent };
+
 class GpuEngine {
  public:
   // Validates (std::invalid_argument naming the tensor) and copies every weight to the current device.
-  // programmatic_launch: launch the GEMVs with programmatic dependent launch (sm_90+; ignored below), so that
-  // each starts, and prefetches its weights, while the previous kernel finishes.
-  explicit GpuEngine(const cpu::ModelView& model, bool programmatic_launch = true);
+  // programmatic_launch: launch the graph's GEMVs with programmatic dependent launch (sm_90+; ignored below), so
+  // that each starts, and prefetches its weights, while the previous kernel finishes.
+  // mode: Persistent when it cannot run here is a std::invalid_argument naming the reason.
+  explicit GpuEngine(const cpu::ModelView& model, bool programmatic_launch = true,
+                     GpuStepMode mode = GpuStepMode::Auto);
   ~GpuEngine();
   GpuEngine(const GpuEngine&) = delete;
   GpuEngine& operator=(const GpuEngine&) = delete;
@@ -83,7 +90,8 @@ class GpuEngine {
   const cpu::EngineConfig& config() const { return config_; }
   std::size_t weight_bytes_per_token() const { return weight_bytes_per_token_; }
   std::size_t device_bytes() const;  // everything this engine allocated on the device
-  int kernels_per_step() const { return 5 * static_cast<int>(config_.n_layer) + 3; }
+  int kernels_per_step() const { return persistent_ ? 1 : 5 * static_cast<int>(config_.n_layer) + 3; }
+  bool persistent() const { return persistent_; }
   // Graph nodes of the graph that ran the last step (kernels + the token copy); 0 before the first step.
   std::size_t graph_nodes() const { return last_graph_nodes_; }
   // Host<->device bytes moved by the last step (token in, token out, logits when asked for).
@@ -96,6 +104,9 @@ class GpuEngine {
   struct Bucket;
   Bucket& bucket_for(std::size_t length);
   void enqueue_step(Bucket& b, cudaStream_t stream);
+  void setup_persistent(GpuStepMode mode);
+  void enqueue_persistent_step(cudaStream_t stream);
+  void capture(Bucket& b);
   void check_tokens(const long long* tokens, std::size_t n) const;
 
   cpu::EngineConfig config_;
@@ -113,6 +124,14 @@ class GpuEngine {
   std::unique_ptr<DeviceBuffer> state_;       // int32 {token, position, seq_len, argmax}
   int* host_io_ = nullptr;                    // pinned {token, position}: the argmax comes back in [0]
   std::vector<std::unique_ptr<Bucket>> buckets_;
+  // Persistent mode: the layer descriptors on the device, the f32 attention output, the attention's split
+  // partials, the barrier/attention counters and the argmax slot (cleared before each step), and its one graph.
+  bool persistent_ = false;
+  int layer_type_ = 0;  // ggml type shared by every layer matrix, 0 when mixed
+  std::unique_ptr<DeviceBuffer> layers_dev_, o32_, attn_partial_, sync_;
+  int attn_max_chunks_ = 0;
+  std::size_t persistent_smem_ = 0;
+  std::unique_ptr<Bucket> persistent_graph_;
   std::size_t n_past_ = 0;
   // The device's {token, position} are {last_argmax_, n_past_} (false at first and after truncate()): a step
   // given last_argmax_ then copies nothing to the device.

@@ -173,12 +173,21 @@ struct PyGpuEngine {
   std::mutex busy;
 };
 
-std::unique_ptr<PyGpuEngine> make_gpu_engine(const py::dict& config, const py::dict& weights, bool programmatic) {
+cuda::GpuStepMode step_mode_from(const std::string& name) {
+  if (name == "auto") return cuda::GpuStepMode::Auto;
+  if (name == "graph") return cuda::GpuStepMode::Graph;
+  if (name == "persistent") return cuda::GpuStepMode::Persistent;
+  throw py::value_error("step_mode: expected 'auto', 'graph' or 'persistent', got '" + name + "'");
+}
+
+std::unique_ptr<PyGpuEngine> make_gpu_engine(const py::dict& config, const py::dict& weights, bool programmatic,
+                                             const std::string& step_mode) {
+  const cuda::GpuStepMode mode = step_mode_from(step_mode);
   Owners owners;  // only during the upload: the GPU engine copies every tensor
   const cpu::ModelView m = model_view(owners, config, weights);
   auto e = std::make_unique<PyGpuEngine>();
   py::gil_scoped_release release;
-  e->engine = std::make_unique<cuda::GpuEngine>(m, programmatic);
+  e->engine = std::make_unique<cuda::GpuEngine>(m, programmatic, mode);
   return e;
 }
 #endif
@@ -230,7 +239,8 @@ void bind_engine(py::module_& m) {
 #if defined(EDGELLM_WITH_CUDA)
   // Same interface as CpuEngine (step/prefill/truncate/n_past), on the current CUDA device (gpu_engine.h).
   py::class_<PyGpuEngine>(m, "GpuEngine")
-      .def(py::init(&make_gpu_engine), py::arg("config"), py::arg("weights"), py::arg("programmatic_launch") = true)
+      .def(py::init(&make_gpu_engine), py::arg("config"), py::arg("weights"), py::arg("programmatic_launch") = true,
+           py::arg("step_mode") = "auto")
       // want_argmax is accepted for CpuEngine's signature: the GPU step always runs the LM head and the argmax.
       .def(
           "step",
@@ -264,6 +274,8 @@ void bind_engine(py::module_& m) {
                              [](PyGpuEngine& e) { return e.engine->weight_bytes_per_token(); })
       .def_property_readonly("device_bytes", [](PyGpuEngine& e) { return e.engine->device_bytes(); })
       .def_property_readonly("programmatic_launch", [](PyGpuEngine& e) { return e.engine->programmatic_launch(); })
+      .def_property_readonly("step_mode",
+                             [](PyGpuEngine& e) { return e.engine->persistent() ? "persistent" : "graph"; })
       .def_property_readonly("kernels_per_step", [](PyGpuEngine& e) { return e.engine->kernels_per_step(); })
       .def_property_readonly("graph_nodes", [](PyGpuEngine& e) { return e.engine->graph_nodes(); })
       .def_property_readonly("last_step_h2d_bytes", [](PyGpuEngine& e) { return e.engine->last_step_h2d_bytes(); })

@@ -91,6 +91,7 @@ class Model:
         simd: Optional[str] = None,
         reader: Any = None,
         programmatic_launch: bool = True,
+        step_mode: str = "auto",
     ) -> "Model":
         """Load the GGUF at ``path``.
 
@@ -101,6 +102,9 @@ class Model:
         reader: an open ``gguf.GGUFReader`` of the same file to reuse (parsing is the slow part of loading).
         programmatic_launch (cuda only): let each GEMV kernel start while the previous kernel finishes (sm_90+;
         False gives plain stream order, for comparison).
+        step_mode (cuda only): "persistent" runs each step as one persistent kernel with grid barriers between its
+        stages, "graph" as a CUDA graph of 5 kernels per layer; "auto" (default) picks persistent where it can run
+        (n_head / n_head_kv <= 8 and a cooperative launch of one block per SM), else graph.
         Errors: FileNotFoundError (no file), ValueError (not GGUF, truncated, unsupported architecture or tensor
         type, missing metadata or tensors).
         """
@@ -109,6 +113,8 @@ class Model:
         if device not in SUPPORTED_DEVICES:
             raise ValueError(f"device: {device!r} is not supported by this build's engine; supported: "
                              f"{', '.join(SUPPORTED_DEVICES)}")
+        if not isinstance(step_mode, str) or step_mode not in ("auto", "graph", "persistent"):
+            raise ValueError(f"step_mode: expected 'auto', 'graph' or 'persistent', got {step_mode!r}")
         if device == "cuda":
             from ..cuda import require_cuda
 
@@ -122,7 +128,7 @@ class Model:
             reader = open_reader(path)
         g = read_gguf(path, reader)
         if device == "cuda":
-            engine = _core.GpuEngine(g.config.engine_dict(n_ctx), g.weights, bool(programmatic_launch))
+            engine = _core.GpuEngine(g.config.engine_dict(n_ctx), g.weights, bool(programmatic_launch), step_mode)
         else:
             engine = _core.CpuEngine(g.config.engine_dict(n_ctx), g.weights, n_threads, simd_name(simd))
         return cls(g, engine, n_ctx, device)
@@ -149,7 +155,7 @@ class Model:
             raise ValueError("gpu_counters: the model is on the CPU")
         e = self._engine
         return {"kernels_per_step": int(e.kernels_per_step), "graph_nodes": int(e.graph_nodes),
-                "programmatic_launch": int(e.programmatic_launch),
+                "programmatic_launch": int(e.programmatic_launch), "persistent": int(e.step_mode == "persistent"),
                 "last_step_h2d_bytes": int(e.last_step_h2d_bytes), "last_step_d2h_bytes": int(e.last_step_d2h_bytes),
                 "device_bytes": int(e.device_bytes)}
 
@@ -164,7 +170,8 @@ class Model:
 
     def summary(self) -> str:
         where = (f"cpu, {self.n_threads} threads, simd {self.simd}" if self.device == "cpu" else
-                 f"cuda, {self._engine.kernels_per_step} kernels per step in one CUDA graph, "
+                 f"cuda, {self._engine.step_mode} step: {self._engine.kernels_per_step} kernel(s) per step in one "
+                 f"CUDA graph, "
                  f"{self._engine.device_bytes / 2**20:.1f} MiB on the device")
         return (f"{self._gguf.summary()}\nengine: {where}, n_ctx {self.n_ctx}, "
                 f"{self.weight_bytes_per_token / 2**20:.1f} MiB of weights per token")

@@ -1,0 +1,543 @@
+// Quantized GEMV building blocks shared by the GPU engine's kernels (gpu_engine.cu: one kernel per GEMV, in a
+// CUDA graph; gpu_persistent.cu: every GEMV of a step inside one persistent kernel).
+//
+// A GEMV here is split in two device functions so that a caller can overlap a GEMV's first weight loads with
+// whatever precedes it: gemv_prefetch() loads the first batch of this block's first row pair into registers (it
+// reads weights only, which nothing writes), gemv_compute() builds the Q8_1 activation from the prologue's
+// source and runs the dot products and the epilogue. Both are called by every thread of a block of WARPS warps.
+// Activations written by other blocks are read with __ldcg (L2, never a stale L1 line: the persistent kernel
+// reads data that other SMs wrote during the same launch).
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+namespace edgellm::cuda::gemv_q8 {
+
+constexpr int kQK = 32;           // elements per ggml block (Q4_0, Q4_1, Q8_0) and per Q8_1 activation block
+constexpr int kTypeQ4_0 = 2, kTypeQ4_1 = 3, kTypeQ8_0 = 8;
+constexpr int kItemsPerWarp = 48; // K split: a row pair is spread over enough warps that each has <= 48 items
+constexpr int kMaxK = 16384;      // largest GEMV input (shared memory: gemv_smem_bytes)
+
+__host__ __device__ constexpr int block_bytes(int type) {
+  return type == kTypeQ4_0 ? 18 : (type == kTypeQ4_1 ? 20 : (type == kTypeQ8_0 ? 34 : 0));
+}
+
+// Element i of a quantized row (the embedding lookup), as ggml dequantizes it.
+__device__ inline float dequant(const std::uint8_t* row, int type, int i) {
+  const int blk = i / kQK, j = i % kQK;
+  if (type == kTypeQ8_0) {
+    const std::uint8_t* b = row + blk * 34;
+    return __half2float(*reinterpret_cast<const __half*>(b)) * static_cast<float>(static_cast<std::int8_t>(b[2 + j]));
+  }
+  const std::uint8_t* b = row + blk * block_bytes(type);
+  const std::uint8_t byte = b[(type == kTypeQ4_1 ? 4 : 2) + (j & 15)];
+  const int nib = j < 16 ? (byte & 15) : (byte >> 4);
+  const float d = __half2float(*reinterpret_cast<const __half*>(b));
+  if (type == kTypeQ4_0) return static_cast<float>(nib - 8) * d;
+  const float m = __half2float(*reinterpret_cast<const __half*>(b + 2));
+  return __fadd_rn(__fmul_rn(static_cast<float>(nib), d), m);  // ggml: x * d + m, not fused
+}
+
+// ------------------------------------------------------------------------------------------------ the GEMV
+// Math: out = W a for up to three matrices ("segments") that share one input activation a of K elements.
+// Prologue (per block, into shared memory): a = rmsnorm(x) * g (f32 x), or a = o (fp16), or a = act (f32), then
+// quantized to Q8_1 as the CPU engine does: per 32 elements d = amax/127 (kept as f16), q = rint(a * 127/amax),
+// s = f16(d * sum q).
+// Work split: a group of ksplit warps (1, 2, 4, ...: the fewest that leave each warp <= 48 items of a row) owns
+// one row pair; block i of n holds WARPS / ksplit groups and takes pairs i * groups + g (+ n * groups per further
+// round). A pair is two output rows that the epilogue needs together (two adjacent rows; a gate row and its up
+// row; a RoPE pair). The K/32 blocks of a row are split in quarters ("items", 8 weights: one 32-bit word of Q4
+// nibbles or two of Q8 bytes); group lane l (0 .. 32 ksplit - 1) takes items l, l + 32 ksplit, ...; the 4 lanes
+// of one block sum their integer dot products with two shuffles, so that each block contributes
+// (d_w * d_x) * sumi (+ m_w * s_x) exactly as on the CPU; the lanes' float sums are reduced by shuffles, then
+// across the group's warps through shared memory.
+// Why so many warps for so little data: a decode GEMV of SmolLM2 is 0.1-0.6 MB, so the time is the latency of a
+// chain of dependent instructions, not bandwidth; ncu showed 1 warp per scheduler issuing every ~6 cycles with
+// one warp per pair. Splitting K shortens each warp's chain.
+// TYPE: the ggml type of every segment, or 0 for mixed segments (a per-row switch).
+// Shared memory: gemv_smem_bytes(K, WARPS) (5 K + K / 4 bytes + 12 per warp; 84 KiB at K = 16384).
+enum class Prologue { RmsNorm, F16, F32 };
+// StoreArgmax: Store, and each thread keeps the largest value it stored (the persistent kernel's LM head).
+enum class Epilogue { Store, AddResidual, SwiGlu, QkvRope, StoreArgmax };
+
+struct Segment {
+  const std::uint8_t* w = nullptr;
+  int type = 0;
+  int rows = 0;
+  int row_bytes = 0;
+};
+
+struct GemvParams {
+  Segment seg[3];
+  int k = 0;
+  int n_pairs = 0;
+  int ksplit = 1;                  // warps per row pair
+  const void* in = nullptr;        // the activation source (f32 or fp16 [K])
+  const float* norm_w = nullptr;   // RmsNorm prologue
+  float eps = 0.0f;
+  float* out = nullptr;            // Store / AddResidual / SwiGlu: [rows of segment 0]
+  // QkvRope epilogue
+  const float* bias[3] = {nullptr, nullptr, nullptr};
+  __half* q_out = nullptr;         // [n_head * D]
+  __half* k_cache = nullptr;       // this layer's [G][max_seq][D]
+  __half* v_cache = nullptr;
+  int max_seq = 0, head_dim = 0, n_rot = 0, neox = 0;
+  const float* inv_freq = nullptr;
+  const int* state = nullptr;      // {token, position, ...}
+};
+
+struct Act {
+  const int* q;    // K int8 values as K/4 words
+  const float* d;  // [K/32]
+  const float* s;  // [K/32]
+};
+
+__device__ __forceinline__ int load_u16x2(const std::uint8_t* p) {  // p is 2-byte aligned (Q4_0, Q8_0 blocks)
+  const unsigned short* h = reinterpret_cast<const unsigned short*>(p);
+  return static_cast<int>(static_cast<unsigned>(h[0]) | (static_cast<unsigned>(h[1]) << 16));
+}
+
+// Programmatic dependent launch (sm_90+): a kernel lets the next one in the stream start (trigger), and a kernel
+// launched with programmatic stream serialization reads nothing the previous kernels wrote before wait().
+// Elsewhere both are no-ops and the launch attribute is not set (the host checks the compute capability).
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// The raw data of one item (a quarter of a block) and its block's scales, loaded together and kept as raw bits:
+// nothing here may use a loaded value, or the warp would stall on each load before issuing the next one.
+struct Item {
+  int w0 = 0, w1 = 0;  // Q4: one word of nibbles (w1 unused); Q8_0: two words of int8
+  unsigned scales = 0; // Q4_1: half2 (d, m); Q4_0, Q8_0: half d in the low 16 bits
+};
+
+template <int TYPE>
+__device__ __forceinline__ Item load_item(const std::uint8_t* row, int blk, int part) {
+  Item it;
+  if constexpr (TYPE == kTypeQ4_1) {
+    const std::uint8_t* b = row + blk * 20;  // 4-byte aligned: 20-byte blocks, rows a multiple of 4 bytes
+    it.w0 = *reinterpret_cast<const int*>(b + 4 + 4 * part);
+    it.scales = *reinterpret_cast<const unsigned*>(b);
+  } else if constexpr (TYPE == kTypeQ4_0) {
+    const std::uint8_t* b = row + blk * 18;
+    it.w0 = load_u16x2(b + 2 + 4 * part);
+    it.scales = *reinterpret_cast<const unsigned short*>(b);
+  } else {  // Q8_0
+    const std::uint8_t* b = row + blk * 34;
+    it.w0 = load_u16x2(b + 2 + 8 * part);
+    it.w1 = load_u16x2(b + 6 + 8 * part);
+    it.scales = *reinterpret_cast<const unsigned short*>(b);
+  }
+  return it;
+}
+
+__device__ __forceinline__ float half_bits_to_float(unsigned bits) {
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(bits & 0xFFFFu)));
+}
+
+// Integer dot product of item `part` (0..3) of block `blk` with the activation.
+template <int TYPE>
+__device__ __forceinline__ int item_dot(const Item& it, int blk, int part, const Act& a) {
+  const int* aq = a.q + blk * 8;
+  if constexpr (TYPE == kTypeQ4_1) {
+    const int s = __dp4a(it.w0 & 0x0F0F0F0F, aq[part], 0);              // elements 4p .. 4p+3
+    return __dp4a((it.w0 >> 4) & 0x0F0F0F0F, aq[4 + part], s);         // elements 16+4p .. 16+4p+3
+  } else if constexpr (TYPE == kTypeQ4_0) {
+    const int lo = __vsub4(it.w0 & 0x0F0F0F0F, 0x08080808);            // nibble - 8, per byte
+    const int hi = __vsub4((it.w0 >> 4) & 0x0F0F0F0F, 0x08080808);
+    return __dp4a(hi, aq[4 + part], __dp4a(lo, aq[part], 0));
+  } else {
+    return __dp4a(it.w1, aq[2 * part + 1], __dp4a(it.w0, aq[2 * part], 0));
+  }
+}
+
+// One block's contribution from its exact integer dot product (ggml's order: (d_w * d_x) * sumi + m_w * s_x).
+template <int TYPE>
+__device__ __forceinline__ float block_value(const Item& it, int blk, int sumi, const Act& a) {
+  const float v = half_bits_to_float(it.scales) * a.d[blk] * static_cast<float>(sumi);
+  if constexpr (TYPE == kTypeQ4_1) return v + half_bits_to_float(it.scales >> 16) * a.s[blk];
+  return v;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Type dispatch for one row: TYPE when the kernel has one, else the row's runtime type (warp-uniform).
+template <int TYPE>
+__device__ __forceinline__ Item load_item_any(int type, const std::uint8_t* row, int blk, int part) {
+  if constexpr (TYPE != 0) return load_item<TYPE>(row, blk, part);
+  switch (type) {
+    case kTypeQ4_0: return load_item<kTypeQ4_0>(row, blk, part);
+    case kTypeQ4_1: return load_item<kTypeQ4_1>(row, blk, part);
+    default: return load_item<kTypeQ8_0>(row, blk, part);
+  }
+}
+template <int TYPE>
+__device__ __forceinline__ int item_dot_any(int type, const Item& it, int blk, int part, const Act& a) {
+  if constexpr (TYPE != 0) return item_dot<TYPE>(it, blk, part, a);
+  switch (type) {
+    case kTypeQ4_0: return item_dot<kTypeQ4_0>(it, blk, part, a);
+    case kTypeQ4_1: return item_dot<kTypeQ4_1>(it, blk, part, a);
+    default: return item_dot<kTypeQ8_0>(it, blk, part, a);
+  }
+}
+template <int TYPE>
+__device__ __forceinline__ float block_value_any(int type, const Item& it, int blk, int sumi, const Act& a) {
+  if constexpr (TYPE != 0) return block_value<TYPE>(it, blk, sumi, a);
+  return type == kTypeQ4_1 ? block_value<kTypeQ4_1>(it, blk, sumi, a) : block_value<kTypeQ8_0>(it, blk, sumi, a);
+}
+
+// kBatch rounds of items per lane and row, loaded into registers before any is used so that their loads are in
+// flight together; with <= 48 items per warp one batch covers the row's share.
+constexpr int kBatch = 2;
+
+struct RowPair {
+  const std::uint8_t* a = nullptr;
+  const std::uint8_t* b = nullptr;  // null: no second row
+  int type_a = 0, type_b = 0;
+};
+
+struct Batch {
+  Item a[kBatch], b[kBatch];
+};
+
+// gl: this lane's index in its group, gs: the group's lanes (32 * ksplit).
+template <int TYPE>
+__device__ __forceinline__ void load_batch(const RowPair& rp, int base, int n_items, int gl, int gs, Batch& bt) {
+#pragma unroll
+  for (int u = 0; u < kBatch; ++u) {
+    const int it = base + gs * u + gl;
+    if (it < n_items) {
+      bt.a[u] = load_item_any<TYPE>(rp.type_a, rp.a, it >> 2, it & 3);
+      if (rp.b) bt.b[u] = load_item_any<TYPE>(rp.type_b, rp.b, it >> 2, it & 3);
+    }
+  }
+}
+
+// Adds the batch's block contributions to acc_a / acc_b (per lane; the caller reduces). The 4 lanes of one
+// block sum their integer parts with two shuffles first, so each block enters exactly once.
+template <int TYPE>
+__device__ __forceinline__ void consume_batch(const RowPair& rp, int base, int n_items, int gl, int gs,
+                                              const Batch& bt, const Act& act, float& acc_a, float& acc_b) {
+#pragma unroll
+  for (int u = 0; u < kBatch; ++u) {
+    if (base + gs * u + gl - (gl & 31) >= n_items) break;  // warp-uniform: the warp's first lane has nothing
+    const int it = base + gs * u + gl;
+    const bool valid = it < n_items;  // whole groups of 4 lanes are valid or not (n_items % 4 == 0)
+    const int blk = it >> 2, part = it & 3;
+    int sa = valid ? item_dot_any<TYPE>(rp.type_a, bt.a[u], blk, part, act) : 0;
+    int sb = valid && rp.b ? item_dot_any<TYPE>(rp.type_b, bt.b[u], blk, part, act) : 0;
+    sa += __shfl_xor_sync(0xffffffffu, sa, 1);
+    sa += __shfl_xor_sync(0xffffffffu, sa, 2);
+    sb += __shfl_xor_sync(0xffffffffu, sb, 1);
+    sb += __shfl_xor_sync(0xffffffffu, sb, 2);
+    if (valid && part == 0) {
+      acc_a += block_value_any<TYPE>(rp.type_a, bt.a[u], blk, sa, act);
+      if (rp.b) acc_b += block_value_any<TYPE>(rp.type_b, bt.b[u], blk, sb, act);
+    }
+  }
+}
+
+// Builds the Q8_1 activation in shared memory from the prologue's source (all threads take part).
+// Pass 1 stages the values (x * g for RmsNorm) in shared memory, with every global load of a thread in flight
+// at once; pass 2 quantizes, one thread per 8 elements (4 threads per 32-element block, combined by shuffles).
+template <Prologue P, int WARPS>
+__device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq, float* sd, float* ss,
+                                 float* red) {
+  constexpr int kThreads = WARPS * 32;
+  const int k = p.k;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  float sum = 0.0f;
+  // Rounds of kPerThread loads per thread, all issued before any is used.
+  constexpr int kPerThread = 16;
+  for (int base = 0; base < k; base += kPerThread * kThreads) {
+    float x[kPerThread], g[kPerThread];
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) {
+      const int i = base + j * kThreads + tid;
+      x[j] = 0.0f;
+      g[j] = 1.0f;
+      if (i < k) {
+        if constexpr (P == Prologue::F16) {
+          x[j] = __half2float(__ldcg(static_cast<const __half*>(p.in) + i));
+        } else {
+          x[j] = __ldcg(static_cast<const float*>(p.in) + i);
+        }
+        if constexpr (P == Prologue::RmsNorm) g[j] = p.norm_w[i];
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) {
+      const int i = base + j * kThreads + tid;
+      if (i < k) {
+        if constexpr (P == Prologue::RmsNorm) sum += x[j] * x[j];
+        sv[i] = P == Prologue::RmsNorm ? x[j] * g[j] : x[j];
+      }
+    }
+  }
+  float scale = 1.0f;
+  if constexpr (P == Prologue::RmsNorm) {
+    sum = warp_sum(sum);
+    if (lane == 0) red[warp] = sum;
+    __syncthreads();
+    float total = 0.0f;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) total += red[w];
+    scale = 1.0f / sqrtf(total / static_cast<float>(k) + p.eps);  // ggml: mean, + eps, 1/sqrt
+  } else {
+    __syncthreads();
+  }
+  const int n_oct = k / 8;
+  for (int base = 0; base < n_oct; base += kThreads) {  // uniform trip count: every lane reaches the shuffles
+    const int oct = base + tid;
+    const bool valid = oct < n_oct;  // whole groups of 4 threads are valid or not (n_oct % 4 == 0)
+    float v[8];
+    float amax = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      v[j] = valid ? sv[oct * 8 + j] * scale : 0.0f;
+      amax = fmaxf(amax, fabsf(v[j]));
+    }
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    int qsum = 0;
+    unsigned packed[2] = {0u, 0u};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int q = __float2int_rn(__fmul_rn(v[j], id));
+      qsum += q;
+      packed[j / 4] |= (static_cast<unsigned>(q) & 0xFFu) << (8 * (j % 4));
+    }
+    qsum += __shfl_xor_sync(0xffffffffu, qsum, 1);
+    qsum += __shfl_xor_sync(0xffffffffu, qsum, 2);
+    if (valid) {
+      reinterpret_cast<unsigned*>(sq)[oct * 2] = packed[0];
+      reinterpret_cast<unsigned*>(sq)[oct * 2 + 1] = packed[1];
+      if ((oct & 3) == 0) {
+        sd[oct / 4] = __half2float(__float2half_rn(d));
+        ss[oct / 4] = __half2float(__float2half_rn(d * static_cast<float>(qsum)));
+      }
+    }
+  }
+  __syncthreads();
+}
+
+// Rows (within their segments) of pair `pair`, and for QkvRope which RoPE frequency applies (-1: none).
+struct PairRows {
+  int seg_a, row_a, seg_b, row_b;  // row_b < 0: no second row
+  int rope_i;
+};
+
+template <Epilogue E>
+__device__ PairRows pair_rows(const GemvParams& p, int pair) {
+  if constexpr (E == Epilogue::SwiGlu) {
+    return {0, pair, 1, pair, -1};
+  } else if constexpr (E == Epilogue::QkvRope) {
+    const int half_d = p.head_dim / 2;
+    const int q_pairs = p.seg[0].rows / 2, k_pairs = p.seg[1].rows / 2;
+    int seg = 0, local = pair;
+    if (local >= q_pairs) { seg = 1; local -= q_pairs; }
+    if (seg == 1 && local >= k_pairs) { seg = 2; local -= k_pairs; }
+    if (seg == 2) return {2, 2 * local, 2, 2 * local + 1, -1};
+    const int head = local / half_d, i = local % half_d;
+    const int half_rot = p.n_rot / 2;
+    int d0 = 2 * i, d1 = 2 * i + 1;  // normal RoPE: interleaved pairs
+    if (p.neox) {                    // NeoX: (i, i + n_rot/2), unrotated dims paired as neighbours
+      if (i < half_rot) { d0 = i; d1 = i + half_rot; } else { d0 = p.n_rot + 2 * (i - half_rot); d1 = d0 + 1; }
+    }
+    return {seg, head * p.head_dim + d0, seg, head * p.head_dim + d1, i < half_rot ? i : -1};
+  } else {
+    const int r = 2 * pair;
+    return {0, r, 0, r + 1 < p.seg[0].rows ? r + 1 : -1, -1};
+  }
+}
+
+
+// Dynamic shared memory of a GEMV with input length k in a block of `warps` warps: staged values sv (f32 [k]),
+// block scales sd, ss (f32 [k/32] each), the block reduction red (f32 [warps]), the K-split partial sums
+// group_sum (float2 [warps]), and the quantized activation sq (int8 [k]).
+struct GemvSmem {
+  float* sv;
+  float* sd;
+  float* ss;
+  float* red;
+  float2* group_sum;
+  std::int8_t* sq;
+};
+
+__host__ __device__ inline std::size_t gemv_smem_bytes(int k, int warps) {
+  return static_cast<std::size_t>(k) * (sizeof(float) + 1) + 2 * sizeof(float) * (k / kQK) +
+         static_cast<std::size_t>(warps) * (sizeof(float) + sizeof(float2));
+}
+
+__device__ inline GemvSmem gemv_smem(unsigned char* base, int k, int warps) {  // base: 16-byte aligned
+  GemvSmem s;
+  s.sv = reinterpret_cast<float*>(base);
+  s.sd = s.sv + k;
+  s.ss = s.sd + k / kQK;
+  s.red = s.ss + k / kQK;
+  s.group_sum = reinterpret_cast<float2*>(s.red + warps);  // 8-byte aligned: k % 32 == 0 and warps even
+  s.sq = reinterpret_cast<std::int8_t*>(s.group_sum + warps);
+  return s;
+}
+
+// Warps per row pair: the fewest (a power of two, at most `warps`) that leave each warp <= kItemsPerWarp items.
+__host__ __device__ inline int gemv_ksplit(int k, int warps) {
+  const int n_items = k / kQK * 4;
+  int s = 1;
+  while (s < warps && n_items > kItemsPerWarp * s) s *= 2;
+  return s;
+}
+
+// A thread's running argmax for the StoreArgmax epilogue: the first index of the largest value; NaN never wins.
+struct ArgmaxAcc {
+  float value = -INFINITY;
+  int index = -1;  // -1: nothing seen
+};
+
+__device__ __forceinline__ void argmax_update(ArgmaxAcc& a, float v, int i) {
+  if (v == v && (a.index < 0 || v > a.value || (v == a.value && i < a.index))) {
+    a.value = v;
+    a.index = i;
+  }
+}
+
+__device__ __forceinline__ RowPair pair_row_pointers(const GemvParams& p, const PairRows& r) {
+  const Segment& sa = p.seg[r.seg_a];
+  const Segment& sb = p.seg[r.seg_b];
+  RowPair rp;
+  rp.a = sa.w + static_cast<std::size_t>(r.row_a) * sa.row_bytes;
+  rp.b = r.row_b >= 0 ? sb.w + static_cast<std::size_t>(r.row_b) * sb.row_bytes : nullptr;
+  rp.type_a = sa.type;
+  rp.type_b = sb.type;
+  return rp;
+}
+
+// The row pair a group works on and its loaded batch, carried from gemv_prefetch() into gemv_compute().
+struct GemvCursor {
+  PairRows r{};
+  RowPair rp;
+  Batch bt;
+};
+
+// Loads the first batch of this block's first row pair (block `block` of the GEMV's grid; p.ksplit set).
+template <Epilogue E, int TYPE, int WARPS>
+__device__ __forceinline__ void gemv_prefetch(const GemvParams& p, int block, GemvCursor& c) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int groups = WARPS / p.ksplit, group = warp / p.ksplit, sub = warp % p.ksplit;
+  const int pair = block * groups + group;
+  if (pair < p.n_pairs) {
+    c.r = pair_rows<E>(p, pair);
+    c.rp = pair_row_pointers(p, c.r);
+    load_batch<TYPE>(c.rp, 0, p.k / kQK * 4, sub * 32 + lane, 32 * p.ksplit, c.bt);
+  }
+}
+
+// The GEMV of block `block` of `n_blocks`: builds the activation, then each group takes row pairs
+// block * groups + group, + n_blocks * groups, ... (c: from gemv_prefetch with the same block). best: the
+// thread's running argmax (StoreArgmax only).
+template <Prologue P, Epilogue E, int TYPE, int WARPS>
+__device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int n_blocks, GemvCursor& c,
+                                             const GemvSmem& s, ArgmaxAcc* best) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int n_items = p.k / kQK * 4;
+  const int ksplit = p.ksplit;
+  const int groups = WARPS / ksplit;
+  const int group = warp / ksplit, sub = warp % ksplit;
+  const int gl = sub * 32 + lane, gs = 32 * ksplit;
+  build_activation<P, WARPS>(p, s.sv, s.sq, s.sd, s.ss, s.red);
+  const Act act{reinterpret_cast<const int*>(s.sq), s.sd, s.ss};
+
+  const int stride = n_blocks * groups;
+  for (int pair_base = block * groups; pair_base < p.n_pairs; pair_base += stride) {  // block-uniform
+    const int pair = pair_base + group;
+    const bool active = pair < p.n_pairs;  // warp-uniform
+    const PairRows cur = c.r;
+    const RowPair cur_rp = c.rp;
+    float2 dot = make_float2(0.0f, 0.0f);
+    if (active) {
+      // The next round's first batch (the LM head loops over its rows) goes out before this one is consumed.
+      Batch bt_next;
+      if (pair + stride < p.n_pairs) {
+        c.r = pair_rows<E>(p, pair + stride);
+        c.rp = pair_row_pointers(p, c.r);
+        load_batch<TYPE>(c.rp, 0, n_items, gl, gs, bt_next);
+      }
+      float acc_a = 0.0f, acc_b = 0.0f;
+      consume_batch<TYPE>(cur_rp, 0, n_items, gl, gs, c.bt, act, acc_a, acc_b);
+      for (int base = gs * kBatch; base < n_items; base += gs * kBatch) {
+        load_batch<TYPE>(cur_rp, base, n_items, gl, gs, c.bt);
+        consume_batch<TYPE>(cur_rp, base, n_items, gl, gs, c.bt, act, acc_a, acc_b);
+      }
+      dot = make_float2(warp_sum(acc_a), warp_sum(acc_b));
+      c.bt = bt_next;
+    }
+    if (ksplit > 1) {
+      if (lane == 0) s.group_sum[warp] = dot;
+      __syncthreads();
+      if (sub == 0) {
+        for (int w = 1; w < ksplit; ++w) {
+          dot.x += s.group_sum[warp + w].x;
+          dot.y += s.group_sum[warp + w].y;
+        }
+      }
+      __syncthreads();  // group_sum is reused by the next round
+    }
+    if (!active || sub != 0 || lane != 0) continue;
+    const bool has_b = cur_rp.b != nullptr;
+    if constexpr (E == Epilogue::Store || E == Epilogue::StoreArgmax) {
+      p.out[cur.row_a] = dot.x;
+      if (has_b) p.out[cur.row_b] = dot.y;
+      if constexpr (E == Epilogue::StoreArgmax) {
+        argmax_update(*best, dot.x, cur.row_a);
+        if (has_b) argmax_update(*best, dot.y, cur.row_b);
+      }
+    } else if constexpr (E == Epilogue::AddResidual) {
+      p.out[cur.row_a] = __ldcg(p.out + cur.row_a) + dot.x;
+      if (has_b) p.out[cur.row_b] = __ldcg(p.out + cur.row_b) + dot.y;
+    } else if constexpr (E == Epilogue::SwiGlu) {
+      const float g = dot.x;
+      p.out[cur.row_a] = g / (1.0f + expf(-g)) * dot.y;  // silu(gate) * up
+    } else {  // QkvRope: bias, rotation, fp16 stores (q buffer, or the cache at the current position)
+      float a = dot.x, b = dot.y;
+      const float* bias = p.bias[cur.seg_a];
+      if (bias) { a += bias[cur.row_a]; b += bias[cur.row_b]; }
+      const int pos = __ldcg(p.state + 1);
+      if (cur.rope_i >= 0) {
+        float sn, cs;
+        sincosf(static_cast<float>(pos) * p.inv_freq[cur.rope_i], &sn, &cs);
+        const float a2 = a * cs - b * sn;
+        b = a * sn + b * cs;
+        a = a2;
+      }
+      if (cur.seg_a == 0) {
+        p.q_out[cur.row_a] = __float2half_rn(a);
+        p.q_out[cur.row_b] = __float2half_rn(b);
+      } else {
+        const int head = cur.row_a / p.head_dim;  // both rows of a pair are in one head
+        __half* cache = (cur.seg_a == 1 ? p.k_cache : p.v_cache) +
+                        (static_cast<std::size_t>(head) * p.max_seq + pos) * p.head_dim;
+        cache[cur.row_a % p.head_dim] = __float2half_rn(a);
+        cache[cur.row_b % p.head_dim] = __float2half_rn(b);
+      }
+    }
+  }
+}
+
+}  // namespace edgellm::cuda::gemv_q8
