@@ -20,7 +20,8 @@ M=/tmp/synth/smol_shaped.gguf
 [ -f $M ] || python3 "$ROOT/tools/engine_probe.py" --synthetic /tmp/synth --runs 0 > /dev/null
 for mode in graph persistent; do
   for depth in 0 1000; do
-    timeout 90 python3 "$ROOT/tools/engine_probe.py" --model $M --runs 3 --depth $depth --step-mode $mode 2>&1 | grep '"run": 3' | cut -c1-260 | sed "s/^/[$mode d=$depth] /"
+    trace=""; [ $mode = persistent ] && trace=--trace
+    timeout 90 python3 "$ROOT/tools/engine_probe.py" --model $M --runs 3 --depth $depth --step-mode $mode $trace 2>&1 | grep -E '"run": 3|stage_trace' | cut -c1-${CUT:-260} | sed "s/^/[$mode d=$depth] /"
   done
 done
 if [ -n "${NCU:-}" ]; then

@@ -27,6 +27,7 @@ def main() -> int:
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--no-pdl", action="store_true", help="plain stream order instead of programmatic launch")
     ap.add_argument("--step-mode", default="auto", choices=["auto", "graph", "persistent"])
+    ap.add_argument("--trace", action="store_true", help="persistent step: per-stage times of block 0 (last step)")
     args = ap.parse_args()
     from edgellm_ext.models import Model
 
@@ -45,6 +46,8 @@ def main() -> int:
     print(json.dumps({"load_s": round(time.perf_counter() - t, 2), "summary": m.summary()}), flush=True)
     rng = np.random.default_rng(0)
     prompt = rng.integers(0, m.config.n_vocab, size=max(1, args.depth)).astype(np.int64)
+    if args.trace:
+        m._engine._enable_stage_trace()
     for run in range(args.runs + 1):
         toks = list(m.generate(prompt, args.new, stop_at_eos=False))
         s = m.last_stats
@@ -53,7 +56,26 @@ def main() -> int:
         if args.device == "cuda":
             rec.update(m.gpu_counters())
         print(json.dumps(rec), flush=True)
+    if args.trace:
+        print(json.dumps(_stage_summary(m._engine._stage_trace(), m.config.n_layer)), flush=True)
     return 0
+
+
+def _stage_summary(t: list[int], n_layer: int) -> dict[str, object]:
+    """Block 0's time per stage kind (us, summed over layers): work = from leaving the previous barrier to arriving
+    at this one, wait = inside the barrier."""
+    kinds = ["embed"] + ["qkv", "attn", "o-proj", "gate/up", "down"] * n_layer + ["head"]
+    work: dict[str, float] = {}
+    wait: dict[str, float] = {}
+    prev = t[0]
+    for i, kind in enumerate(kinds):
+        arrive, leave = t[1 + 2 * i], t[2 + 2 * i]
+        work[kind] = work.get(kind, 0.0) + (arrive - prev) / 1e3
+        wait[kind] = wait.get(kind, 0.0) + (leave - arrive) / 1e3
+        prev = leave
+    return {"stage_trace_us": {"total": round((t[-1] - t[0]) / 1e3, 1),
+                               "work": {k: round(v, 1) for k, v in work.items()},
+                               "wait": {k: round(v, 1) for k, v in wait.items()}}}
 
 
 if __name__ == "__main__":

@@ -142,6 +142,10 @@ Segment segment(const DeviceMatrix& m) { return Segment{m.data, m.type, m.rows, 
 }  // namespace
 
 // ------------------------------------------------------------------------------------------------ host side
+struct StepGemvs {
+  GemvParams p[4];  // qkv, o-proj, gate/up, down
+};
+
 struct GpuEngine::Bucket {
   int length_hint = 0;  // the graph is used while n_past + 1 <= length_hint
   std::vector<std::unique_ptr<Fa2DecodeOp>> attention;  // one per layer (its own split workspace)
@@ -328,9 +332,16 @@ void GpuEngine::setup_persistent(GpuStepMode mode) {
     }
   }
   const std::size_t G = c.n_head_kv, r = c.n_head / c.n_head_kv, D = c.head_dim;
-  layers_dev_ = std::make_unique<DeviceBuffer>(layers_.size() * sizeof(DeviceLayer));
-  layers_dev_->copy_from_host(layers_.data(), layers_dev_->bytes(), 0, stream_.get());
   o32_ = std::make_unique<DeviceBuffer>(c.n_head * D * sizeof(float));
+  std::vector<GemvParams> gemvs;
+  for (std::size_t l = 0; l < c.n_layer; ++l) {
+    const StepGemvs g = layer_gemvs(l, o32_->data());
+    gemvs.insert(gemvs.end(), g.p, g.p + 4);
+  }
+  gemvs.push_back(head_gemv());
+  for (GemvParams& g : gemvs) g.ksplit = gemv_ksplit(g.k, kPersistentWarps);
+  gemv_dev_ = std::make_unique<DeviceBuffer>(gemvs.size() * sizeof(GemvParams));
+  gemv_dev_->copy_from_host(gemvs.data(), gemv_dev_->bytes(), 0, stream_.get());
   attn_max_chunks_ = persistent_attn_max_chunks(static_cast<int>(G), static_cast<int>(c.max_seq), multiprocessors_);
   attn_partial_ = std::make_unique<DeviceBuffer>(G * attn_max_chunks_ * r * (D / 2 + 1) * sizeof(float2));
   sync_ = std::make_unique<DeviceBuffer>(align_up((1 + G) * sizeof(unsigned)) + sizeof(unsigned long long));
@@ -351,82 +362,95 @@ std::size_t GpuEngine::device_bytes() const {
   for (const auto& b : buckets_) {
     for (const auto& op : b->attention) n += op->workspace_bytes();
   }
-  for (const auto* buf : {&layers_dev_, &o32_, &attn_partial_, &sync_}) {
+  for (const auto* buf : {&gemv_dev_, &o32_, &attn_partial_, &sync_, &trace_}) {
     if (*buf) n += (*buf)->bytes();
   }
   return n;
 }
 
-void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
+// The GEMVs of layer l (both step modes; ksplit is set by the launcher): attention output o_in is fp16 (graph:
+// fa2_decode's) or f32 (persistent).
+StepGemvs GpuEngine::layer_gemvs(std::size_t l, const void* o_in) const {
   const cpu::EngineConfig& c = config_;
   const int E = static_cast<int>(c.n_embd), F = static_cast<int>(c.n_ff);
   const int qd = static_cast<int>(c.n_head * c.head_dim), kvd = static_cast<int>(c.n_head_kv * c.head_dim);
-  int* state = static_cast<int*>(state_->data());
-  float* x = static_cast<float*>(x_->data());
-  embed_kernel<<<1, kEmbedThreads, 0, stream>>>(segment(tok_embd_), E, state, x);
-  EDGELLM_CUDA_CHECK_LAUNCH("gpu engine embed");
   const std::size_t layer_cache = c.n_head_kv * c.max_seq * c.head_dim;
-  for (std::size_t l = 0; l < c.n_layer; ++l) {
-    const DeviceLayer& L = layers_[l];
-    GemvParams qkv;
-    qkv.seg[0] = segment(L.wq);
-    qkv.seg[1] = segment(L.wk);
-    qkv.seg[2] = segment(L.wv);
-    qkv.k = E;
-    qkv.n_pairs = (qd + 2 * kvd) / 2;
-    qkv.in = x;
-    qkv.norm_w = L.attn_norm;
-    qkv.eps = c.rms_eps;
-    for (int j = 0; j < 3; ++j) qkv.bias[j] = L.bias[j];
-    qkv.q_out = static_cast<__half*>(q_->data());
-    qkv.k_cache = static_cast<__half*>(k_cache_->data()) + l * layer_cache;
-    qkv.v_cache = static_cast<__half*>(v_cache_->data()) + l * layer_cache;
-    qkv.max_seq = static_cast<int>(c.max_seq);
-    qkv.head_dim = static_cast<int>(c.head_dim);
-    qkv.n_rot = static_cast<int>(c.n_rot);
-    qkv.neox = c.rope_neox ? 1 : 0;
-    qkv.inv_freq = inv_freq_;
-    qkv.state = state;
-    launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope>(qkv, 3, multiprocessors_, programmatic_, stream);
+  float* x = static_cast<float*>(x_->data());
+  const DeviceLayer& L = layers_[l];
+  StepGemvs g;
+  GemvParams& qkv = g.p[0];
+  qkv.seg[0] = segment(L.wq);
+  qkv.seg[1] = segment(L.wk);
+  qkv.seg[2] = segment(L.wv);
+  qkv.k = E;
+  qkv.n_pairs = (qd + 2 * kvd) / 2;
+  qkv.in = x;
+  qkv.norm_w = L.attn_norm;
+  qkv.eps = c.rms_eps;
+  for (int j = 0; j < 3; ++j) qkv.bias[j] = L.bias[j];
+  qkv.q_out = static_cast<__half*>(q_->data());
+  qkv.k_cache = static_cast<__half*>(k_cache_->data()) + l * layer_cache;
+  qkv.v_cache = static_cast<__half*>(v_cache_->data()) + l * layer_cache;
+  qkv.max_seq = static_cast<int>(c.max_seq);
+  qkv.head_dim = static_cast<int>(c.head_dim);
+  qkv.n_rot = static_cast<int>(c.n_rot);
+  qkv.neox = c.rope_neox ? 1 : 0;
+  qkv.inv_freq = inv_freq_;
+  qkv.state = static_cast<const int*>(state_->data());
 
-    b.attention[l]->launch(stream);
+  GemvParams& wo = g.p[1];
+  wo.seg[0] = segment(L.wo);
+  wo.k = qd;
+  wo.n_pairs = (E + 1) / 2;
+  wo.in = o_in;
+  wo.out = x;
 
-    GemvParams wo;
-    wo.seg[0] = segment(L.wo);
-    wo.k = qd;
-    wo.n_pairs = (E + 1) / 2;
-    wo.in = o_->data();
-    wo.out = x;
-    launch_gemv<Prologue::F16, Epilogue::AddResidual>(wo, 1, multiprocessors_, programmatic_, stream);
+  GemvParams& up = g.p[2];
+  up.seg[0] = segment(L.gate);
+  up.seg[1] = segment(L.up);
+  up.k = E;
+  up.n_pairs = F;
+  up.in = x;
+  up.norm_w = L.ffn_norm;
+  up.eps = c.rms_eps;
+  up.out = static_cast<float*>(act_->data());
 
-    GemvParams up;
-    up.seg[0] = segment(L.gate);
-    up.seg[1] = segment(L.up);
-    up.k = E;
-    up.n_pairs = F;
-    up.in = x;
-    up.norm_w = L.ffn_norm;
-    up.eps = c.rms_eps;
-    up.out = static_cast<float*>(act_->data());
-    launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu>(up, 2, multiprocessors_, programmatic_, stream);
+  GemvParams& down = g.p[3];
+  down.seg[0] = segment(L.down);
+  down.k = F;
+  down.n_pairs = (E + 1) / 2;
+  down.in = act_->data();
+  down.out = x;
+  return g;
+}
 
-    GemvParams down;
-    down.seg[0] = segment(L.down);
-    down.k = F;
-    down.n_pairs = (E + 1) / 2;
-    down.in = act_->data();
-    down.out = x;
-    launch_gemv<Prologue::F32, Epilogue::AddResidual>(down, 1, multiprocessors_, programmatic_, stream);
-  }
+GemvParams GpuEngine::head_gemv() const {
   GemvParams head;
   head.seg[0] = segment(output_);
-  head.k = E;
+  head.k = static_cast<int>(config_.n_embd);
   head.n_pairs = (output_.rows + 1) / 2;
-  head.in = x;
+  head.in = x_->data();
   head.norm_w = output_norm_;
-  head.eps = c.rms_eps;
+  head.eps = config_.rms_eps;
   head.out = static_cast<float*>(logits_->data());
-  launch_gemv<Prologue::RmsNorm, Epilogue::Store>(head, 1, multiprocessors_, programmatic_, stream);
+  return head;
+}
+
+void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
+  const cpu::EngineConfig& c = config_;
+  int* state = static_cast<int*>(state_->data());
+  embed_kernel<<<1, kEmbedThreads, 0, stream>>>(segment(tok_embd_), static_cast<int>(c.n_embd), state,
+                                                static_cast<float*>(x_->data()));
+  EDGELLM_CUDA_CHECK_LAUNCH("gpu engine embed");
+  for (std::size_t l = 0; l < c.n_layer; ++l) {
+    const StepGemvs g = layer_gemvs(l, o_->data());
+    launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope>(g.p[0], 3, multiprocessors_, programmatic_, stream);
+    b.attention[l]->launch(stream);
+    launch_gemv<Prologue::F16, Epilogue::AddResidual>(g.p[1], 1, multiprocessors_, programmatic_, stream);
+    launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu>(g.p[2], 2, multiprocessors_, programmatic_, stream);
+    launch_gemv<Prologue::F32, Epilogue::AddResidual>(g.p[3], 1, multiprocessors_, programmatic_, stream);
+  }
+  launch_gemv<Prologue::RmsNorm, Epilogue::Store>(head_gemv(), 1, multiprocessors_, programmatic_, stream);
   argmax_kernel<<<1, kArgmaxThreads, 0, stream>>>(static_cast<const float*>(logits_->data()), output_.rows, state);
   EDGELLM_CUDA_CHECK_LAUNCH("gpu engine argmax");
   EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_, state, sizeof(int), cudaMemcpyDeviceToHost, stream));
@@ -471,35 +495,27 @@ GpuEngine::Bucket& GpuEngine::bucket_for(std::size_t length) {
 void GpuEngine::enqueue_persistent_step(cudaStream_t stream) {
   const cpu::EngineConfig& c = config_;
   PersistentStep p;
-  p.layers = static_cast<const DeviceLayer*>(layers_dev_->data());
+  p.gemv = static_cast<const GemvParams*>(gemv_dev_->data());
   p.tok_embd = tok_embd_;
-  p.output = output_;
-  p.output_norm = output_norm_;
-  p.inv_freq = inv_freq_;
   p.n_layer = static_cast<int>(c.n_layer);
   p.n_embd = static_cast<int>(c.n_embd);
-  p.n_ff = static_cast<int>(c.n_ff);
   p.n_head = static_cast<int>(c.n_head);
   p.n_head_kv = static_cast<int>(c.n_head_kv);
   p.head_dim = static_cast<int>(c.head_dim);
   p.max_seq = static_cast<int>(c.max_seq);
-  p.n_rot = static_cast<int>(c.n_rot);
-  p.neox = c.rope_neox ? 1 : 0;
-  p.rms_eps = c.rms_eps;
   p.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   p.k_cache = static_cast<__half*>(k_cache_->data());
   p.v_cache = static_cast<__half*>(v_cache_->data());
   p.x = static_cast<float*>(x_->data());
   p.q = static_cast<__half*>(q_->data());
   p.o = static_cast<float*>(o32_->data());
-  p.act = static_cast<float*>(act_->data());
-  p.logits = static_cast<float*>(logits_->data());
   p.state = static_cast<int*>(state_->data());
   p.attn_partial = static_cast<float*>(attn_partial_->data());
   p.attn_max_chunks = attn_max_chunks_;
   p.sync = static_cast<unsigned*>(sync_->data());
   p.argmax = reinterpret_cast<unsigned long long*>(static_cast<unsigned char*>(sync_->data()) +
                                                     align_up((1 + c.n_head_kv) * sizeof(unsigned)));
+  p.trace = trace_ ? static_cast<unsigned long long*>(trace_->data()) : nullptr;
   EDGELLM_CUDA_CHECK(cudaMemsetAsync(sync_->data(), 0, sync_->bytes(), stream));
   launch_persistent_step(p, layer_type_, output_.type, multiprocessors_, persistent_smem_, stream);
   EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_, p.state, sizeof(int), cudaMemcpyDeviceToHost, stream));
@@ -568,6 +584,23 @@ long long GpuEngine::prefill(const long long* tokens, std::size_t n, float* logi
   long long best = -1;
   for (std::size_t i = 0; i < n; ++i) best = step(tokens[i], i + 1 == n ? logits : nullptr);
   return best;
+}
+
+void GpuEngine::enable_stage_trace() {
+  if (!persistent_) throw std::invalid_argument("enable_stage_trace: the engine does not run the persistent step");
+  if (trace_) return;
+  trace_ = std::make_unique<DeviceBuffer>(stage_trace_entries() * sizeof(unsigned long long));
+  persistent_graph_.reset();  // recaptured with the trace pointer at the next step
+}
+
+std::size_t GpuEngine::stage_trace_entries() const { return 1 + 2 * (5 * config_.n_layer + 2); }
+
+std::vector<unsigned long long> GpuEngine::stage_trace() const {
+  std::vector<unsigned long long> t;
+  if (!trace_) return t;
+  t.resize(stage_trace_entries());
+  trace_->copy_to_host(t.data(), t.size() * sizeof(unsigned long long), 0, stream_.get());
+  return t;
 }
 
 void GpuEngine::truncate(std::size_t n) {

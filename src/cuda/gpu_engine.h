@@ -46,6 +46,11 @@
 
 namespace edgellm::cuda {
 
+namespace gemv_q8 {
+struct GemvParams;  // gemv_q8.cuh (device code: not included here)
+}
+struct StepGemvs;
+
 // One quantized matrix on the device: rows of ggml blocks.
 struct DeviceMatrix {
   const std::uint8_t* data = nullptr;
@@ -85,6 +90,11 @@ class GpuEngine {
   // The prompt, token by token through the same graph; returns the last token's argmax (logits of the last).
   long long prefill(const long long* tokens, std::size_t n, float* logits);
   void truncate(std::size_t n);
+  // Persistent step only (std::invalid_argument otherwise), for tuning: from the next step on, block 0 records the
+  // global timer (ns) at the start and at arrival/departure of each grid barrier; stage_trace() returns the last
+  // step's (empty when not enabled).
+  void enable_stage_trace();
+  std::vector<unsigned long long> stage_trace() const;
 
   std::size_t n_past() const { return n_past_; }
   const cpu::EngineConfig& config() const { return config_; }
@@ -107,6 +117,10 @@ class GpuEngine {
   void setup_persistent(GpuStepMode mode);
   void enqueue_persistent_step(cudaStream_t stream);
   void capture(Bucket& b);
+  std::size_t stage_trace_entries() const;
+  // The GEMV parameters of layer l (o_in: the attention output the o-projection reads) and of the LM head.
+  StepGemvs layer_gemvs(std::size_t l, const void* o_in) const;
+  gemv_q8::GemvParams head_gemv() const;
   void check_tokens(const long long* tokens, std::size_t n) const;
 
   cpu::EngineConfig config_;
@@ -124,11 +138,11 @@ class GpuEngine {
   std::unique_ptr<DeviceBuffer> state_;       // int32 {token, position, seq_len, argmax}
   int* host_io_ = nullptr;                    // pinned {token, position}: the argmax comes back in [0]
   std::vector<std::unique_ptr<Bucket>> buckets_;
-  // Persistent mode: the layer descriptors on the device, the f32 attention output, the attention's split
+  // Persistent mode: every GEMV's parameters on the device, the f32 attention output, the attention's split
   // partials, the barrier/attention counters and the argmax slot (cleared before each step), and its one graph.
   bool persistent_ = false;
   int layer_type_ = 0;  // ggml type shared by every layer matrix, 0 when mixed
-  std::unique_ptr<DeviceBuffer> layers_dev_, o32_, attn_partial_, sync_;
+  std::unique_ptr<DeviceBuffer> gemv_dev_, o32_, attn_partial_, sync_, trace_;
   int attn_max_chunks_ = 0;
   std::size_t persistent_smem_ = 0;
   std::unique_ptr<Bucket> persistent_graph_;

@@ -17,18 +17,28 @@ constexpr int kMaxGqa = kPersistentMaxGqa;
 constexpr int kMinChunk = 64;    // keys per attention unit: at least this many ...
 constexpr int kMaxChunk = 1024;  // ... and at most this many (the scores live in shared memory)
 
+__device__ __forceinline__ unsigned long long globaltimer_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+  return t;
+}
+
 // Grid-wide barrier over a counter that only grows during the launch (target: the arrivals expected so far).
-// Release on arrival and acquire on the spin make every block's writes before the barrier visible to every block
-// after it (the pattern of cooperative groups' grid sync); data written by other blocks is read with __ldcg.
-__device__ __forceinline__ void grid_barrier(unsigned* counter, unsigned& target) {
+// Release on arrival and a fence after the (relaxed) spin make every block's writes before the barrier visible to
+// every block after it (the pattern of cooperative groups' grid sync); data written by other blocks is read with
+// __ldcg. trace (block 0, thread 0, when not null): the global timer at arrival and at departure.
+__device__ __forceinline__ void grid_barrier(unsigned* counter, unsigned& target, unsigned long long*& trace) {
   __syncthreads();
   target += gridDim.x;
   if (threadIdx.x == 0) {
+    if (trace) *trace++ = globaltimer_ns();
     asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
     unsigned seen = 0;
     do {
-      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
+      asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
     } while (seen < target);
+    asm volatile("fence.acq_rel.gpu;" ::: "memory");
+    if (trace) *trace++ = globaltimer_ns();
   }
   __syncthreads();
 }
@@ -37,86 +47,6 @@ __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
-}
-
-__device__ __forceinline__ Segment segment_of(const DeviceMatrix& m) { return Segment{m.data, m.type, m.rows, m.row_bytes}; }
-
-// ------------------------------------------------------------------------------------ the stages' GEMVs
-__device__ GemvParams qkv_params(const PersistentStep& P, int l) {
-  const DeviceLayer& L = P.layers[l];
-  const int qd = P.n_head * P.head_dim, kvd = P.n_head_kv * P.head_dim;
-  const std::size_t layer_cache = static_cast<std::size_t>(P.n_head_kv) * P.max_seq * P.head_dim;
-  GemvParams g;
-  g.seg[0] = segment_of(L.wq);
-  g.seg[1] = segment_of(L.wk);
-  g.seg[2] = segment_of(L.wv);
-  g.k = P.n_embd;
-  g.n_pairs = (qd + 2 * kvd) / 2;
-  g.ksplit = gemv_ksplit(g.k, kWarps);
-  g.in = P.x;
-  g.norm_w = L.attn_norm;
-  g.eps = P.rms_eps;
-  for (int j = 0; j < 3; ++j) g.bias[j] = L.bias[j];
-  g.q_out = P.q;
-  g.k_cache = P.k_cache + l * layer_cache;
-  g.v_cache = P.v_cache + l * layer_cache;
-  g.max_seq = P.max_seq;
-  g.head_dim = P.head_dim;
-  g.n_rot = P.n_rot;
-  g.neox = P.neox;
-  g.inv_freq = P.inv_freq;
-  g.state = P.state;
-  return g;
-}
-
-__device__ GemvParams wo_params(const PersistentStep& P, int l) {
-  GemvParams g;
-  g.seg[0] = segment_of(P.layers[l].wo);
-  g.k = P.n_head * P.head_dim;
-  g.n_pairs = (P.n_embd + 1) / 2;
-  g.ksplit = gemv_ksplit(g.k, kWarps);
-  g.in = P.o;
-  g.out = P.x;
-  return g;
-}
-
-__device__ GemvParams up_params(const PersistentStep& P, int l) {
-  const DeviceLayer& L = P.layers[l];
-  GemvParams g;
-  g.seg[0] = segment_of(L.gate);
-  g.seg[1] = segment_of(L.up);
-  g.k = P.n_embd;
-  g.n_pairs = P.n_ff;
-  g.ksplit = gemv_ksplit(g.k, kWarps);
-  g.in = P.x;
-  g.norm_w = L.ffn_norm;
-  g.eps = P.rms_eps;
-  g.out = P.act;
-  return g;
-}
-
-__device__ GemvParams down_params(const PersistentStep& P, int l) {
-  GemvParams g;
-  g.seg[0] = segment_of(P.layers[l].down);
-  g.k = P.n_ff;
-  g.n_pairs = (P.n_embd + 1) / 2;
-  g.ksplit = gemv_ksplit(g.k, kWarps);
-  g.in = P.act;
-  g.out = P.x;
-  return g;
-}
-
-__device__ GemvParams head_params(const PersistentStep& P) {
-  GemvParams g;
-  g.seg[0] = segment_of(P.output);
-  g.k = P.n_embd;
-  g.n_pairs = (P.output.rows + 1) / 2;
-  g.ksplit = gemv_ksplit(g.k, kWarps);
-  g.in = P.x;
-  g.norm_w = P.output_norm;
-  g.eps = P.rms_eps;
-  g.out = P.logits;
-  return g;
 }
 
 // ---------------------------------------------------------------------------------------------- attention
@@ -367,46 +297,51 @@ __global__ void __launch_bounds__(kPersistentThreads, 1) decode_step_kernel(cons
   const int pos = __ldcg(P.state + 1);
   const int seq = pos + 1;
   GemvCursor cur;
+  unsigned long long* trace = block == 0 && threadIdx.x == 0 ? P.trace : nullptr;
+  if (trace) *trace++ = globaltimer_ns();
+  const GemvParams* G = P.gemv;  // [4 per layer: qkv, o-proj, gate/up, down] + the LM head
 
   {  // embed (and the first QKV's weights)
-    gemv_prefetch<Epilogue::QkvRope, LT, kWarps>(qkv_params(P, 0), block, cur);
+    gemv_prefetch<Epilogue::QkvRope, LT, kWarps>(G[0], block, cur);
     int token = __ldcg(P.state);
     if (token < 0 || token >= P.tok_embd.rows) token = 0;  // memory safety only: the host validates ids
     const std::uint8_t* row = P.tok_embd.data + static_cast<std::size_t>(token) * P.tok_embd.row_bytes;
     for (int i = block * kPersistentThreads + threadIdx.x; i < P.n_embd; i += n_blocks * kPersistentThreads) {
       P.x[i] = dequant(row, P.tok_embd.type, i);
     }
-    grid_barrier(P.sync, target);
+    grid_barrier(P.sync, target, trace);
   }
   for (int l = 0; l < P.n_layer; ++l) {
-    gemv_compute<Prologue::RmsNorm, Epilogue::QkvRope, LT, kWarps>(qkv_params(P, l), block, n_blocks, cur,
-                                                                    gemv_smem(smem, P.n_embd, kWarps), nullptr);
-    grid_barrier(P.sync, target);
+    const GemvParams* g = G + 4 * l;
+    gemv_compute<Prologue::RmsNorm, Epilogue::QkvRope, LT, kWarps>(g[0], block, n_blocks, cur,
+                                                                    gemv_smem(smem, g[0].k, kWarps), nullptr);
+    grid_barrier(P.sync, target, trace);
     attention_stage(P, l, seq, reinterpret_cast<float*>(smem));
-    gemv_prefetch<Epilogue::AddResidual, LT, kWarps>(wo_params(P, l), block, cur);
-    grid_barrier(P.sync, target);
-    gemv_compute<Prologue::F32, Epilogue::AddResidual, LT, kWarps>(wo_params(P, l), block, n_blocks, cur,
-                                                                    gemv_smem(smem, P.n_head * P.head_dim, kWarps), nullptr);
-    gemv_prefetch<Epilogue::SwiGlu, LT, kWarps>(up_params(P, l), block, cur);
-    grid_barrier(P.sync, target);
-    gemv_compute<Prologue::RmsNorm, Epilogue::SwiGlu, LT, kWarps>(up_params(P, l), block, n_blocks, cur,
-                                                                  gemv_smem(smem, P.n_embd, kWarps), nullptr);
-    gemv_prefetch<Epilogue::AddResidual, LT, kWarps>(down_params(P, l), block, cur);
-    grid_barrier(P.sync, target);
-    gemv_compute<Prologue::F32, Epilogue::AddResidual, LT, kWarps>(down_params(P, l), block, n_blocks, cur,
-                                                                    gemv_smem(smem, P.n_ff, kWarps), nullptr);
+    gemv_prefetch<Epilogue::AddResidual, LT, kWarps>(g[1], block, cur);
+    grid_barrier(P.sync, target, trace);
+    gemv_compute<Prologue::F32, Epilogue::AddResidual, LT, kWarps>(g[1], block, n_blocks, cur,
+                                                                    gemv_smem(smem, g[1].k, kWarps), nullptr);
+    gemv_prefetch<Epilogue::SwiGlu, LT, kWarps>(g[2], block, cur);
+    grid_barrier(P.sync, target, trace);
+    gemv_compute<Prologue::RmsNorm, Epilogue::SwiGlu, LT, kWarps>(g[2], block, n_blocks, cur,
+                                                                  gemv_smem(smem, g[2].k, kWarps), nullptr);
+    gemv_prefetch<Epilogue::AddResidual, LT, kWarps>(g[3], block, cur);
+    grid_barrier(P.sync, target, trace);
+    gemv_compute<Prologue::F32, Epilogue::AddResidual, LT, kWarps>(g[3], block, n_blocks, cur,
+                                                                    gemv_smem(smem, g[3].k, kWarps), nullptr);
     if (l + 1 < P.n_layer) {
-      gemv_prefetch<Epilogue::QkvRope, LT, kWarps>(qkv_params(P, l + 1), block, cur);
+      gemv_prefetch<Epilogue::QkvRope, LT, kWarps>(g[4], block, cur);
     } else {
-      gemv_prefetch<Epilogue::StoreArgmax, HT, kWarps>(head_params(P), block, cur);
+      gemv_prefetch<Epilogue::StoreArgmax, HT, kWarps>(g[4], block, cur);
     }
-    grid_barrier(P.sync, target);
+    grid_barrier(P.sync, target, trace);
   }
+  const GemvParams& head = G[4 * P.n_layer];
   ArgmaxAcc best;
-  gemv_compute<Prologue::RmsNorm, Epilogue::StoreArgmax, HT, kWarps>(head_params(P), block, n_blocks, cur,
-                                                                      gemv_smem(smem, P.n_embd, kWarps), &best);
+  gemv_compute<Prologue::RmsNorm, Epilogue::StoreArgmax, HT, kWarps>(head, block, n_blocks, cur,
+                                                                      gemv_smem(smem, head.k, kWarps), &best);
   block_argmax_to_global(best, P.argmax);
-  grid_barrier(P.sync, target);
+  grid_barrier(P.sync, target, trace);
   if (block == 0 && threadIdx.x == 0) {
     const unsigned long long key = __ldcg(P.argmax);
     const int token = key == 0ull ? 0 : static_cast<int>(0xFFFFFFFFu - static_cast<unsigned>(key & 0xFFFFFFFFull));

@@ -26,6 +26,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "gemv_q8.cuh"
 #include "gpu_engine.h"
 
 namespace edgellm::cuda {
@@ -33,26 +34,27 @@ namespace edgellm::cuda {
 constexpr int kPersistentThreads = 512;
 constexpr int kPersistentMaxGqa = 8;  // q heads per kv head
 
+constexpr int kPersistentWarps = kPersistentThreads / 32;
+
 struct PersistentStep {
-  const DeviceLayer* layers = nullptr;  // device array [n_layer]
-  DeviceMatrix tok_embd, output;
-  const float* output_norm = nullptr;
-  const float* inv_freq = nullptr;
-  int n_layer = 0, n_embd = 0, n_ff = 0, n_head = 0, n_head_kv = 0, head_dim = 0, max_seq = 0, n_rot = 0;
-  int neox = 0;
-  float rms_eps = 0.0f, attn_scale = 0.0f;
+  const gemv_q8::GemvParams* gemv = nullptr;  // device array: [4 per layer: qkv, o-proj, gate/up, down], LM head
+                                              // (ksplit for kPersistentWarps)
+  DeviceMatrix tok_embd;
+  int n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, head_dim = 0, max_seq = 0;
+  float attn_scale = 0.0f;
   __half* k_cache = nullptr;  // [L][G][max_seq][D]
   __half* v_cache = nullptr;
   float* x = nullptr;         // [E] residual
   __half* q = nullptr;        // [H * D]
   float* o = nullptr;         // [H * D] attention output
-  float* act = nullptr;       // [F]
-  float* logits = nullptr;    // [V]
   int* state = nullptr;       // {token, position, seq_len, argmax}
   float* attn_partial = nullptr;  // [G][max_chunks][H/G][D/2 + 1] float2: unnormalized sums, then (max, sum)
   int attn_max_chunks = 0;
   unsigned* sync = nullptr;   // zero at launch: [0] barrier counter, [1 + g] attention counters (G of them)
   unsigned long long* argmax = nullptr;  // zero at launch: (orderable logit << 32) | (~index)
+  // Optional (null: off): block 0's global timer (ns) at the start, then at arrival and departure of each of the
+  // 5 L + 2 barriers (the engine's stage trace, for tuning).
+  unsigned long long* trace = nullptr;
 };
 
 // Chunks per kv head the attention may use on a grid of n_blocks (sizes the attn_partial buffer).

@@ -268,6 +268,15 @@ void bind_engine(py::module_& m) {
         auto lock = claim(e.busy, "GpuEngine");
         e.engine->truncate(n);
       })
+      // Tuning aids (tools/engine_probe.py --trace): block 0's timer at each grid barrier of the persistent step.
+      .def("_enable_stage_trace", [](PyGpuEngine& e) {
+        auto lock = claim(e.busy, "GpuEngine");
+        e.engine->enable_stage_trace();
+      })
+      .def("_stage_trace", [](PyGpuEngine& e) {
+        auto lock = claim(e.busy, "GpuEngine");
+        return e.engine->stage_trace();
+      })
       .def_property_readonly("n_past", [](PyGpuEngine& e) { return e.engine->n_past(); })
       .def_property_readonly("max_seq", [](PyGpuEngine& e) { return e.engine->config().max_seq; })
       .def_property_readonly("weight_bytes_per_token",
