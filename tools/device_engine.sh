@@ -21,7 +21,7 @@ M=/tmp/synth/smol_shaped.gguf
 for mode in graph persistent; do
   for depth in 0 1000; do
     trace=""; [ $mode = persistent ] && trace=--trace
-    timeout 90 python3 "$ROOT/tools/engine_probe.py" --model $M --runs 3 --depth $depth --step-mode $mode $trace 2>&1 | grep -E '"run": 3|stage_trace' | cut -c1-${CUT:-260} | sed "s/^/[$mode d=$depth] /"
+    timeout 90 python3 "$ROOT/tools/engine_probe.py" --model $M --runs 3 --depth $depth --step-mode $mode $trace 2>&1 | grep -E "\"run\": 3|stage_trace|Error" | cut -c1-${CUT:-260} | sed "s/^/[$mode d=$depth] /"
   done
 done
 if [ -n "${NCU:-}" ]; then

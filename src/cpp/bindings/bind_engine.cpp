@@ -275,7 +275,9 @@ void bind_engine(py::module_& m) {
       })
       .def("_stage_trace", [](PyGpuEngine& e) {
         auto lock = claim(e.busy, "GpuEngine");
-        return e.engine->stage_trace();
+        py::list out;
+        for (unsigned long long t : e.engine->stage_trace()) out.append(t);
+        return out;
       })
       .def_property_readonly("n_past", [](PyGpuEngine& e) { return e.engine->n_past(); })
       .def_property_readonly("max_seq", [](PyGpuEngine& e) { return e.engine->config().max_seq; })
