@@ -177,7 +177,7 @@ def test_persistent_step_other_head_shapes(tmp_path: Path, dims: tuple[int, ...]
 
 @pytest.mark.gpu
 def test_persistent_step_limits(tmp_path: Path) -> None:
-    # GQA 16 is beyond the persistent kernel: a clear error when asked for, the graph of kernels under "auto".
+    # GQA 16 is beyond the persistent kernel: a clear error; the graph of kernels (the default) runs it.
     path = tmp_path / "m.gguf"
     write_tiny_gguf(path, "llama", seed=6, dims=(1024, 16, 1, 64, 1536), n_layer=1)
     with pytest.raises(ValueError, match="persistent step cannot run: n_head / n_head_kv is 16"):

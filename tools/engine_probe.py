@@ -26,7 +26,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--no-pdl", action="store_true", help="plain stream order instead of programmatic launch")
-    ap.add_argument("--step-mode", default="auto", choices=["auto", "graph", "persistent"])
+    ap.add_argument("--step-mode", default="graph", choices=["graph", "persistent"])
     ap.add_argument("--trace", action="store_true", help="persistent step: per-stage times of block 0 (last step)")
     args = ap.parse_args()
     from edgellm_ext.models import Model

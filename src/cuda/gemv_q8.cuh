@@ -5,8 +5,6 @@
 // whatever precedes it: gemv_prefetch() loads the first batch of this block's first row pair into registers (it
 // reads weights only, which nothing writes), gemv_compute() builds the Q8_1 activation from the prologue's
 // source and runs the dot products and the epilogue. Both are called by every thread of a block of WARPS warps.
-// Activations written by other blocks are read with __ldcg (L2, never a stale L1 line: the persistent kernel
-// reads data that other SMs wrote during the same launch).
 #pragma once
 
 #include <cuda_fp16.h>
@@ -16,6 +14,15 @@
 #include <cstdint>
 
 namespace edgellm::cuda::gemv_q8 {
+
+// Loads of activations (x, o, act, the position): COHERENT when other blocks of the same launch may have written
+// them (the persistent kernel: __ldcg reads L2, never a stale L1 line); plain loads otherwise (a kernel reading
+// what earlier kernels wrote: measured 8% faster for the whole graph step than __ldcg on the H200).
+template <bool COHERENT, class T>
+__device__ __forceinline__ T load_act(const T* p) {
+  if constexpr (COHERENT) return __ldcg(p);
+  return *p;
+}
 
 constexpr int kQK = 32;           // elements per ggml block (Q4_0, Q4_1, Q8_0) and per Q8_1 activation block
 constexpr int kTypeQ4_0 = 2, kTypeQ4_1 = 3, kTypeQ8_0 = 8;
@@ -255,7 +262,7 @@ __device__ __forceinline__ void consume_batch(const RowPair& rp, int base, int n
 // Builds the Q8_1 activation in shared memory from the prologue's source (all threads take part).
 // Pass 1 stages the values (x * g for RmsNorm) in shared memory, with every global load of a thread in flight
 // at once; pass 2 quantizes, one thread per 8 elements (4 threads per 32-element block, combined by shuffles).
-template <Prologue P, int WARPS>
+template <Prologue P, int WARPS, bool COHERENT>
 __device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq, float* sd, float* ss,
                                  float* red) {
   constexpr int kThreads = WARPS * 32;
@@ -273,9 +280,9 @@ __device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq
       g[j] = 1.0f;
       if (i < k) {
         if constexpr (P == Prologue::F16) {
-          x[j] = __half2float(__ldcg(static_cast<const __half*>(p.in) + i));
+          x[j] = __half2float(load_act<COHERENT>(static_cast<const __half*>(p.in) + i));
         } else {
-          x[j] = __ldcg(static_cast<const float*>(p.in) + i);
+          x[j] = load_act<COHERENT>(static_cast<const float*>(p.in) + i);
         }
         if constexpr (P == Prologue::RmsNorm) g[j] = p.norm_w[i];
       }
@@ -440,7 +447,8 @@ struct GemvCursor {
 template <Epilogue E, int TYPE, int WARPS>
 __device__ __forceinline__ void gemv_prefetch(const GemvParams& p, int block, GemvCursor& c) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int groups = WARPS / p.ksplit, group = warp / p.ksplit, sub = warp % p.ksplit;
+  const int kshift = __ffs(p.ksplit) - 1;  // ksplit is a power of two
+  const int groups = WARPS >> kshift, group = warp >> kshift, sub = warp & (p.ksplit - 1);
   const int pair = block * groups + group;
   if (pair < p.n_pairs) {
     c.r = pair_rows<E>(p, pair);
@@ -452,16 +460,17 @@ __device__ __forceinline__ void gemv_prefetch(const GemvParams& p, int block, Ge
 // The GEMV of block `block` of `n_blocks`: builds the activation, then each group takes row pairs
 // block * groups + group, + n_blocks * groups, ... (c: from gemv_prefetch with the same block). best: the
 // thread's running argmax (StoreArgmax only).
-template <Prologue P, Epilogue E, int TYPE, int WARPS>
+template <Prologue P, Epilogue E, int TYPE, int WARPS, bool COHERENT>
 __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int n_blocks, GemvCursor& c,
                                              const GemvSmem& s, ArgmaxAcc* best) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int n_items = p.k / kQK * 4;
   const int ksplit = p.ksplit;
-  const int groups = WARPS / ksplit;
-  const int group = warp / ksplit, sub = warp % ksplit;
+  const int kshift = __ffs(ksplit) - 1;  // ksplit is a power of two: shifts, not divisions (~20 instructions each)
+  const int groups = WARPS >> kshift;
+  const int group = warp >> kshift, sub = warp & (ksplit - 1);
   const int gl = sub * 32 + lane, gs = 32 * ksplit;
-  build_activation<P, WARPS>(p, s.sv, s.sq, s.sd, s.ss, s.red);
+  build_activation<P, WARPS, COHERENT>(p, s.sv, s.sq, s.sd, s.ss, s.red);
   const Act act{reinterpret_cast<const int*>(s.sq), s.sd, s.ss};
 
   const int stride = n_blocks * groups;
@@ -509,8 +518,8 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
         if (has_b) argmax_update(*best, dot.y, cur.row_b);
       }
     } else if constexpr (E == Epilogue::AddResidual) {
-      p.out[cur.row_a] = __ldcg(p.out + cur.row_a) + dot.x;
-      if (has_b) p.out[cur.row_b] = __ldcg(p.out + cur.row_b) + dot.y;
+      p.out[cur.row_a] = load_act<COHERENT>(p.out + cur.row_a) + dot.x;
+      if (has_b) p.out[cur.row_b] = load_act<COHERENT>(p.out + cur.row_b) + dot.y;
     } else if constexpr (E == Epilogue::SwiGlu) {
       const float g = dot.x;
       p.out[cur.row_a] = g / (1.0f + expf(-g)) * dot.y;  // silu(gate) * up
@@ -518,7 +527,7 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
       float a = dot.x, b = dot.y;
       const float* bias = p.bias[cur.seg_a];
       if (bias) { a += bias[cur.row_a]; b += bias[cur.row_b]; }
-      const int pos = __ldcg(p.state + 1);
+      const int pos = load_act<COHERENT>(p.state + 1);
       if (cur.rope_i >= 0) {
         float sn, cs;
         sincosf(static_cast<float>(pos) * p.inv_freq[cur.rope_i], &sn, &cs);

@@ -52,7 +52,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
   GemvCursor c;
   gemv_prefetch<E, TYPE, kGemvWarps>(p, blockIdx.x, c);
   pdl_wait();  // from here on, the previous kernels' outputs (x, o, act, the cache, state) are visible
-  gemv_compute<P, E, TYPE, kGemvWarps>(p, blockIdx.x, gridDim.x, c, s, nullptr);
+  gemv_compute<P, E, TYPE, kGemvWarps, false>(p, blockIdx.x, gridDim.x, c, s, nullptr);
 }
 
 // ------------------------------------------------------------------------------------- embedding and argmax
@@ -302,10 +302,10 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
   EDGELLM_CUDA_CHECK(cudaMemsetAsync(state_->data(), 0, state_->bytes(), stream_.get()));
   EDGELLM_CUDA_CHECK(cudaMallocHost(&host_io_, 2 * sizeof(int)));
   stream_.synchronize();
-  if (mode != GpuStepMode::Graph) setup_persistent(mode);
+  if (mode == GpuStepMode::Persistent) setup_persistent();
 }
 
-void GpuEngine::setup_persistent(GpuStepMode mode) {
+void GpuEngine::setup_persistent() {
   const cpu::EngineConfig& c = config_;
   int device = 0, cooperative = 0;
   EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
@@ -320,10 +320,7 @@ void GpuEngine::setup_persistent(GpuStepMode mode) {
     why = "one " + std::to_string(kPersistentThreads) + "-thread block per SM does not fit (" +
           std::to_string(persistent_smem_bytes(c, multiprocessors_)) + " bytes of shared memory)";
   }
-  if (!why.empty()) {
-    if (mode == GpuStepMode::Persistent) throw std::invalid_argument("GpuEngine: the persistent step cannot run: " + why);
-    return;  // Auto: the graph of kernels
-  }
+  if (!why.empty()) throw std::invalid_argument("GpuEngine: the persistent step cannot run: " + why);
   persistent_ = true;
   layer_type_ = layers_.front().wq.type;
   for (const DeviceLayer& d : layers_) {

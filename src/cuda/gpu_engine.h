@@ -1,4 +1,5 @@
-// GPU decode engine: one token of a Llama/Qwen2-style decoder per step, the whole step replayed from one CUDA graph.
+// GPU decode engine: one token of a Llama/Qwen2-style decoder per step, the whole step replayed from one CUDA graph
+// (of 5 L + 3 kernels, below; or, with GpuStepMode::Persistent, of one persistent kernel: gpu_persistent.h).
 //
 // Same model description as the CPU engine (src/cpp/engine.h: cpu::ModelView, GGUF tensors as stored) and the same
 // math; the weights are copied once to the device in the file's quantization (Q4_0, Q4_1, Q8_0) and multiplied
@@ -67,19 +68,20 @@ struct DeviceLayer {
   DeviceMatrix wq, wk, wv, wo, gate, up, down;
 };
 
-// How a step runs: Graph = one CUDA graph of 5 L + 3 kernels per length bucket (above); Persistent = the same
-// stages in one cooperative kernel with grid barriers between them (gpu_persistent.h); Auto = Persistent where
-// its limits allow (n_head / n_head_kv <= 8, one 512-thread block per SM fits, cooperative launch), else Graph.
-enum class GpuStepMode { Auto, Graph, Persistent };
+// How a step runs: Graph = one CUDA graph of 5 L + 3 kernels per length bucket (above; the default: the faster
+// one); Persistent = the same stages in one cooperative kernel with grid barriers between them (gpu_persistent.h;
+// measured about half as fast on the H200, docs/engine.md).
+enum class GpuStepMode { Graph, Persistent };
 
 class GpuEngine {
  public:
   // Validates (std::invalid_argument naming the tensor) and copies every weight to the current device.
   // programmatic_launch: launch the graph's GEMVs with programmatic dependent launch (sm_90+; ignored below), so
   // that each starts, and prefetches its weights, while the previous kernel finishes.
-  // mode: Persistent when it cannot run here is a std::invalid_argument naming the reason.
+  // mode Persistent where it cannot run (n_head / n_head_kv > 8, no cooperative launch, a block does not fit on
+  // an SM) is a std::invalid_argument naming the reason.
   explicit GpuEngine(const cpu::ModelView& model, bool programmatic_launch = true,
-                     GpuStepMode mode = GpuStepMode::Auto);
+                     GpuStepMode mode = GpuStepMode::Graph);
   ~GpuEngine();
   GpuEngine(const GpuEngine&) = delete;
   GpuEngine& operator=(const GpuEngine&) = delete;
@@ -114,7 +116,7 @@ class GpuEngine {
   struct Bucket;
   Bucket& bucket_for(std::size_t length);
   void enqueue_step(Bucket& b, cudaStream_t stream);
-  void setup_persistent(GpuStepMode mode);
+  void setup_persistent();
   void enqueue_persistent_step(cudaStream_t stream);
   void capture(Bucket& b);
   std::size_t stage_trace_entries() const;

@@ -313,21 +313,21 @@ __global__ void __launch_bounds__(kPersistentThreads, 1) decode_step_kernel(cons
   }
   for (int l = 0; l < P.n_layer; ++l) {
     const GemvParams* g = G + 4 * l;
-    gemv_compute<Prologue::RmsNorm, Epilogue::QkvRope, LT, kWarps>(g[0], block, n_blocks, cur,
+    gemv_compute<Prologue::RmsNorm, Epilogue::QkvRope, LT, kWarps, true>(g[0], block, n_blocks, cur,
                                                                     gemv_smem(smem, g[0].k, kWarps), nullptr);
     grid_barrier(P.sync, target, trace);
     attention_stage(P, l, seq, reinterpret_cast<float*>(smem));
     gemv_prefetch<Epilogue::AddResidual, LT, kWarps>(g[1], block, cur);
     grid_barrier(P.sync, target, trace);
-    gemv_compute<Prologue::F32, Epilogue::AddResidual, LT, kWarps>(g[1], block, n_blocks, cur,
+    gemv_compute<Prologue::F32, Epilogue::AddResidual, LT, kWarps, true>(g[1], block, n_blocks, cur,
                                                                     gemv_smem(smem, g[1].k, kWarps), nullptr);
     gemv_prefetch<Epilogue::SwiGlu, LT, kWarps>(g[2], block, cur);
     grid_barrier(P.sync, target, trace);
-    gemv_compute<Prologue::RmsNorm, Epilogue::SwiGlu, LT, kWarps>(g[2], block, n_blocks, cur,
+    gemv_compute<Prologue::RmsNorm, Epilogue::SwiGlu, LT, kWarps, true>(g[2], block, n_blocks, cur,
                                                                   gemv_smem(smem, g[2].k, kWarps), nullptr);
     gemv_prefetch<Epilogue::AddResidual, LT, kWarps>(g[3], block, cur);
     grid_barrier(P.sync, target, trace);
-    gemv_compute<Prologue::F32, Epilogue::AddResidual, LT, kWarps>(g[3], block, n_blocks, cur,
+    gemv_compute<Prologue::F32, Epilogue::AddResidual, LT, kWarps, true>(g[3], block, n_blocks, cur,
                                                                     gemv_smem(smem, g[3].k, kWarps), nullptr);
     if (l + 1 < P.n_layer) {
       gemv_prefetch<Epilogue::QkvRope, LT, kWarps>(g[4], block, cur);
@@ -338,7 +338,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1) decode_step_kernel(cons
   }
   const GemvParams& head = G[4 * P.n_layer];
   ArgmaxAcc best;
-  gemv_compute<Prologue::RmsNorm, Epilogue::StoreArgmax, HT, kWarps>(head, block, n_blocks, cur,
+  gemv_compute<Prologue::RmsNorm, Epilogue::StoreArgmax, HT, kWarps, true>(head, block, n_blocks, cur,
                                                                       gemv_smem(smem, head.k, kWarps), &best);
   block_argmax_to_global(best, P.argmax);
   grid_barrier(P.sync, target, trace);

@@ -174,10 +174,9 @@ struct PyGpuEngine {
 };
 
 cuda::GpuStepMode step_mode_from(const std::string& name) {
-  if (name == "auto") return cuda::GpuStepMode::Auto;
   if (name == "graph") return cuda::GpuStepMode::Graph;
   if (name == "persistent") return cuda::GpuStepMode::Persistent;
-  throw py::value_error("step_mode: expected 'auto', 'graph' or 'persistent', got '" + name + "'");
+  throw py::value_error("step_mode: expected 'graph' or 'persistent', got '" + name + "'");
 }
 
 std::unique_ptr<PyGpuEngine> make_gpu_engine(const py::dict& config, const py::dict& weights, bool programmatic,
@@ -240,7 +239,7 @@ void bind_engine(py::module_& m) {
   // Same interface as CpuEngine (step/prefill/truncate/n_past), on the current CUDA device (gpu_engine.h).
   py::class_<PyGpuEngine>(m, "GpuEngine")
       .def(py::init(&make_gpu_engine), py::arg("config"), py::arg("weights"), py::arg("programmatic_launch") = true,
-           py::arg("step_mode") = "auto")
+           py::arg("step_mode") = "graph")
       // want_argmax is accepted for CpuEngine's signature: the GPU step always runs the LM head and the argmax.
       .def(
           "step",

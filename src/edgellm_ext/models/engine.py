@@ -91,7 +91,7 @@ class Model:
         simd: Optional[str] = None,
         reader: Any = None,
         programmatic_launch: bool = True,
-        step_mode: str = "auto",
+        step_mode: str = "graph",
     ) -> "Model":
         """Load the GGUF at ``path``.
 
@@ -102,9 +102,9 @@ class Model:
         reader: an open ``gguf.GGUFReader`` of the same file to reuse (parsing is the slow part of loading).
         programmatic_launch (cuda only): let each GEMV kernel start while the previous kernel finishes (sm_90+;
         False gives plain stream order, for comparison).
-        step_mode (cuda only): "persistent" runs each step as one persistent kernel with grid barriers between its
-        stages, "graph" as a CUDA graph of 5 kernels per layer; "auto" (default) picks persistent where it can run
-        (n_head / n_head_kv <= 8 and a cooperative launch of one block per SM), else graph.
+        step_mode (cuda only): "graph" (default) runs each step as a CUDA graph of 5 kernels per layer;
+        "persistent" as one persistent kernel with grid barriers between its stages (experimental: measured about
+        half as fast on an H200, docs/engine.md; needs n_head / n_head_kv <= 8, else ValueError).
         Errors: FileNotFoundError (no file), ValueError (not GGUF, truncated, unsupported architecture or tensor
         type, missing metadata or tensors).
         """
@@ -113,8 +113,8 @@ class Model:
         if device not in SUPPORTED_DEVICES:
             raise ValueError(f"device: {device!r} is not supported by this build's engine; supported: "
                              f"{', '.join(SUPPORTED_DEVICES)}")
-        if not isinstance(step_mode, str) or step_mode not in ("auto", "graph", "persistent"):
-            raise ValueError(f"step_mode: expected 'auto', 'graph' or 'persistent', got {step_mode!r}")
+        if not isinstance(step_mode, str) or step_mode not in ("graph", "persistent"):
+            raise ValueError(f"step_mode: expected 'graph' or 'persistent', got {step_mode!r}")
         if device == "cuda":
             from ..cuda import require_cuda
 
