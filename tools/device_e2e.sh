@@ -28,10 +28,10 @@ case "${1:-}" in
     python3 -m pip install -q --no-build-isolation --no-deps "$ROOT" > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
     echo "edgellm_ext build $(( $(date +%s) - t0 )) s"
     mkdir -p "$OUT/prep"; cd /tmp
-    python3 -m pytest "$ROOT/tests/test_engine_gpu.py" "$ROOT/tests/test_fa2_decode.py" -q -p no:cacheprovider > "$OUT/prep/pytest.log" 2>&1
-    echo "pytest (GPU engine + fa2) exit $?"; tail -3 "$OUT/prep/pytest.log"
+    python3 -m pytest "$ROOT/tests/test_engine_gpu.py" "$ROOT/tests/test_fa2_decode.py" "$ROOT/tests/test_fused_gpu.py" -q -p no:cacheprovider > "$OUT/prep/pytest.log" 2>&1
+    echo "pytest (GPU engine + fa2 + fused GEMV) exit $?"; tail -3 "$OUT/prep/pytest.log"
     for tool in ${SANITIZERS-memcheck racecheck}; do
-      compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider \
+      timeout ${SANITIZE_TIMEOUT:-400} compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider \
         -k "bad_input or greedy or programmatic or llama-types0" > "$OUT/prep/sanitize_$tool.log" 2>&1
       echo "compute-sanitizer $tool exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$OUT/prep/sanitize_$tool.log" | tail -3
     done
@@ -57,6 +57,11 @@ case "${1:-}" in
     echo "cli exit $?"; tail -c 600 "$OUT/e2e/cli.txt"; echo
     python3 "$ROOT/bench/run.py" --suite e2e-gpu --out "$OUT/e2e/bench" ${BENCH_ARGS:-} > "$OUT/e2e/bench.log" 2>&1
     echo "bench exit $?"; grep -vE "^\s*$" "$OUT/e2e/bench.log" | tail -45
+    for mode in graph persistent; do  # both step modes on the real model (the bench measures the default, graph)
+      for depth in 0 4096; do
+        timeout 120 python3 "$ROOT/tools/engine_probe.py" --model $MODEL --step-mode $mode --depth $depth --runs 3 2>&1 | grep '"run": 3' | cut -c1-150 | sed "s/^/[$mode d=$depth] /"
+      done
+    done
     cp $LLAMA/build.log "$OUT/e2e/llama_build.log" 2>/dev/null
     tar -C "$OUT" -czf "$OUT/e2e_gpu.tar.gz" e2e && rm -rf "$OUT/e2e" ;;
   *) echo "usage: $0 prep | run SHA256"; exit 2 ;;
