@@ -146,7 +146,7 @@ GemvOp::GemvOp(std::uintptr_t w_address, DType w_dtype, std::uintptr_t x_address
   switch (variant_) {
     case GemvVariant::Warp: {
       // Fewer warps per block when M is small, so that the blocks spread over (about twice) every SM.
-      const std::int64_t warps = ceil_div(m, gemv_detail::rows_per_group(gemv_detail::max_batch_for(batch), norm));
+      const std::int64_t warps = ceil_div(m, gemv_detail::rows_per_group(gemv_detail::max_batch_for(batch)));
       const std::int64_t target_blocks = 2 * static_cast<std::int64_t>(current_sm_count());
       int wpb = 8;
       while (wpb > 1 && ceil_div(warps, wpb) < target_blocks) wpb /= 2;
@@ -187,9 +187,7 @@ std::size_t GemvOp::activation_reads_bytes() const {
   const std::size_t per_group = (static_cast<std::size_t>(batch_) + (norm_ ? 1 : 0)) * static_cast<std::size_t>(k_) *
                                 dtype_bytes(x_dtype_);
   const std::int64_t rows_per_group =
-      variant_ == GemvVariant::Scalar
-          ? 1
-          : gemv_detail::rows_per_group(gemv_detail::max_batch_for(batch_), norm_ && variant_ == GemvVariant::Warp);
+      variant_ == GemvVariant::Scalar ? 1 : gemv_detail::rows_per_group(gemv_detail::max_batch_for(batch_));
   return static_cast<std::size_t>(ceil_div(m_, rows_per_group)) * per_group;
 }
 

@@ -3,8 +3,7 @@
 // translation units so the ~40 instantiations of each compile in parallel).
 //
 // Launch shapes:
-// R = rows_per_group(MAXB, NORM && "warp"): 2 for batch 1 (4 for the fused norm's "warp" variant), 4 for
-// batches 2..8.
+// R = rows_per_group(MAXB): 2 for batch 1, 4 for batches 2..8.
 //   vector, KSPLIT == 1 ("warp"):  block = 32 * wpb threads (wpb = 1..8 warps, chosen by the host so that small
 //                                  M still spreads over every SM), grid = ceil(M / (R * wpb)); warp w of block
 //                                  i owns rows R * (i * wpb + w) + {0 .. R-1}. No shared memory.
@@ -33,9 +32,8 @@ constexpr int max_batch_for(int batch) { return batch == 1 ? 1 : (batch <= 4 ? 4
 // Rows per warp ("warp") or per block ("block"): each x chunk (loaded, converted, squared for the norm,
 // multiplied by g) is reused for this many rows. Batch 1 takes 2 rows (more row groups for small M); bigger
 // batches take 4, since their per-chunk activation work (MAXB x 8 conversions, FMULs and x^2 FMAs) would
-// otherwise rival the weight bandwidth. So does the fused norm's "warp" variant at batch 1 (norm_warp): with 2
-// rows its per-chunk g load, x^2 and x*g made the SmolLM2 LM head (49152 x 576) 12% slower than the plain GEMV.
-constexpr int rows_per_group(int max_batch, bool norm_warp = false) { return max_batch == 1 && !norm_warp ? 2 : 4; }
+// otherwise rival the weight bandwidth.
+constexpr int rows_per_group(int max_batch) { return max_batch == 1 ? 2 : 4; }
 constexpr int kSplitWarps = 8;    // "block": warps splitting K within a block
 constexpr int kChunkElems = 8;    // one 16-byte load of fp16/bf16
 constexpr int kScalarWarps = 8;   // "scalar": warps (rows) per block
@@ -124,7 +122,7 @@ __device__ __forceinline__ float inv_rms(float sum_sq, std::int64_t k, float eps
 // kSplitWarps ("block"). NORM: fused RMSNorm on.
 template <typename TW, typename TX, int MAXB, bool NORM, int KSPLIT>
 __global__ void __launch_bounds__(256) gemv_vector_kernel(GemvArgs a) {
-  constexpr int R = rows_per_group(MAXB, NORM && KSPLIT == 1);
+  constexpr int R = rows_per_group(MAXB);
   // Chunks per row a thread loads before using any: R * U 16-byte loads in flight per thread. Fewer for big
   // batches, whose per-chunk x registers (MAXB * 8 floats) would otherwise spill.
   constexpr int U = MAXB >= 4 ? 2 : 4;
