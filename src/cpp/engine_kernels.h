@@ -3,8 +3,8 @@
 //   Q8_1 sums used by Q4_1), nb blocks per row.
 // Each out[j] is bit-identical to the single-row kernel of quant_impl.h on the same SIMD path (the same
 // operations in the same order per row); the point is four independent accumulator chains, which hide the FMA
-// latency that bounds the single-row loop (one block per FMA latency), and one activation load per block for
-// four rows. Only the AVX2 path has its own code; other paths call the single-row kernels four times.
+// latency that bounds the single-row loop (one block per FMA latency), one activation load per block for four
+// rows, and (AVX2) one f16 conversion of the four rows' block scales. Only the AVX2 path has its own code; other paths call the single-row kernels four times.
 #pragma once
 
 #include <cstddef>
