@@ -38,16 +38,22 @@ namespace edgellm::cpu {
 // idle engine (e.g. between generate() calls) does not burn a core. The spin phase is short (kSpinRounds pauses,
 // ~0.1-0.3 ms; the jobs of a step follow each other within microseconds).
 //
-// A job is n_chunks independent chunks. Every thread, the caller included, claims chunks one at a time from the
-// job word (job sequence number << 32 | next chunk, advanced by compare-and-swap) until none is left; the caller
-// then waits only for chunks that were claimed and are still running. So a worker that is not on a core (a busy
-// machine: our threads may share a core with other processes) delays nothing it has not started: the caller does
-// its chunks. Which thread runs a chunk never changes the chunk's result.
+// A job is n_chunks independent chunks, split into one contiguous range per thread. Each thread claims the chunks
+// of its own range one at a time (compare-and-swap on that range's word: job sequence number << 32 | next chunk),
+// then claims what is left of the other threads' ranges the same way; the caller then waits only for chunks that
+// were claimed and are still running. So a worker that is not on a core (a busy machine: our threads may share a
+// core with other processes) delays nothing it has not started: the others take over its chunks. Which thread
+// runs a chunk never changes the chunk's result.
+// Why per-thread ranges rather than one shared next-chunk word: a claim on a word that another core wrote last
+// moves its cache line between cores (~0.1-0.2 us), about the time of a 32-row chunk of a decode matvec, and
+// with one shared word every claim did that. Own-range claims stay in the owner's cache; only steals at the end
+// of a job cross cores (measured on the 2-core VM: decode 205 -> 221 tok/s going from ~16 shared-word chunks per
+// thread to a static split, hence this design, which keeps the balancing of small chunks).
 class SpinPool {
  public:
   using Job = std::function<void(std::size_t chunk, int tid)>;
 
-  explicit SpinPool(int n_threads) : n_(n_threads) {
+  explicit SpinPool(int n_threads) : n_(n_threads), slots_(static_cast<std::size_t>(n_threads)) {
     for (int t = 1; t < n_; ++t) threads_.emplace_back([this, t]() { worker(t); });
   }
   ~SpinPool() {
@@ -67,19 +73,29 @@ class SpinPool {
       for (std::size_t c = 0; c < n_chunks; ++c) fn(c, 0);
       return;
     }
-    // No worker can touch these now: every chunk of the previous job has completed, and a claim needs the new
-    // sequence number, published below (seq_cst store: also ordered before the sleepers_ load).
+    // No worker can claim anything now: every chunk of the previous job has completed, and a claim needs the new
+    // sequence number in a range word, published below. Counts and ends are written before the range words
+    // (release), and those before the job word that workers wait on (seq_cst: also ordered before the sleepers_
+    // load).
     job_ = &fn;
-    n_chunks_.store(static_cast<std::uint32_t>(n_chunks), std::memory_order_relaxed);
-    completed_.store(0, std::memory_order_relaxed);
     const std::uint32_t seq = ++seq_;
-    word_.store(static_cast<std::uint64_t>(seq) << 32);
+    const std::size_t n = static_cast<std::size_t>(n_);
+    for (std::size_t t = 0; t < n; ++t) {
+      Slot& s = slots_[t];
+      s.done.store(0, std::memory_order_relaxed);
+      s.end.store(static_cast<std::uint32_t>(n_chunks * (t + 1) / n), std::memory_order_relaxed);
+      s.next.store(static_cast<std::uint64_t>(seq) << 32 | (n_chunks * t / n), std::memory_order_release);
+    }
+    job_word_.store(seq);
     if (sleepers_.load() > 0) {
       std::lock_guard<std::mutex> lock(mu_);
       cv_.notify_all();
     }
     work(seq, 0);
-    for (unsigned spins = 0; completed_.load(std::memory_order_acquire) != n_chunks; ++spins) {
+    for (unsigned spins = 0;; ++spins) {
+      std::size_t done = 0;
+      for (const Slot& s : slots_) done += s.done.load(std::memory_order_acquire);
+      if (done == n_chunks) break;
       if (spins < kSpinRounds) EDGELLM_CPU_RELAX();
       else std::this_thread::yield();  // a worker was descheduled mid-chunk (busy machine): let it run
     }
@@ -88,19 +104,30 @@ class SpinPool {
  private:
   static constexpr unsigned kSpinRounds = 1u << 11;
 
-  // Claims and runs chunks of job `seq` until none is left (or the job word has moved on).
+  // One thread's range of the current job, on its own cache line (the owner's claims do not disturb the others).
+  struct alignas(64) Slot {
+    std::atomic<std::uint64_t> next{0};  // job sequence number << 32 | next unclaimed chunk of the range
+    std::atomic<std::uint32_t> end{0};   // one past the range's last chunk
+    std::atomic<std::uint32_t> done{0};  // chunks of this job completed by the slot's thread (any range)
+  };
+
+  // Claims and runs chunks of job `seq`, own range first, then the others', until none is left (or the job has
+  // moved on: a range word with another sequence number).
   void work(std::uint32_t seq, int tid) {
-    std::uint64_t w = word_.load(std::memory_order_acquire);
-    for (;;) {
-      if (static_cast<std::uint32_t>(w >> 32) != seq) return;
-      const std::uint32_t chunk = static_cast<std::uint32_t>(w);
-      // If the job word has moved on since `w` was read, this may be a later job's count: the CAS then fails.
-      if (chunk >= n_chunks_.load(std::memory_order_relaxed)) return;
-      if (word_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
-        // Claimed: job `seq` cannot be replaced before this chunk is counted complete.
-        (*job_)(chunk, tid);
-        completed_.fetch_add(1, std::memory_order_release);
-        w = word_.load(std::memory_order_acquire);
+    for (int k = 0; k < n_; ++k) {
+      Slot& s = slots_[static_cast<std::size_t>((tid + k) % n_)];
+      std::uint64_t w = s.next.load(std::memory_order_acquire);
+      for (;;) {
+        if (static_cast<std::uint32_t>(w >> 32) != seq) return;
+        // If the word has moved on since `w` was read, `end` may be a later job's: the CAS then fails.
+        if (static_cast<std::uint32_t>(w) >= s.end.load(std::memory_order_relaxed)) break;
+        if (s.next.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+          // Claimed: job `seq` cannot be replaced before this chunk is counted complete.
+          (*job_)(static_cast<std::uint32_t>(w), tid);
+          Slot& mine = slots_[static_cast<std::size_t>(tid)];
+          mine.done.store(mine.done.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+          w = s.next.load(std::memory_order_acquire);
+        }
       }
     }
   }
@@ -110,18 +137,18 @@ class SpinPool {
     for (;;) {
       std::uint32_t seq;
       unsigned spins = 0;
-      while ((seq = static_cast<std::uint32_t>(word_.load(std::memory_order_acquire) >> 32)) == seen) {
+      while ((seq = job_word_.load(std::memory_order_acquire)) == seen) {
         if (stop_.load(std::memory_order_relaxed)) return;
         if (++spins < kSpinRounds) {
           EDGELLM_CPU_RELAX();
         } else if (spins < 2 * kSpinRounds) {
           std::this_thread::yield();
         } else {
-          // sleepers_ is raised before the predicate reads word_ (both seq_cst): either run() sees the sleeper
-          // and notifies under the mutex, or this thread sees the new job. No lost wake-up.
+          // sleepers_ is raised before the predicate reads job_word_ (both seq_cst): either run() sees the
+          // sleeper and notifies under the mutex, or this thread sees the new job. No lost wake-up.
           std::unique_lock<std::mutex> lock(mu_);
           sleepers_.fetch_add(1);
-          cv_.wait(lock, [&]() { return stop_.load() || static_cast<std::uint32_t>(word_.load() >> 32) != seen; });
+          cv_.wait(lock, [&]() { return stop_.load() || job_word_.load() != seen; });
           sleepers_.fetch_sub(1);
           spins = 0;
         }
@@ -133,13 +160,12 @@ class SpinPool {
 
   const int n_;
   std::vector<std::thread> threads_;
-  std::atomic<std::uint64_t> word_{0};  // job sequence number << 32 | next unclaimed chunk
-  std::atomic<std::uint32_t> n_chunks_{0};
-  std::atomic<std::size_t> completed_{0};
+  std::vector<Slot> slots_;                 // one per thread, the caller's first
+  alignas(64) std::atomic<std::uint32_t> job_word_{0};  // sequence number of the latest job
   std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
   std::uint32_t seq_ = 0;     // only the calling thread of run() touches it
-  const Job* job_ = nullptr;  // written before the job word is published, read after a successful claim
+  const Job* job_ = nullptr;  // written before the job is published, read after a successful claim
   std::mutex mu_;
   std::condition_variable cv_;
 };
@@ -365,8 +391,10 @@ void CpuEngine::matvec_job(const WeightView* const* w, float* const* y, std::siz
   const std::size_t stride = act_stride_;
   const std::size_t nb_x = stride / kQuantBlockElems;
   // Chunks of whole 32-row groups (multiples of 4 for the four-row kernels, of 8 so that no two chunks write
-  // one cache line of y), about 16 per thread so that a late thread leaves little to wait for.
-  const std::size_t per_thread = (total + 16 * static_cast<std::size_t>(n_threads_) - 1) / (16 * n_threads_);
+  // one cache line of y), about 4 per thread: a late thread's range is taken over a quarter at a time, and each
+  // claim has a cost (2 threads, quiet VM: 4 per thread 223, 16 per thread 220, 1 per thread 227 tok/s; with a
+  // CPU hog beside: 130, 134, 126).
+  const std::size_t per_thread = (total + 4 * static_cast<std::size_t>(n_threads_) - 1) / (4 * n_threads_);
   const std::size_t chunk_rows = std::max<std::size_t>(32, (per_thread + 31) / 32 * 32);
   const std::size_t n_chunks = (total + chunk_rows - 1) / chunk_rows;
   auto fn = [&](std::size_t chunk, int) {

@@ -28,9 +28,10 @@
 //
 // Threads: a pool of n_threads - 1 workers owned by the engine (none for n_threads = 1), spinning briefly
 // between jobs, then yielding, then sleeping on a condition variable. Matvec rows (chunks of >= 32 rows) and
-// attention (token, head) pairs are chunks that every thread, the caller included, claims until none is left
-// (a chunk's result never depends on the thread); small vector ops run on the calling thread. No global state: two engines are independent. One engine
-// must not be used from two threads at once (the Python binding refuses a second concurrent call).
+// attention (token, head) pairs are chunks; each thread, the caller included, claims the chunks of its own
+// contiguous range, then what is left of the others' (a chunk's result never depends on the thread); small
+// vector ops run on the calling thread. No global state: two engines are independent. One engine must not be
+// used from two threads at once (the Python binding refuses a second concurrent call).
 //
 // Limits: head_dim even, n_rot <= head_dim and even, H a multiple of G, every matrix's cols a multiple of 32,
 // max_seq >= 1. Positions past max_seq are refused (std::length_error) before anything is modified.
