@@ -58,14 +58,13 @@ inline __m256i load_q8(const std::uint8_t* block) {
 // One Q4_1 block of one row (header at a) against the activation block qb: acc + scale_j * sumi, where lane 2j of
 // `scales` holds half(d_j) * half(d_x). unpack_nibbles without the cross-lane insert: the 16 packed bytes in both
 // halves, the high half shifted right by 4 (per 64-bit lane; the AND drops the bits shifted in from the next byte).
-inline __m256 q4_1_row_step(const std::uint8_t* a, __m256i qb, __m256 scales, int j, __m256 acc) {
+inline __m256 q4_1_row_step(const std::uint8_t* a, __m256i qb, const float* scale, __m256 acc) {
   const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 4));
   const __m256i nib = _mm256_and_si256(_mm256_srlv_epi64(_mm256_broadcastsi128_si256(packed),
                                                          _mm256_setr_epi64x(0, 0, 4, 4)),
                                        _mm256_set1_epi8(0x0F));
   const __m256i sumi = _mm256_madd_epi16(_mm256_maddubs_epi16(nib, qb), _mm256_set1_epi16(1));
-  const __m256 scale = _mm256_permutevar8x32_ps(scales, _mm256_set1_epi32(2 * j));
-  return _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sumi), acc);
+  return _mm256_fmadd_ps(_mm256_broadcast_ss(scale), _mm256_cvtepi32_ps(sumi), acc);
 }
 
 // Lanes 0..3: half(d_j) * d_x for the four rows' blocks at a, a + row_bytes, ... (the f16 scale first in each
@@ -78,16 +77,16 @@ inline __m256 scales4(const std::uint8_t* a, std::size_t row_bytes, float d_x) {
 }
 
 // One Q4_0 block of one row: acc + scale_j * sumi, scale_j = lane j of `scales`.
-inline __m256 q4_0_row_step(const std::uint8_t* a, __m256i qb, __m256 scales, int j, __m256 acc) {
+inline __m256 q4_0_row_step(const std::uint8_t* a, __m256i qb, const float* scale, __m256 acc) {
   const __m256i qa = _mm256_sub_epi8(unpack_nibbles(a + 2), _mm256_set1_epi8(8));
   const __m256 sumi = _mm256_cvtepi32_ps(dot_i8(qa, qb));
-  return _mm256_fmadd_ps(_mm256_permutevar8x32_ps(scales, _mm256_set1_epi32(j)), sumi, acc);
+  return _mm256_fmadd_ps(_mm256_broadcast_ss(scale), sumi, acc);
 }
 
 // One Q8_0 block of one row: acc + scale_j * sumi, scale_j = lane j of `scales`.
-inline __m256 q8_0_row_step(const std::uint8_t* a, __m256i qb, __m256 scales, int j, __m256 acc) {
+inline __m256 q8_0_row_step(const std::uint8_t* a, __m256i qb, const float* scale, __m256 acc) {
   const __m256 sumi = _mm256_cvtepi32_ps(dot_i8(load_q8(a), qb));
-  return _mm256_fmadd_ps(_mm256_permutevar8x32_ps(scales, _mm256_set1_epi32(j)), sumi, acc);
+  return _mm256_fmadd_ps(_mm256_broadcast_ss(scale), sumi, acc);
 }
 
 }  // namespace
@@ -99,12 +98,13 @@ void dot4_q4_0_q8_0(const std::uint8_t* w, std::size_t row_bytes, const std::uin
     const std::uint8_t* b = xq + i * sizeof(BlockQ8_0);
     const __m256i qb = load_q8(b);
     const std::uint8_t* a = w + i * sizeof(BlockQ4_0);
-    const __m256 scales = scales4(a, row_bytes, half(b));
+    alignas(32) float scales[8];
+    _mm256_store_ps(scales, scales4(a, row_bytes, half(b)));
     // Written out per row (not a loop over j): GCC 12 kept a rolled j loop's accumulators in memory.
-    acc[0] = q4_0_row_step(a, qb, scales, 0, acc[0]);
-    acc[1] = q4_0_row_step(a + row_bytes, qb, scales, 1, acc[1]);
-    acc[2] = q4_0_row_step(a + 2 * row_bytes, qb, scales, 2, acc[2]);
-    acc[3] = q4_0_row_step(a + 3 * row_bytes, qb, scales, 3, acc[3]);
+    acc[0] = q4_0_row_step(a, qb, &scales[0], acc[0]);
+    acc[1] = q4_0_row_step(a + row_bytes, qb, &scales[1], acc[1]);
+    acc[2] = q4_0_row_step(a + 2 * row_bytes, qb, &scales[2], acc[2]);
+    acc[3] = q4_0_row_step(a + 3 * row_bytes, qb, &scales[3], acc[3]);
   }
   for (int j = 0; j < 4; ++j) out[j] = hsum(acc[j]);
 }
@@ -112,8 +112,7 @@ void dot4_q4_0_q8_0(const std::uint8_t* w, std::size_t row_bytes, const std::uin
 void dot4_q4_1_q8_0(const std::uint8_t* w, std::size_t row_bytes, const std::uint8_t* xq, const float* xs,
                     std::size_t nb, float* out) {
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-  __m128 acc_min = _mm_setzero_ps();  // lane j: row j's minimum term
-  const __m256i m_lanes = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
+  __m256 acc_min = _mm256_setzero_ps();  // lane 2j + 1: row j's minimum term (even lanes: unused)
   for (std::size_t i = 0; i < nb; ++i) {
     const std::uint8_t* b = xq + i * sizeof(BlockQ8_0);
     const __m256i qb = load_q8(b);
@@ -122,19 +121,20 @@ void dot4_q4_1_q8_0(const std::uint8_t* w, std::size_t row_bytes, const std::uin
     // Even lanes times d_x are the scales half(a) * half(b) of the single-row kernel (the same float product).
     const __m256 dm = _mm256_cvtph_ps(_mm_setr_epi32(load_u32(a), load_u32(a + row_bytes),
                                                      load_u32(a + 2 * row_bytes), load_u32(a + 3 * row_bytes)));
-    const __m256 scales = _mm256_mul_ps(dm, _mm256_set1_ps(half(b)));
+    alignas(32) float scales[8];
+    _mm256_store_ps(scales, _mm256_mul_ps(dm, _mm256_set1_ps(half(b))));
     // Written out per row (not a loop over j): GCC 12 kept a rolled j loop's accumulators in memory.
-    acc[0] = q4_1_row_step(a, qb, scales, 0, acc[0]);
-    acc[1] = q4_1_row_step(a + row_bytes, qb, scales, 1, acc[1]);
-    acc[2] = q4_1_row_step(a + 2 * row_bytes, qb, scales, 2, acc[2]);
-    acc[3] = q4_1_row_step(a + 3 * row_bytes, qb, scales, 3, acc[3]);
-    // One 4-lane FMA is four std::fma(m_j, s_i, acc_min_j), the single-row kernel's scalar FMA per row.
-    const __m128 m = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(dm, m_lanes));
-    acc_min = _mm_fmadd_ps(m, _mm_set1_ps(xs[i]), acc_min);
+    acc[0] = q4_1_row_step(a, qb, &scales[0], acc[0]);
+    acc[1] = q4_1_row_step(a + row_bytes, qb, &scales[2], acc[1]);
+    acc[2] = q4_1_row_step(a + 2 * row_bytes, qb, &scales[4], acc[2]);
+    acc[3] = q4_1_row_step(a + 3 * row_bytes, qb, &scales[6], acc[3]);
+    // Odd lanes: std::fma(m_j, s_i, acc_min_j), the single-row kernel's scalar FMA per row (even lanes are
+    // d_j * s_i + junk, never read).
+    acc_min = _mm256_fmadd_ps(dm, _mm256_set1_ps(xs[i]), acc_min);
   }
-  float mins[4];
-  _mm_storeu_ps(mins, acc_min);
-  for (int j = 0; j < 4; ++j) out[j] = hsum(acc[j]) + mins[j];
+  alignas(32) float mins[8];
+  _mm256_store_ps(mins, acc_min);
+  for (int j = 0; j < 4; ++j) out[j] = hsum(acc[j]) + mins[2 * j + 1];
 }
 
 void dot4_q8_0_q8_0(const std::uint8_t* w, std::size_t row_bytes, const std::uint8_t* xq, const float*,
@@ -144,11 +144,12 @@ void dot4_q8_0_q8_0(const std::uint8_t* w, std::size_t row_bytes, const std::uin
     const std::uint8_t* b = xq + i * sizeof(BlockQ8_0);
     const __m256i qb = load_q8(b);
     const std::uint8_t* a = w + i * sizeof(BlockQ8_0);
-    const __m256 scales = scales4(a, row_bytes, half(b));
-    acc[0] = q8_0_row_step(a, qb, scales, 0, acc[0]);
-    acc[1] = q8_0_row_step(a + row_bytes, qb, scales, 1, acc[1]);
-    acc[2] = q8_0_row_step(a + 2 * row_bytes, qb, scales, 2, acc[2]);
-    acc[3] = q8_0_row_step(a + 3 * row_bytes, qb, scales, 3, acc[3]);
+    alignas(32) float scales[8];
+    _mm256_store_ps(scales, scales4(a, row_bytes, half(b)));
+    acc[0] = q8_0_row_step(a, qb, &scales[0], acc[0]);
+    acc[1] = q8_0_row_step(a + row_bytes, qb, &scales[1], acc[1]);
+    acc[2] = q8_0_row_step(a + 2 * row_bytes, qb, &scales[2], acc[2]);
+    acc[3] = q8_0_row_step(a + 3 * row_bytes, qb, &scales[3], acc[3]);
   }
   for (int j = 0; j < 4; ++j) out[j] = hsum(acc[j]);
 }
