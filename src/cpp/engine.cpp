@@ -181,6 +181,7 @@ struct PathKernels {
   DequantFn deq_q4_0, deq_q4_1, deq_q8_0;
   DotF32Fn dot_f32;
   Dot4Fn dot4_q4_0 = nullptr, dot4_q4_1 = nullptr, dot4_q8_0 = nullptr;  // four-row kernels where a path has them
+  QuantizeActFn quantize = quantize_act_q8_scalar;
 };
 
 #define EDGELLM_ENGINE_KERNELS(ns)                                                                   \
@@ -198,6 +199,7 @@ PathKernels kernels_for(SimdPath path) {
       k.dot4_q4_0 = avx2::dot4_q4_0_q8_0;
       k.dot4_q4_1 = avx2::dot4_q4_1_q8_0;
       k.dot4_q8_0 = avx2::dot4_q8_0_q8_0;
+      k.quantize = avx2::quantize_act_q8;
       return k;
     }
 #endif
@@ -333,6 +335,8 @@ CpuEngine::CpuEngine(const ModelView& model, int n_threads, SimdPath path)
   rope_sin_.assign(B * (c.n_rot / 2), 0.0f);
   act_q_.assign(B * (max_act / kQuantBlockElems) * sizeof(BlockQ8_0), 0);
   act_s_.assign(B * (max_act / kQuantBlockElems), 0.0f);
+  ffn_q_.assign(act_q_.size(), 0);
+  ffn_s_.assign(act_s_.size(), 0.0f);
   pool_ = std::make_unique<SpinPool>(n_threads);
 }
 
@@ -354,94 +358,111 @@ std::size_t CpuEngine::weight_bytes_per_token() const {
   return total;
 }
 
-// ggml's SIMD quantize_row_q8_1 (AVX2 and NEON agree): d = amax/127 (stored f16), q = rne(x * 127/amax),
-// s = f16(d * sum q). The Q8_0 activation of Q4_0/Q8_0 weights is the same blocks without s.
+// engine_kernels.h's activation quantization (ggml's SIMD quantize_row_q8_1) of the whole [n_tok, n] buffer.
 void CpuEngine::quantize_act(const float* x, std::size_t n, std::size_t n_tok) {
   act_f32_ = x;
   act_stride_ = n;
-  const std::size_t nb = n / kQuantBlockElems;
-  for (std::size_t b = 0; b < nb * n_tok; ++b) {  // rows are contiguous: block b of the whole [n_tok, n] buffer
-    const float* xb = x + b * kQuantBlockElems;
-    float amax = 0.0f;
-    for (std::size_t j = 0; j < kQuantBlockElems; ++j) amax = std::max(amax, std::fabs(xb[j]));
-    const float d = amax / 127.0f;
-    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    BlockQ8_0 blk;
-    blk.d = f32_to_f16(d);
-    int sum = 0;
-    for (std::size_t j = 0; j < kQuantBlockElems; ++j) {
-      const int q = static_cast<int>(std::nearbyint(xb[j] * id));  // default rounding mode: to nearest even
-      blk.qs[j] = static_cast<std::int8_t>(q);
-      sum += q;
+  kernels_for(path_).quantize(x, n / kQuantBlockElems * n_tok, act_q_.data(), act_s_.data());
+}
+
+// Rows [i0, i1) of W for n_tok tokens: out[t * W.rows + i] = W[i] . activation t (act_q_/act_s_, or act_f32_
+// for F32 weights). Each weight row is read once and multiplied with every token's activations (the row stays in
+// L1 across tokens).
+void CpuEngine::matvec_rows(const WeightView& W, float* out, std::size_t i, std::size_t i1, std::size_t n_tok) const {
+  const PathKernels k = kernels_for(path_);
+  const std::uint8_t* xq = act_q_.data();
+  const float* xs = act_s_.data();
+  const std::size_t nb_x = act_stride_ / kQuantBlockElems;
+  const std::size_t rb = row_bytes(W);
+  const std::size_t nb = W.cols / kQuantBlockElems;
+  const auto* data = static_cast<const std::uint8_t*>(W.data);
+  const DotQ8Fn dot = W.type == WeightType::Q4_0   ? k.dot_q4_0
+                      : W.type == WeightType::Q4_1 ? k.dot_q4_1
+                                                   : k.dot_q8_0;
+  const Dot4Fn dot4 = W.type == WeightType::Q4_0   ? k.dot4_q4_0
+                      : W.type == WeightType::Q4_1 ? k.dot4_q4_1
+                      : W.type == WeightType::Q8_0 ? k.dot4_q8_0
+                                                   : nullptr;
+  if (dot4 != nullptr) {
+    float four[4];
+    for (; i + 4 <= i1; i += 4) {
+      for (std::size_t t = 0; t < n_tok; ++t) {
+        dot4(data + i * rb, rb, xq + t * nb_x * sizeof(BlockQ8_0), xs + t * nb_x, nb, four);
+        std::memcpy(out + t * W.rows + i, four, sizeof four);
+      }
     }
-    std::memcpy(act_q_.data() + b * sizeof(BlockQ8_0), &blk, sizeof blk);
-    act_s_[b] = f16_to_f32(f32_to_f16(d * static_cast<float>(sum)));
+  }
+  for (; i < i1; ++i) {
+    const std::uint8_t* row = data + i * rb;
+    for (std::size_t t = 0; t < n_tok; ++t) {
+      out[t * W.rows + i] = W.type == WeightType::F32
+                                ? k.dot_f32(reinterpret_cast<const float*>(row), act_f32_ + t * act_stride_, W.cols)
+                                : dot(row, xq + t * nb_x * sizeof(BlockQ8_0), xs + t * nb_x, nb);
+    }
   }
 }
 
-// The concatenated rows of the segments are split evenly over threads; each thread reads a weight row once and
-// multiplies it with every token's activations (the row stays in L1 across tokens).
+// Chunks of whole 32-row groups (multiples of 4 for the four-row kernels, of 8 so that no two chunks write one
+// cache line of an output), about 4 per thread: a late thread's range is taken over a quarter at a time, and each
+// claim has a cost (2 threads, quiet VM: 4 per thread 223, 16 per thread 220, 1 per thread 227 tok/s; with a CPU
+// hog beside: 130, 134, 126).
+std::size_t CpuEngine::chunk_rows(std::size_t total) const {
+  const std::size_t per_thread = (total + 4 * static_cast<std::size_t>(n_threads_) - 1) / (4 * n_threads_);
+  return std::max<std::size_t>(32, (per_thread + 31) / 32 * 32);
+}
+
+// The concatenated rows of the segments are split into chunks over threads.
 void CpuEngine::matvec_job(const WeightView* const* w, float* const* y, std::size_t n_seg, std::size_t n_tok) {
-  const PathKernels k = kernels_for(path_);
   std::size_t total = 0;
   for (std::size_t s = 0; s < n_seg; ++s) total += w[s]->rows;
-  const std::uint8_t* xq = act_q_.data();
-  const float* xs = act_s_.data();
-  const float* xf = act_f32_;
-  const std::size_t stride = act_stride_;
-  const std::size_t nb_x = stride / kQuantBlockElems;
-  // Chunks of whole 32-row groups (multiples of 4 for the four-row kernels, of 8 so that no two chunks write
-  // one cache line of y), about 4 per thread: a late thread's range is taken over a quarter at a time, and each
-  // claim has a cost (2 threads, quiet VM: 4 per thread 223, 16 per thread 220, 1 per thread 227 tok/s; with a
-  // CPU hog beside: 130, 134, 126).
-  const std::size_t per_thread = (total + 4 * static_cast<std::size_t>(n_threads_) - 1) / (4 * n_threads_);
-  const std::size_t chunk_rows = std::max<std::size_t>(32, (per_thread + 31) / 32 * 32);
-  const std::size_t n_chunks = (total + chunk_rows - 1) / chunk_rows;
+  const std::size_t rows = chunk_rows(total);
   auto fn = [&](std::size_t chunk, int) {
-    std::size_t r = chunk * chunk_rows;
-    const std::size_t end = std::min(total, r + chunk_rows);
+    std::size_t r = chunk * rows;
+    const std::size_t end = std::min(total, r + rows);
     std::size_t base = 0;
     for (std::size_t s = 0; s < n_seg && r < end; ++s) {
-      const WeightView& W = *w[s];
-      const std::size_t seg_end = base + W.rows;
+      const std::size_t seg_end = base + w[s]->rows;
       if (r < seg_end) {
         const std::size_t stop = std::min(end, seg_end);
-        const std::size_t rb = row_bytes(W);
-        const std::size_t nb = W.cols / kQuantBlockElems;
-        const auto* data = static_cast<const std::uint8_t*>(W.data);
-        float* out = y[s];
-        const DotQ8Fn dot = W.type == WeightType::Q4_0   ? k.dot_q4_0
-                            : W.type == WeightType::Q4_1 ? k.dot_q4_1
-                                                         : k.dot_q8_0;
-        const Dot4Fn dot4 = W.type == WeightType::Q4_0   ? k.dot4_q4_0
-                            : W.type == WeightType::Q4_1 ? k.dot4_q4_1
-                            : W.type == WeightType::Q8_0 ? k.dot4_q8_0
-                                                         : nullptr;
-        std::size_t i = r - base;
-        if (dot4 != nullptr) {
-          float four[4];
-          for (; i + 4 <= stop - base; i += 4) {
-            for (std::size_t t = 0; t < n_tok; ++t) {
-              dot4(data + i * rb, rb, xq + t * nb_x * sizeof(BlockQ8_0), xs + t * nb_x, nb, four);
-              std::memcpy(out + t * W.rows + i, four, sizeof four);
-            }
-          }
-        }
-        for (; i < stop - base; ++i) {
-          const std::uint8_t* row = data + i * rb;
-          for (std::size_t t = 0; t < n_tok; ++t) {
-            out[t * W.rows + i] =
-                W.type == WeightType::F32
-                    ? k.dot_f32(reinterpret_cast<const float*>(row), xf + t * stride, W.cols)
-                    : dot(row, xq + t * nb_x * sizeof(BlockQ8_0), xs + t * nb_x, nb);
-          }
-        }
+        matvec_rows(*w[s], y[s], r - base, stop - base, n_tok);
         r = stop;
       }
       base = seg_end;
     }
   };
-  pool_->run(n_chunks, fn);
+  pool_->run((total + rows - 1) / rows, fn);
+}
+
+// The FFN's gate and up matvecs and what follows them, as one job: a chunk computes gate and up rows [r0, r1)
+// (whole 32-row groups) for every token, then silu(gate) * up on those rows (into gate_) and, when `down` is
+// quantized (its cols = n_ff are then a multiple of 32), their Q8 blocks (into ffn_q_/ffn_s_: act_q_ is still
+// being read by other chunks). Before, the calling thread did the SiLU and quantization of n_ff values per token
+// alone between two jobs while the workers waited. Afterwards the FFN hidden state is the current activation.
+void CpuEngine::ffn_gate_up_job(const LayerView& L, std::size_t n_tok) {
+  const PathKernels k = kernels_for(path_);
+  const std::size_t F = model_.config.n_ff;
+  const bool quantize = L.down.type != WeightType::F32;
+  const std::size_t nb_f = F / kQuantBlockElems;
+  const std::size_t rows = chunk_rows(F);
+  auto fn = [&](std::size_t chunk, int) {
+    const std::size_t r0 = chunk * rows, r1 = std::min(F, r0 + rows);
+    matvec_rows(L.gate, gate_.data(), r0, r1, n_tok);
+    matvec_rows(L.up, up_.data(), r0, r1, n_tok);
+    for (std::size_t t = 0; t < n_tok; ++t) {
+      float* g = gate_.data() + t * F;
+      const float* u = up_.data() + t * F;
+      for (std::size_t i = r0; i < r1; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+      if (quantize) {
+        const std::size_t b0 = t * nb_f + r0 / kQuantBlockElems;
+        k.quantize(g + r0, (r1 - r0) / kQuantBlockElems, ffn_q_.data() + b0 * sizeof(BlockQ8_0), ffn_s_.data() + b0);
+      }
+    }
+  };
+  pool_->run((F + rows - 1) / rows, fn);
+  std::swap(act_q_, ffn_q_);
+  std::swap(act_s_, ffn_s_);
+  act_f32_ = gate_.data();
+  act_stride_ = F;
 }
 
 void CpuEngine::rope(float* x, std::size_t n_heads, const float* cos_t, const float* sin_t) const {
@@ -521,7 +542,7 @@ long long CpuEngine::forward(const long long* tokens, std::size_t n_tok, float* 
   const EngineConfig& c = model_.config;
   const PathKernels k = kernels_for(path_);
   const std::size_t p0 = n_past_;
-  const std::size_t E = c.n_embd, D = c.head_dim, S = c.max_seq, G = c.n_head_kv, F = c.n_ff;
+  const std::size_t E = c.n_embd, D = c.head_dim, S = c.max_seq, G = c.n_head_kv;
   const std::size_t qd = c.n_head * D, kvd = G * D, half = c.n_rot / 2;
 
   for (std::size_t t = 0; t < n_tok; ++t) {
@@ -585,16 +606,7 @@ long long CpuEngine::forward(const long long* tokens, std::size_t n_tok, float* 
     for (std::size_t i = 0; i < n_tok * E; ++i) x_[i] += tmp_[i];
     for (std::size_t t = 0; t < n_tok; ++t) rmsnorm_ggml(&x_[t * E], L.ffn_norm, &h_[t * E], E, c.rms_eps);
     quantize_act(h_.data(), E, n_tok);
-    {
-      const WeightView* w[2] = {&L.gate, &L.up};
-      float* y[2] = {gate_.data(), up_.data()};
-      matvec_job(w, y, 2, n_tok);
-    }
-    for (std::size_t i = 0; i < n_tok * F; ++i) {
-      const float g = gate_[i];
-      gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
-    }
-    quantize_act(gate_.data(), F, n_tok);
+    ffn_gate_up_job(L, n_tok);
     {
       const WeightView* w[1] = {&L.down};
       float* y[1] = {tmp_.data()};

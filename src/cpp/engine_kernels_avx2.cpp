@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "engine_kernels.h"
+#include "f16.h"
 #include "quant.h"
 #include "simd/avx2.h"
 
@@ -152,6 +153,48 @@ void dot4_q8_0_q8_0(const std::uint8_t* w, std::size_t row_bytes, const std::uin
     acc[3] = q8_0_row_step(a + 3 * row_bytes, qb, &scales[3], acc[3]);
   }
   for (int j = 0; j < 4; ++j) out[j] = hsum(acc[j]);
+}
+
+}  // namespace edgellm::cpu::avx2
+
+namespace edgellm::cpu::avx2 {
+
+// quantize_act_q8_scalar's operations on 8 lanes: the same amax (max is exact in any order), the same d and 1/d
+// expressions in scalar float, x * id rounded to nearest even by vcvtps2dq (default MXCSR rounding, as nearbyint),
+// and the integer sum of the q.
+void quantize_act_q8(const float* x, std::size_t nb, std::uint8_t* q, float* s) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (std::size_t b = 0; b < nb; ++b) {
+    const float* xb = x + b * kQuantBlockElems;
+    __m256 v[4];
+    __m256 amax8 = _mm256_setzero_ps();
+    for (int k = 0; k < 4; ++k) {
+      v[k] = _mm256_loadu_ps(xb + 8 * k);
+      amax8 = _mm256_max_ps(_mm256_andnot_ps(sign, v[k]), amax8);  // a NaN lane is skipped, as by std::max
+    }
+    const float amax = edgellm::avx2::hmax(amax8);
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i qi[4];
+    __m256i sum8 = _mm256_setzero_si256();
+    for (int k = 0; k < 4; ++k) {
+      qi[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vid));
+      sum8 = _mm256_add_epi32(sum8, qi[k]);
+    }
+    // int32 -> int8 in element order: packs work per 128-bit lane, the permute restores the order.
+    const __m256i packed = _mm256_permutevar8x32_epi32(
+        _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3])),
+        _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    std::uint8_t* blk = q + b * sizeof(BlockQ8_0);
+    const std::uint16_t dh = f32_to_f16(d);
+    std::memcpy(blk, &dh, 2);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(blk + 2), packed);
+    const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum8), _mm256_extracti128_si256(sum8, 1));
+    const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+    const int sum = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1)));
+    s[b] = f16_to_f32(f32_to_f16(d * static_cast<float>(sum)));
+  }
 }
 
 }  // namespace edgellm::cpu::avx2
