@@ -74,17 +74,19 @@ class SpinPool {
       return;
     }
     // No worker can claim anything now: every chunk of the previous job has completed, and a claim needs the new
-    // sequence number in a range word, published below. Counts and ends are written before the range words
-    // (release), and those before the job word that workers wait on (seq_cst: also ordered before the sleepers_
-    // load).
+    // sequence number in a range word, published below; the job word that workers wait on comes last (seq_cst:
+    // also ordered before the sleepers_ load). A worker still leaving the previous job may read a range word
+    // before its reset and `end` after it (a larger end would let its compare-and-swap on the old word claim a
+    // chunk that does not exist), so each range word is reset before its end, and `end` is stored with release
+    // and read with acquire: whoever sees the new end then fails its compare-and-swap on the old word.
     job_ = &fn;
     const std::uint32_t seq = ++seq_;
     const std::size_t n = static_cast<std::size_t>(n_);
     for (std::size_t t = 0; t < n; ++t) {
       Slot& s = slots_[t];
       s.done.store(0, std::memory_order_relaxed);
-      s.end.store(static_cast<std::uint32_t>(n_chunks * (t + 1) / n), std::memory_order_relaxed);
-      s.next.store(static_cast<std::uint64_t>(seq) << 32 | (n_chunks * t / n), std::memory_order_release);
+      s.next.store(static_cast<std::uint64_t>(seq) << 32 | (n_chunks * t / n), std::memory_order_relaxed);
+      s.end.store(static_cast<std::uint32_t>(n_chunks * (t + 1) / n), std::memory_order_release);
     }
     job_word_.store(seq);
     if (sleepers_.load() > 0) {
@@ -119,8 +121,8 @@ class SpinPool {
       std::uint64_t w = s.next.load(std::memory_order_acquire);
       for (;;) {
         if (static_cast<std::uint32_t>(w >> 32) != seq) return;
-        // If the word has moved on since `w` was read, `end` may be a later job's: the CAS then fails.
-        if (static_cast<std::uint32_t>(w) >= s.end.load(std::memory_order_relaxed)) break;
+        // If the word has moved on since `w` was read, `end` may be a later job's: the CAS then fails (see run()).
+        if (static_cast<std::uint32_t>(w) >= s.end.load(std::memory_order_acquire)) break;
         if (s.next.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
           // Claimed: job `seq` cannot be replaced before this chunk is counted complete.
           (*job_)(static_cast<std::uint32_t>(w), tid);
