@@ -38,16 +38,22 @@ namespace edgellm::cpu {
 // idle engine (e.g. between generate() calls) does not burn a core. The spin phase is short (kSpinRounds pauses,
 // ~0.1-0.3 ms; the jobs of a step follow each other within microseconds).
 //
-// A job is n_chunks independent chunks. Every thread, the caller included, claims chunks one at a time from the
-// job word (job sequence number << 32 | next chunk, advanced by compare-and-swap) until none is left; the caller
-// then waits only for chunks that were claimed and are still running. So a worker that is not on a core (a busy
-// machine: our threads may share a core with other processes) delays nothing it has not started: the caller does
-// its chunks. Which thread runs a chunk never changes the chunk's result.
+// A job is n_chunks independent chunks, split into one contiguous range per thread. Each thread claims the chunks
+// of its own range one at a time (compare-and-swap on that range's word: job sequence number << 32 | next chunk),
+// then claims what is left of the other threads' ranges the same way; the caller then waits only for chunks that
+// were claimed and are still running. So a worker that is not on a core (a busy machine: our threads may share a
+// core with other processes) delays nothing it has not started: the others take over its chunks. Which thread
+// runs a chunk never changes the chunk's result.
+// Why per-thread ranges rather than one shared next-chunk word: a claim on a word that another core wrote last
+// moves its cache line between cores (~0.1-0.2 us), about the time of a 32-row chunk of a decode matvec, and
+// with one shared word every claim did that. Own-range claims stay in the owner's cache; only steals at the end
+// of a job cross cores (measured on the 2-core VM: decode 205 -> 221 tok/s going from ~16 shared-word chunks per
+// thread to a static split, hence this design, which keeps the balancing of small chunks).
 class SpinPool {
  public:
   using Job = std::function<void(std::size_t chunk, int tid)>;
 
-  explicit SpinPool(int n_threads) : n_(n_threads) {
+  explicit SpinPool(int n_threads) : n_(n_threads), slots_(static_cast<std::size_t>(n_threads)) {
     for (int t = 1; t < n_; ++t) threads_.emplace_back([this, t]() { worker(t); });
   }
   ~SpinPool() {
@@ -67,19 +73,31 @@ class SpinPool {
       for (std::size_t c = 0; c < n_chunks; ++c) fn(c, 0);
       return;
     }
-    // No worker can touch these now: every chunk of the previous job has completed, and a claim needs the new
-    // sequence number, published below (seq_cst store: also ordered before the sleepers_ load).
+    // No worker can claim anything now: every chunk of the previous job has completed, and a claim needs the new
+    // sequence number in a range word, published below; the job word that workers wait on comes last (seq_cst:
+    // also ordered before the sleepers_ load). A worker still leaving the previous job may read a range word
+    // before its reset and `end` after it (a larger end would let its compare-and-swap on the old word claim a
+    // chunk that does not exist), so each range word is reset before its end, and `end` is stored with release
+    // and read with acquire: whoever sees the new end then fails its compare-and-swap on the old word.
     job_ = &fn;
-    n_chunks_.store(static_cast<std::uint32_t>(n_chunks), std::memory_order_relaxed);
-    completed_.store(0, std::memory_order_relaxed);
     const std::uint32_t seq = ++seq_;
-    word_.store(static_cast<std::uint64_t>(seq) << 32);
+    const std::size_t n = static_cast<std::size_t>(n_);
+    for (std::size_t t = 0; t < n; ++t) {
+      Slot& s = slots_[t];
+      s.done.store(0, std::memory_order_relaxed);
+      s.next.store(static_cast<std::uint64_t>(seq) << 32 | (n_chunks * t / n), std::memory_order_relaxed);
+      s.end.store(static_cast<std::uint32_t>(n_chunks * (t + 1) / n), std::memory_order_release);
+    }
+    job_word_.store(seq);
     if (sleepers_.load() > 0) {
       std::lock_guard<std::mutex> lock(mu_);
       cv_.notify_all();
     }
     work(seq, 0);
-    for (unsigned spins = 0; completed_.load(std::memory_order_acquire) != n_chunks; ++spins) {
+    for (unsigned spins = 0;; ++spins) {
+      std::size_t done = 0;
+      for (const Slot& s : slots_) done += s.done.load(std::memory_order_acquire);
+      if (done == n_chunks) break;
       if (spins < kSpinRounds) EDGELLM_CPU_RELAX();
       else std::this_thread::yield();  // a worker was descheduled mid-chunk (busy machine): let it run
     }
@@ -88,19 +106,30 @@ class SpinPool {
  private:
   static constexpr unsigned kSpinRounds = 1u << 11;
 
-  // Claims and runs chunks of job `seq` until none is left (or the job word has moved on).
+  // One thread's range of the current job, on its own cache line (the owner's claims do not disturb the others).
+  struct alignas(64) Slot {
+    std::atomic<std::uint64_t> next{0};  // job sequence number << 32 | next unclaimed chunk of the range
+    std::atomic<std::uint32_t> end{0};   // one past the range's last chunk
+    std::atomic<std::uint32_t> done{0};  // chunks of this job completed by the slot's thread (any range)
+  };
+
+  // Claims and runs chunks of job `seq`, own range first, then the others', until none is left (or the job has
+  // moved on: a range word with another sequence number).
   void work(std::uint32_t seq, int tid) {
-    std::uint64_t w = word_.load(std::memory_order_acquire);
-    for (;;) {
-      if (static_cast<std::uint32_t>(w >> 32) != seq) return;
-      const std::uint32_t chunk = static_cast<std::uint32_t>(w);
-      // If the job word has moved on since `w` was read, this may be a later job's count: the CAS then fails.
-      if (chunk >= n_chunks_.load(std::memory_order_relaxed)) return;
-      if (word_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
-        // Claimed: job `seq` cannot be replaced before this chunk is counted complete.
-        (*job_)(chunk, tid);
-        completed_.fetch_add(1, std::memory_order_release);
-        w = word_.load(std::memory_order_acquire);
+    for (int k = 0; k < n_; ++k) {
+      Slot& s = slots_[static_cast<std::size_t>((tid + k) % n_)];
+      std::uint64_t w = s.next.load(std::memory_order_acquire);
+      for (;;) {
+        if (static_cast<std::uint32_t>(w >> 32) != seq) return;
+        // If the word has moved on since `w` was read, `end` may be a later job's: the CAS then fails (see run()).
+        if (static_cast<std::uint32_t>(w) >= s.end.load(std::memory_order_acquire)) break;
+        if (s.next.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+          // Claimed: job `seq` cannot be replaced before this chunk is counted complete.
+          (*job_)(static_cast<std::uint32_t>(w), tid);
+          Slot& mine = slots_[static_cast<std::size_t>(tid)];
+          mine.done.store(mine.done.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+          w = s.next.load(std::memory_order_acquire);
+        }
       }
     }
   }
@@ -110,18 +139,18 @@ class SpinPool {
     for (;;) {
       std::uint32_t seq;
       unsigned spins = 0;
-      while ((seq = static_cast<std::uint32_t>(word_.load(std::memory_order_acquire) >> 32)) == seen) {
+      while ((seq = job_word_.load(std::memory_order_acquire)) == seen) {
         if (stop_.load(std::memory_order_relaxed)) return;
         if (++spins < kSpinRounds) {
           EDGELLM_CPU_RELAX();
         } else if (spins < 2 * kSpinRounds) {
           std::this_thread::yield();
         } else {
-          // sleepers_ is raised before the predicate reads word_ (both seq_cst): either run() sees the sleeper
-          // and notifies under the mutex, or this thread sees the new job. No lost wake-up.
+          // sleepers_ is raised before the predicate reads job_word_ (both seq_cst): either run() sees the
+          // sleeper and notifies under the mutex, or this thread sees the new job. No lost wake-up.
           std::unique_lock<std::mutex> lock(mu_);
           sleepers_.fetch_add(1);
-          cv_.wait(lock, [&]() { return stop_.load() || static_cast<std::uint32_t>(word_.load() >> 32) != seen; });
+          cv_.wait(lock, [&]() { return stop_.load() || job_word_.load() != seen; });
           sleepers_.fetch_sub(1);
           spins = 0;
         }
@@ -133,13 +162,12 @@ class SpinPool {
 
   const int n_;
   std::vector<std::thread> threads_;
-  std::atomic<std::uint64_t> word_{0};  // job sequence number << 32 | next unclaimed chunk
-  std::atomic<std::uint32_t> n_chunks_{0};
-  std::atomic<std::size_t> completed_{0};
+  std::vector<Slot> slots_;                 // one per thread, the caller's first
+  alignas(64) std::atomic<std::uint32_t> job_word_{0};  // sequence number of the latest job
   std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
   std::uint32_t seq_ = 0;     // only the calling thread of run() touches it
-  const Job* job_ = nullptr;  // written before the job word is published, read after a successful claim
+  const Job* job_ = nullptr;  // written before the job is published, read after a successful claim
   std::mutex mu_;
   std::condition_variable cv_;
 };
@@ -155,6 +183,7 @@ struct PathKernels {
   DequantFn deq_q4_0, deq_q4_1, deq_q8_0;
   DotF32Fn dot_f32;
   Dot4Fn dot4_q4_0 = nullptr, dot4_q4_1 = nullptr, dot4_q8_0 = nullptr;  // four-row kernels where a path has them
+  QuantizeActFn quantize = quantize_act_q8_scalar;
 };
 
 #define EDGELLM_ENGINE_KERNELS(ns)                                                                   \
@@ -172,6 +201,7 @@ PathKernels kernels_for(SimdPath path) {
       k.dot4_q4_0 = avx2::dot4_q4_0_q8_0;
       k.dot4_q4_1 = avx2::dot4_q4_1_q8_0;
       k.dot4_q8_0 = avx2::dot4_q8_0_q8_0;
+      k.quantize = avx2::quantize_act_q8;
       return k;
     }
 #endif
@@ -307,6 +337,8 @@ CpuEngine::CpuEngine(const ModelView& model, int n_threads, SimdPath path)
   rope_sin_.assign(B * (c.n_rot / 2), 0.0f);
   act_q_.assign(B * (max_act / kQuantBlockElems) * sizeof(BlockQ8_0), 0);
   act_s_.assign(B * (max_act / kQuantBlockElems), 0.0f);
+  ffn_q_.assign(act_q_.size(), 0);
+  ffn_s_.assign(act_s_.size(), 0.0f);
   pool_ = std::make_unique<SpinPool>(n_threads);
 }
 
@@ -328,92 +360,111 @@ std::size_t CpuEngine::weight_bytes_per_token() const {
   return total;
 }
 
-// ggml's SIMD quantize_row_q8_1 (AVX2 and NEON agree): d = amax/127 (stored f16), q = rne(x * 127/amax),
-// s = f16(d * sum q). The Q8_0 activation of Q4_0/Q8_0 weights is the same blocks without s.
+// engine_kernels.h's activation quantization (ggml's SIMD quantize_row_q8_1) of the whole [n_tok, n] buffer.
 void CpuEngine::quantize_act(const float* x, std::size_t n, std::size_t n_tok) {
   act_f32_ = x;
   act_stride_ = n;
-  const std::size_t nb = n / kQuantBlockElems;
-  for (std::size_t b = 0; b < nb * n_tok; ++b) {  // rows are contiguous: block b of the whole [n_tok, n] buffer
-    const float* xb = x + b * kQuantBlockElems;
-    float amax = 0.0f;
-    for (std::size_t j = 0; j < kQuantBlockElems; ++j) amax = std::max(amax, std::fabs(xb[j]));
-    const float d = amax / 127.0f;
-    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    BlockQ8_0 blk;
-    blk.d = f32_to_f16(d);
-    int sum = 0;
-    for (std::size_t j = 0; j < kQuantBlockElems; ++j) {
-      const int q = static_cast<int>(std::nearbyint(xb[j] * id));  // default rounding mode: to nearest even
-      blk.qs[j] = static_cast<std::int8_t>(q);
-      sum += q;
+  kernels_for(path_).quantize(x, n / kQuantBlockElems * n_tok, act_q_.data(), act_s_.data());
+}
+
+// Rows [i0, i1) of W for n_tok tokens: out[t * W.rows + i] = W[i] . activation t (act_q_/act_s_, or act_f32_
+// for F32 weights). Each weight row is read once and multiplied with every token's activations (the row stays in
+// L1 across tokens).
+void CpuEngine::matvec_rows(const WeightView& W, float* out, std::size_t i, std::size_t i1, std::size_t n_tok) const {
+  const PathKernels k = kernels_for(path_);
+  const std::uint8_t* xq = act_q_.data();
+  const float* xs = act_s_.data();
+  const std::size_t nb_x = act_stride_ / kQuantBlockElems;
+  const std::size_t rb = row_bytes(W);
+  const std::size_t nb = W.cols / kQuantBlockElems;
+  const auto* data = static_cast<const std::uint8_t*>(W.data);
+  const DotQ8Fn dot = W.type == WeightType::Q4_0   ? k.dot_q4_0
+                      : W.type == WeightType::Q4_1 ? k.dot_q4_1
+                                                   : k.dot_q8_0;
+  const Dot4Fn dot4 = W.type == WeightType::Q4_0   ? k.dot4_q4_0
+                      : W.type == WeightType::Q4_1 ? k.dot4_q4_1
+                      : W.type == WeightType::Q8_0 ? k.dot4_q8_0
+                                                   : nullptr;
+  if (dot4 != nullptr) {
+    float four[4];
+    for (; i + 4 <= i1; i += 4) {
+      for (std::size_t t = 0; t < n_tok; ++t) {
+        dot4(data + i * rb, rb, xq + t * nb_x * sizeof(BlockQ8_0), xs + t * nb_x, nb, four);
+        std::memcpy(out + t * W.rows + i, four, sizeof four);
+      }
     }
-    std::memcpy(act_q_.data() + b * sizeof(BlockQ8_0), &blk, sizeof blk);
-    act_s_[b] = f16_to_f32(f32_to_f16(d * static_cast<float>(sum)));
+  }
+  for (; i < i1; ++i) {
+    const std::uint8_t* row = data + i * rb;
+    for (std::size_t t = 0; t < n_tok; ++t) {
+      out[t * W.rows + i] = W.type == WeightType::F32
+                                ? k.dot_f32(reinterpret_cast<const float*>(row), act_f32_ + t * act_stride_, W.cols)
+                                : dot(row, xq + t * nb_x * sizeof(BlockQ8_0), xs + t * nb_x, nb);
+    }
   }
 }
 
-// The concatenated rows of the segments are split evenly over threads; each thread reads a weight row once and
-// multiplies it with every token's activations (the row stays in L1 across tokens).
+// Chunks of whole 32-row groups (multiples of 4 for the four-row kernels, of 8 so that no two chunks write one
+// cache line of an output), about 4 per thread: a late thread's range is taken over a quarter at a time, and each
+// claim has a cost (2 threads, quiet VM: 4 per thread 223, 16 per thread 220, 1 per thread 227 tok/s; with a CPU
+// hog beside: 130, 134, 126).
+std::size_t CpuEngine::chunk_rows(std::size_t total) const {
+  const std::size_t per_thread = (total + 4 * static_cast<std::size_t>(n_threads_) - 1) / (4 * n_threads_);
+  return std::max<std::size_t>(32, (per_thread + 31) / 32 * 32);
+}
+
+// The concatenated rows of the segments are split into chunks over threads.
 void CpuEngine::matvec_job(const WeightView* const* w, float* const* y, std::size_t n_seg, std::size_t n_tok) {
-  const PathKernels k = kernels_for(path_);
   std::size_t total = 0;
   for (std::size_t s = 0; s < n_seg; ++s) total += w[s]->rows;
-  const std::uint8_t* xq = act_q_.data();
-  const float* xs = act_s_.data();
-  const float* xf = act_f32_;
-  const std::size_t stride = act_stride_;
-  const std::size_t nb_x = stride / kQuantBlockElems;
-  // Chunks of whole 32-row groups (multiples of 4 for the four-row kernels, of 8 so that no two chunks write
-  // one cache line of y), about 16 per thread so that a late thread leaves little to wait for.
-  const std::size_t per_thread = (total + 16 * static_cast<std::size_t>(n_threads_) - 1) / (16 * n_threads_);
-  const std::size_t chunk_rows = std::max<std::size_t>(32, (per_thread + 31) / 32 * 32);
-  const std::size_t n_chunks = (total + chunk_rows - 1) / chunk_rows;
+  const std::size_t rows = chunk_rows(total);
   auto fn = [&](std::size_t chunk, int) {
-    std::size_t r = chunk * chunk_rows;
-    const std::size_t end = std::min(total, r + chunk_rows);
+    std::size_t r = chunk * rows;
+    const std::size_t end = std::min(total, r + rows);
     std::size_t base = 0;
     for (std::size_t s = 0; s < n_seg && r < end; ++s) {
-      const WeightView& W = *w[s];
-      const std::size_t seg_end = base + W.rows;
+      const std::size_t seg_end = base + w[s]->rows;
       if (r < seg_end) {
         const std::size_t stop = std::min(end, seg_end);
-        const std::size_t rb = row_bytes(W);
-        const std::size_t nb = W.cols / kQuantBlockElems;
-        const auto* data = static_cast<const std::uint8_t*>(W.data);
-        float* out = y[s];
-        const DotQ8Fn dot = W.type == WeightType::Q4_0   ? k.dot_q4_0
-                            : W.type == WeightType::Q4_1 ? k.dot_q4_1
-                                                         : k.dot_q8_0;
-        const Dot4Fn dot4 = W.type == WeightType::Q4_0   ? k.dot4_q4_0
-                            : W.type == WeightType::Q4_1 ? k.dot4_q4_1
-                            : W.type == WeightType::Q8_0 ? k.dot4_q8_0
-                                                         : nullptr;
-        std::size_t i = r - base;
-        if (dot4 != nullptr) {
-          float four[4];
-          for (; i + 4 <= stop - base; i += 4) {
-            for (std::size_t t = 0; t < n_tok; ++t) {
-              dot4(data + i * rb, rb, xq + t * nb_x * sizeof(BlockQ8_0), xs + t * nb_x, nb, four);
-              std::memcpy(out + t * W.rows + i, four, sizeof four);
-            }
-          }
-        }
-        for (; i < stop - base; ++i) {
-          const std::uint8_t* row = data + i * rb;
-          for (std::size_t t = 0; t < n_tok; ++t) {
-            out[t * W.rows + i] =
-                W.type == WeightType::F32
-                    ? k.dot_f32(reinterpret_cast<const float*>(row), xf + t * stride, W.cols)
-                    : dot(row, xq + t * nb_x * sizeof(BlockQ8_0), xs + t * nb_x, nb);
-          }
-        }
+        matvec_rows(*w[s], y[s], r - base, stop - base, n_tok);
         r = stop;
       }
       base = seg_end;
     }
   };
-  pool_->run(n_chunks, fn);
+  pool_->run((total + rows - 1) / rows, fn);
+}
+
+// The FFN's gate and up matvecs and what follows them, as one job: a chunk computes gate and up rows [r0, r1)
+// (whole 32-row groups) for every token, then silu(gate) * up on those rows (into gate_) and, when `down` is
+// quantized (its cols = n_ff are then a multiple of 32), their Q8 blocks (into ffn_q_/ffn_s_: act_q_ is still
+// being read by other chunks). Before, the calling thread did the SiLU and quantization of n_ff values per token
+// alone between two jobs while the workers waited. Afterwards the FFN hidden state is the current activation.
+void CpuEngine::ffn_gate_up_job(const LayerView& L, std::size_t n_tok) {
+  const PathKernels k = kernels_for(path_);
+  const std::size_t F = model_.config.n_ff;
+  const bool quantize = L.down.type != WeightType::F32;
+  const std::size_t nb_f = F / kQuantBlockElems;
+  const std::size_t rows = chunk_rows(F);
+  auto fn = [&](std::size_t chunk, int) {
+    const std::size_t r0 = chunk * rows, r1 = std::min(F, r0 + rows);
+    matvec_rows(L.gate, gate_.data(), r0, r1, n_tok);
+    matvec_rows(L.up, up_.data(), r0, r1, n_tok);
+    for (std::size_t t = 0; t < n_tok; ++t) {
+      float* g = gate_.data() + t * F;
+      const float* u = up_.data() + t * F;
+      for (std::size_t i = r0; i < r1; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+      if (quantize) {
+        const std::size_t b0 = t * nb_f + r0 / kQuantBlockElems;
+        k.quantize(g + r0, (r1 - r0) / kQuantBlockElems, ffn_q_.data() + b0 * sizeof(BlockQ8_0), ffn_s_.data() + b0);
+      }
+    }
+  };
+  pool_->run((F + rows - 1) / rows, fn);
+  std::swap(act_q_, ffn_q_);
+  std::swap(act_s_, ffn_s_);
+  act_f32_ = gate_.data();
+  act_stride_ = F;
 }
 
 void CpuEngine::rope(float* x, std::size_t n_heads, const float* cos_t, const float* sin_t) const {
@@ -493,7 +544,7 @@ long long CpuEngine::forward(const long long* tokens, std::size_t n_tok, float* 
   const EngineConfig& c = model_.config;
   const PathKernels k = kernels_for(path_);
   const std::size_t p0 = n_past_;
-  const std::size_t E = c.n_embd, D = c.head_dim, S = c.max_seq, G = c.n_head_kv, F = c.n_ff;
+  const std::size_t E = c.n_embd, D = c.head_dim, S = c.max_seq, G = c.n_head_kv;
   const std::size_t qd = c.n_head * D, kvd = G * D, half = c.n_rot / 2;
 
   for (std::size_t t = 0; t < n_tok; ++t) {
@@ -557,16 +608,7 @@ long long CpuEngine::forward(const long long* tokens, std::size_t n_tok, float* 
     for (std::size_t i = 0; i < n_tok * E; ++i) x_[i] += tmp_[i];
     for (std::size_t t = 0; t < n_tok; ++t) rmsnorm_ggml(&x_[t * E], L.ffn_norm, &h_[t * E], E, c.rms_eps);
     quantize_act(h_.data(), E, n_tok);
-    {
-      const WeightView* w[2] = {&L.gate, &L.up};
-      float* y[2] = {gate_.data(), up_.data()};
-      matvec_job(w, y, 2, n_tok);
-    }
-    for (std::size_t i = 0; i < n_tok * F; ++i) {
-      const float g = gate_[i];
-      gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
-    }
-    quantize_act(gate_.data(), F, n_tok);
+    ffn_gate_up_job(L, n_tok);
     {
       const WeightView* w[1] = {&L.down};
       float* y[1] = {tmp_.data()};

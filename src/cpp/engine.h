@@ -28,9 +28,10 @@
 //
 // Threads: a pool of n_threads - 1 workers owned by the engine (none for n_threads = 1), spinning briefly
 // between jobs, then yielding, then sleeping on a condition variable. Matvec rows (chunks of >= 32 rows) and
-// attention (token, head) pairs are chunks that every thread, the caller included, claims until none is left
-// (a chunk's result never depends on the thread); small vector ops run on the calling thread. No global state: two engines are independent. One engine
-// must not be used from two threads at once (the Python binding refuses a second concurrent call).
+// attention (token, head) pairs are chunks; each thread, the caller included, claims the chunks of its own
+// contiguous range, then what is left of the others' (a chunk's result never depends on the thread); small
+// vector ops run on the calling thread. No global state: two engines are independent. One engine must not be
+// used from two threads at once (the Python binding refuses a second concurrent call).
 //
 // Limits: head_dim even, n_rot <= head_dim and even, H a multiple of G, every matrix's cols a multiple of 32,
 // max_seq >= 1. Positions past max_seq are refused (std::length_error) before anything is modified.
@@ -144,6 +145,12 @@ class CpuEngine {
   void check_tokens(const long long* tokens, std::size_t n) const;
   // y_s[t * rows_s + r] = W_s[r] . activation t, for up to 3 matrices sharing the activations of n_tok tokens.
   void matvec_job(const WeightView* const* w, float* const* y, std::size_t n_seg, std::size_t n_tok);
+  // Rows [i0, i1) of one matrix for n_tok tokens (the work of a matvec chunk).
+  void matvec_rows(const WeightView& w, float* y, std::size_t i0, std::size_t i1, std::size_t n_tok) const;
+  // Rows per matvec chunk for a job of `total` rows.
+  std::size_t chunk_rows(std::size_t total) const;
+  // gate/up matvecs, silu(gate) * up and its quantization as one job; leaves the result as the activations.
+  void ffn_gate_up_job(const LayerView& L, std::size_t n_tok);
   // Quantizes n_tok rows of n floats (row stride n) into act_q_/act_s_ (row strides n/32 blocks).
   void quantize_act(const float* x, std::size_t n, std::size_t n_tok);
   void attention(std::size_t layer, std::size_t first_pos, std::size_t n_tok);
@@ -162,6 +169,8 @@ class CpuEngine {
   std::vector<float> rope_cos_, rope_sin_;  // [kMaxBatch][n_rot/2]
   std::vector<std::uint8_t> act_q_;       // Q8_0 blocks of the current activations
   std::vector<float> act_s_;              // per block f16(d * sum q) (Q8_1's s)
+  std::vector<std::uint8_t> ffn_q_;       // ffn_gate_up_job's output blocks (swapped with act_q_/act_s_ after it)
+  std::vector<float> ffn_s_;
   const float* act_f32_ = nullptr;        // the current activations in f32 (for F32 weights)
   std::size_t act_stride_ = 0;            // floats per token row of act_f32_ / blocks per token row of act_q_
 };

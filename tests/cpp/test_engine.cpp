@@ -1,5 +1,6 @@
 // The CPU decode engine (engine.h) and its four-row kernels (engine_kernels.h):
-//  - avx2::dot4_* are bit-identical to the single-row quant kernels they replace (memcmp of the floats);
+//  - avx2::dot4_* are bit-identical to the single-row quant kernels they replace (memcmp of the floats), and the
+//    AVX2 activation quantization to the scalar one;
 //  - on every runnable path, a tiny random model gives bit-identical logits for 1 and 3 threads, and for
 //    batched prefill vs token-by-token steps (per-token arithmetic never depends on the split or the batch);
 //  - the scalar and SIMD paths agree within a tolerance (different float summation orders);
@@ -56,8 +57,33 @@ int test_dot4() {
   }
   return failures;
 }
+
+// The AVX2 activation quantization gives the scalar version's bytes and floats (blocks of random normals of
+// several scales, an all-zero block, exact ties x * 127/amax = k + 0.5, and amax in a negative element).
+int test_quantize_act() {
+  if (!edgellm::simd_path_supported(SimdPath::Avx2)) return 0;
+  const std::size_t nb = 40;
+  std::vector<float> x = edgellm_test::random_normal(nb * 32, 23);
+  for (std::size_t b = 0; b < nb; ++b) {
+    const float scale = b % 5 == 0 ? 1e-3f : b % 5 == 1 ? 40.0f : 1.0f;
+    for (std::size_t j = 0; j < 32; ++j) x[b * 32 + j] *= scale;
+  }
+  for (std::size_t j = 0; j < 32; ++j) x[32 + j] = 0.0f;
+  for (std::size_t j = 0; j < 32; ++j) x[64 + j] = (static_cast<float>(j) - 15.5f) * 2.0f;  // amax 31 at j = 0
+  for (std::size_t j = 0; j < 32; ++j) x[96 + j] = j == 0 ? 127.0f : static_cast<float>(j) - 15.5f;  // id = 1: ties
+  std::vector<std::uint8_t> q1(nb * sizeof(BlockQ8_0)), q2(q1.size());
+  std::vector<float> s1(nb), s2(nb);
+  quantize_act_q8_scalar(x.data(), nb, q1.data(), s1.data());
+  avx2::quantize_act_q8(x.data(), nb, q2.data(), s2.data());
+  if (q1 != q2 || std::memcmp(s1.data(), s2.data(), nb * sizeof(float)) != 0) {
+    std::printf("FAIL quantize_act_q8: AVX2 differs from scalar\n");
+    return 1;
+  }
+  return 0;
+}
 #else
 int test_dot4() { return 0; }
+int test_quantize_act() { return 0; }
 #endif
 
 struct TinyModel {
@@ -165,4 +191,4 @@ int test_engine_runs() {
 
 }  // namespace
 
-int test_engine() { return test_dot4() + test_engine_runs(); }
+int test_engine() { return test_dot4() + test_quantize_act() + test_engine_runs(); }
