@@ -110,6 +110,39 @@ def test_gpu_matches_cpu_beyond_1024_keys(tmp_path: Path, step_mode: str) -> Non
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("step_mode", STEP_MODES)
+def test_gpu_batched_prefill(tmp_path: Path, step_mode: str) -> None:
+    # A 1050-token prompt: 131 batched prefill steps of 8 tokens (across the 256, 1024 and n_ctx graph buckets),
+    # then 2 decode steps. The last token's logits against the CPU engine's and against the GPU's own token-by-token
+    # steps; then the decode continues from the cache the batched steps wrote.
+    path = _tiny(tmp_path / "m.gguf", "qwen2", {"attn_v.weight": Q.Q8_0}, False, seed=8)
+    cpu = Model.load(path, n_threads=2, n_ctx=1100)
+    gpu = Model.load(path, device="cuda", n_ctx=1100, step_mode=step_mode)
+    rng = np.random.default_rng(5)
+    prompt = rng.integers(0, 258 + EXTRA_TOKENS, size=1050).astype(np.int64)
+    la = np.full(cpu.config.n_vocab, np.nan, dtype=np.float32)
+    lb = la.copy()
+    cpu._engine.prefill(prompt, la)
+    gpu.reset()
+    gpu._engine.prefill(prompt, lb)
+    assert gpu.n_past == 1050 and np.isfinite(lb).all()
+    scale = np.ptp(la)
+    rel = np.abs(la - lb) / scale
+    assert np.median(rel) <= TINY_MEDIAN_REL and rel.max() <= TINY_MAX_REL, (float(np.median(rel)), float(rel.max()))
+    by_step = _teacher_forced(gpu, [int(t) for t in prompt])[-1]
+    rel = np.abs(by_step - lb) / scale
+    assert np.median(rel) <= TINY_MEDIAN_REL and rel.max() <= TINY_MAX_REL, (float(np.median(rel)), float(rel.max()))
+    gpu.reset()
+    gpu._engine.prefill(prompt, lb)
+    for t in rng.integers(0, 258 + EXTRA_TOKENS, size=10):
+        cpu.forward(int(t), la)
+        lb[:] = np.nan
+        gpu.forward(int(t), lb)
+        rel = np.abs(la - lb) / np.ptp(la)
+        assert np.median(rel) <= TINY_MEDIAN_REL and rel.max() <= TINY_MAX_REL, (float(np.median(rel)), float(rel.max()))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("step_mode", STEP_MODES)
 def test_gpu_greedy_generation_and_state(tmp_path: Path, step_mode: str) -> None:
     path = _tiny(tmp_path / "m.gguf", "llama", {}, True, seed=3)
     cpu = Model.load(path, n_threads=1, n_ctx=64)

@@ -8,7 +8,8 @@
 #           tests meanwhile, keeps the first half of the GGUF in /tmp
 #   call 2: bash tools/device_e2e.sh run SHA256     carry: .whl .devcarry/model2
 #           joins and checks the GGUF, runs the GPU tests (the real-model GPU-vs-CPU test included) and
-#           bench/run.py --suite e2e-gpu with EDGELLM_LLAMA_BENCH set; results packed into $OUT/e2e_gpu.tar.gz
+#           bench/run.py --suite e2e-gpu with EDGELLM_LLAMA_BENCH set (SKIP_BENCH=1: not), then tools/engine_probe.py
+#           in both step modes; results packed into $OUT/e2e_gpu.tar.gz
 # Make the parts here with: head -c 49000000 MODEL > .devcarry/model1/smol.part1;
 #                           tail -c +49000001 MODEL > .devcarry/model2/smol.part2
 set -uo pipefail
@@ -55,8 +56,10 @@ case "${1:-}" in
     echo "pytest exit $?"; tail -4 "$OUT/e2e/pytest_engine_gpu.log"
     python3 -m edgellm_ext generate --model $MODEL --device cuda --chat --prompt "What is the capital of France?" -n 40 > "$OUT/e2e/cli.txt" 2>&1
     echo "cli exit $?"; tail -c 600 "$OUT/e2e/cli.txt"; echo
-    python3 "$ROOT/bench/run.py" --suite e2e-gpu --out "$OUT/e2e/bench" ${BENCH_ARGS:-} > "$OUT/e2e/bench.log" 2>&1
-    echo "bench exit $?"; grep -vE "^\s*$" "$OUT/e2e/bench.log" | tail -45
+    if [ -z "${SKIP_BENCH:-}" ]; then
+      python3 "$ROOT/bench/run.py" --suite e2e-gpu --out "$OUT/e2e/bench" ${BENCH_ARGS:-} > "$OUT/e2e/bench.log" 2>&1
+      echo "bench exit $?"; grep -vE "^\s*$" "$OUT/e2e/bench.log" | tail -45
+    fi
     for mode in graph persistent; do  # both step modes on the real model (the bench measures the default, graph)
       for depth in 0 4096; do
         timeout 120 python3 "$ROOT/tools/engine_probe.py" --model $MODEL --step-mode $mode --depth $depth --runs 3 2>&1 | grep '"run": 3' | cut -c1-150 | sed "s/^/[$mode d=$depth] /"

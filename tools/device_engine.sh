@@ -8,6 +8,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 CUDAARCHS=90
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$ROOT"/.whl/*.whl && export PYTHONPATH=/tmp/site
+# The first half of the real GGUF, when carried, for a following `tools/device_e2e.sh run` call.
+[ -f "$ROOT/.devcarry/model1/smol.part1" ] && mkdir -p /tmp/smol && cp "$ROOT/.devcarry/model1/smol.part1" /tmp/smol/
 rm -rf "$ROOT/build"
 t0=$(date +%s)
 python3 -m pip install -q --no-build-isolation --no-deps "$ROOT" > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }

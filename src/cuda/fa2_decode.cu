@@ -166,7 +166,7 @@ __global__ void __launch_bounds__(NW * 32)
 fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache,
                   const int* __restrict__ seq_lens, T* __restrict__ out, float* __restrict__ partial_out,
                   float* __restrict__ partial_lse, int* __restrict__ counters, int q_heads, int kv_heads,
-                  int max_seq, float scale_log2, int num_splits, int chunk) {
+                  int max_seq, float scale_log2, int num_splits, int chunk, int kv_shared) {
   using G = Geometry<T, D, NW>;
   constexpr int E = G::kElemsPerLane;
   constexpr int TPK = G::kLanesPerKey;
@@ -187,7 +187,8 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
   const int key_group = lane / TPK;  // which of the warp's keys this lane works on
   const int lane_in_key = lane % TPK;
 
-  const size_t head_offset = (static_cast<size_t>(b) * kv_heads + kv_head) * static_cast<size_t>(max_seq) * D;
+  const int cache_b = kv_shared ? 0 : b;  // kv_shared: every query of the batch reads one cache (a prefill chunk)
+  const size_t head_offset = (static_cast<size_t>(cache_b) * kv_heads + kv_head) * static_cast<size_t>(max_seq) * D;
   const T* k_base = k_cache + head_offset;
   const T* v_base = v_cache + head_offset;
 
@@ -447,7 +448,7 @@ void launch_for_dim(int hpb, dim3 grid, cudaStream_t stream, const void* q, cons
   auto go = [&](auto kernel, int threads) {
     kernel<<<grid, threads, 0, stream>>>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
                                          lens, static_cast<T*>(out), po, plse, counters, s.q_heads, s.kv_heads,
-                                         s.max_seq, scale_log2, splits, chunk);
+                                         s.max_seq, scale_log2, splits, chunk, s.kv_shared ? 1 : 0);
   };
   switch (hpb) {
     case 1: go(fa2_decode_kernel<T, D, 1>, 32 * warps_for(D, 1)); break;

@@ -7,7 +7,8 @@
 // Storage fp16, bf16 or fp32; every product, the online softmax and the accumulators are fp32; the output is
 // rounded once to the storage type.
 //
-// Layouts (C-contiguous): q, out [B, Hq, D]; k_cache, v_cache [B, Hkv, max_seq, D]; seq_lens int32 [B].
+// Layouts (C-contiguous): q, out [B, Hq, D]; k_cache, v_cache [B, Hkv, max_seq, D] (or [1, ...] with kv_shared);
+// seq_lens int32 [B].
 // D in {64, 80, 96, 128, 256}. Pointers must be 16-byte aligned (every row is a multiple of 16 bytes).
 //
 // Launch: grid (num_splits, Hkv * ceil(G / HPB), B), 256 threads for HPB <= 2, 128 for HPB >= 4 (register use).
@@ -41,6 +42,9 @@ struct Fa2DecodeShape {
   int head_dim = 0;
   int max_seq = 0;
   DType dtype = DType::F16;
+  // Every sequence b reads the K/V of b = 0 (caches [1, Hkv, max_seq, D]): several query tokens of one sequence
+  // at once, each with its own length (the GPU engine's batched prefill: causal within the chunk).
+  bool kv_shared = false;
 };
 
 // Number of KV splits for a shape when the longest sequence is `max_len` keys: enough blocks to give every SM

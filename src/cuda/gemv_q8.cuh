@@ -86,7 +86,8 @@ struct GemvParams {
   const void* in = nullptr;        // the activation source (f32 or fp16 [K])
   const float* norm_w = nullptr;   // RmsNorm prologue
   float eps = 0.0f;
-  float* out = nullptr;            // Store / AddResidual / SwiGlu: [rows of segment 0]
+  float* out = nullptr;            // Store / AddResidual / SwiGlu: [rows of segment 0] per token
+  int out_stride = 0;              // floats between two tokens' outputs (NT > 1)
   // QkvRope epilogue
   const float* bias[3] = {nullptr, nullptr, nullptr};
   __half* q_out = nullptr;         // [n_head * D]
@@ -237,33 +238,39 @@ __device__ __forceinline__ void load_batch(const RowPair& rp, int base, int n_it
 
 // Adds the batch's block contributions to acc_a / acc_b (per lane; the caller reduces). The 4 lanes of one
 // block sum their integer parts with two shuffles first, so each block enters exactly once.
-template <int TYPE>
+// NT: tokens (activations) multiplied with the same loaded weights (1 in decode; a prefill chunk otherwise).
+template <int TYPE, int NT>
 __device__ __forceinline__ void consume_batch(const RowPair& rp, int base, int n_items, int gl, int gs,
-                                              const Batch& bt, const Act& act, float& acc_a, float& acc_b) {
+                                              const Batch& bt, const Act (&act)[NT], float (&acc_a)[NT],
+                                              float (&acc_b)[NT]) {
 #pragma unroll
   for (int u = 0; u < kBatch; ++u) {
     if (base + gs * u + gl - (gl & 31) >= n_items) break;  // warp-uniform: the warp's first lane has nothing
     const int it = base + gs * u + gl;
     const bool valid = it < n_items;  // whole groups of 4 lanes are valid or not (n_items % 4 == 0)
     const int blk = it >> 2, part = it & 3;
-    int sa = valid ? item_dot_any<TYPE>(rp.type_a, bt.a[u], blk, part, act) : 0;
-    int sb = valid && rp.b ? item_dot_any<TYPE>(rp.type_b, bt.b[u], blk, part, act) : 0;
-    sa += __shfl_xor_sync(0xffffffffu, sa, 1);
-    sa += __shfl_xor_sync(0xffffffffu, sa, 2);
-    sb += __shfl_xor_sync(0xffffffffu, sb, 1);
-    sb += __shfl_xor_sync(0xffffffffu, sb, 2);
-    if (valid && part == 0) {
-      acc_a += block_value_any<TYPE>(rp.type_a, bt.a[u], blk, sa, act);
-      if (rp.b) acc_b += block_value_any<TYPE>(rp.type_b, bt.b[u], blk, sb, act);
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      int sa = valid ? item_dot_any<TYPE>(rp.type_a, bt.a[u], blk, part, act[t]) : 0;
+      int sb = valid && rp.b ? item_dot_any<TYPE>(rp.type_b, bt.b[u], blk, part, act[t]) : 0;
+      sa += __shfl_xor_sync(0xffffffffu, sa, 1);
+      sa += __shfl_xor_sync(0xffffffffu, sa, 2);
+      sb += __shfl_xor_sync(0xffffffffu, sb, 1);
+      sb += __shfl_xor_sync(0xffffffffu, sb, 2);
+      if (valid && part == 0) {
+        acc_a[t] += block_value_any<TYPE>(rp.type_a, bt.a[u], blk, sa, act[t]);
+        if (rp.b) acc_b[t] += block_value_any<TYPE>(rp.type_b, bt.b[u], blk, sb, act[t]);
+      }
     }
   }
 }
 
-// Builds the Q8_1 activation in shared memory from the prologue's source (all threads take part).
+// Builds the Q8_1 activation of token `tok` (input row p.in + tok * K) in shared memory from the prologue's
+// source (all threads take part).
 // Pass 1 stages the values (x * g for RmsNorm) in shared memory, with every global load of a thread in flight
 // at once; pass 2 quantizes, one thread per 8 elements (4 threads per 32-element block, combined by shuffles).
 template <Prologue P, int WARPS, bool COHERENT>
-__device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq, float* sd, float* ss,
+__device__ void build_activation(const GemvParams& p, int tok, float* sv, std::int8_t* sq, float* sd, float* ss,
                                  float* red) {
   constexpr int kThreads = WARPS * 32;
   const int k = p.k;
@@ -280,9 +287,9 @@ __device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq
       g[j] = 1.0f;
       if (i < k) {
         if constexpr (P == Prologue::F16) {
-          x[j] = __half2float(load_act<COHERENT>(static_cast<const __half*>(p.in) + i));
+          x[j] = __half2float(load_act<COHERENT>(static_cast<const __half*>(p.in) + static_cast<std::size_t>(tok) * k + i));
         } else {
-          x[j] = load_act<COHERENT>(static_cast<const float*>(p.in) + i);
+          x[j] = load_act<COHERENT>(static_cast<const float*>(p.in) + static_cast<std::size_t>(tok) * k + i);
         }
         if constexpr (P == Prologue::RmsNorm) g[j] = p.norm_w[i];
       }
@@ -376,9 +383,9 @@ __device__ PairRows pair_rows(const GemvParams& p, int pair) {
 }
 
 
-// Dynamic shared memory of a GEMV with input length k in a block of `warps` warps: staged values sv (f32 [k]),
-// block scales sd, ss (f32 [k/32] each), the block reduction red (f32 [warps]), the K-split partial sums
-// group_sum (float2 [warps]), and the quantized activation sq (int8 [k]).
+// Dynamic shared memory of a GEMV with input length k for nt tokens in a block of `warps` warps: staged values sv
+// (f32 [k], reused per token), block scales sd, ss (f32 [nt][k/32] each), the block reduction red (f32 [warps]),
+// the K-split partial sums group_sum (float2 [warps][nt]), and the quantized activations sq (int8 [nt][k]).
 struct GemvSmem {
   float* sv;
   float* sd;
@@ -388,19 +395,19 @@ struct GemvSmem {
   std::int8_t* sq;
 };
 
-__host__ __device__ inline std::size_t gemv_smem_bytes(int k, int warps) {
-  return static_cast<std::size_t>(k) * (sizeof(float) + 1) + 2 * sizeof(float) * (k / kQK) +
-         static_cast<std::size_t>(warps) * (sizeof(float) + sizeof(float2));
+__host__ __device__ inline std::size_t gemv_smem_bytes(int k, int warps, int nt = 1) {
+  return static_cast<std::size_t>(k) * sizeof(float) + static_cast<std::size_t>(nt) * k +
+         2 * sizeof(float) * nt * (k / kQK) + static_cast<std::size_t>(warps) * (sizeof(float) + nt * sizeof(float2));
 }
 
-__device__ inline GemvSmem gemv_smem(unsigned char* base, int k, int warps) {  // base: 16-byte aligned
+__device__ inline GemvSmem gemv_smem(unsigned char* base, int k, int warps, int nt = 1) {  // base: 16-byte aligned
   GemvSmem s;
   s.sv = reinterpret_cast<float*>(base);
   s.sd = s.sv + k;
-  s.ss = s.sd + k / kQK;
-  s.red = s.ss + k / kQK;
+  s.ss = s.sd + nt * (k / kQK);
+  s.red = s.ss + nt * (k / kQK);
   s.group_sum = reinterpret_cast<float2*>(s.red + warps);  // 8-byte aligned: k % 32 == 0 and warps even
-  s.sq = reinterpret_cast<std::int8_t*>(s.group_sum + warps);
+  s.sq = reinterpret_cast<std::int8_t*>(s.group_sum + warps * nt);
   return s;
 }
 
@@ -457,12 +464,16 @@ __device__ __forceinline__ void gemv_prefetch(const GemvParams& p, int block, Ge
   }
 }
 
-// The GEMV of block `block` of `n_blocks`: builds the activation, then each group takes row pairs
-// block * groups + group, + n_blocks * groups, ... (c: from gemv_prefetch with the same block). best: the
-// thread's running argmax (StoreArgmax only).
-template <Prologue P, Epilogue E, int TYPE, int WARPS, bool COHERENT>
+// The GEMV of block `block` of `n_blocks` for NT tokens (their inputs: rows p.in + t * K; their outputs: see the
+// epilogues): builds the activations, then each group takes row pairs block * groups + group,
+// + n_blocks * groups, ... (c: from gemv_prefetch with the same block), each loaded weight multiplied with all NT
+// activations. best: the thread's running argmax (StoreArgmax only, NT = 1).
+// Per token t the epilogue writes: Store/AddResidual/SwiGlu: p.out + t * p.out_stride; QkvRope: q_out + t * H * D
+// and the cache at position state[1] + t.
+template <Prologue P, Epilogue E, int TYPE, int WARPS, bool COHERENT, int NT = 1>
 __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int n_blocks, GemvCursor& c,
                                              const GemvSmem& s, ArgmaxAcc* best) {
+  static_assert(NT == 1 || E != Epilogue::StoreArgmax, "the argmax epilogue is for one token");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int n_items = p.k / kQK * 4;
   const int ksplit = p.ksplit;
@@ -470,8 +481,13 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
   const int groups = WARPS >> kshift;
   const int group = warp >> kshift, sub = warp & (ksplit - 1);
   const int gl = sub * 32 + lane, gs = 32 * ksplit;
-  build_activation<P, WARPS, COHERENT>(p, s.sv, s.sq, s.sd, s.ss, s.red);
-  const Act act{reinterpret_cast<const int*>(s.sq), s.sd, s.ss};
+  const int nb = p.k / kQK;
+  Act act[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    build_activation<P, WARPS, COHERENT>(p, t, s.sv, s.sq + t * p.k, s.sd + t * nb, s.ss + t * nb, s.red);
+    act[t] = Act{reinterpret_cast<const int*>(s.sq + t * p.k), s.sd + t * nb, s.ss + t * nb};
+  }
 
   const int stride = n_blocks * groups;
   for (int pair_base = block * groups; pair_base < p.n_pairs; pair_base += stride) {  // block-uniform
@@ -479,7 +495,9 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
     const bool active = pair < p.n_pairs;  // warp-uniform
     const PairRows cur = c.r;
     const RowPair cur_rp = c.rp;
-    float2 dot = make_float2(0.0f, 0.0f);
+    float2 dot[NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) dot[t] = make_float2(0.0f, 0.0f);
     if (active) {
       // The next round's first batch (the LM head loops over its rows) goes out before this one is consumed.
       Batch bt_next;
@@ -488,62 +506,77 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
         c.rp = pair_row_pointers(p, c.r);
         load_batch<TYPE>(c.rp, 0, n_items, gl, gs, bt_next);
       }
-      float acc_a = 0.0f, acc_b = 0.0f;
-      consume_batch<TYPE>(cur_rp, 0, n_items, gl, gs, c.bt, act, acc_a, acc_b);
+      float acc_a[NT], acc_b[NT];
+#pragma unroll
+      for (int t = 0; t < NT; ++t) acc_a[t] = acc_b[t] = 0.0f;
+      consume_batch<TYPE, NT>(cur_rp, 0, n_items, gl, gs, c.bt, act, acc_a, acc_b);
       for (int base = gs * kBatch; base < n_items; base += gs * kBatch) {
         load_batch<TYPE>(cur_rp, base, n_items, gl, gs, c.bt);
-        consume_batch<TYPE>(cur_rp, base, n_items, gl, gs, c.bt, act, acc_a, acc_b);
+        consume_batch<TYPE, NT>(cur_rp, base, n_items, gl, gs, c.bt, act, acc_a, acc_b);
       }
-      dot = make_float2(warp_sum(acc_a), warp_sum(acc_b));
+#pragma unroll
+      for (int t = 0; t < NT; ++t) dot[t] = make_float2(warp_sum(acc_a[t]), warp_sum(acc_b[t]));
       c.bt = bt_next;
     }
     if (ksplit > 1) {
-      if (lane == 0) s.group_sum[warp] = dot;
+      if (lane == 0) {
+#pragma unroll
+        for (int t = 0; t < NT; ++t) s.group_sum[warp * NT + t] = dot[t];
+      }
       __syncthreads();
       if (sub == 0) {
         for (int w = 1; w < ksplit; ++w) {
-          dot.x += s.group_sum[warp + w].x;
-          dot.y += s.group_sum[warp + w].y;
+#pragma unroll
+          for (int t = 0; t < NT; ++t) {
+            dot[t].x += s.group_sum[(warp + w) * NT + t].x;
+            dot[t].y += s.group_sum[(warp + w) * NT + t].y;
+          }
         }
       }
       __syncthreads();  // group_sum is reused by the next round
     }
     if (!active || sub != 0 || lane != 0) continue;
     const bool has_b = cur_rp.b != nullptr;
-    if constexpr (E == Epilogue::Store || E == Epilogue::StoreArgmax) {
-      p.out[cur.row_a] = dot.x;
-      if (has_b) p.out[cur.row_b] = dot.y;
-      if constexpr (E == Epilogue::StoreArgmax) {
-        argmax_update(*best, dot.x, cur.row_a);
-        if (has_b) argmax_update(*best, dot.y, cur.row_b);
-      }
-    } else if constexpr (E == Epilogue::AddResidual) {
-      p.out[cur.row_a] = load_act<COHERENT>(p.out + cur.row_a) + dot.x;
-      if (has_b) p.out[cur.row_b] = load_act<COHERENT>(p.out + cur.row_b) + dot.y;
-    } else if constexpr (E == Epilogue::SwiGlu) {
-      const float g = dot.x;
-      p.out[cur.row_a] = g / (1.0f + expf(-g)) * dot.y;  // silu(gate) * up
-    } else {  // QkvRope: bias, rotation, fp16 stores (q buffer, or the cache at the current position)
-      float a = dot.x, b = dot.y;
-      const float* bias = p.bias[cur.seg_a];
-      if (bias) { a += bias[cur.row_a]; b += bias[cur.row_b]; }
-      const int pos = load_act<COHERENT>(p.state + 1);
-      if (cur.rope_i >= 0) {
-        float sn, cs;
-        sincosf(static_cast<float>(pos) * p.inv_freq[cur.rope_i], &sn, &cs);
-        const float a2 = a * cs - b * sn;
-        b = a * sn + b * cs;
-        a = a2;
-      }
-      if (cur.seg_a == 0) {
-        p.q_out[cur.row_a] = __float2half_rn(a);
-        p.q_out[cur.row_b] = __float2half_rn(b);
-      } else {
-        const int head = cur.row_a / p.head_dim;  // both rows of a pair are in one head
-        __half* cache = (cur.seg_a == 1 ? p.k_cache : p.v_cache) +
-                        (static_cast<std::size_t>(head) * p.max_seq + pos) * p.head_dim;
-        cache[cur.row_a % p.head_dim] = __float2half_rn(a);
-        cache[cur.row_b % p.head_dim] = __float2half_rn(b);
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const float2 d = dot[t];
+      float* out = p.out + static_cast<std::size_t>(t) * p.out_stride;
+      if constexpr (E == Epilogue::Store || E == Epilogue::StoreArgmax) {
+        out[cur.row_a] = d.x;
+        if (has_b) out[cur.row_b] = d.y;
+        if constexpr (E == Epilogue::StoreArgmax) {
+          argmax_update(*best, d.x, cur.row_a);
+          if (has_b) argmax_update(*best, d.y, cur.row_b);
+        }
+      } else if constexpr (E == Epilogue::AddResidual) {
+        out[cur.row_a] = load_act<COHERENT>(out + cur.row_a) + d.x;
+        if (has_b) out[cur.row_b] = load_act<COHERENT>(out + cur.row_b) + d.y;
+      } else if constexpr (E == Epilogue::SwiGlu) {
+        const float g = d.x;
+        out[cur.row_a] = g / (1.0f + expf(-g)) * d.y;  // silu(gate) * up
+      } else {  // QkvRope: bias, rotation, fp16 stores (q buffer, or the cache at the current position)
+        float a = d.x, b = d.y;
+        const float* bias = p.bias[cur.seg_a];
+        if (bias) { a += bias[cur.row_a]; b += bias[cur.row_b]; }
+        const int pos = load_act<COHERENT>(p.state + 1) + t;
+        if (cur.rope_i >= 0) {
+          float sn, cs;
+          sincosf(static_cast<float>(pos) * p.inv_freq[cur.rope_i], &sn, &cs);
+          const float a2 = a * cs - b * sn;
+          b = a * sn + b * cs;
+          a = a2;
+        }
+        if (cur.seg_a == 0) {
+          __half* q = p.q_out + static_cast<std::size_t>(t) * p.seg[0].rows;
+          q[cur.row_a] = __float2half_rn(a);
+          q[cur.row_b] = __float2half_rn(b);
+        } else {
+          const int head = cur.row_a / p.head_dim;  // both rows of a pair are in one head
+          __half* cache = (cur.seg_a == 1 ? p.k_cache : p.v_cache) +
+                          (static_cast<std::size_t>(head) * p.max_seq + pos) * p.head_dim;
+          cache[cur.row_a % p.head_dim] = __float2half_rn(a);
+          cache[cur.row_b % p.head_dim] = __float2half_rn(b);
+        }
       }
     }
   }

@@ -24,6 +24,7 @@ constexpr int kGemvThreads = kGemvWarps * 32;
 constexpr int kBlocksPerSm = 4;   // GEMV grid cap: row pairs beyond it are looped over (the LM head)
 constexpr int kEmbedThreads = 256;
 constexpr int kArgmaxThreads = 1024;
+constexpr int kPrefillTokens = 8;  // prompt tokens per batched prefill step (each GEMV weight load serves all 8)
 
 // Programmatic dependent launch (sm_90+): a kernel lets the next one in the stream start (trigger), and a kernel
 // launched with programmatic stream serialization reads nothing the previous kernels wrote before wait().
@@ -44,28 +45,32 @@ __device__ __forceinline__ void pdl_wait() {
 // Launch: grid min(ceil(n_pairs / groups), 4 * SMs), kGemvThreads threads, dynamic shared memory
 // gemv_smem_bytes(K, kGemvWarps) (opt-in above 48 KiB). With programmatic launch the first weights are loaded
 // before waiting for the previous kernel (weights are never written), so their latency overlaps its tail.
-template <Prologue P, Epilogue E, int TYPE>
+// NT: tokens per launch (1: a decode step; kPrefillTokens: a batched prefill step).
+template <Prologue P, Epilogue E, int TYPE, int NT>
 __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
-  const GemvSmem s = gemv_smem(smem, p.k, kGemvWarps);
+  const GemvSmem s = gemv_smem(smem, p.k, kGemvWarps, NT);
   pdl_trigger();
   GemvCursor c;
   gemv_prefetch<E, TYPE, kGemvWarps>(p, blockIdx.x, c);
   pdl_wait();  // from here on, the previous kernels' outputs (x, o, act, the cache, state) are visible
-  gemv_compute<P, E, TYPE, kGemvWarps, false>(p, blockIdx.x, gridDim.x, c, s, nullptr);
+  gemv_compute<P, E, TYPE, kGemvWarps, false, NT>(p, blockIdx.x, gridDim.x, c, s, nullptr);
 }
 
 // ------------------------------------------------------------------------------------- embedding and argmax
-// x = row state[0] of the embedding, dequantized; state[2] = state[1] + 1 (the attention's length).
-// Launch: 1 block of kEmbedThreads. An id outside [0, n_vocab) (the host validates ids; this is memory safety
-// only) reads row 0.
-__global__ void embed_kernel(Segment embd, int n_embd, int* state, float* x) {
+// Token t (block t): x[t] = row tokens[t] of the embedding, dequantized; lens[t] = state[1] + 1 + t (the
+// attention's length for that token). A decode step: tokens = state, lens = state + 2, 1 block.
+// Launch: one block of kEmbedThreads per token. An id outside [0, n_vocab) (the host validates ids; this is
+// memory safety only) reads row 0.
+__global__ void embed_kernel(Segment embd, int n_embd, const int* tokens, const int* state, int* lens, float* x) {
   pdl_trigger();  // the first layer's GEMV may start prefetching its weights
-  int token = state[0];
+  const int t = blockIdx.x;
+  int token = tokens[t];
   if (token < 0 || token >= embd.rows) token = 0;
   const std::uint8_t* row = embd.w + static_cast<std::size_t>(token) * embd.row_bytes;
-  for (int i = threadIdx.x; i < n_embd; i += blockDim.x) x[i] = dequant(row, embd.type, i);
-  if (threadIdx.x == 0) state[2] = state[1] + 1;
+  float* xt = x + static_cast<std::size_t>(t) * n_embd;
+  for (int i = threadIdx.x; i < n_embd; i += blockDim.x) xt[i] = dequant(row, embd.type, i);
+  if (threadIdx.x == 0) lens[t] = state[1] + 1 + t;
 }
 
 // state[0] = state[3] = the first index of the largest logit (NaN never wins); state[1] += 1 (the next position).
@@ -101,16 +106,16 @@ __global__ void argmax_kernel(const float* logits, int n, int* state) {
 }
 
 // Above 48 KiB of dynamic shared memory a kernel must opt in (once per kernel, for all its type variants).
-template <Prologue P, Epilogue E>
+template <Prologue P, Epilogue E, int NT = 1>
 void allow_gemv_smem(int k) {
-  const int bytes = static_cast<int>(gemv_smem_bytes(k, kGemvWarps));
-  for (auto kernel : {gemv_q8_kernel<P, E, 0>, gemv_q8_kernel<P, E, kTypeQ4_0>, gemv_q8_kernel<P, E, kTypeQ4_1>,
-                      gemv_q8_kernel<P, E, kTypeQ8_0>}) {
+  const int bytes = static_cast<int>(gemv_smem_bytes(k, kGemvWarps, NT));
+  for (auto kernel : {gemv_q8_kernel<P, E, 0, NT>, gemv_q8_kernel<P, E, kTypeQ4_0, NT>,
+                      gemv_q8_kernel<P, E, kTypeQ4_1, NT>, gemv_q8_kernel<P, E, kTypeQ8_0, NT>}) {
     EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   }
 }
 
-template <Prologue P, Epilogue E>
+template <Prologue P, Epilogue E, int NT = 1>
 void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool programmatic, cudaStream_t stream) {
   p.ksplit = gemv_ksplit(p.k, kGemvWarps);
   const int groups = kGemvWarps / p.ksplit;
@@ -122,7 +127,7 @@ void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool program
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(blocks);
   cfg.blockDim = dim3(kGemvThreads);
-  cfg.dynamicSmemBytes = gemv_smem_bytes(p.k, kGemvWarps);
+  cfg.dynamicSmemBytes = gemv_smem_bytes(p.k, kGemvWarps, NT);
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -130,10 +135,10 @@ void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool program
   cfg.attrs = attr;
   cfg.numAttrs = programmatic ? 1 : 0;
   switch (type) {
-    case kTypeQ4_0: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeQ4_0>, p)); break;
-    case kTypeQ4_1: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeQ4_1>, p)); break;
-    case kTypeQ8_0: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeQ8_0>, p)); break;
-    default: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, 0>, p)); break;
+    case kTypeQ4_0: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeQ4_0, NT>, p)); break;
+    case kTypeQ4_1: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeQ4_1, NT>, p)); break;
+    case kTypeQ8_0: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeQ8_0, NT>, p)); break;
+    default: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, 0, NT>, p)); break;
   }
 }
 
@@ -146,16 +151,23 @@ struct StepGemvs {
   GemvParams p[4];  // qkv, o-proj, gate/up, down
 };
 
-struct GpuEngine::Bucket {
-  int length_hint = 0;  // the graph is used while n_past + 1 <= length_hint
-  std::vector<std::unique_ptr<Fa2DecodeOp>> attention;  // one per layer (its own split workspace)
+// One captured CUDA graph.
+struct GpuEngine::Graph {
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t exec = nullptr;
   std::size_t nodes = 0;
-  ~Bucket() {
+  ~Graph() {
     if (exec) cudaGraphExecDestroy(exec);
     if (graph) cudaGraphDestroy(graph);
   }
+};
+
+// The graph-mode step and the batched prefill step for lengths up to length_hint, each captured on first use.
+struct GpuEngine::Bucket {
+  int length_hint = 0;  // the graphs are used while the longest attention length <= length_hint
+  std::vector<std::unique_ptr<Fa2DecodeOp>> attention;          // decode: one per layer (its own split workspace)
+  std::vector<std::unique_ptr<Fa2DecodeOp>> prefill_attention;  // kPrefillTokens queries, one cache
+  Graph decode, prefill;
 };
 
 namespace {
@@ -210,6 +222,10 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
   allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu>(static_cast<int>(E));
   allow_gemv_smem<Prologue::F32, Epilogue::AddResidual>(static_cast<int>(F));
   allow_gemv_smem<Prologue::RmsNorm, Epilogue::Store>(static_cast<int>(E));
+  allow_gemv_smem<Prologue::RmsNorm, Epilogue::QkvRope, kPrefillTokens>(static_cast<int>(E));
+  allow_gemv_smem<Prologue::F16, Epilogue::AddResidual, kPrefillTokens>(static_cast<int>(H * D));
+  allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu, kPrefillTokens>(static_cast<int>(E));
+  allow_gemv_smem<Prologue::F32, Epilogue::AddResidual, kPrefillTokens>(static_cast<int>(F));
 
   // Lay every piece out in one device buffer, then copy.
   struct Piece { const void* host; std::size_t bytes; std::size_t offset; };
@@ -293,14 +309,18 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
   const std::size_t cache_bytes = c.n_layer * G * S * D * sizeof(__half);
   k_cache_ = std::make_unique<DeviceBuffer>(cache_bytes);
   v_cache_ = std::make_unique<DeviceBuffer>(cache_bytes);
-  x_ = std::make_unique<DeviceBuffer>(E * sizeof(float));
-  q_ = std::make_unique<DeviceBuffer>(qd * sizeof(__half));
-  o_ = std::make_unique<DeviceBuffer>(qd * sizeof(__half));
-  act_ = std::make_unique<DeviceBuffer>(F * sizeof(float));
+  // Activations for kPrefillTokens tokens (a decode step uses row 0).
+  const std::size_t T = kPrefillTokens;
+  x_ = std::make_unique<DeviceBuffer>(T * E * sizeof(float));
+  q_ = std::make_unique<DeviceBuffer>(T * qd * sizeof(__half));
+  o_ = std::make_unique<DeviceBuffer>(T * qd * sizeof(__half));
+  act_ = std::make_unique<DeviceBuffer>(T * F * sizeof(float));
+  prefill_io_ = std::make_unique<DeviceBuffer>((2 * T + 4) * sizeof(int));  // tokens [T], state [4], lens [T]
+  EDGELLM_CUDA_CHECK(cudaMemsetAsync(prefill_io_->data(), 0, prefill_io_->bytes(), stream_.get()));
   logits_ = std::make_unique<DeviceBuffer>(V * sizeof(float));
   state_ = std::make_unique<DeviceBuffer>(4 * sizeof(int));
   EDGELLM_CUDA_CHECK(cudaMemsetAsync(state_->data(), 0, state_->bytes(), stream_.get()));
-  EDGELLM_CUDA_CHECK(cudaMallocHost(&host_io_, 2 * sizeof(int)));
+  EDGELLM_CUDA_CHECK(cudaMallocHost(&host_io_, (kPrefillTokens + 4) * sizeof(int)));
   stream_.synchronize();
   if (mode == GpuStepMode::Persistent) setup_persistent();
 }
@@ -355,9 +375,10 @@ GpuEngine::~GpuEngine() {
 
 std::size_t GpuEngine::device_bytes() const {
   std::size_t n = weights_->bytes() + k_cache_->bytes() + v_cache_->bytes() + x_->bytes() + q_->bytes() + o_->bytes() +
-                  act_->bytes() + logits_->bytes() + state_->bytes();
+                  act_->bytes() + logits_->bytes() + state_->bytes() + prefill_io_->bytes();
   for (const auto& b : buckets_) {
     for (const auto& op : b->attention) n += op->workspace_bytes();
+    for (const auto& op : b->prefill_attention) n += op->workspace_bytes();
   }
   for (const auto* buf : {&gemv_dev_, &o32_, &attn_partial_, &sync_, &trace_}) {
     if (*buf) n += (*buf)->bytes();
@@ -436,8 +457,8 @@ GemvParams GpuEngine::head_gemv() const {
 void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
   const cpu::EngineConfig& c = config_;
   int* state = static_cast<int*>(state_->data());
-  embed_kernel<<<1, kEmbedThreads, 0, stream>>>(segment(tok_embd_), static_cast<int>(c.n_embd), state,
-                                                static_cast<float*>(x_->data()));
+  embed_kernel<<<1, kEmbedThreads, 0, stream>>>(segment(tok_embd_), static_cast<int>(c.n_embd), state, state,
+                                                state + 2, static_cast<float*>(x_->data()));
   EDGELLM_CUDA_CHECK_LAUNCH("gpu engine embed");
   for (std::size_t l = 0; l < c.n_layer; ++l) {
     const StepGemvs g = layer_gemvs(l, o_->data());
@@ -453,11 +474,36 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
   EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_, state, sizeof(int), cudaMemcpyDeviceToHost, stream));
 }
 
+// A batched prefill step: kPrefillTokens prompt tokens (prefill_io_: tokens, state {-, position}, lens) through
+// every layer with the same kernels, each GEMV weight load serving all of them, the attention one fa2_decode
+// launch with a query per token over the shared cache (token t sees position + t + 1 keys: causal). No LM head.
+void GpuEngine::enqueue_prefill(Bucket& b, cudaStream_t stream) {
+  const cpu::EngineConfig& c = config_;
+  constexpr int T = kPrefillTokens;
+  int* io = static_cast<int*>(prefill_io_->data());
+  const int* state = io + T;
+  embed_kernel<<<T, kEmbedThreads, 0, stream>>>(segment(tok_embd_), static_cast<int>(c.n_embd), io, state,
+                                                io + T + 4, static_cast<float*>(x_->data()));
+  EDGELLM_CUDA_CHECK_LAUNCH("gpu engine prefill embed");
+  for (std::size_t l = 0; l < c.n_layer; ++l) {
+    StepGemvs g = layer_gemvs(l, o_->data());
+    g.p[0].state = state;
+    g.p[1].out_stride = static_cast<int>(c.n_embd);
+    g.p[2].out_stride = static_cast<int>(c.n_ff);
+    g.p[3].out_stride = static_cast<int>(c.n_embd);
+    launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope, T>(g.p[0], 3, multiprocessors_, false, stream);
+    b.prefill_attention[l]->launch(stream);
+    launch_gemv<Prologue::F16, Epilogue::AddResidual, T>(g.p[1], 1, multiprocessors_, false, stream);
+    launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu, T>(g.p[2], 2, multiprocessors_, false, stream);
+    launch_gemv<Prologue::F32, Epilogue::AddResidual, T>(g.p[3], 1, multiprocessors_, false, stream);
+  }
+}
+
 GpuEngine::Bucket& GpuEngine::bucket_for(std::size_t length) {
   for (auto& b : buckets_) {
     if (length <= static_cast<std::size_t>(b->length_hint)) return *b;
   }
-  // Buckets 256, 1024, 4096, ... (x4), the last one max_seq; each captured once, on first use.
+  // Buckets 256, 1024, 4096, ... (x4), the last one max_seq; their graphs captured on first use.
   std::size_t hint = 256;
   while (hint < length) hint *= 4;
   hint = std::min(hint, config_.max_seq);
@@ -476,15 +522,22 @@ GpuEngine::Bucket& GpuEngine::bucket_for(std::size_t length) {
   const auto v_base = reinterpret_cast<std::uintptr_t>(v_cache_->data());
   const auto lens = reinterpret_cast<std::uintptr_t>(static_cast<int*>(state_->data()) + 2);
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  Fa2DecodeShape prefill_shape = shape;
+  prefill_shape.batch = kPrefillTokens;
+  prefill_shape.kv_shared = true;
+  const auto prefill_lens = reinterpret_cast<std::uintptr_t>(static_cast<int*>(prefill_io_->data()) + 2 * kPrefillTokens + 4);
   for (std::size_t l = 0; l < c.n_layer; ++l) {
     b->attention.push_back(std::make_unique<Fa2DecodeOp>(
         shape, reinterpret_cast<std::uintptr_t>(q_->data()), k_base + l * layer_cache, v_base + l * layer_cache, lens,
         reinterpret_cast<std::uintptr_t>(o_->data()), scale, b->length_hint, 0, 0));
+    b->prefill_attention.push_back(std::make_unique<Fa2DecodeOp>(
+        prefill_shape, reinterpret_cast<std::uintptr_t>(q_->data()), k_base + l * layer_cache,
+        v_base + l * layer_cache, prefill_lens, reinterpret_cast<std::uintptr_t>(o_->data()), scale, b->length_hint,
+        0, 0));
     // Plain launches for the attention (and the argmax): launching them programmatically changed the engine's
     // outputs from run to run on the H200 (a race we have not found) and was no faster; the waiting hooks it needed
     // inside fa2_decode also slowed the kernel by 5-50% in the kernels suite, so they were removed.
   }
-  capture(*b);
   buckets_.push_back(std::move(b));
   return *buckets_.back();
 }
@@ -518,24 +571,22 @@ void GpuEngine::enqueue_persistent_step(cudaStream_t stream) {
   EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_, p.state, sizeof(int), cudaMemcpyDeviceToHost, stream));
 }
 
-void GpuEngine::capture(Bucket& b) {
+// Captures what `enqueue` puts on the engine's stream into g (once).
+template <class Enqueue>
+void GpuEngine::capture(Graph& g, Enqueue enqueue) {
   cudaStream_t s = stream_.get();
   EDGELLM_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
   try {
-    if (persistent_) {
-      enqueue_persistent_step(s);
-    } else {
-      enqueue_step(b, s);
-    }
+    enqueue(s);
   } catch (...) {
     cudaGraph_t broken = nullptr;
     cudaStreamEndCapture(s, &broken);
     if (broken) cudaGraphDestroy(broken);
     throw;
   }
-  EDGELLM_CUDA_CHECK(cudaStreamEndCapture(s, &b.graph));
-  EDGELLM_CUDA_CHECK(cudaGraphInstantiate(&b.exec, b.graph, 0));
-  EDGELLM_CUDA_CHECK(cudaGraphGetNodes(b.graph, nullptr, &b.nodes));
+  EDGELLM_CUDA_CHECK(cudaStreamEndCapture(s, &g.graph));
+  EDGELLM_CUDA_CHECK(cudaGraphInstantiate(&g.exec, g.graph, 0));
+  EDGELLM_CUDA_CHECK(cudaGraphGetNodes(g.graph, nullptr, &g.nodes));
 }
 
 void GpuEngine::check_tokens(const long long* tokens, std::size_t n) const {
@@ -544,13 +595,19 @@ void GpuEngine::check_tokens(const long long* tokens, std::size_t n) const {
 
 long long GpuEngine::step(long long token, float* logits) {
   check_tokens(&token, 1);
-  if (persistent_ && !persistent_graph_) {  // one graph for every length: the kernel reads the position itself
-    auto b = std::make_unique<Bucket>();
-    b->length_hint = static_cast<int>(config_.max_seq);
-    capture(*b);
-    persistent_graph_ = std::move(b);
+  Graph* graph = nullptr;
+  if (persistent_) {  // one graph for every length: the kernel reads the position itself
+    if (!persistent_graph_) {
+      auto g = std::make_unique<Graph>();
+      capture(*g, [&](cudaStream_t st) { enqueue_persistent_step(st); });
+      persistent_graph_ = std::move(g);
+    }
+    graph = persistent_graph_.get();
+  } else {
+    Bucket& b = bucket_for(n_past_ + 1);
+    if (!b.decode.exec) capture(b.decode, [&](cudaStream_t st) { enqueue_step(b, st); });
+    graph = &b.decode;
   }
-  Bucket& b = persistent_ ? *persistent_graph_ : bucket_for(n_past_ + 1);
   cudaStream_t s = stream_.get();
   last_h2d_bytes_ = 0;
   if (!device_state_current_ || token != last_argmax_) {
@@ -561,11 +618,11 @@ long long GpuEngine::step(long long token, float* logits) {
     EDGELLM_CUDA_CHECK(cudaMemcpyAsync(state_->data(), host_io_, bytes, cudaMemcpyHostToDevice, s));
     last_h2d_bytes_ = bytes;
   }
-  EDGELLM_CUDA_CHECK(cudaGraphLaunch(b.exec, s));
+  EDGELLM_CUDA_CHECK(cudaGraphLaunch(graph->exec, s));
   EDGELLM_CUDA_CHECK(cudaStreamSynchronize(s));
   last_argmax_ = host_io_[0];
   last_d2h_bytes_ = sizeof(int);
-  last_graph_nodes_ = b.nodes;
+  last_graph_nodes_ = graph->nodes;
   ++n_past_;
   device_state_current_ = true;
   if (logits) {
@@ -578,8 +635,26 @@ long long GpuEngine::step(long long token, float* logits) {
 long long GpuEngine::prefill(const long long* tokens, std::size_t n, float* logits) {
   if (n == 0) throw std::invalid_argument("GpuEngine: no tokens to prefill");
   check_tokens(tokens, n);
+  // Batched steps of kPrefillTokens while more than that many remain (the last token always goes through a
+  // decode step, which runs the LM head), then decode steps.
+  std::size_t i = 0;
+  cudaStream_t s = stream_.get();
+  while (n - i > static_cast<std::size_t>(kPrefillTokens)) {
+    Bucket& b = bucket_for(n_past_ + kPrefillTokens);
+    if (!b.prefill.exec) capture(b.prefill, [&](cudaStream_t st) { enqueue_prefill(b, st); });
+    for (int t = 0; t < kPrefillTokens; ++t) host_io_[t] = static_cast<int>(tokens[i + t]);
+    host_io_[kPrefillTokens] = 0;
+    host_io_[kPrefillTokens + 1] = static_cast<int>(n_past_);  // the chunk's first position
+    EDGELLM_CUDA_CHECK(cudaMemcpyAsync(prefill_io_->data(), host_io_, (kPrefillTokens + 2) * sizeof(int),
+                                       cudaMemcpyHostToDevice, s));
+    EDGELLM_CUDA_CHECK(cudaGraphLaunch(b.prefill.exec, s));
+    EDGELLM_CUDA_CHECK(cudaStreamSynchronize(s));  // host_io_ is rewritten by the next chunk
+    n_past_ += kPrefillTokens;
+    i += kPrefillTokens;
+    device_state_current_ = false;  // the next decode step writes its token and position
+  }
   long long best = -1;
-  for (std::size_t i = 0; i < n; ++i) best = step(tokens[i], i + 1 == n ? logits : nullptr);
+  for (; i < n; ++i) best = step(tokens[i], i + 1 == n ? logits : nullptr);
   return best;
 }
 

@@ -20,6 +20,7 @@
 // previous kernel finishes and prefetch their first weight rows into L2 before waiting for its results. The token id and position live in device memory: a greedy step whose input is the previous
 // step's argmax needs no host-to-device copy at all; a prompt token or a sampled token costs one 4-byte copy.
 // The only synchronisation per step is the wait for the 4-byte token id.
+// A prompt runs in batched prefill steps of 8 tokens (prefill()), each its own graph per length bucket.
 //
 // Attention is FlashAttention-2 decode (fa2_decode.h), whose split count is fixed per captured graph from a length
 // hint: one graph per length bucket (256, 1024, 4096, ... up to max_seq keys), captured on first use.
@@ -89,7 +90,9 @@ class GpuEngine {
   // One token at position n_past(); fills logits (n_vocab floats, host) when given; returns the argmax (the LM
   // head always runs). cpu::ContextFull when the cache is full, std::out_of_range for a bad id: nothing changed.
   long long step(long long token, float* logits);
-  // The prompt, token by token through the same graph; returns the last token's argmax (logits of the last).
+  // The prompt: batched steps of 8 tokens (one graph per length bucket: the same kernels with every weight load
+  // serving 8 tokens, the attention causal over the shared cache, no LM head) while more than 8 remain, then
+  // decode steps; returns the last token's argmax (logits of the last).
   long long prefill(const long long* tokens, std::size_t n, float* logits);
   void truncate(std::size_t n);
   // Persistent step only (std::invalid_argument otherwise), for tuning: from the next step on, block 0 records the
@@ -113,12 +116,15 @@ class GpuEngine {
   bool programmatic_launch() const { return programmatic_; }
 
  private:
+  struct Graph;
   struct Bucket;
   Bucket& bucket_for(std::size_t length);
   void enqueue_step(Bucket& b, cudaStream_t stream);
+  void enqueue_prefill(Bucket& b, cudaStream_t stream);
   void setup_persistent();
   void enqueue_persistent_step(cudaStream_t stream);
-  void capture(Bucket& b);
+  template <class Enqueue>
+  void capture(Graph& g, Enqueue enqueue);
   std::size_t stage_trace_entries() const;
   // The GEMV parameters of layer l (o_in: the attention output the o-projection reads) and of the LM head.
   StepGemvs layer_gemvs(std::size_t l, const void* o_in) const;
@@ -136,9 +142,12 @@ class GpuEngine {
   const float* inv_freq_ = nullptr;        // [n_rot / 2]: base^(-2i/n_rot) / rope_freqs[i]
   std::vector<DeviceLayer> layers_;
   std::unique_ptr<DeviceBuffer> k_cache_, v_cache_;  // fp16 [L][G][max_seq][D]
-  std::unique_ptr<DeviceBuffer> x_, q_, o_, act_, logits_;  // residual f32 [E]; q, o fp16 [H*D]; f32 [F]; f32 [V]
+  // Per token t < kPrefillTokens (a decode step uses t = 0): residual f32 [T][E]; q, o fp16 [T][H*D]; act f32
+  // [T][F]; logits f32 [V].
+  std::unique_ptr<DeviceBuffer> x_, q_, o_, act_, logits_;
   std::unique_ptr<DeviceBuffer> state_;       // int32 {token, position, seq_len, argmax}
-  int* host_io_ = nullptr;                    // pinned {token, position}: the argmax comes back in [0]
+  std::unique_ptr<DeviceBuffer> prefill_io_;  // int32 batched prefill: tokens [T], {-, position, -, -}, lens [T]
+  int* host_io_ = nullptr;  // pinned {token, position} (the argmax comes back in [0]); a prefill chunk's tokens
   std::vector<std::unique_ptr<Bucket>> buckets_;
   // Persistent mode: every GEMV's parameters on the device, the f32 attention output, the attention's split
   // partials, the barrier/attention counters and the argmax slot (cleared before each step), and its one graph.
@@ -147,7 +156,7 @@ class GpuEngine {
   std::unique_ptr<DeviceBuffer> gemv_dev_, o32_, attn_partial_, sync_, trace_;
   int attn_max_chunks_ = 0;
   std::size_t persistent_smem_ = 0;
-  std::unique_ptr<Bucket> persistent_graph_;
+  std::unique_ptr<Graph> persistent_graph_;
   std::size_t n_past_ = 0;
   // The device's {token, position} are {last_argmax_, n_past_} (false at first and after truncate()): a step
   // given last_argmax_ then copies nothing to the device.
