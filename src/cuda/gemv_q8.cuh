@@ -172,9 +172,10 @@ __device__ __forceinline__ int item_dot(const Item& it, int blk, int part, const
 
 // One block's contribution from its exact integer dot product (ggml's order: (d_w * d_x) * sumi + m_w * s_x).
 template <int TYPE>
-__device__ __forceinline__ float block_value(const Item& it, int blk, int sumi, const Act& a) {
+// with_min = false leaves out Q4_1's minimum term (a lane that is not its block's first, in the prefill GEMVs).
+__device__ __forceinline__ float block_value(const Item& it, int blk, int sumi, const Act& a, bool with_min = true) {
   const float v = half_bits_to_float(it.scales) * a.d[blk] * static_cast<float>(sumi);
-  if constexpr (TYPE == kTypeQ4_1) return v + half_bits_to_float(it.scales >> 16) * a.s[blk];
+  if constexpr (TYPE == kTypeQ4_1) return with_min ? v + half_bits_to_float(it.scales >> 16) * a.s[blk] : v;
   return v;
 }
 
@@ -204,9 +205,11 @@ __device__ __forceinline__ int item_dot_any(int type, const Item& it, int blk, i
   }
 }
 template <int TYPE>
-__device__ __forceinline__ float block_value_any(int type, const Item& it, int blk, int sumi, const Act& a) {
-  if constexpr (TYPE != 0) return block_value<TYPE>(it, blk, sumi, a);
-  return type == kTypeQ4_1 ? block_value<kTypeQ4_1>(it, blk, sumi, a) : block_value<kTypeQ8_0>(it, blk, sumi, a);
+__device__ __forceinline__ float block_value_any(int type, const Item& it, int blk, int sumi, const Act& a,
+                                                 bool with_min = true) {
+  if constexpr (TYPE != 0) return block_value<TYPE>(it, blk, sumi, a, with_min);
+  return type == kTypeQ4_1 ? block_value<kTypeQ4_1>(it, blk, sumi, a, with_min)
+                           : block_value<kTypeQ8_0>(it, blk, sumi, a, with_min);
 }
 
 // kBatch rounds of items per lane and row, loaded into registers before any is used so that their loads are in
@@ -249,6 +252,25 @@ __device__ __forceinline__ void consume_batch(const RowPair& rp, int base, int n
     const int it = base + gs * u + gl;
     const bool valid = it < n_items;  // whole groups of 4 lanes are valid or not (n_items % 4 == 0)
     const int blk = it >> 2, part = it & 3;
+    if constexpr (NT > 1) {
+      // Prefill: each lane scales its own quarter of the block (no shuffles, a quarter of the instructions per
+      // token); the block then enters as four float products instead of one exact integer sum: the prefill's
+      // results differ from a decode step's by float rounding only.
+      if (valid) {
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
+          acc_a[t] += block_value_any<TYPE>(rp.type_a, bt.a[u], blk,
+                                            item_dot_any<TYPE>(rp.type_a, bt.a[u], blk, part, act[t]), act[t],
+                                            part == 0);
+          if (rp.b) {
+            acc_b[t] += block_value_any<TYPE>(rp.type_b, bt.b[u], blk,
+                                              item_dot_any<TYPE>(rp.type_b, bt.b[u], blk, part, act[t]), act[t],
+                                              part == 0);
+          }
+        }
+      }
+      continue;
+    }
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       int sa = valid ? item_dot_any<TYPE>(rp.type_a, bt.a[u], blk, part, act[t]) : 0;

@@ -525,7 +525,7 @@ GpuEngine::Bucket& GpuEngine::bucket_for(std::size_t length) {
   Fa2DecodeShape prefill_shape = shape;
   prefill_shape.batch = kPrefillTokens;
   prefill_shape.kv_shared = true;
-  const auto prefill_lens = reinterpret_cast<std::uintptr_t>(static_cast<int*>(prefill_io_->data()) + 2 * kPrefillTokens + 4);
+  const auto prefill_lens = reinterpret_cast<std::uintptr_t>(static_cast<int*>(prefill_io_->data()) + kPrefillTokens + 4);
   for (std::size_t l = 0; l < c.n_layer; ++l) {
     b->attention.push_back(std::make_unique<Fa2DecodeOp>(
         shape, reinterpret_cast<std::uintptr_t>(q_->data()), k_base + l * layer_cache, v_base + l * layer_cache, lens,
