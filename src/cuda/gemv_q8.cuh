@@ -269,19 +269,16 @@ __device__ __forceinline__ void consume_batch(const RowPair& rp, int base, int n
           }
         }
       }
-      continue;
-    }
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      int sa = valid ? item_dot_any<TYPE>(rp.type_a, bt.a[u], blk, part, act[t]) : 0;
-      int sb = valid && rp.b ? item_dot_any<TYPE>(rp.type_b, bt.b[u], blk, part, act[t]) : 0;
+    } else {  // decode: the block's exact integer sum, as on the CPU
+      int sa = valid ? item_dot_any<TYPE>(rp.type_a, bt.a[u], blk, part, act[0]) : 0;
+      int sb = valid && rp.b ? item_dot_any<TYPE>(rp.type_b, bt.b[u], blk, part, act[0]) : 0;
       sa += __shfl_xor_sync(0xffffffffu, sa, 1);
       sa += __shfl_xor_sync(0xffffffffu, sa, 2);
       sb += __shfl_xor_sync(0xffffffffu, sb, 1);
       sb += __shfl_xor_sync(0xffffffffu, sb, 2);
       if (valid && part == 0) {
-        acc_a[t] += block_value_any<TYPE>(rp.type_a, bt.a[u], blk, sa, act[t]);
-        if (rp.b) acc_b[t] += block_value_any<TYPE>(rp.type_b, bt.b[u], blk, sb, act[t]);
+        acc_a[0] += block_value_any<TYPE>(rp.type_a, bt.a[u], blk, sa, act[0]);
+        if (rp.b) acc_b[0] += block_value_any<TYPE>(rp.type_b, bt.b[u], blk, sb, act[0]);
       }
     }
   }
@@ -368,6 +365,96 @@ __device__ void build_activation(const GemvParams& p, int tok, float* sv, std::i
       if ((oct & 3) == 0) {
         sd[oct / 4] = __half2float(__float2half_rn(d));
         ss[oct / 4] = __half2float(__float2half_rn(d * static_cast<float>(qsum)));
+      }
+    }
+  }
+  __syncthreads();
+}
+
+// The Q8_1 activations of NT > 1 tokens (a prefill step) at once, same rule as build_activation: pass 1 (RmsNorm
+// only) sums every token's squares with all its loads in flight, one reduction for all tokens (red: WARPS * NT
+// floats); pass 2 quantizes (token, 8 elements) items, re-reading the inputs (L1/L2) instead of staging them.
+template <Prologue P, int WARPS, bool COHERENT, int NT>
+__device__ void build_activations(const GemvParams& p, std::int8_t* sq, float* sd, float* ss, float* red) {
+  constexpr int kThreads = WARPS * 32;
+  const int k = p.k;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  auto input = [&](int t, int i) -> float {
+    const std::size_t at = static_cast<std::size_t>(t) * k + i;
+    if constexpr (P == Prologue::F16) {
+      return __half2float(load_act<COHERENT>(static_cast<const __half*>(p.in) + at));
+    } else {
+      return load_act<COHERENT>(static_cast<const float*>(p.in) + at);
+    }
+  };
+  float scale[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) scale[t] = 1.0f;
+  if constexpr (P == Prologue::RmsNorm) {
+    float sum[NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) sum[t] = 0.0f;
+    for (int i = tid; i < k; i += kThreads) {
+      float x[NT];
+#pragma unroll
+      for (int t = 0; t < NT; ++t) x[t] = input(t, i);
+#pragma unroll
+      for (int t = 0; t < NT; ++t) sum[t] += x[t] * x[t];
+    }
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      sum[t] = warp_sum(sum[t]);
+      if (lane == 0) red[warp * NT + t] = sum[t];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      float total = 0.0f;
+      for (int w = 0; w < WARPS; ++w) total += red[w * NT + t];
+      scale[t] = 1.0f / sqrtf(total / static_cast<float>(k) + p.eps);  // ggml: mean, + eps, 1/sqrt
+    }
+  }
+  const int n_oct = k / 8;
+  for (int base = 0; base < NT * n_oct; base += kThreads) {  // uniform trip count: every lane reaches the shuffles
+    const int item = base + tid;
+    const bool valid = item < NT * n_oct;  // whole groups of 4 threads are valid or not (n_oct % 4 == 0)
+    const int t = valid ? item / n_oct : 0, oct = valid ? item % n_oct : 0;
+    float st = 1.0f;
+#pragma unroll
+    for (int u = 0; u < NT; ++u) st = u == t ? scale[u] : st;  // register-indexed without local memory
+    float v[8];
+    float amax = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      float x = 0.0f;
+      if (valid) {
+        x = input(t, oct * 8 + j);
+        if constexpr (P == Prologue::RmsNorm) x *= p.norm_w[oct * 8 + j];
+      }
+      v[j] = x * st;
+      amax = fmaxf(amax, fabsf(v[j]));
+    }
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    int qsum = 0;
+    unsigned packed[2] = {0u, 0u};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int q = __float2int_rn(__fmul_rn(v[j], id));
+      qsum += q;
+      packed[j / 4] |= (static_cast<unsigned>(q) & 0xFFu) << (8 * (j % 4));
+    }
+    qsum += __shfl_xor_sync(0xffffffffu, qsum, 1);
+    qsum += __shfl_xor_sync(0xffffffffu, qsum, 2);
+    if (valid) {
+      unsigned* q32 = reinterpret_cast<unsigned*>(sq + static_cast<std::size_t>(t) * k);
+      q32[oct * 2] = packed[0];
+      q32[oct * 2 + 1] = packed[1];
+      if ((oct & 3) == 0) {
+        sd[t * (k / kQK) + oct / 4] = __half2float(__float2half_rn(d));
+        ss[t * (k / kQK) + oct / 4] = __half2float(__float2half_rn(d * static_cast<float>(qsum)));
       }
     }
   }
@@ -505,11 +592,13 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
   const int gl = sub * 32 + lane, gs = 32 * ksplit;
   const int nb = p.k / kQK;
   Act act[NT];
-#pragma unroll
-  for (int t = 0; t < NT; ++t) {
-    build_activation<P, WARPS, COHERENT>(p, t, s.sv, s.sq + t * p.k, s.sd + t * nb, s.ss + t * nb, s.red);
-    act[t] = Act{reinterpret_cast<const int*>(s.sq + t * p.k), s.sd + t * nb, s.ss + t * nb};
+  if constexpr (NT == 1) {
+    build_activation<P, WARPS, COHERENT>(p, 0, s.sv, s.sq, s.sd, s.ss, s.red);
+  } else {  // group_sum's WARPS * NT float2 are free until the first reduction
+    build_activations<P, WARPS, COHERENT, NT>(p, s.sq, s.sd, s.ss, reinterpret_cast<float*>(s.group_sum));
   }
+#pragma unroll
+  for (int t = 0; t < NT; ++t) act[t] = Act{reinterpret_cast<const int*>(s.sq + t * p.k), s.sd + t * nb, s.ss + t * nb};
 
   const int stride = n_blocks * groups;
   for (int pair_base = block * groups; pair_base < p.n_pairs; pair_base += stride) {  // block-uniform
