@@ -13,8 +13,9 @@ What is timed, per context depth d (methodology: depths 0 and 4096):
   llama.cpp : llama-bench -ngl 99 -p 512 -n num_predict -d 0,4096 -r R (flash attention off, its default; and
               on) -> its per-repetition tok/s samples of tg (decode) and pp (batched prefill of 512 tokens).
 Ratios are of medians with bootstrap confidence intervals (results.comparison). Prefill is NOT like for like:
-llama.cpp runs a 512-token batch through matrix-matrix kernels, our GPU engine runs the prompt token by token
-through the decode graph (no batched prefill kernel yet); both are reported as measured.
+llama.cpp runs a 512-token batch through matrix-matrix kernels, our GPU engine runs the prompt in steps of 8 tokens
+through the decode kernels (GpuEngine::prefill; the last 1-8 tokens as decode steps); both are reported as
+measured.
 
 Reported with the run: kernels per token and graph nodes, host<->device bytes per decode step, device memory
 the engine allocated and the process's GPU memory in use after the runs (NVML: the engine allocates everything
@@ -117,11 +118,11 @@ def _ours(ctx: Any, path: str, n_new: int, runs: int, warmup: int,
         yield found[("ours", depth)]
         yield R.measurement(name=f"TTFT d={depth}", kind="end-to-end", engine=engine, metric="ttft_ms", unit="ms",
                             samples=ttft_ms, params=params, model=_MODEL,
-                            notes=f"{prompt_len} prompt token(s) through the decode graph one by one (no batched "
-                                  "prefill), up to the first token id on the host")
+                            notes=f"{prompt_len} prompt token(s) in batched steps of 8 (the last 1-8 as decode "
+                                  "steps), up to the first token id on the host")
         yield R.measurement(name=f"prefill tok/s d={depth}", kind="end-to-end", engine=engine,
                             metric="prefill_tok_s", unit="tok/s", samples=[prompt_len / (t / 1e3) for t in ttft_ms],
-                            params=params, model=_MODEL, notes="prompt tokens / TTFT (token by token)")
+                            params=params, model=_MODEL, notes="prompt tokens / TTFT (batched steps of 8)")
         yield R.note(f"ours d={depth}: {counters['kernels_per_step']} kernels per token in one CUDA graph "
                      f"({counters['graph_nodes']} graph nodes incl. the token copy); host->device "
                      f"{counters['last_step_h2d_bytes']} B and device->host {counters['last_step_d2h_bytes']} B per "

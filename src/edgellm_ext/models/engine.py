@@ -224,7 +224,7 @@ class Model:
 
     def prefill(self, prompt: Union[str, Sequence[int], np.ndarray], logits: Optional[np.ndarray] = None) -> int:
         """Run the prompt's tokens at positions :attr:`n_past`, ... (appending to the cache; batched on the CPU,
-        token by token through the step graph on the GPU); fills ``logits`` of the last token when given; returns
+        in steps of 8 tokens on the GPU); fills ``logits`` of the last token when given; returns
         its argmax. ContextFullError (nothing run) when the tokens do not fit."""
         return int(self._engine.prefill(self.encode(prompt), logits))
 
