@@ -108,13 +108,25 @@ def test_gpu_matches_cpu_beyond_1024_keys(tmp_path: Path, step_mode: str) -> Non
     assert np.median(rel) <= TINY_MEDIAN_REL and rel.max() <= TINY_MAX_REL, (float(np.median(rel)), float(rel.max()))
 
 
+_MATRICES = ["attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight", "ffn_gate.weight",
+             "ffn_up.weight", "ffn_down.weight"]
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("step_mode", STEP_MODES)
-def test_gpu_batched_prefill(tmp_path: Path, step_mode: str) -> None:
+@pytest.mark.parametrize(
+    "arch,types",
+    [
+        ("qwen2", {"attn_v.weight": Q.Q8_0}),  # NeoX RoPE, biases, mixed Q4_1/Q8_0
+        ("llama", {**{m: Q.Q4_0 for m in _MATRICES}, "token_embd.weight": Q.Q8_0}),  # normal RoPE, all Q4_0
+        ("llama", {m: Q.Q8_0 for m in _MATRICES}),  # all Q8_0
+    ],
+)
+def test_gpu_batched_prefill(tmp_path: Path, step_mode: str, arch: str, types: dict[str, Any]) -> None:
     # A 1050-token prompt: 131 batched prefill steps of 8 tokens (across the 256, 1024 and n_ctx graph buckets),
     # then 2 decode steps. The last token's logits against the CPU engine's and against the GPU's own token-by-token
     # steps; then the decode continues from the cache the batched steps wrote.
-    path = _tiny(tmp_path / "m.gguf", "qwen2", {"attn_v.weight": Q.Q8_0}, False, seed=8)
+    path = _tiny(tmp_path / "m.gguf", arch, types, False, seed=8)
     cpu = Model.load(path, n_threads=2, n_ctx=1100)
     gpu = Model.load(path, device="cuda", n_ctx=1100, step_mode=step_mode)
     rng = np.random.default_rng(5)
@@ -139,6 +151,44 @@ def test_gpu_batched_prefill(tmp_path: Path, step_mode: str) -> None:
         gpu.forward(int(t), lb)
         rel = np.abs(la - lb) / np.ptp(la)
         assert np.median(rel) <= TINY_MEDIAN_REL and rel.max() <= TINY_MAX_REL, (float(np.median(rel)), float(rel.max()))
+
+
+@pytest.mark.gpu
+def test_gpu_batched_prefill_after_decode_up_to_a_full_cache(tmp_path: Path) -> None:
+    # 3 decode steps, then a 24-token prompt that fills n_ctx = 27 exactly: batched steps at positions 3 and 11 (not
+    # multiples of 8), then 8 decode steps; the logits of every later position checked against the CPU engine.
+    path = _tiny(tmp_path / "m.gguf", "llama", {}, True, seed=9)
+    cpu = Model.load(path, n_threads=1, n_ctx=27)
+    gpu = Model.load(path, device="cuda", n_ctx=27)
+    rng = np.random.default_rng(6)
+    tokens = [int(t) for t in rng.integers(0, 258 + EXTRA_TOKENS, size=27)]
+    la = np.empty(cpu.config.n_vocab, dtype=np.float32)
+    lb = np.full_like(la, np.nan)
+    for t in tokens[:3]:
+        cpu.forward(t, la)
+        gpu.forward(t, lb)
+    cpu._engine.prefill(np.array(tokens[3:]), la)
+    gpu._engine.prefill(np.array(tokens[3:]), lb)
+    assert gpu.n_past == 27
+    rel = np.abs(la - lb) / np.ptp(la)
+    assert np.median(rel) <= TINY_MEDIAN_REL and rel.max() <= TINY_MAX_REL, (float(np.median(rel)), float(rel.max()))
+    with pytest.raises(ContextFullError):
+        gpu.forward(1)
+
+
+@pytest.mark.gpu
+def test_persistent_stage_trace(tmp_path: Path) -> None:
+    path = _tiny(tmp_path / "m.gguf", "llama", {}, True)
+    graph = Model.load(path, device="cuda", n_ctx=16)
+    with pytest.raises(ValueError, match="persistent"):
+        graph._engine._enable_stage_trace()
+    m = Model.load(path, device="cuda", n_ctx=16, step_mode="persistent")
+    m._engine._enable_stage_trace()
+    assert set(m._engine._stage_trace()) == {0}  # nothing ran yet
+    m.forward(3)
+    t = m._engine._stage_trace()
+    assert len(t) == 1 + 2 * (5 * 3 + 2)  # the start, then arrival and departure at each of 5 L + 2 barriers
+    assert all(b >= a for a, b in zip(t, t[1:])) and t[-1] > t[0]
 
 
 @pytest.mark.gpu

@@ -29,6 +29,8 @@ def main() -> int:
     ap.add_argument("--step-mode", default="graph", choices=["graph", "persistent"])
     ap.add_argument("--trace", action="store_true", help="persistent step: per-stage times of block 0 (last step)")
     args = ap.parse_args()
+    if args.trace and (args.device != "cuda" or args.step_mode != "persistent"):
+        ap.error("--trace needs --device cuda --step-mode persistent")
     from edgellm_ext.models import Model
 
     path = args.model

@@ -66,7 +66,8 @@ __device__ inline float dequant(const std::uint8_t* row, int type, int i) {
 // chain of dependent instructions, not bandwidth; ncu showed 1 warp per scheduler issuing every ~6 cycles with
 // one warp per pair. Splitting K shortens each warp's chain.
 // TYPE: the ggml type of every segment, or 0 for mixed segments (a per-row switch).
-// Shared memory: gemv_smem_bytes(K, WARPS) (5 K + K / 4 bytes + 12 per warp; 84 KiB at K = 16384).
+// Shared memory: gemv_smem_bytes(K, WARPS, NT) (one token: 5 K + K / 4 bytes + 12 per warp, 84 KiB at K = 16384;
+// NT tokens: NT (K + K / 4) bytes + (4 + 8 NT) per warp).
 enum class Prologue { RmsNorm, F16, F32 };
 // StoreArgmax: Store, and each thread keeps the largest value it stored (the persistent kernel's LM head).
 enum class Epilogue { Store, AddResidual, SwiGlu, QkvRope, StoreArgmax };
@@ -284,12 +285,11 @@ __device__ __forceinline__ void consume_batch(const RowPair& rp, int base, int n
   }
 }
 
-// Builds the Q8_1 activation of token `tok` (input row p.in + tok * K) in shared memory from the prologue's
-// source (all threads take part).
+// Builds the Q8_1 activation of one token in shared memory from the prologue's source (all threads take part).
 // Pass 1 stages the values (x * g for RmsNorm) in shared memory, with every global load of a thread in flight
 // at once; pass 2 quantizes, one thread per 8 elements (4 threads per 32-element block, combined by shuffles).
 template <Prologue P, int WARPS, bool COHERENT>
-__device__ void build_activation(const GemvParams& p, int tok, float* sv, std::int8_t* sq, float* sd, float* ss,
+__device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq, float* sd, float* ss,
                                  float* red) {
   constexpr int kThreads = WARPS * 32;
   const int k = p.k;
@@ -306,9 +306,9 @@ __device__ void build_activation(const GemvParams& p, int tok, float* sv, std::i
       g[j] = 1.0f;
       if (i < k) {
         if constexpr (P == Prologue::F16) {
-          x[j] = __half2float(load_act<COHERENT>(static_cast<const __half*>(p.in) + static_cast<std::size_t>(tok) * k + i));
+          x[j] = __half2float(load_act<COHERENT>(static_cast<const __half*>(p.in) + i));
         } else {
-          x[j] = load_act<COHERENT>(static_cast<const float*>(p.in) + static_cast<std::size_t>(tok) * k + i);
+          x[j] = load_act<COHERENT>(static_cast<const float*>(p.in) + i);
         }
         if constexpr (P == Prologue::RmsNorm) g[j] = p.norm_w[i];
       }
@@ -493,8 +493,9 @@ __device__ PairRows pair_rows(const GemvParams& p, int pair) {
 
 
 // Dynamic shared memory of a GEMV with input length k for nt tokens in a block of `warps` warps: staged values sv
-// (f32 [k], reused per token), block scales sd, ss (f32 [nt][k/32] each), the block reduction red (f32 [warps]),
-// the K-split partial sums group_sum (float2 [warps][nt]), and the quantized activations sq (int8 [nt][k]).
+// (f32 [k]; nt = 1 only: build_activations re-reads its inputs instead), block scales sd, ss (f32 [nt][k/32]
+// each), the block reduction red (f32 [warps]), the K-split partial sums group_sum (float2 [warps][nt]; for nt > 1
+// also build_activations' reduction), and the quantized activations sq (int8 [nt][k]).
 struct GemvSmem {
   float* sv;
   float* sd;
@@ -505,14 +506,14 @@ struct GemvSmem {
 };
 
 __host__ __device__ inline std::size_t gemv_smem_bytes(int k, int warps, int nt = 1) {
-  return static_cast<std::size_t>(k) * sizeof(float) + static_cast<std::size_t>(nt) * k +
+  return (nt == 1 ? static_cast<std::size_t>(k) * sizeof(float) : 0) + static_cast<std::size_t>(nt) * k +
          2 * sizeof(float) * nt * (k / kQK) + static_cast<std::size_t>(warps) * (sizeof(float) + nt * sizeof(float2));
 }
 
 __device__ inline GemvSmem gemv_smem(unsigned char* base, int k, int warps, int nt = 1) {  // base: 16-byte aligned
   GemvSmem s;
-  s.sv = reinterpret_cast<float*>(base);
-  s.sd = s.sv + k;
+  s.sv = nt == 1 ? reinterpret_cast<float*>(base) : nullptr;
+  s.sd = reinterpret_cast<float*>(base) + (nt == 1 ? k : 0);
   s.ss = s.sd + nt * (k / kQK);
   s.red = s.ss + nt * (k / kQK);
   s.group_sum = reinterpret_cast<float2*>(s.red + warps);  // 8-byte aligned: k % 32 == 0 and warps even
@@ -593,7 +594,7 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
   const int nb = p.k / kQK;
   Act act[NT];
   if constexpr (NT == 1) {
-    build_activation<P, WARPS, COHERENT>(p, 0, s.sv, s.sq, s.sd, s.ss, s.red);
+    build_activation<P, WARPS, COHERENT>(p, s.sv, s.sq, s.sd, s.ss, s.red);
   } else {  // group_sum's WARPS * NT float2 are free until the first reduction
     build_activations<P, WARPS, COHERENT, NT>(p, s.sq, s.sd, s.ss, reinterpret_cast<float*>(s.group_sum));
   }

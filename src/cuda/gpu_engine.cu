@@ -1,5 +1,6 @@
-// GPU decode engine (gpu_engine.h): the quantized GEMV kernel with its prologues/epilogues, embedding, argmax and
-// the host side (weight upload, graph capture per length bucket, the step).
+// GPU decode engine (gpu_engine.h): the GEMV kernel over gemv_q8.cuh's device code, embedding, argmax and the host
+// side (weight upload, graph capture per length bucket, the step, batched prefill; the persistent step's kernel
+// is in gpu_persistent.cu).
 #include "gpu_engine.h"
 
 #include <cuda_fp16.h>
@@ -25,20 +26,6 @@ constexpr int kBlocksPerSm = 4;   // GEMV grid cap: row pairs beyond it are loop
 constexpr int kEmbedThreads = 256;
 constexpr int kArgmaxThreads = 1024;
 constexpr int kPrefillTokens = 8;  // prompt tokens per batched prefill step (each GEMV weight load serves all 8)
-
-// Programmatic dependent launch (sm_90+): a kernel lets the next one in the stream start (trigger), and a kernel
-// launched with programmatic stream serialization reads nothing the previous kernels wrote before wait().
-// Elsewhere both are no-ops and the launch attribute is not set (the host checks the compute capability).
-__device__ __forceinline__ void pdl_trigger() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
 
 // ------------------------------------------------------------------------------------------------ GEMV kernel
 // One GEMV of gemv_q8.cuh per launch (prologue, dot products and epilogue as documented there).
@@ -222,10 +209,23 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
   allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu>(static_cast<int>(E));
   allow_gemv_smem<Prologue::F32, Epilogue::AddResidual>(static_cast<int>(F));
   allow_gemv_smem<Prologue::RmsNorm, Epilogue::Store>(static_cast<int>(E));
-  allow_gemv_smem<Prologue::RmsNorm, Epilogue::QkvRope, kPrefillTokens>(static_cast<int>(E));
-  allow_gemv_smem<Prologue::F16, Epilogue::AddResidual, kPrefillTokens>(static_cast<int>(H * D));
-  allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu, kPrefillTokens>(static_cast<int>(E));
-  allow_gemv_smem<Prologue::F32, Epilogue::AddResidual, kPrefillTokens>(static_cast<int>(F));
+  // Batched prefill where its GEMVs' shared memory (8 quantized activations) fits this device; decode steps only
+  // otherwise.
+  int smem_optin = 0;
+  EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  std::size_t prefill_smem = 0;
+  for (std::size_t k : {E, H * D, F}) {
+    prefill_smem = std::max(prefill_smem, gemv_smem_bytes(static_cast<int>(k), kGemvWarps, kPrefillTokens));
+  }
+  batched_prefill_ = prefill_smem <= static_cast<std::size_t>(smem_optin);
+  if (batched_prefill_) {
+    allow_gemv_smem<Prologue::RmsNorm, Epilogue::QkvRope, kPrefillTokens>(static_cast<int>(E));
+    allow_gemv_smem<Prologue::F16, Epilogue::AddResidual, kPrefillTokens>(static_cast<int>(H * D));
+    allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu, kPrefillTokens>(static_cast<int>(E));
+    allow_gemv_smem<Prologue::F32, Epilogue::AddResidual, kPrefillTokens>(static_cast<int>(F));
+  }
+  // The persistent step's limits are checked before anything is allocated or copied.
+  if (mode == GpuStepMode::Persistent) check_persistent();
 
   // Lay every piece out in one device buffer, then copy.
   struct Piece { const void* host; std::size_t bytes; std::size_t offset; };
@@ -320,12 +320,14 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
   logits_ = std::make_unique<DeviceBuffer>(V * sizeof(float));
   state_ = std::make_unique<DeviceBuffer>(4 * sizeof(int));
   EDGELLM_CUDA_CHECK(cudaMemsetAsync(state_->data(), 0, state_->bytes(), stream_.get()));
-  EDGELLM_CUDA_CHECK(cudaMallocHost(&host_io_, (kPrefillTokens + 4) * sizeof(int)));
+  int* pinned = nullptr;
+  EDGELLM_CUDA_CHECK(cudaMallocHost(&pinned, (kPrefillTokens + 4) * sizeof(int)));
+  host_io_.reset(pinned);
   stream_.synchronize();
   if (mode == GpuStepMode::Persistent) setup_persistent();
 }
 
-void GpuEngine::setup_persistent() {
+void GpuEngine::check_persistent() const {
   const cpu::EngineConfig& c = config_;
   int device = 0, cooperative = 0;
   EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
@@ -341,6 +343,10 @@ void GpuEngine::setup_persistent() {
           std::to_string(persistent_smem_bytes(c, multiprocessors_)) + " bytes of shared memory)";
   }
   if (!why.empty()) throw std::invalid_argument("GpuEngine: the persistent step cannot run: " + why);
+}
+
+void GpuEngine::setup_persistent() {
+  const cpu::EngineConfig& c = config_;
   persistent_ = true;
   layer_type_ = layers_.front().wq.type;
   for (const DeviceLayer& d : layers_) {
@@ -370,7 +376,6 @@ void GpuEngine::setup_persistent() {
 GpuEngine::~GpuEngine() {
   buckets_.clear();
   persistent_graph_.reset();
-  if (host_io_) cudaFreeHost(host_io_);
 }
 
 std::size_t GpuEngine::device_bytes() const {
@@ -456,6 +461,7 @@ GemvParams GpuEngine::head_gemv() const {
 
 void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
   const cpu::EngineConfig& c = config_;
+  const auto& attention = attention_ops(b, false);
   int* state = static_cast<int*>(state_->data());
   embed_kernel<<<1, kEmbedThreads, 0, stream>>>(segment(tok_embd_), static_cast<int>(c.n_embd), state, state,
                                                 state + 2, static_cast<float*>(x_->data()));
@@ -463,7 +469,7 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
   for (std::size_t l = 0; l < c.n_layer; ++l) {
     const StepGemvs g = layer_gemvs(l, o_->data());
     launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope>(g.p[0], 3, multiprocessors_, programmatic_, stream);
-    b.attention[l]->launch(stream);
+    attention[l]->launch(stream);
     launch_gemv<Prologue::F16, Epilogue::AddResidual>(g.p[1], 1, multiprocessors_, programmatic_, stream);
     launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu>(g.p[2], 2, multiprocessors_, programmatic_, stream);
     launch_gemv<Prologue::F32, Epilogue::AddResidual>(g.p[3], 1, multiprocessors_, programmatic_, stream);
@@ -471,7 +477,7 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
   launch_gemv<Prologue::RmsNorm, Epilogue::Store>(head_gemv(), 1, multiprocessors_, programmatic_, stream);
   argmax_kernel<<<1, kArgmaxThreads, 0, stream>>>(static_cast<const float*>(logits_->data()), output_.rows, state);
   EDGELLM_CUDA_CHECK_LAUNCH("gpu engine argmax");
-  EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_, state, sizeof(int), cudaMemcpyDeviceToHost, stream));
+  EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_.get(), state, sizeof(int), cudaMemcpyDeviceToHost, stream));
 }
 
 // A batched prefill step: kPrefillTokens prompt tokens (prefill_io_: tokens, state {-, position}, lens) through
@@ -479,6 +485,7 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
 // launch with a query per token over the shared cache (token t sees position + t + 1 keys: causal). No LM head.
 void GpuEngine::enqueue_prefill(Bucket& b, cudaStream_t stream) {
   const cpu::EngineConfig& c = config_;
+  const auto& attention = attention_ops(b, true);
   constexpr int T = kPrefillTokens;
   int* io = static_cast<int*>(prefill_io_->data());
   const int* state = io + T;
@@ -492,7 +499,7 @@ void GpuEngine::enqueue_prefill(Bucket& b, cudaStream_t stream) {
     g.p[2].out_stride = static_cast<int>(c.n_ff);
     g.p[3].out_stride = static_cast<int>(c.n_embd);
     launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope, T>(g.p[0], 3, multiprocessors_, false, stream);
-    b.prefill_attention[l]->launch(stream);
+    attention[l]->launch(stream);
     launch_gemv<Prologue::F16, Epilogue::AddResidual, T>(g.p[1], 1, multiprocessors_, false, stream);
     launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu, T>(g.p[2], 2, multiprocessors_, false, stream);
     launch_gemv<Prologue::F32, Epilogue::AddResidual, T>(g.p[3], 1, multiprocessors_, false, stream);
@@ -503,15 +510,24 @@ GpuEngine::Bucket& GpuEngine::bucket_for(std::size_t length) {
   for (auto& b : buckets_) {
     if (length <= static_cast<std::size_t>(b->length_hint)) return *b;
   }
-  // Buckets 256, 1024, 4096, ... (x4), the last one max_seq; their graphs captured on first use.
+  // Buckets 256, 1024, 4096, ... (x4), the last one max_seq; their attention ops and graphs made on first use.
   std::size_t hint = 256;
   while (hint < length) hint *= 4;
-  hint = std::min(hint, config_.max_seq);
   auto b = std::make_unique<Bucket>();
-  b->length_hint = static_cast<int>(hint);
+  b->length_hint = static_cast<int>(std::min(hint, config_.max_seq));
+  buckets_.push_back(std::move(b));
+  return *buckets_.back();
+}
+
+// The bucket's fa2_decode ops, one per layer (each with its own split workspace), made on first use: one query
+// (decode), or kPrefillTokens queries over the shared cache with their lengths in prefill_io_ (prefill).
+std::vector<std::unique_ptr<Fa2DecodeOp>>& GpuEngine::attention_ops(Bucket& b, bool prefill) {
+  auto& ops = prefill ? b.prefill_attention : b.attention;
+  if (!ops.empty()) return ops;
   const cpu::EngineConfig& c = config_;
   Fa2DecodeShape shape;
-  shape.batch = 1;
+  shape.batch = prefill ? kPrefillTokens : 1;
+  shape.kv_shared = prefill;
   shape.q_heads = static_cast<int>(c.n_head);
   shape.kv_heads = static_cast<int>(c.n_head_kv);
   shape.head_dim = static_cast<int>(c.head_dim);
@@ -520,26 +536,19 @@ GpuEngine::Bucket& GpuEngine::bucket_for(std::size_t length) {
   const std::size_t layer_cache = c.n_head_kv * c.max_seq * c.head_dim * sizeof(__half);
   const auto k_base = reinterpret_cast<std::uintptr_t>(k_cache_->data());
   const auto v_base = reinterpret_cast<std::uintptr_t>(v_cache_->data());
-  const auto lens = reinterpret_cast<std::uintptr_t>(static_cast<int*>(state_->data()) + 2);
+  const int* lens = prefill ? static_cast<int*>(prefill_io_->data()) + kPrefillTokens + 4
+                            : static_cast<int*>(state_->data()) + 2;
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  Fa2DecodeShape prefill_shape = shape;
-  prefill_shape.batch = kPrefillTokens;
-  prefill_shape.kv_shared = true;
-  const auto prefill_lens = reinterpret_cast<std::uintptr_t>(static_cast<int*>(prefill_io_->data()) + kPrefillTokens + 4);
   for (std::size_t l = 0; l < c.n_layer; ++l) {
-    b->attention.push_back(std::make_unique<Fa2DecodeOp>(
-        shape, reinterpret_cast<std::uintptr_t>(q_->data()), k_base + l * layer_cache, v_base + l * layer_cache, lens,
-        reinterpret_cast<std::uintptr_t>(o_->data()), scale, b->length_hint, 0, 0));
-    b->prefill_attention.push_back(std::make_unique<Fa2DecodeOp>(
-        prefill_shape, reinterpret_cast<std::uintptr_t>(q_->data()), k_base + l * layer_cache,
-        v_base + l * layer_cache, prefill_lens, reinterpret_cast<std::uintptr_t>(o_->data()), scale, b->length_hint,
-        0, 0));
     // Plain launches for the attention (and the argmax): launching them programmatically changed the engine's
     // outputs from run to run on the H200 (a race we have not found) and was no faster; the waiting hooks it needed
     // inside fa2_decode also slowed the kernel by 5-50% in the kernels suite, so they were removed.
+    ops.push_back(std::make_unique<Fa2DecodeOp>(
+        shape, reinterpret_cast<std::uintptr_t>(q_->data()), k_base + l * layer_cache, v_base + l * layer_cache,
+        reinterpret_cast<std::uintptr_t>(lens), reinterpret_cast<std::uintptr_t>(o_->data()), scale, b.length_hint,
+        0, 0));
   }
-  buckets_.push_back(std::move(b));
-  return *buckets_.back();
+  return ops;
 }
 
 void GpuEngine::enqueue_persistent_step(cudaStream_t stream) {
@@ -568,7 +577,7 @@ void GpuEngine::enqueue_persistent_step(cudaStream_t stream) {
   p.trace = trace_ ? static_cast<unsigned long long*>(trace_->data()) : nullptr;
   EDGELLM_CUDA_CHECK(cudaMemsetAsync(sync_->data(), 0, sync_->bytes(), stream));
   launch_persistent_step(p, layer_type_, output_.type, multiprocessors_, persistent_smem_, stream);
-  EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_, p.state, sizeof(int), cudaMemcpyDeviceToHost, stream));
+  EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_.get(), p.state, sizeof(int), cudaMemcpyDeviceToHost, stream));
 }
 
 // Captures what `enqueue` puts on the engine's stream into g (once).
@@ -585,7 +594,13 @@ void GpuEngine::capture(Graph& g, Enqueue enqueue) {
     throw;
   }
   EDGELLM_CUDA_CHECK(cudaStreamEndCapture(s, &g.graph));
-  EDGELLM_CUDA_CHECK(cudaGraphInstantiate(&g.exec, g.graph, 0));
+  const cudaError_t err = cudaGraphInstantiate(&g.exec, g.graph, 0);
+  if (err != cudaSuccess) {  // leave g empty: the next step captures again
+    cudaGraphDestroy(g.graph);
+    g.graph = nullptr;
+    g.exec = nullptr;
+    EDGELLM_CUDA_CHECK(err);
+  }
   EDGELLM_CUDA_CHECK(cudaGraphGetNodes(g.graph, nullptr, &g.nodes));
 }
 
@@ -612,15 +627,16 @@ long long GpuEngine::step(long long token, float* logits) {
   last_h2d_bytes_ = 0;
   if (!device_state_current_ || token != last_argmax_) {
     // The device holds the position n_past_ unless truncate() changed it; write what differs.
-    host_io_[0] = static_cast<int>(token);
-    host_io_[1] = static_cast<int>(n_past_);
+    host_io_.get()[0] = static_cast<int>(token);
+    host_io_.get()[1] = static_cast<int>(n_past_);
     const std::size_t bytes = device_state_current_ ? sizeof(int) : 2 * sizeof(int);
-    EDGELLM_CUDA_CHECK(cudaMemcpyAsync(state_->data(), host_io_, bytes, cudaMemcpyHostToDevice, s));
+    device_state_current_ = false;  // until this step has run: a failure below leaves the device state unknown
+    EDGELLM_CUDA_CHECK(cudaMemcpyAsync(state_->data(), host_io_.get(), bytes, cudaMemcpyHostToDevice, s));
     last_h2d_bytes_ = bytes;
   }
   EDGELLM_CUDA_CHECK(cudaGraphLaunch(graph->exec, s));
   EDGELLM_CUDA_CHECK(cudaStreamSynchronize(s));
-  last_argmax_ = host_io_[0];
+  last_argmax_ = host_io_.get()[0];
   last_d2h_bytes_ = sizeof(int);
   last_graph_nodes_ = graph->nodes;
   ++n_past_;
@@ -639,19 +655,21 @@ long long GpuEngine::prefill(const long long* tokens, std::size_t n, float* logi
   // decode step, which runs the LM head), then decode steps.
   std::size_t i = 0;
   cudaStream_t s = stream_.get();
-  while (n - i > static_cast<std::size_t>(kPrefillTokens)) {
+  // A failure part way leaves n_past() at the tokens run so far (their cache entries are written).
+  while (batched_prefill_ && n - i > static_cast<std::size_t>(kPrefillTokens)) {
     Bucket& b = bucket_for(n_past_ + kPrefillTokens);
     if (!b.prefill.exec) capture(b.prefill, [&](cudaStream_t st) { enqueue_prefill(b, st); });
-    for (int t = 0; t < kPrefillTokens; ++t) host_io_[t] = static_cast<int>(tokens[i + t]);
-    host_io_[kPrefillTokens] = 0;
-    host_io_[kPrefillTokens + 1] = static_cast<int>(n_past_);  // the chunk's first position
-    EDGELLM_CUDA_CHECK(cudaMemcpyAsync(prefill_io_->data(), host_io_, (kPrefillTokens + 2) * sizeof(int),
+    int* io = host_io_.get();
+    for (int t = 0; t < kPrefillTokens; ++t) io[t] = static_cast<int>(tokens[i + t]);
+    io[kPrefillTokens] = 0;
+    io[kPrefillTokens + 1] = static_cast<int>(n_past_);  // the chunk's first position
+    device_state_current_ = false;  // the next decode step writes its token and position
+    EDGELLM_CUDA_CHECK(cudaMemcpyAsync(prefill_io_->data(), io, (kPrefillTokens + 2) * sizeof(int),
                                        cudaMemcpyHostToDevice, s));
     EDGELLM_CUDA_CHECK(cudaGraphLaunch(b.prefill.exec, s));
     EDGELLM_CUDA_CHECK(cudaStreamSynchronize(s));  // host_io_ is rewritten by the next chunk
     n_past_ += kPrefillTokens;
     i += kPrefillTokens;
-    device_state_current_ = false;  // the next decode step writes its token and position
   }
   long long best = -1;
   for (; i < n; ++i) best = step(tokens[i], i + 1 == n ? logits : nullptr);
@@ -662,6 +680,7 @@ void GpuEngine::enable_stage_trace() {
   if (!persistent_) throw std::invalid_argument("enable_stage_trace: the engine does not run the persistent step");
   if (trace_) return;
   trace_ = std::make_unique<DeviceBuffer>(stage_trace_entries() * sizeof(unsigned long long));
+  trace_->fill_bytes(0, stream_.get());  // zeros until a step has run
   persistent_graph_.reset();  // recaptured with the trace pointer at the next step
 }
 

@@ -17,8 +17,9 @@
 //   head         logits = Wout Q8_1(rmsnorm(x) * output_norm)                                  1 kernel
 //   argmax       token = first argmax(logits); p += 1 (both in device memory); token -> pinned host   1 kernel + 1 copy
 // = 5 L + 3 kernels. On sm_90+ the GEMVs use programmatic dependent launch: each one's blocks start while the
-// previous kernel finishes and prefetch their first weight rows into L2 before waiting for its results. The token id and position live in device memory: a greedy step whose input is the previous
-// step's argmax needs no host-to-device copy at all; a prompt token or a sampled token costs one 4-byte copy.
+// previous kernel finishes and load their first weights into registers before waiting for its results. The token
+// id and position live in device memory: a greedy step whose input is the previous step's argmax needs no
+// host-to-device copy at all; a prompt token or a sampled token costs one 4-byte copy.
 // The only synchronisation per step is the wait for the 4-byte token id.
 // A prompt runs in batched prefill steps of 8 tokens (prefill()), each its own graph per length bucket.
 //
@@ -28,7 +29,8 @@
 // Differences from the CPU engine (so the logits agree to a tolerance, not bit for bit): sums run in a different
 // order (warp shuffles), RMSNorm sums squares in float, RoPE angles are pos * inv_freq[i] (sincosf) rather than
 // ggml's float recurrence, the attention's softmax weights stay fp32 (the CPU rounds them to fp16, as ggml's CPU
-// path does) and its output is rounded to fp16 before the output projection quantizes it.
+// path does) and its output is rounded to fp16 before the output projection quantizes it (the persistent step keeps
+// it f32).
 //
 // Limits: weights Q4_0/Q4_1/Q8_0 (F32 matrices are refused: the CPU engine runs them), head_dim in
 // {64, 80, 96, 128, 256}, every matrix's cols a multiple of 32, n_embd and n_ff <= 16384.
@@ -71,7 +73,7 @@ struct DeviceLayer {
 
 // How a step runs: Graph = one CUDA graph of 5 L + 3 kernels per length bucket (above; the default: the faster
 // one); Persistent = the same stages in one cooperative kernel with grid barriers between them (gpu_persistent.h;
-// measured about half as fast on the H200, docs/engine.md).
+// measured about half as fast on the H200, docs/engine.md). prefill() runs the same batched kernels in both.
 enum class GpuStepMode { Graph, Persistent };
 
 class GpuEngine {
@@ -97,7 +99,7 @@ class GpuEngine {
   void truncate(std::size_t n);
   // Persistent step only (std::invalid_argument otherwise), for tuning: from the next step on, block 0 records the
   // global timer (ns) at the start and at arrival/departure of each grid barrier; stage_trace() returns the last
-  // step's (empty when not enabled).
+  // step's 1 + 2 (5 L + 2) values (zeros before the first step; empty when not enabled).
   void enable_stage_trace();
   std::vector<unsigned long long> stage_trace() const;
 
@@ -121,7 +123,9 @@ class GpuEngine {
   Bucket& bucket_for(std::size_t length);
   void enqueue_step(Bucket& b, cudaStream_t stream);
   void enqueue_prefill(Bucket& b, cudaStream_t stream);
+  void check_persistent() const;  // std::invalid_argument naming why the persistent step cannot run here
   void setup_persistent();
+  std::vector<std::unique_ptr<Fa2DecodeOp>>& attention_ops(Bucket& b, bool prefill);
   void enqueue_persistent_step(cudaStream_t stream);
   template <class Enqueue>
   void capture(Graph& g, Enqueue enqueue);
@@ -147,7 +151,12 @@ class GpuEngine {
   std::unique_ptr<DeviceBuffer> x_, q_, o_, act_, logits_;
   std::unique_ptr<DeviceBuffer> state_;       // int32 {token, position, seq_len, argmax}
   std::unique_ptr<DeviceBuffer> prefill_io_;  // int32 batched prefill: tokens [T], {-, position, -, -}, lens [T]
-  int* host_io_ = nullptr;  // pinned {token, position} (the argmax comes back in [0]); a prefill chunk's tokens
+  struct PinnedFree {
+    void operator()(int* p) const { cudaFreeHost(p); }
+  };
+  // Pinned {token, position} (the argmax comes back in [0]); a prefill chunk's tokens and position.
+  std::unique_ptr<int, PinnedFree> host_io_;
+  bool batched_prefill_ = false;  // the 8-token GEMVs' shared memory fits this device
   std::vector<std::unique_ptr<Bucket>> buckets_;
   // Persistent mode: every GEMV's parameters on the device, the f32 attention output, the attention's split
   // partials, the barrier/attention counters and the argmax slot (cleared before each step), and its one graph.

@@ -383,6 +383,10 @@ std::size_t persistent_smem_bytes(const cpu::EngineConfig& c, int n_blocks) {
 
 bool persistent_fits(const cpu::EngineConfig& c, int n_blocks) {
   const std::size_t smem = persistent_smem_bytes(c, n_blocks);
+  int device = 0, optin = 0;
+  EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
+  EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (smem > static_cast<std::size_t>(optin)) return false;
   for (int lt : {0, kTypeQ4_0, kTypeQ4_1, kTypeQ8_0}) {
     for (int ht : {0, kTypeQ8_0}) {
       const KernelFn fn = kernel_for(lt, ht);

@@ -24,7 +24,8 @@
 // about half as fast as the graph of kernels (954 vs 1846 tok/s). The barriers are cheap (block 0 waits ~1.2 us
 // per barrier, the slowest block's lag included); each stage's own work is not: ~3.5-5.4 us per GEMV stage and
 // ~9.5 us for the attention at short contexts (3 units of work: one per kv head), a chain of dependent
-// instructions at ~20 cycles each (ncu: 4 warps per scheduler, half the stalls at block barriers). In the graph,
+// instructions at ~20 cycles each (ncu: 4 warps per scheduler, half the stalls at block barriers; 512 threads
+// leave 128 registers per thread, and ptxas spills 184-248 bytes per kernel variant). In the graph,
 // programmatic launch already hides most of the launch cost that this design removes. docs/engine.md has the rest.
 #pragma once
 
