@@ -519,7 +519,8 @@ GpuEngine::Bucket& GpuEngine::bucket_for(std::size_t length) {
   return *buckets_.back();
 }
 
-// The bucket's fa2_decode ops, one per layer (each with its own split workspace), made on first use: one query
+// The bucket's fa2_decode ops, one per layer (each with its own split workspace), made on first use (before a
+// capture: they allocate device memory): one query
 // (decode), or kPrefillTokens queries over the shared cache with their lengths in prefill_io_ (prefill).
 std::vector<std::unique_ptr<Fa2DecodeOp>>& GpuEngine::attention_ops(Bucket& b, bool prefill) {
   auto& ops = prefill ? b.prefill_attention : b.attention;
@@ -620,7 +621,10 @@ long long GpuEngine::step(long long token, float* logits) {
     graph = persistent_graph_.get();
   } else {
     Bucket& b = bucket_for(n_past_ + 1);
-    if (!b.decode.exec) capture(b.decode, [&](cudaStream_t st) { enqueue_step(b, st); });
+    if (!b.decode.exec) {
+      attention_ops(b, false);  // allocates workspaces: not allowed while capturing
+      capture(b.decode, [&](cudaStream_t st) { enqueue_step(b, st); });
+    }
     graph = &b.decode;
   }
   cudaStream_t s = stream_.get();
@@ -658,7 +662,10 @@ long long GpuEngine::prefill(const long long* tokens, std::size_t n, float* logi
   // A failure part way leaves n_past() at the tokens run so far (their cache entries are written).
   while (batched_prefill_ && n - i > static_cast<std::size_t>(kPrefillTokens)) {
     Bucket& b = bucket_for(n_past_ + kPrefillTokens);
-    if (!b.prefill.exec) capture(b.prefill, [&](cudaStream_t st) { enqueue_prefill(b, st); });
+    if (!b.prefill.exec) {
+      attention_ops(b, true);  // allocates workspaces: not allowed while capturing
+      capture(b.prefill, [&](cudaStream_t st) { enqueue_prefill(b, st); });
+    }
     int* io = host_io_.get();
     for (int t = 0; t < kPrefillTokens; ++t) io[t] = static_cast<int>(tokens[i + t]);
     io[kPrefillTokens] = 0;
