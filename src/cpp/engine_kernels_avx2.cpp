@@ -23,17 +23,8 @@ namespace {
 
 using edgellm::avx2::hsum;
 
-inline float half(const std::uint8_t* p) {
-  std::uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
-
-inline __m256i unpack_nibbles(const std::uint8_t* qs) {
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i mask = _mm_set1_epi8(0x0F);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask), _mm_and_si128(q, mask));
-}
+inline float half(const std::uint8_t* p) { return edgellm::avx2::half_at(p); }
+using edgellm::avx2::unpack_nibbles;
 
 inline __m256i dot_i8(__m256i a, __m256i b) {
   const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));

@@ -13,18 +13,8 @@ namespace {
 
 using edgellm::avx2::hsum;
 
-float half(const std::uint8_t* p) {
-  std::uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
-
-// 16 packed bytes -> 32 bytes: lanes 0..15 the low nibbles (elements 0..15), 16..31 the high ones (16..31).
-inline __m256i unpack_nibbles(const std::uint8_t* qs) {
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i mask = _mm_set1_epi8(0x0F);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask), _mm_and_si128(q, mask));
-}
+inline float half(const std::uint8_t* p) { return edgellm::avx2::half_at(p); }
+using edgellm::avx2::unpack_nibbles;
 
 // Elements 8k..8k+7 of 32 unsigned (or signed) bytes as floats.
 inline __m256 u8_to_ps(__m128i bytes8) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes8)); }

@@ -285,6 +285,39 @@ __device__ __forceinline__ void consume_batch(const RowPair& rp, int base, int n
   }
 }
 
+// Q8_1 quantization of 8 consecutive values v of element group `oct` (every lane of the warp calls it; the 4
+// threads of one 32-element block, consecutive lanes, combine their amax and sums by shuffles), the CPU engine's
+// rule: d = amax / 127 (kept as f16), q = rint(v * 127 / amax), s = f16(d * sum q). Writes the 8 int8 as 2 words
+// at q32[2 oct], and from the block's first thread d and s at [oct / 4]; nothing when !valid.
+__device__ __forceinline__ void quantize_octet(const float (&v)[8], bool valid, int oct, unsigned* q32, float* sd,
+                                               float* ss) {
+  float amax = 0.0f;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(v[j]));
+  amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+  amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+  const float d = amax / 127.0f;
+  const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+  int qsum = 0;
+  unsigned packed[2] = {0u, 0u};
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int q = __float2int_rn(__fmul_rn(v[j], id));
+    qsum += q;
+    packed[j / 4] |= (static_cast<unsigned>(q) & 0xFFu) << (8 * (j % 4));
+  }
+  qsum += __shfl_xor_sync(0xffffffffu, qsum, 1);
+  qsum += __shfl_xor_sync(0xffffffffu, qsum, 2);
+  if (valid) {
+    q32[oct * 2] = packed[0];
+    q32[oct * 2 + 1] = packed[1];
+    if ((oct & 3) == 0) {
+      sd[oct / 4] = __half2float(__float2half_rn(d));
+      ss[oct / 4] = __half2float(__float2half_rn(d * static_cast<float>(qsum)));
+    }
+  }
+}
+
 // Builds the Q8_1 activation of one token in shared memory from the prologue's source (all threads take part).
 // Pass 1 stages the values (x * g for RmsNorm) in shared memory, with every global load of a thread in flight
 // at once; pass 2 quantizes, one thread per 8 elements (4 threads per 32-element block, combined by shuffles).
@@ -339,34 +372,9 @@ __device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq
     const int oct = base + tid;
     const bool valid = oct < n_oct;  // whole groups of 4 threads are valid or not (n_oct % 4 == 0)
     float v[8];
-    float amax = 0.0f;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      v[j] = valid ? sv[oct * 8 + j] * scale : 0.0f;
-      amax = fmaxf(amax, fabsf(v[j]));
-    }
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-    const float d = amax / 127.0f;
-    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    int qsum = 0;
-    unsigned packed[2] = {0u, 0u};
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int q = __float2int_rn(__fmul_rn(v[j], id));
-      qsum += q;
-      packed[j / 4] |= (static_cast<unsigned>(q) & 0xFFu) << (8 * (j % 4));
-    }
-    qsum += __shfl_xor_sync(0xffffffffu, qsum, 1);
-    qsum += __shfl_xor_sync(0xffffffffu, qsum, 2);
-    if (valid) {
-      reinterpret_cast<unsigned*>(sq)[oct * 2] = packed[0];
-      reinterpret_cast<unsigned*>(sq)[oct * 2 + 1] = packed[1];
-      if ((oct & 3) == 0) {
-        sd[oct / 4] = __half2float(__float2half_rn(d));
-        ss[oct / 4] = __half2float(__float2half_rn(d * static_cast<float>(qsum)));
-      }
-    }
+    for (int j = 0; j < 8; ++j) v[j] = valid ? sv[oct * 8 + j] * scale : 0.0f;
+    quantize_octet(v, valid, oct, reinterpret_cast<unsigned*>(sq), sd, ss);
   }
   __syncthreads();
 }
@@ -423,7 +431,6 @@ __device__ void build_activations(const GemvParams& p, std::int8_t* sq, float* s
 #pragma unroll
     for (int u = 0; u < NT; ++u) st = u == t ? scale[u] : st;  // register-indexed without local memory
     float v[8];
-    float amax = 0.0f;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       float x = 0.0f;
@@ -432,31 +439,9 @@ __device__ void build_activations(const GemvParams& p, std::int8_t* sq, float* s
         if constexpr (P == Prologue::RmsNorm) x *= p.norm_w[oct * 8 + j];
       }
       v[j] = x * st;
-      amax = fmaxf(amax, fabsf(v[j]));
     }
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-    const float d = amax / 127.0f;
-    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    int qsum = 0;
-    unsigned packed[2] = {0u, 0u};
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int q = __float2int_rn(__fmul_rn(v[j], id));
-      qsum += q;
-      packed[j / 4] |= (static_cast<unsigned>(q) & 0xFFu) << (8 * (j % 4));
-    }
-    qsum += __shfl_xor_sync(0xffffffffu, qsum, 1);
-    qsum += __shfl_xor_sync(0xffffffffu, qsum, 2);
-    if (valid) {
-      unsigned* q32 = reinterpret_cast<unsigned*>(sq + static_cast<std::size_t>(t) * k);
-      q32[oct * 2] = packed[0];
-      q32[oct * 2 + 1] = packed[1];
-      if ((oct & 3) == 0) {
-        sd[t * (k / kQK) + oct / 4] = __half2float(__float2half_rn(d));
-        ss[t * (k / kQK) + oct / 4] = __half2float(__float2half_rn(d * static_cast<float>(qsum)));
-      }
-    }
+    quantize_octet(v, valid, oct, reinterpret_cast<unsigned*>(sq + static_cast<std::size_t>(t) * k),
+                   sd + t * (k / kQK), ss + t * (k / kQK));
   }
   __syncthreads();
 }

@@ -191,6 +191,19 @@ std::unique_ptr<PyGpuEngine> make_gpu_engine(const py::dict& config, const py::d
 }
 #endif
 
+// Engine::prefill for the bindings of both engines (the caller holds the engine's lock): `tokens` 1-D and non-empty,
+// `logits` None or a writable float32 [n_vocab]; runs without the GIL.
+template <class Engine>
+long long run_prefill(Engine& engine, const TokenArray& tokens, const py::object& logits) {
+  require_ndim(tokens, "tokens", 1);
+  const std::size_t n = static_cast<std::size_t>(tokens.shape(0));
+  if (n == 0) throw py::value_error("tokens: empty");
+  float* out = logits_out(logits, engine.config().n_vocab);
+  const long long* t = tokens.data();
+  py::gil_scoped_release release;
+  return engine.prefill(t, n, out);
+}
+
 }  // namespace
 
 void bind_engine(py::module_& m) {
@@ -215,13 +228,7 @@ void bind_engine(py::module_& m) {
           "prefill",
           [](PyEngine& e, const TokenArray& tokens, py::object logits) {
             auto lock = claim(e);
-            require_ndim(tokens, "tokens", 1);
-            const std::size_t n = static_cast<std::size_t>(tokens.shape(0));
-            if (n == 0) throw py::value_error("tokens: empty");
-            float* out = logits_out(logits, e.engine->config().n_vocab);
-            const long long* t = tokens.data();
-            py::gil_scoped_release release;
-            return e.engine->prefill(t, n, out);
+            return run_prefill(*e.engine, tokens, logits);
           },
           py::arg("tokens"), py::arg("logits"))
       .def("truncate", [](PyEngine& e, std::size_t n) {
@@ -254,13 +261,7 @@ void bind_engine(py::module_& m) {
           "prefill",
           [](PyGpuEngine& e, const TokenArray& tokens, py::object logits) {
             auto lock = claim(e.busy, "GpuEngine");
-            require_ndim(tokens, "tokens", 1);
-            const std::size_t n = static_cast<std::size_t>(tokens.shape(0));
-            if (n == 0) throw py::value_error("tokens: empty");
-            float* out = logits_out(logits, e.engine->config().n_vocab);
-            const long long* t = tokens.data();
-            py::gil_scoped_release release;
-            return e.engine->prefill(t, n, out);
+            return run_prefill(*e.engine, tokens, logits);
           },
           py::arg("tokens"), py::arg("logits"))
       .def("truncate", [](PyGpuEngine& e, std::size_t n) {

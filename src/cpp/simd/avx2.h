@@ -3,7 +3,24 @@
 
 #include <immintrin.h>
 
+#include <cstdint>
+#include <cstring>
+
 namespace edgellm::avx2 {
+
+// The f16 at p (2 bytes, any alignment) as float (F16C).
+inline float half_at(const std::uint8_t* p) {
+  std::uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// 16 packed bytes -> 32 bytes: lanes 0..15 the low nibbles (elements 0..15), 16..31 the high ones (16..31).
+inline __m256i unpack_nibbles(const std::uint8_t* qs) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask), _mm_and_si128(q, mask));
+}
 
 // Sum of the 8 lanes.
 inline float hsum(__m256 v) {
