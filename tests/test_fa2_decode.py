@@ -53,18 +53,27 @@ def _reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, lens: np.ndarray, sc
 
 def _run(rng: np.random.Generator, *, batch: int, q_heads: int, kv_heads: int, head_dim: int, lens: list[int],
          dtype: str, num_splits: int | None = None, max_seq: int | None = None, device_lens: bool = False,
-         heads_per_block: int | None = None) -> None:
+         heads_per_block: int | None = None, kv_stages: int | None = None, nan_past_lengths: bool = False) -> None:
     max_seq = max_seq or max(lens)
+    kv_shape = (batch, kv_heads, max_seq, head_dim)
+    k_host = rng.standard_normal(kv_shape, dtype=np.float32)
+    v_host = rng.standard_normal(kv_shape, dtype=np.float32)
+    if nan_past_lengths:  # cache slots past each length hold NaN: they must not reach the output
+        for b, n in enumerate(lens):
+            k_host[b, :, n:] = np.nan
+            v_host[b, :, n:] = np.nan
     q_dev, q = _to_storage(rng.standard_normal((batch, q_heads, head_dim), dtype=np.float32), dtype)
-    k_dev, k = _to_storage(rng.standard_normal((batch, kv_heads, max_seq, head_dim), dtype=np.float32), dtype)
-    v_dev, v = _to_storage(rng.standard_normal((batch, kv_heads, max_seq, head_dim), dtype=np.float32), dtype)
+    k_dev, k = _to_storage(k_host, dtype)
+    v_dev, v = _to_storage(v_host, dtype)
     out = dataclasses.replace(cuda.empty(q.shape, "float32" if dtype == "float32" else "uint16"), dtype=dtype)
     lens_arr = np.asarray(lens, dtype=np.int32)
     seq_lens = cuda.from_host(lens_arr) if device_lens else lens_arr
     plan = attention.Fa2Decode(q_dev, k_dev, v_dev, seq_lens, out, num_splits=num_splits,
-                               heads_per_block=heads_per_block)
+                               heads_per_block=heads_per_block, kv_stages=kv_stages)
     if heads_per_block is not None:
         assert plan.heads_per_block == heads_per_block
+    if kv_stages is not None:
+        assert plan.kv_stages == kv_stages
     ref = _reference(q, k, v, lens_arr, 1.0 / math.sqrt(head_dim))
     rtol, atol = TOL[dtype]
     for launch in range(2):  # a second launch checks the split counters were reset for replay
@@ -106,6 +115,32 @@ def test_every_heads_per_block(rng: np.random.Generator, heads_per_block: int, h
          heads_per_block=heads_per_block, num_splits=3)
     _run(rng, batch=1, q_heads=8, kv_heads=8, head_dim=head_dim, lens=[70], dtype="float32",
          heads_per_block=heads_per_block)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kv_stages", [0, 2, 3, 4])
+@pytest.mark.parametrize("head_dim", attention.HEAD_DIMS)
+def test_every_pipeline(rng: np.random.Generator, kv_stages: int, head_dim: int) -> None:
+    # Lengths that end inside a block step and a stage, several splits (the pipeline's prologue reaches past the
+    # length), GQA 7 in blocks of 1 and 8 heads, NaN in the cache past every length.
+    for heads_per_block in (1, 8):
+        _run(rng, batch=3, q_heads=14, kv_heads=2, head_dim=head_dim, lens=[1, 333, 1030], dtype="float16",
+             num_splits=3, max_seq=1100, device_lens=True, heads_per_block=heads_per_block, kv_stages=kv_stages,
+             nan_past_lengths=True)
+    # fp32 rows of 256 make 64 KB stages: four of them exceed any GPU's shared memory (tested below).
+    fp32_stages = min(kv_stages, 3) if head_dim == 256 else kv_stages
+    _run(rng, batch=1, q_heads=8, kv_heads=4, head_dim=head_dim, lens=[517], dtype="float32", kv_stages=fp32_stages)
+    _run(rng, batch=1, q_heads=4, kv_heads=4, head_dim=head_dim, lens=[2049], dtype="bfloat16", kv_stages=kv_stages,
+         heads_per_block=2)
+
+
+@pytest.mark.gpu
+def test_pipeline_beyond_shared_memory_is_an_error() -> None:
+    q = cuda.empty((1, 8, 256), "float32")
+    k = cuda.empty((1, 8, 64, 256), "float32")
+    with pytest.raises(ValueError, match=r"kv_stages 4: 262144 bytes of shared memory per block exceed this device"):
+        attention.Fa2Decode(q, k, k, [64], heads_per_block=1, kv_stages=4)
+    assert attention.Fa2Decode(q, k, k, [64], heads_per_block=1).kv_stages in (0, 2, 3)  # auto falls back
 
 
 @pytest.mark.gpu
@@ -196,6 +231,8 @@ def test_rejects_bad_shapes_and_dtypes_before_touching_the_gpu() -> None:
         attention.Fa2Decode(q, k, v, [8], heads_per_block=3)
     with pytest.raises(ValueError, match=r"num_splits: expected 1..128 or None, got 129"):
         attention.Fa2Decode(q, k, v, [8], num_splits=129)
+    with pytest.raises(ValueError, match=r"kv_stages: expected None \(auto\), 0 \(registers\), 2, 3 or 4, got 1"):
+        attention.Fa2Decode(q, k, v, [8], kv_stages=1)
     with pytest.raises(ValueError, match=r"scale: expected a finite value > 0, got -1"):
         attention.fa2_decode(q, k, v, [8], scale=-1)
     with pytest.raises(TypeError, match=r"k_cache: expected a torch CUDA tensor.*got list"):

@@ -1,373 +1,26 @@
-// FA2 decode attention (GQA, split-KV) and KV append; see fa2_decode.h for the math, layouts and launch shape.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
+// FA2 decode attention (GQA, split-KV) and KV append, host side; see fa2_decode.h for the math, layouts and launch
+// shape, fa2_decode_kernel.cuh for the attention kernel.
 #include <cmath>
 #include <stdexcept>
 #include <string>
 
 #include "cuda_check.h"
 #include "fa2_decode.h"
+#include "fa2_decode_kernel.cuh"
 
 namespace edgellm::cuda {
 namespace {
 
-constexpr int kKeysPerGroupStep = 4;  // keys each lane group loads per step (loads in flight)
+using fa2_detail::kKeysPerGroupStep;
+using fa2_detail::next_pow2;
+using fa2_detail::warps_for;
+using KernelChoice = Fa2Kernel;
+
 constexpr int kMaxHeadsPerBlock = 8;
-constexpr int kMaxSplits = 128;       // bounds the merge's shared-memory weight table
+constexpr int kMaxSplits = 128;       // bounds the split workspace and the merge loop
 constexpr int kShortContextKeys = 8192;  // fa2_default_heads_per_block's crossover
 constexpr int kMinStepsPerSplit = 4;     // fa2_default_num_splits: least work per split
 constexpr float kLog2e = 1.4426950408889634f;
-
-constexpr int next_pow2(int x) { return x <= 1 ? 1 : 2 * next_pow2((x + 1) / 2); }
-
-// Compile-time geometry of one (storage type, head dim, warps per block) triple.
-template <typename T, int D, int NW>
-struct Geometry {
-  static constexpr int kVecElems = 16 / sizeof(T);                    // elements per 16-byte vector
-  static constexpr int kVecsPerRow = D / kVecElems;                   // vectors per K/V row
-  static constexpr int kLanesPerKey = next_pow2(kVecsPerRow) < 32 ? next_pow2(kVecsPerRow) : 32;
-  static constexpr int kVecsPerLane = (kVecsPerRow + kLanesPerKey - 1) / kLanesPerKey;
-  static constexpr int kElemsPerLane = kVecsPerLane * kVecElems;
-  static constexpr int kGroupsPerWarp = 32 / kLanesPerKey;           // keys a warp holds at once
-  static constexpr int kKeysPerBlockStep = NW * kGroupsPerWarp * kKeysPerGroupStep;
-  static_assert(D % kVecElems == 0, "rows must be whole 16-byte vectors");
-};
-
-__device__ __forceinline__ void unpack(const uint4& raw, float* f, const __half*) {
-  const __half2* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 v = __half22float2(h[i]);
-    f[2 * i] = v.x;
-    f[2 * i + 1] = v.y;
-  }
-}
-__device__ __forceinline__ void unpack(const uint4& raw, float* f, const __nv_bfloat16*) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 v = __bfloat1622float2(h[i]);
-    f[2 * i] = v.x;
-    f[2 * i + 1] = v.y;
-  }
-}
-__device__ __forceinline__ void unpack(const uint4& raw, float* f, const float*) {
-  f[0] = __uint_as_float(raw.x);
-  f[1] = __uint_as_float(raw.y);
-  f[2] = __uint_as_float(raw.z);
-  f[3] = __uint_as_float(raw.w);
-}
-
-__device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
-__device__ __forceinline__ void store(float* p, float v) { *p = v; }
-
-// exp2 that maps -inf to 0 without NaN from (-inf) - (-inf): callers pass differences against a finite max or
-// guard the all-empty case.
-__device__ __forceinline__ float exp2_safe(float x) { return x == -INFINITY ? 0.0f : exp2f(x); }
-
-// Warps per block: 8 for one or two heads per block; 4 for 4 or 8 heads, whose threads need ~190-255 registers
-// (ptxas -v): at 8 warps only one such block fits an SM's 64K registers, at 4 warps two do. 4 warps also keep the
-// partial accumulators of D = 256 within 32 KB of shared memory.
-constexpr int warps_for(int head_dim, int heads_per_block) {
-  return heads_per_block >= 4 || head_dim * heads_per_block * 8 * 4 > 32768 ? 4 : 8;
-}
-
-// Loads one step of keys (KT per lane group) of K and V into registers; keys at or beyond `key_end` read nothing.
-template <typename T, int D, int NW>
-__device__ __forceinline__ void load_step(const T* k_base, const T* v_base, int step, int key_end, int warp,
-                                          int key_group, int lane_in_key,
-                                          uint4 (&k_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
-                                          uint4 (&v_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane]) {
-  using G = Geometry<T, D, NW>;
-#pragma unroll
-  for (int u = 0; u < kKeysPerGroupStep; ++u) {
-    const int key = step + u * NW * G::kGroupsPerWarp + warp * G::kGroupsPerWarp + key_group;
-#pragma unroll
-    for (int i = 0; i < G::kVecsPerLane; ++i) {
-      const int vec = lane_in_key + i * G::kLanesPerKey;
-      k_raw[u][i] = make_uint4(0, 0, 0, 0);
-      v_raw[u][i] = make_uint4(0, 0, 0, 0);
-      if (key < key_end && vec < G::kVecsPerRow) {
-        const size_t off = static_cast<size_t>(key) * D + vec * G::kVecElems;
-        k_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(k_base + off));
-        v_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(v_base + off));
-      }
-    }
-  }
-}
-
-// Folds one step of loaded keys into the online-softmax state of this lane's key group.
-template <typename T, int D, int NW, int HPB>
-__device__ __forceinline__ void consume_step(const T* tag, int step, int key_end, int warp, int key_group,
-                                             const float (&q_reg)[HPB][Geometry<T, D, NW>::kElemsPerLane],
-                                             const uint4 (&k_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
-                                             const uint4 (&v_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
-                                             float (&m)[HPB], float (&l)[HPB],
-                                             float (&acc)[HPB][Geometry<T, D, NW>::kElemsPerLane]) {
-  using G = Geometry<T, D, NW>;
-  constexpr int E = G::kElemsPerLane;
-  constexpr int KT = kKeysPerGroupStep;
-  float s[HPB][KT];
-#pragma unroll
-  for (int u = 0; u < KT; ++u) {
-    const int key = step + u * NW * G::kGroupsPerWarp + warp * G::kGroupsPerWarp + key_group;
-    float kf[E];
-#pragma unroll
-    for (int i = 0; i < G::kVecsPerLane; ++i) unpack(k_raw[u][i], kf + i * G::kVecElems, tag);
-#pragma unroll
-    for (int h = 0; h < HPB; ++h) {
-      float dot = 0.0f;
-#pragma unroll
-      for (int e = 0; e < E; ++e) dot = fmaf(q_reg[h][e], kf[e], dot);
-      // Butterfly over the lanes of one key: every lane of the group ends with the same full sum.
-#pragma unroll
-      for (int offset = G::kLanesPerKey / 2; offset > 0; offset /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
-      s[h][u] = key < key_end ? dot : -INFINITY;
-    }
-  }
-  // Online softmax, one rescale per step; p overwrites s.
-#pragma unroll
-  for (int h = 0; h < HPB; ++h) {
-    float step_max = s[h][0];
-#pragma unroll
-    for (int u = 1; u < KT; ++u) step_max = fmaxf(step_max, s[h][u]);
-    const float m_new = fmaxf(m[h], step_max);
-    // m_new == -inf: no valid key yet for this group (uniform within the group); all p are 0 then.
-    const float correction = m_new == -INFINITY ? 1.0f : exp2_safe(m[h] - m_new);
-    float p_sum = 0.0f;
-#pragma unroll
-    for (int u = 0; u < KT; ++u) {
-      s[h][u] = m_new == -INFINITY ? 0.0f : exp2_safe(s[h][u] - m_new);
-      p_sum += s[h][u];
-    }
-    l[h] = l[h] * correction + p_sum;
-    m[h] = m_new;
-#pragma unroll
-    for (int e = 0; e < E; ++e) acc[h][e] *= correction;
-  }
-  // P @ V: each V row is converted once and used by every head of the group.
-#pragma unroll
-  for (int u = 0; u < KT; ++u) {
-    float vf[E];
-#pragma unroll
-    for (int i = 0; i < G::kVecsPerLane; ++i) unpack(v_raw[u][i], vf + i * G::kVecElems, tag);
-#pragma unroll
-    for (int h = 0; h < HPB; ++h) {
-#pragma unroll
-      for (int e = 0; e < E; ++e) acc[h][e] = fmaf(s[h][u], vf[e], acc[h][e]);
-    }
-  }
-}
-
-template <typename T, int D, int HPB, int NW = warps_for(D, HPB)>
-__global__ void __launch_bounds__(NW * 32)
-fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache,
-                  const int* __restrict__ seq_lens, T* __restrict__ out, float* __restrict__ partial_out,
-                  float* __restrict__ partial_lse, int* __restrict__ counters, int q_heads, int kv_heads,
-                  int max_seq, float scale_log2, int num_splits, int chunk, int kv_shared) {
-  using G = Geometry<T, D, NW>;
-  constexpr int E = G::kElemsPerLane;
-  constexpr int TPK = G::kLanesPerKey;
-  constexpr int KT = kKeysPerGroupStep;
-  constexpr int kThreadsHere = NW * 32;
-  constexpr int kStep = G::kKeysPerBlockStep;
-
-  const int split = blockIdx.x;
-  const int b = blockIdx.z;
-  const int group_size = q_heads / kv_heads;
-  const int chunks_per_kv_head = (group_size + HPB - 1) / HPB;
-  const int kv_head = blockIdx.y / chunks_per_kv_head;
-  const int head0 = kv_head * group_size + (blockIdx.y % chunks_per_kv_head) * HPB;
-  const int heads_here = min(HPB, kv_head * group_size + group_size - head0);
-
-  const int warp = threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  const int key_group = lane / TPK;  // which of the warp's keys this lane works on
-  const int lane_in_key = lane % TPK;
-
-  const int cache_b = kv_shared ? 0 : b;  // kv_shared: every query of the batch reads one cache (a prefill chunk)
-  const size_t head_offset = (static_cast<size_t>(cache_b) * kv_heads + kv_head) * static_cast<size_t>(max_seq) * D;
-  const T* k_base = k_cache + head_offset;
-  const T* v_base = v_cache + head_offset;
-
-  // The chunk comes from the host (fixed per op), so the first step's loads go out before the sequence length
-  // (a dependent load) arrives; the length then masks them.
-  const int key_begin = min(max_seq, split * chunk);
-  // The last split runs to max_seq, so a length above the host's hint is still covered (only slower).
-  const int key_stop = split == num_splits - 1 ? max_seq : min(max_seq, key_begin + chunk);
-  uint4 k_a[KT][G::kVecsPerLane], v_a[KT][G::kVecsPerLane];
-  uint4 k_b[KT][G::kVecsPerLane], v_b[KT][G::kVecsPerLane];
-  load_step<T, D, NW>(k_base, v_base, key_begin, key_stop, warp, key_group, lane_in_key, k_a, v_a);
-
-  // Queries, pre-scaled into the log2 domain (scores then go through exp2).
-  float q_reg[HPB][E];
-#pragma unroll
-  for (int h = 0; h < HPB; ++h) {
-#pragma unroll
-    for (int i = 0; i < G::kVecsPerLane; ++i) {
-      const int vec = lane_in_key + i * TPK;
-      float f[G::kVecElems] = {};
-      if (h < heads_here && vec < G::kVecsPerRow) {
-        const T* src = q + (static_cast<size_t>(b) * q_heads + head0 + h) * D + vec * G::kVecElems;
-        unpack(*reinterpret_cast<const uint4*>(src), f, src);
-      }
-#pragma unroll
-      for (int e = 0; e < G::kVecElems; ++e) q_reg[h][i * G::kVecElems + e] = f[e] * scale_log2;
-    }
-  }
-
-  int len = seq_lens[b];
-  len = len < 0 ? 0 : (len > max_seq ? max_seq : len);
-  const int key_end = min(len, key_stop);
-
-  float m[HPB], l[HPB], acc[HPB][E];
-#pragma unroll
-  for (int h = 0; h < HPB; ++h) {
-    m[h] = -INFINITY;
-    l[h] = 0.0f;
-#pragma unroll
-    for (int e = 0; e < E; ++e) acc[h][e] = 0.0f;
-  }
-
-  // Two register buffers: the next step's loads are in flight while the current step is consumed.
-  for (int step = key_begin; step < key_end; step += 2 * kStep) {
-    if (step + kStep < key_end) load_step<T, D, NW>(k_base, v_base, step + kStep, key_end, warp, key_group, lane_in_key, k_b, v_b);
-    consume_step<T, D, NW, HPB>(k_base, step, key_end, warp, key_group, q_reg, k_a, v_a, m, l, acc);
-    if (step + kStep >= key_end) break;
-    if (step + 2 * kStep < key_end) load_step<T, D, NW>(k_base, v_base, step + 2 * kStep, key_end, warp, key_group, lane_in_key, k_a, v_a);
-    consume_step<T, D, NW, HPB>(k_base, step + kStep, key_end, warp, key_group, q_reg, k_b, v_b, m, l, acc);
-  }
-
-  // Merge the key groups of each warp: lanes with the same lane_in_key hold the same slice of the row.
-#pragma unroll
-  for (int offset = TPK; offset < 32; offset *= 2) {
-#pragma unroll
-    for (int h = 0; h < HPB; ++h) {
-      const float m_other = __shfl_xor_sync(0xffffffffu, m[h], offset);
-      const float l_other = __shfl_xor_sync(0xffffffffu, l[h], offset);
-      const float m_new = fmaxf(m[h], m_other);
-      const float c_self = m_new == -INFINITY ? 0.0f : exp2_safe(m[h] - m_new);
-      const float c_other = m_new == -INFINITY ? 0.0f : exp2_safe(m_other - m_new);
-      l[h] = l[h] * c_self + l_other * c_other;
-#pragma unroll
-      for (int e = 0; e < E; ++e) {
-        const float a_other = __shfl_xor_sync(0xffffffffu, acc[h][e], offset);
-        acc[h][e] = acc[h][e] * c_self + a_other * c_other;
-      }
-      m[h] = m_new;
-    }
-  }
-
-  // Merge the warps through shared memory; lanes of key group 0 publish their warp's state.
-  __shared__ float s_m[NW][HPB];
-  __shared__ float s_l[NW][HPB];
-  __shared__ float s_acc[NW][HPB][D];
-  if (key_group == 0) {
-#pragma unroll
-    for (int h = 0; h < HPB; ++h) {
-      if (lane_in_key == 0) {
-        s_m[warp][h] = m[h];
-        s_l[warp][h] = l[h];
-      }
-#pragma unroll
-      for (int i = 0; i < G::kVecsPerLane; ++i) {
-        const int vec = lane_in_key + i * TPK;
-        if (vec < G::kVecsPerRow) {
-#pragma unroll
-          for (int e = 0; e < G::kVecElems; ++e) s_acc[warp][h][vec * G::kVecElems + e] = acc[h][i * G::kVecElems + e];
-        }
-      }
-    }
-  }
-  __syncthreads();
-
-  const size_t bh0 = static_cast<size_t>(b) * q_heads + head0;  // first (sequence, head) row of this block
-  for (int idx = threadIdx.x; idx < heads_here * D; idx += kThreadsHere) {
-    const int h = idx / D;
-    const int d = idx % D;
-    float block_max = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < NW; ++w) block_max = fmaxf(block_max, s_m[w][h]);
-    float sum = 0.0f, o = 0.0f;
-    if (block_max != -INFINITY) {
-#pragma unroll
-      for (int w = 0; w < NW; ++w) {
-        const float c = exp2_safe(s_m[w][h] - block_max);
-        sum += s_l[w][h] * c;
-        o += s_acc[w][h][d] * c;
-      }
-    }
-    if (num_splits == 1) {
-      store(out + (bh0 + h) * D + d, sum > 0.0f ? o / sum : 0.0f);
-    } else {
-      const size_t row = (bh0 + h) * num_splits + split;
-      partial_out[row * D + d] = sum > 0.0f ? o / sum : 0.0f;
-      if (d == 0) partial_lse[row] = sum > 0.0f ? block_max + log2f(sum) : -INFINITY;
-    }
-  }
-  if (num_splits == 1) return;
-
-  // The last block of this (sequence, head group) to finish merges every split's partial output.
-  __shared__ bool s_is_last;
-  __threadfence();  // make this block's partials visible device-wide before announcing completion
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int* counter = counters + static_cast<size_t>(b) * gridDim.y + blockIdx.y;
-    const int done = atomicAdd(counter, 1);
-    s_is_last = (done == num_splits - 1);
-    if (s_is_last) *counter = 0;  // ready for the next launch (graph replays reuse the workspace)
-  }
-  __syncthreads();
-  if (!s_is_last) return;
-  __threadfence();
-
-  // Split weights exp2(lse_s - max) per head, normalised, computed once (warp per head) into shared memory.
-  __shared__ float s_weight[HPB][kMaxSplits];
-  for (int h = warp; h < heads_here; h += NW) {
-    const size_t row0 = (bh0 + h) * num_splits;
-    float mx = -INFINITY;
-    for (int sp = lane; sp < num_splits; sp += 32) mx = fmaxf(mx, __ldcg(partial_lse + row0 + sp));
-#pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, offset));
-    float total = 0.0f;
-    for (int sp = lane; sp < num_splits; sp += 32) {
-      const float w = mx == -INFINITY ? 0.0f : exp2_safe(__ldcg(partial_lse + row0 + sp) - mx);
-      s_weight[h][sp] = w;
-      total += w;
-    }
-#pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) total += __shfl_xor_sync(0xffffffffu, total, offset);
-    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
-    __syncwarp();
-    for (int sp = lane; sp < num_splits; sp += 32) s_weight[h][sp] *= inv;
-  }
-  __syncthreads();
-
-  // Weighted sum of the partial outputs, 4 columns per thread per load.
-  constexpr int kCols = D / 4;
-  for (int idx = threadIdx.x; idx < heads_here * kCols; idx += kThreadsHere) {
-    const int h = idx / kCols;
-    const int c = idx % kCols;
-    const float4* src = reinterpret_cast<const float4*>(partial_out + (bh0 + h) * num_splits * D) + c;
-    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 4
-    for (int sp = 0; sp < num_splits; ++sp) {
-      const float w = s_weight[h][sp];
-      const float4 p = __ldcg(src + static_cast<size_t>(sp) * kCols);
-      o.x = fmaf(w, p.x, o.x);
-      o.y = fmaf(w, p.y, o.y);
-      o.z = fmaf(w, p.z, o.z);
-      o.w = fmaf(w, p.w, o.w);
-    }
-    T* dst = out + (bh0 + h) * D + 4 * c;
-    store(dst, o.x);
-    store(dst + 1, o.y);
-    store(dst + 2, o.z);
-    store(dst + 3, o.w);
-  }
-}
 
 template <typename T>
 __global__ void kv_append_kernel(T* __restrict__ k_cache, T* __restrict__ v_cache, const T* __restrict__ k_new,
@@ -440,35 +93,24 @@ int current_multiprocessors() {
   return sms;
 }
 
-// dtype x head_dim x heads-per-block -> kernel instantiation.
-template <typename T, int D>
-void launch_for_dim(int hpb, dim3 grid, cudaStream_t stream, const void* q, const void* k, const void* v,
-                    const int* lens, void* out, float* po, float* plse, int* counters, const Fa2DecodeShape& s,
-                    float scale_log2, int splits, int chunk) {
-  auto go = [&](auto kernel, int threads) {
-    kernel<<<grid, threads, 0, stream>>>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-                                         lens, static_cast<T*>(out), po, plse, counters, s.q_heads, s.kv_heads,
-                                         s.max_seq, scale_log2, splits, chunk, s.kv_shared ? 1 : 0);
-  };
-  switch (hpb) {
-    case 1: go(fa2_decode_kernel<T, D, 1>, 32 * warps_for(D, 1)); break;
-    case 2: go(fa2_decode_kernel<T, D, 2>, 32 * warps_for(D, 2)); break;
-    case 4: go(fa2_decode_kernel<T, D, 4>, 32 * warps_for(D, 4)); break;
-    default: go(fa2_decode_kernel<T, D, 8>, 32 * warps_for(D, 8)); break;
+
+// dtype x head_dim x heads per block x pipeline stages -> kernel instantiation.
+KernelChoice kernel_choice(DType dtype, int head_dim, int hpb, int stages) {
+  switch (dtype) {
+    case DType::F16: return fa2_detail::kernel_f16(head_dim, hpb, stages);
+    case DType::BF16: return fa2_detail::kernel_bf16(head_dim, hpb, stages);
+    default: return fa2_detail::kernel_f32(head_dim, hpb, stages);
   }
 }
 
-template <typename T>
-void launch_for_type(int head_dim, int hpb, dim3 grid, cudaStream_t stream, const void* q, const void* k,
-                     const void* v, const int* lens, void* out, float* po, float* plse, int* counters,
-                     const Fa2DecodeShape& s, float scale_log2, int splits, int chunk) {
-  switch (head_dim) {
-    case 64: launch_for_dim<T, 64>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
-    case 80: launch_for_dim<T, 80>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
-    case 96: launch_for_dim<T, 96>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
-    case 128: launch_for_dim<T, 128>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
-    default: launch_for_dim<T, 256>(hpb, grid, stream, q, k, v, lens, out, po, plse, counters, s, scale_log2, splits, chunk); break;
-  }
+// Whether an instantiation's shared memory (static + dynamic) fits this device's per-block opt-in limit.
+bool fits_shared_memory(const KernelChoice& k) {
+  int device = 0, optin = 0;
+  EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
+  EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  cudaFuncAttributes attr{};
+  EDGELLM_CUDA_CHECK(cudaFuncGetAttributes(&attr, k.fn));
+  return static_cast<int>(attr.sharedSizeBytes) + k.smem_bytes <= optin;
 }
 
 }  // namespace
@@ -484,16 +126,22 @@ int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len) {
   return heads_per_block_for(shape.q_heads / shape.kv_heads) >= 2 ? 2 : 1;
 }
 
-int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multiprocessors, int heads_per_block) {
+int fa2_default_kv_stages(const Fa2DecodeShape& shape, int max_len) {
+  validate(shape);
+  (void)max_len;
+  return 3;
+}
+
+int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int resident_blocks, int heads_per_block) {
   validate(shape);
   const int group_size = shape.q_heads / shape.kv_heads;
   const int hpb = heads_per_block > 0 ? heads_per_block : fa2_default_heads_per_block(shape, max_len);
   const int blocks_without_split = shape.batch * shape.kv_heads * ((group_size + hpb - 1) / hpb);
   const int len = max_len < 1 ? 1 : (max_len > shape.max_seq ? shape.max_seq : max_len);
-  // Two resident blocks per SM (see warps_for); floor, so that no second partial wave forms.
-  const int for_occupancy = (2 * multiprocessors) / blocks_without_split;
-  // A split costs ~2.5 us of merge latency (partials written, fence, counter, reads; measured on an H200), about
-  // what a block needs for 4 steps of keys: split only when every split keeps at least that much work.
+  // One wave of resident blocks; floor, so that no second partial wave forms.
+  const int for_occupancy = resident_blocks / blocks_without_split;
+  // A split costs merge latency (partials written, fence, counter, one round of reads), about what a block needs
+  // for a few steps of keys: split only when every split keeps at least kMinStepsPerSplit steps.
   const int min_keys = kMinStepsPerSplit * keys_per_block_step(shape.dtype, shape.head_dim, hpb);
   const int for_length = (len + min_keys - 1) / min_keys;
   int splits = for_occupancy < for_length ? for_occupancy : for_length;
@@ -501,9 +149,42 @@ int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multipr
   return splits < 1 ? 1 : splits;
 }
 
+namespace {
+
+// The kernel for a shape, heads per block and requested stages (-1: default, falling back to the register
+// pipeline where the shared-memory one does not fit the device), with its dynamic shared memory enabled.
+KernelChoice prepared_kernel(const Fa2DecodeShape& shape, int hpb, int requested_stages, int max_len_hint) {
+  if (requested_stages != -1 && requested_stages != 0 && requested_stages != 2 && requested_stages != 3 &&
+      requested_stages != 4) {
+    throw std::invalid_argument("kv_stages: expected -1 (auto), 0 (register double buffer), 2, 3 or 4, got " +
+                                std::to_string(requested_stages));
+  }
+  const int stages = requested_stages == -1 ? fa2_default_kv_stages(shape, max_len_hint) : requested_stages;
+  KernelChoice k = kernel_choice(shape.dtype, shape.head_dim, hpb, stages);
+  if (!fits_shared_memory(k)) {
+    if (requested_stages != -1) {
+      throw std::invalid_argument("kv_stages " + std::to_string(stages) + ": " + std::to_string(k.smem_bytes) +
+                                  " bytes of shared memory per block exceed this device's limit");
+    }
+    k = kernel_choice(shape.dtype, shape.head_dim, hpb, 0);
+  }
+  if (k.smem_bytes > 0) {
+    EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, k.smem_bytes));
+  }
+  return k;
+}
+
+int resident_blocks(const KernelChoice& k) {
+  int per_sm = 0;
+  EDGELLM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k.fn, k.threads, k.smem_bytes));
+  return (per_sm < 1 ? 1 : per_sm) * current_multiprocessors();
+}
+
+}  // namespace
+
 Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uintptr_t k_cache,
                          std::uintptr_t v_cache, std::uintptr_t seq_lens, std::uintptr_t out, float scale,
-                         int max_len_hint, int num_splits, int heads_per_block)
+                         int max_len_hint, int num_splits, int heads_per_block, int kv_stages)
     : shape_(validated(shape)),
       q_(reinterpret_cast<const void*>(q)),
       k_(reinterpret_cast<const void*>(k_cache)),
@@ -512,8 +193,9 @@ Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uin
       out_(reinterpret_cast<void*>(out)),
       scale_(scale),
       heads_per_block_(checked_heads_per_block(heads_per_block, shape, max_len_hint)),
+      kernel_(prepared_kernel(shape, heads_per_block_, kv_stages, max_len_hint)),
       num_splits_(num_splits > 0 ? num_splits
-                                 : fa2_default_num_splits(shape, max_len_hint, current_multiprocessors(),
+                                 : fa2_default_num_splits(shape, max_len_hint, resident_blocks(kernel_),
                                                           heads_per_block_)),
       partial_out_(num_splits_ > 1 ? static_cast<std::size_t>(shape.batch) * shape.q_heads * num_splits_ *
                                          shape.head_dim * sizeof(float)
@@ -537,24 +219,17 @@ void Fa2DecodeOp::launch(cudaStream_t stream) {
   const int group_size = shape_.q_heads / shape_.kv_heads;
   const int chunks = (group_size + heads_per_block_ - 1) / heads_per_block_;
   const dim3 grid(num_splits_, shape_.kv_heads * chunks, shape_.batch);
-  const float scale_log2 = scale_ * kLog2e;
+  float scale_log2 = scale_ * kLog2e;
   float* po = static_cast<float*>(partial_out_.data());
   float* plse = static_cast<float*>(partial_lse_.data());
   int* counters = static_cast<int*>(counters_.data());
-  switch (shape_.dtype) {
-    case DType::F16:
-      launch_for_type<__half>(shape_.head_dim, heads_per_block_, grid, stream, q_, k_, v_, seq_lens_, out_, po, plse,
-                              counters, shape_, scale_log2, num_splits_, chunk_);
-      break;
-    case DType::BF16:
-      launch_for_type<__nv_bfloat16>(shape_.head_dim, heads_per_block_, grid, stream, q_, k_, v_, seq_lens_, out_, po,
-                                     plse, counters, shape_, scale_log2, num_splits_, chunk_);
-      break;
-    case DType::F32:
-      launch_for_type<float>(shape_.head_dim, heads_per_block_, grid, stream, q_, k_, v_, seq_lens_, out_, po, plse,
-                             counters, shape_, scale_log2, num_splits_, chunk_);
-      break;
-  }
+  int q_heads = shape_.q_heads, kv_heads = shape_.kv_heads, max_seq = shape_.max_seq, splits = num_splits_;
+  int chunk = chunk_, kv_shared = shape_.kv_shared ? 1 : 0;
+  // The kernel's parameters in order (the storage-type pointers pass as void pointers: same representation).
+  void* args[] = {&q_, &k_, &v_, &seq_lens_, &out_, &po, &plse, &counters, &q_heads, &kv_heads, &max_seq,
+                  &scale_log2, &splits, &chunk, &kv_shared};
+  EDGELLM_CUDA_CHECK(cudaLaunchKernel(kernel_.fn, grid, dim3(kernel_.threads), args,
+                                      static_cast<std::size_t>(kernel_.smem_bytes), stream));
   EDGELLM_CUDA_CHECK_LAUNCH("fa2_decode_kernel");
 }
 

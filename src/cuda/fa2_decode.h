@@ -47,9 +47,21 @@ struct Fa2DecodeShape {
   bool kv_shared = false;
 };
 
-// Number of KV splits for a shape when the longest sequence is `max_len` keys: enough blocks to give every SM
-// two, but no split shorter than one block step of keys.
-int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multiprocessors, int heads_per_block);
+// Number of KV splits for a shape when the longest sequence is `max_len` keys: enough blocks for one wave of
+// `resident_blocks` (SMs x blocks resident per SM), but no split shorter than kMinStepsPerSplit block steps.
+int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int resident_blocks, int heads_per_block);
+
+// Pipeline for a shape when the longest sequence is `max_len` keys: 0 (loads double-buffered in registers) or the
+// number of shared-memory stages (2, 3 or 4) of the asynchronous-copy pipeline.
+int fa2_default_kv_stages(const Fa2DecodeShape& shape, int max_len);
+
+// One kernel instantiation: entry point, threads per block, dynamic shared memory, pipeline stages.
+struct Fa2Kernel {
+  const void* fn = nullptr;
+  int threads = 0;
+  int smem_bytes = 0;
+  int stages = 0;
+};
 
 // Query heads per block (1, 2, 4 or 8) for a shape when the longest sequence is `max_len` keys.
 int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len);
@@ -62,10 +74,11 @@ class Fa2DecodeOp : public Launchable {
   // sequence is still computed correctly, by the last split).
   Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uintptr_t k_cache, std::uintptr_t v_cache,
               std::uintptr_t seq_lens, std::uintptr_t out, float scale, int max_len_hint, int num_splits,
-              int heads_per_block);
+              int heads_per_block, int kv_stages = -1);
   void launch(cudaStream_t stream) override;
   int num_splits() const { return num_splits_; }
   int heads_per_block() const { return heads_per_block_; }
+  int kv_stages() const { return kernel_.stages; }
   std::size_t workspace_bytes() const { return partial_out_.bytes() + partial_lse_.bytes() + counters_.bytes(); }
 
  private:
@@ -77,6 +90,7 @@ class Fa2DecodeOp : public Launchable {
   void* out_;
   float scale_;
   int heads_per_block_;
+  Fa2Kernel kernel_;
   int num_splits_;
   int chunk_ = 0;  // keys per split, from the host's length hint (the last split also covers the rest)
   DeviceBuffer partial_out_;  // [B, Hq, num_splits, D] fp32

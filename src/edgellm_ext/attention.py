@@ -83,7 +83,8 @@ class Fa2Decode:
 
     def __init__(self, q: Any, k_cache: Any, v_cache: Any, seq_lens: Any, out: Any = None, *,
                  scale: Optional[float] = None, num_splits: Optional[int] = None,
-                 heads_per_block: Optional[int] = None, stream: object = None) -> None:
+                 heads_per_block: Optional[int] = None, kv_stages: Optional[int] = None,
+                 stream: object = None) -> None:
         s = self.shapes = _check_qkv(q, k_cache, v_cache)
         if out is not None:
             if isinstance(out, np.ndarray):
@@ -95,6 +96,8 @@ class Fa2Decode:
             raise ValueError(f"num_splits: expected 1..{MAX_SPLITS} or None, got {num_splits}")
         if heads_per_block not in (None, 1, 2, 4, 8):
             raise ValueError(f"heads_per_block: expected None (auto), 1, 2, 4 or 8, got {heads_per_block}")
+        if kv_stages not in (None, 0, 2, 3, 4):
+            raise ValueError(f"kv_stages: expected None (auto), 0 (registers), 2, 3 or 4, got {kv_stages}")
         self._lens, max_len_hint = _lengths(seq_lens, s, stream)
         self._q = as_device_array(q, "q", dtypes=[s.dtype], stream=stream)
         self._k = as_device_array(k_cache, "k_cache", dtypes=[s.dtype], stream=stream)
@@ -109,7 +112,8 @@ class Fa2Decode:
         self.op = _core.Fa2DecodeOp(
             s.batch, s.q_heads, s.kv_heads, s.head_dim, s.max_seq, DTYPE_CODES[s.dtype], self._q.address,
             self._k.address, self._v.address, self._lens.address, self._out.address, self.scale, max_len_hint,
-            0 if num_splits is None else int(num_splits), heads_per_block or 0)
+            0 if num_splits is None else int(num_splits), heads_per_block or 0,
+            -1 if kv_stages is None else int(kv_stages))
 
     @property
     def num_splits(self) -> int:
@@ -118,6 +122,11 @@ class Fa2Decode:
     @property
     def heads_per_block(self) -> int:
         return int(self.op.heads_per_block)
+
+    @property
+    def kv_stages(self) -> int:
+        """0: K/V loads double-buffered in registers; 2-4: stages of the shared-memory (cp.async) pipeline."""
+        return int(self.op.kv_stages)
 
     def launch(self, stream: object = None) -> None:
         self.op.launch(stream_handle(stream))

@@ -1,0 +1,8 @@
+// fa2_decode kernel instantiations for __half storage (see fa2_decode_kernel.cuh).
+#include "fa2_decode_kernel.cuh"
+
+namespace edgellm::cuda::fa2_detail {
+
+Fa2Kernel kernel_f16(int head_dim, int hpb, int stages) { return choice_for_dim<__half>(head_dim, hpb, stages); }
+
+}  // namespace edgellm::cuda::fa2_detail

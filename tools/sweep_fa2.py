@@ -1,0 +1,96 @@
+"""fa2_decode over its pipeline choices (kv_stages 0 = registers, 2/3/4 = shared-memory stages) x heads per block,
+beside torch SDPA, on the kernels suite's model shapes and cache lengths: the evidence for the "auto" rules in
+src/cuda/fa2_decode.cu (fa2_default_kv_stages, fa2_default_heads_per_block). Events with the L2 flushed (median of
+`--iterations` after 20 warm-ups); every variant is first checked against a float64 reference. Prints a table and
+writes JSON.
+
+    python tools/sweep_fa2.py --out fa2_sweep.json [--models SmolLM2-135M ...] [--lengths 64 4096 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgellm_ext import attention, cuda
+from edgellm_ext.models import get_model
+
+LENGTHS = (64, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
+MODELS = ("SmolLM2-135M", "Qwen2.5-0.5B", "Qwen2.5-1.5B", "Llama-3.1-8B")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--models", nargs="*", default=list(MODELS))
+    ap.add_argument("--lengths", nargs="*", type=int, default=list(LENGTHS))
+    ap.add_argument("--stages", nargs="*", type=int, default=[0, 2, 3, 4])
+    ap.add_argument("--iterations", type=int, default=60)
+    args = ap.parse_args()
+    rows = []
+    with cuda.Timer() as timer:
+        for name in args.models:
+            m = get_model(name)
+            group = m.n_q_heads // m.n_kv_heads
+            for length in args.lengths:
+                g = torch.Generator(device="cuda").manual_seed(length)
+                q = torch.randn((1, m.n_q_heads, m.head_dim), device="cuda", dtype=torch.float16, generator=g)
+                k = torch.randn((1, m.n_kv_heads, length, m.head_dim), device="cuda", dtype=torch.float16, generator=g)
+                v = torch.randn_like(k)
+                out = torch.empty_like(q)
+                lens = np.array([length], dtype=np.int32)
+                kr = k.double().repeat_interleave(group, dim=1)
+                vr = v.double().repeat_interleave(group, dim=1)
+                p = torch.softmax((kr @ q.double().unsqueeze(-1)).squeeze(-1) / math.sqrt(m.head_dim), dim=-1)
+                ref = (p.unsqueeze(-1) * vr).sum(dim=2)
+                q4 = q.unsqueeze(2)
+                sdpa_us = float(np.median(timer.callable(
+                    lambda: F.scaled_dot_product_attention(q4, k, v, enable_gqa=True), warmup=20,
+                    iterations=args.iterations)))
+                kv_bytes = 2 * k.numel() * 2
+                row = {"model": name, "length": length, "sdpa_us": sdpa_us, "kv_bytes": kv_bytes, "variants": []}
+                auto = attention.Fa2Decode(q, k, v, lens, out)
+                row["auto"] = {"kv_stages": auto.kv_stages, "heads_per_block": auto.heads_per_block,
+                               "num_splits": auto.num_splits}
+                for stages in args.stages:
+                    for hpb in (1, 2, 4, 8):
+                        if hpb > 1 and hpb // 2 >= group:
+                            continue
+                        try:
+                            plan = attention.Fa2Decode(q, k, v, lens, out, heads_per_block=hpb, kv_stages=stages)
+                        except ValueError as e:  # does not fit this device's shared memory
+                            row["variants"].append({"kv_stages": stages, "hpb": hpb, "error": str(e)})
+                            continue
+                        out.fill_(float("nan"))
+                        plan.launch()
+                        torch.cuda.synchronize()
+                        err = float((out.double() - ref).abs().max())
+                        if not err < 4e-3:
+                            raise RuntimeError(f"{name} S={length} stages={stages} hpb={hpb}: error {err}")
+                        us = float(np.median(timer.events(plan.op, warmup=20, iterations=args.iterations)))
+                        row["variants"].append({"kv_stages": stages, "hpb": hpb, "splits": plan.num_splits, "us": us,
+                                                "max_abs_error": err})
+                auto_us = float(np.median(timer.events(auto.op, warmup=20, iterations=args.iterations)))
+                row["auto"]["us"] = auto_us
+                ok = [x for x in row["variants"] if "us" in x]
+                best = min(ok, key=lambda x: x["us"])
+                row["best"] = best
+                rows.append(row)
+                per_stage = {s: min((x["us"] for x in ok if x["kv_stages"] == s), default=float("nan"))
+                             for s in args.stages}
+                print(f"{name:13s} S={length:6d} sdpa {sdpa_us:7.2f} | auto {auto_us:7.2f} "
+                      f"(st{auto.kv_stages} h{auto.heads_per_block} x{auto.num_splits}) | best {best['us']:7.2f} "
+                      f"(st{best['kv_stages']} h{best['hpb']} x{best['splits']}) sdpa/best {sdpa_us / best['us']:.2f}"
+                      f" | by stages " + " ".join(f"{s}:{t:.2f}" for s, t in per_stage.items())
+                      + f" | {kv_bytes / best['us'] / 1e3:.0f} GB/s", flush=True)
+    with open(args.out, "w") as f:
+        json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
