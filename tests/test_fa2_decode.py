@@ -5,6 +5,8 @@ rounded values, so the only differences are the kernel's fp32 arithmetic and the
 - float32 storage: |err| <= 1e-5 |ref| + 1e-6 (fp32 accumulation over up to 65537 keys, exp2f within 2 ulp);
 - float16: |err| <= 2**-10 |ref| + 1e-4 (one rounding to fp16 is 2**-11 relative, plus fp32 arithmetic);
 - bfloat16: |err| <= 2**-7 |ref| + 1e-3 (one rounding to bf16 is 2**-8 relative).
+The tensor-core variant ("mma") also rounds the softmax weights p to the storage type before P @ V (as
+FlashAttention-2 does), which adds at most 2**-11 (fp16) / 2**-8 (bf16) of sum_i p_i |v_i| to those bounds.
 Outputs are poisoned with NaN (all bytes 0xFF) before each launch and must come back fully written.
 """
 
@@ -20,6 +22,7 @@ import edgellm_ext
 from edgellm_ext import attention, cuda
 
 TOL = {"float32": (1e-5, 1e-6), "float16": (2.0**-10, 1e-4), "bfloat16": (2.0**-7, 1e-3)}
+P_ROUNDING = {"float16": 2.0**-11, "bfloat16": 2.0**-8}  # relative rounding of p in the "mma" variant
 
 
 def _round_bf16_bits(x: np.ndarray) -> np.ndarray:
@@ -38,22 +41,26 @@ def _to_storage(x: np.ndarray, dtype: str) -> tuple[cuda.DeviceArray, np.ndarray
     return cuda.from_host(stored), stored.astype(np.float64)
 
 
-def _reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, lens: np.ndarray, scale: float) -> np.ndarray:
+def _reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, lens: np.ndarray,
+               scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(softmax(scale q.K^T) @ V, softmax(...) @ |V|): the output and the scale of p's rounding error."""
     batch, q_heads, _ = q.shape
     group = q_heads // k.shape[1]
     out = np.zeros_like(q)
+    weighted_abs = np.zeros_like(q)
     for b in range(batch):
         for h in range(q_heads):
             kb, vb = k[b, h // group, : lens[b]], v[b, h // group, : lens[b]]
             s = (kb @ q[b, h]) * scale
             p = np.exp(s - s.max())
             out[b, h] = (p / p.sum()) @ vb
-    return out
+            weighted_abs[b, h] = (p / p.sum()) @ np.abs(vb)
+    return out, weighted_abs
 
 
 def _run(rng: np.random.Generator, *, batch: int, q_heads: int, kv_heads: int, head_dim: int, lens: list[int],
          dtype: str, num_splits: int | None = None, max_seq: int | None = None, device_lens: bool = False,
-         heads_per_block: int | None = None, kv_stages: int | None = None, nan_past_lengths: bool = False) -> None:
+         heads_per_block: int | None = None, variant: str = "auto", nan_past_lengths: bool = False) -> None:
     max_seq = max_seq or max(lens)
     kv_shape = (batch, kv_heads, max_seq, head_dim)
     k_host = rng.standard_normal(kv_shape, dtype=np.float32)
@@ -69,13 +76,15 @@ def _run(rng: np.random.Generator, *, batch: int, q_heads: int, kv_heads: int, h
     lens_arr = np.asarray(lens, dtype=np.int32)
     seq_lens = cuda.from_host(lens_arr) if device_lens else lens_arr
     plan = attention.Fa2Decode(q_dev, k_dev, v_dev, seq_lens, out, num_splits=num_splits,
-                               heads_per_block=heads_per_block, kv_stages=kv_stages)
+                               heads_per_block=heads_per_block, variant=variant)
     if heads_per_block is not None:
         assert plan.heads_per_block == heads_per_block
-    if kv_stages is not None:
-        assert plan.kv_stages == kv_stages
-    ref = _reference(q, k, v, lens_arr, 1.0 / math.sqrt(head_dim))
+    if variant != "auto":
+        assert plan.variant == variant
+    ref, weighted_abs = _reference(q, k, v, lens_arr, 1.0 / math.sqrt(head_dim))
     rtol, atol = TOL[dtype]
+    if plan.variant == "mma":
+        atol = atol + P_ROUNDING[dtype] * weighted_abs
     for launch in range(2):  # a second launch checks the split counters were reset for replay
         out.owner.fill_bytes(0xFF, 0)
         plan.launch()
@@ -118,29 +127,32 @@ def test_every_heads_per_block(rng: np.random.Generator, heads_per_block: int, h
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kv_stages", [0, 2, 3, 4])
-@pytest.mark.parametrize("head_dim", attention.HEAD_DIMS)
-def test_every_pipeline(rng: np.random.Generator, kv_stages: int, head_dim: int) -> None:
-    # Lengths that end inside a block step and a stage, several splits (the pipeline's prologue reaches past the
-    # length), GQA 7 in blocks of 1 and 8 heads, NaN in the cache past every length.
-    for heads_per_block in (1, 8):
-        _run(rng, batch=3, q_heads=14, kv_heads=2, head_dim=head_dim, lens=[1, 333, 1030], dtype="float16",
-             num_splits=3, max_seq=1100, device_lens=True, heads_per_block=heads_per_block, kv_stages=kv_stages,
-             nan_past_lengths=True)
-    # fp32 rows of 256 make 64 KB stages: four of them exceed any GPU's shared memory (tested below).
-    fp32_stages = min(kv_stages, 3) if head_dim == 256 else kv_stages
-    _run(rng, batch=1, q_heads=8, kv_heads=4, head_dim=head_dim, lens=[517], dtype="float32", kv_stages=fp32_stages)
-    _run(rng, batch=1, q_heads=4, kv_heads=4, head_dim=head_dim, lens=[2049], dtype="bfloat16", kv_stages=kv_stages,
-         heads_per_block=2)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("variant", ["simt", "mma"])
+def test_both_variants(rng: np.random.Generator, variant: str, head_dim: int, dtype: str) -> None:
+    # Lengths that end inside a warp step and a block step, several splits (the first loads reach past the
+    # length), NaN in the cache past every length, group sizes 1, 3, 7, 16 and 24 (two head blocks of the mma
+    # variant), device lengths.
+    for q_heads, kv_heads in ((14, 2), (4, 4), (9, 3), (32, 2), (24, 1)):
+        _run(rng, batch=3, q_heads=q_heads, kv_heads=kv_heads, head_dim=head_dim, lens=[1, 333, 1030], dtype=dtype,
+             num_splits=3, max_seq=1100, device_lens=True, variant=variant, nan_past_lengths=True)
+    _run(rng, batch=1, q_heads=8, kv_heads=2, head_dim=head_dim, lens=[4099], dtype=dtype, variant=variant)
+    _run(rng, batch=2, q_heads=6, kv_heads=3, head_dim=head_dim, lens=[17, 64], dtype=dtype, variant=variant,
+         num_splits=1)
 
 
 @pytest.mark.gpu
-def test_pipeline_beyond_shared_memory_is_an_error() -> None:
-    q = cuda.empty((1, 8, 256), "float32")
-    k = cuda.empty((1, 8, 64, 256), "float32")
-    with pytest.raises(ValueError, match=r"kv_stages 4: 262144 bytes of shared memory per block exceed this device"):
-        attention.Fa2Decode(q, k, k, [64], heads_per_block=1, kv_stages=4)
-    assert attention.Fa2Decode(q, k, k, [64], heads_per_block=1).kv_stages in (0, 2, 3)  # auto falls back
+def test_variant_limits_are_errors() -> None:
+    q32 = cuda.empty((1, 8, 128), "float32")
+    k32 = cuda.empty((1, 2, 64, 128), "float32")
+    with pytest.raises(ValueError, match=r"the tensor-core kernel needs fp16 or bf16 storage, head_dim 64 or 128"):
+        attention.Fa2Decode(q32, k32, k32, [64], variant="mma")
+    q80 = cuda.empty((1, 8, 80), "float16")
+    k80 = cuda.empty((1, 2, 64, 80), "float16")
+    with pytest.raises(ValueError, match=r"the tensor-core kernel needs fp16 or bf16 storage, head_dim 64 or 128"):
+        attention.Fa2Decode(q80, k80, k80, [64], variant="mma")
+    assert attention.Fa2Decode(q80, k80, k80, [64]).variant == "simt"  # auto: the kernel that exists
 
 
 @pytest.mark.gpu
@@ -161,7 +173,7 @@ def test_numpy_in_numpy_out(rng: np.random.Generator) -> None:
     v = rng.standard_normal((1, 3, 100, 64)).astype(np.float32)
     got = attention.fa2_decode(q, k, v, [100])
     assert isinstance(got, np.ndarray) and got.dtype == np.float32
-    ref = _reference(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), np.array([100]), 1 / 8)
+    ref, _ = _reference(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), np.array([100]), 1 / 8)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
 
 
@@ -178,8 +190,9 @@ def test_graph_replay_matches_eager(rng: np.random.Generator) -> None:
         times = timer.graph(plan.op, launches_per_graph=5, warmup=1, replays=3)
     assert np.all(times > 0)
     got = cuda.to_host(out).astype(np.float64)
-    ref = _reference(q, k, v, np.array([2048]), 1 / math.sqrt(128))
-    assert np.all(np.abs(got - ref) <= 2.0**-10 * np.abs(ref) + 1e-4)
+    ref, weighted_abs = _reference(q, k, v, np.array([2048]), 1 / math.sqrt(128))
+    p_term = P_ROUNDING["float16"] * weighted_abs if plan.variant == "mma" else 0.0
+    assert np.all(np.abs(got - ref) <= 2.0**-10 * np.abs(ref) + 1e-4 + p_term)
 
 
 @pytest.mark.gpu
@@ -231,8 +244,10 @@ def test_rejects_bad_shapes_and_dtypes_before_touching_the_gpu() -> None:
         attention.Fa2Decode(q, k, v, [8], heads_per_block=3)
     with pytest.raises(ValueError, match=r"num_splits: expected 1..128 or None, got 129"):
         attention.Fa2Decode(q, k, v, [8], num_splits=129)
-    with pytest.raises(ValueError, match=r"kv_stages: expected None \(auto\), 0 \(registers\), 2, 3 or 4, got 1"):
-        attention.Fa2Decode(q, k, v, [8], kv_stages=1)
+    with pytest.raises(ValueError, match=r"variant: expected one of \['auto', 'mma', 'simt'\], got 'tc'"):
+        attention.Fa2Decode(q, k, v, [8], variant="tc")
+    with pytest.raises(ValueError, match=r"heads_per_block: only the 'simt' variant takes it"):
+        attention.Fa2Decode(q, k, v, [8], variant="mma", heads_per_block=2)
     with pytest.raises(ValueError, match=r"scale: expected a finite value > 0, got -1"):
         attention.fa2_decode(q, k, v, [8], scale=-1)
     with pytest.raises(TypeError, match=r"k_cache: expected a torch CUDA tensor.*got list"):

@@ -1,6 +1,6 @@
-"""fa2_decode over its pipeline choices (kv_stages 0 = registers, 2/3/4 = shared-memory stages) x heads per block,
-beside torch SDPA, on the kernels suite's model shapes and cache lengths: the evidence for the "auto" rules in
-src/cuda/fa2_decode.cu (fa2_default_kv_stages, fa2_default_heads_per_block). Events with the L2 flushed (median of
+"""fa2_decode over its variants (SIMT at every heads-per-block choice, tensor cores) beside torch SDPA, on the
+kernels suite's model shapes and cache lengths: the evidence for the "auto" rules in src/cuda/fa2_decode.cu
+(fa2_default_variant, fa2_default_heads_per_block). Events with the L2 flushed (median of
 `--iterations` after 20 warm-ups); every variant is first checked against a float64 reference. Prints a table and
 writes JSON.
 
@@ -29,7 +29,6 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--lengths", nargs="*", type=int, default=list(LENGTHS))
-    ap.add_argument("--stages", nargs="*", type=int, default=[0, 2, 3, 4])
     ap.add_argument("--iterations", type=int, default=60)
     args = ap.parse_args()
     rows = []
@@ -55,39 +54,34 @@ def main() -> None:
                 kv_bytes = 2 * k.numel() * 2
                 row = {"model": name, "length": length, "sdpa_us": sdpa_us, "kv_bytes": kv_bytes, "variants": []}
                 auto = attention.Fa2Decode(q, k, v, lens, out)
-                row["auto"] = {"kv_stages": auto.kv_stages, "heads_per_block": auto.heads_per_block,
+                row["auto"] = {"variant": auto.variant, "heads_per_block": auto.heads_per_block,
                                "num_splits": auto.num_splits}
-                for stages in args.stages:
-                    for hpb in (1, 2, 4, 8):
-                        if hpb > 1 and hpb // 2 >= group:
-                            continue
-                        try:
-                            plan = attention.Fa2Decode(q, k, v, lens, out, heads_per_block=hpb, kv_stages=stages)
-                        except ValueError as e:  # does not fit this device's shared memory
-                            row["variants"].append({"kv_stages": stages, "hpb": hpb, "error": str(e)})
-                            continue
-                        out.fill_(float("nan"))
-                        plan.launch()
-                        torch.cuda.synchronize()
-                        err = float((out.double() - ref).abs().max())
-                        if not err < 4e-3:
-                            raise RuntimeError(f"{name} S={length} stages={stages} hpb={hpb}: error {err}")
-                        us = float(np.median(timer.events(plan.op, warmup=20, iterations=args.iterations)))
-                        row["variants"].append({"kv_stages": stages, "hpb": hpb, "splits": plan.num_splits, "us": us,
-                                                "max_abs_error": err})
+                choices = [{"variant": "simt", "heads_per_block": hpb} for hpb in (1, 2, 4, 8)
+                           if hpb == 1 or hpb // 2 < group]
+                mma_splits = attention.Fa2Decode(q, k, v, lens, out, variant="mma").num_splits
+                choices += [{"variant": "mma"}, {"variant": "mma", "num_splits": max(1, mma_splits // 2)},
+                            {"variant": "mma", "num_splits": min(128, 2 * mma_splits)}]
+                for kwargs in choices:
+                    plan = attention.Fa2Decode(q, k, v, lens, out, **kwargs)
+                    out.fill_(float("nan"))
+                    plan.launch()
+                    torch.cuda.synchronize()
+                    err = float((out.double() - ref).abs().max())
+                    if not err < 4e-3:
+                        raise RuntimeError(f"{name} S={length} {kwargs}: error {err}")
+                    us = float(np.median(timer.events(plan.op, warmup=20, iterations=args.iterations)))
+                    row["variants"].append({"variant": plan.variant, "hpb": plan.heads_per_block,
+                                            "splits": plan.num_splits, "us": us, "max_abs_error": err})
                 auto_us = float(np.median(timer.events(auto.op, warmup=20, iterations=args.iterations)))
                 row["auto"]["us"] = auto_us
-                ok = [x for x in row["variants"] if "us" in x]
-                best = min(ok, key=lambda x: x["us"])
+                best = min(row["variants"], key=lambda x: x["us"])
                 row["best"] = best
                 rows.append(row)
-                per_stage = {s: min((x["us"] for x in ok if x["kv_stages"] == s), default=float("nan"))
-                             for s in args.stages}
-                print(f"{name:13s} S={length:6d} sdpa {sdpa_us:7.2f} | auto {auto_us:7.2f} "
-                      f"(st{auto.kv_stages} h{auto.heads_per_block} x{auto.num_splits}) | best {best['us']:7.2f} "
-                      f"(st{best['kv_stages']} h{best['hpb']} x{best['splits']}) sdpa/best {sdpa_us / best['us']:.2f}"
-                      f" | by stages " + " ".join(f"{s}:{t:.2f}" for s, t in per_stage.items())
-                      + f" | {kv_bytes / best['us'] / 1e3:.0f} GB/s", flush=True)
+                print(f"{name:13s} S={length:6d} sdpa {sdpa_us:7.2f} | auto {auto_us:7.2f} ({auto.variant} "
+                      f"h{auto.heads_per_block} x{auto.num_splits}) sdpa/auto {sdpa_us / auto_us:.2f} | best "
+                      f"{best['us']:7.2f} ({best['variant']} h{best['hpb']} x{best['splits']}) | "
+                      + " ".join(f"{x['variant'][0]}{x['hpb']}x{x['splits']}:{x['us']:.2f}" for x in row["variants"])
+                      + f" | auto {kv_bytes / auto_us / 1e3:.0f} GB/s", flush=True)
     with open(args.out, "w") as f:
         json.dump(rows, f, indent=1)
 

@@ -79,35 +79,38 @@ int checked_heads_per_block(int requested, const Fa2DecodeShape& shape, int max_
   return requested;
 }
 
+// Keys a block consumes per step; heads_per_block kMmaRows is the tensor-core variant (16 keys per warp).
 int keys_per_block_step(DType dtype, int head_dim, int heads_per_block) {
+  if (heads_per_block == fa2_detail::kMmaRows) return fa2_detail::kMmaWarps * 16;
   const int vec_elems = 16 / itemsize(dtype);
   const int vecs = head_dim / vec_elems;
   const int lanes = next_pow2(vecs) < 32 ? next_pow2(vecs) : 32;
   return warps_for(head_dim, heads_per_block) * (32 / lanes) * kKeysPerGroupStep;
 }
 
-int current_multiprocessors() {
-  int device = 0, sms = 0;
+int device_attribute(cudaDeviceAttr attr) {
+  int device = 0, value = 0;
   EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
-  EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  return sms;
+  EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&value, attr, device));
+  return value;
 }
 
-
-// dtype x head_dim x heads per block x pipeline stages -> kernel instantiation.
-KernelChoice kernel_choice(DType dtype, int head_dim, int hpb, int stages) {
+// dtype x head_dim x variant (x heads per block) -> kernel instantiation (fn null where there is none).
+KernelChoice kernel_choice(DType dtype, int head_dim, int hpb, Fa2Variant variant) {
   switch (dtype) {
-    case DType::F16: return fa2_detail::kernel_f16(head_dim, hpb, stages);
-    case DType::BF16: return fa2_detail::kernel_bf16(head_dim, hpb, stages);
-    default: return fa2_detail::kernel_f32(head_dim, hpb, stages);
+    case DType::F16: return fa2_detail::kernel_f16(head_dim, hpb, variant);
+    case DType::BF16: return fa2_detail::kernel_bf16(head_dim, hpb, variant);
+    default: return fa2_detail::kernel_f32(head_dim, hpb, variant);
   }
+}
+
+bool tensor_cores_available(const Fa2DecodeShape& shape, int cc_major) {
+  return cc_major >= 8 && shape.dtype != DType::F32 && (shape.head_dim == 64 || shape.head_dim == 128);
 }
 
 // Whether an instantiation's shared memory (static + dynamic) fits this device's per-block opt-in limit.
 bool fits_shared_memory(const KernelChoice& k) {
-  int device = 0, optin = 0;
-  EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
-  EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  const int optin = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
   cudaFuncAttributes attr{};
   EDGELLM_CUDA_CHECK(cudaFuncGetAttributes(&attr, k.fn));
   return static_cast<int>(attr.sharedSizeBytes) + k.smem_bytes <= optin;
@@ -126,10 +129,10 @@ int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len) {
   return heads_per_block_for(shape.q_heads / shape.kv_heads) >= 2 ? 2 : 1;
 }
 
-int fa2_default_kv_stages(const Fa2DecodeShape& shape, int max_len) {
+Fa2Variant fa2_default_variant(const Fa2DecodeShape& shape, int max_len, int cc_major) {
   validate(shape);
   (void)max_len;
-  return 3;
+  return tensor_cores_available(shape, cc_major) ? Fa2Variant::TensorCore : Fa2Variant::Simt;
 }
 
 int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int resident_blocks, int heads_per_block) {
@@ -151,22 +154,30 @@ int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int residen
 
 namespace {
 
-// The kernel for a shape, heads per block and requested stages (-1: default, falling back to the register
-// pipeline where the shared-memory one does not fit the device), with its dynamic shared memory enabled.
-KernelChoice prepared_kernel(const Fa2DecodeShape& shape, int hpb, int requested_stages, int max_len_hint) {
-  if (requested_stages != -1 && requested_stages != 0 && requested_stages != 2 && requested_stages != 3 &&
-      requested_stages != 4) {
-    throw std::invalid_argument("kv_stages: expected -1 (auto), 0 (register double buffer), 2, 3 or 4, got " +
-                                std::to_string(requested_stages));
+// The kernel for a shape, requested variant and heads per block (0: default), with its dynamic shared memory
+// enabled. An explicit request the device or shape cannot run is an error.
+KernelChoice prepared_kernel(const Fa2DecodeShape& shape, Fa2Variant requested, int heads_per_block,
+                             int max_len_hint) {
+  if (requested != Fa2Variant::Auto && requested != Fa2Variant::Simt && requested != Fa2Variant::TensorCore) {
+    throw std::invalid_argument("variant: expected auto, simt or tensor cores");
   }
-  const int stages = requested_stages == -1 ? fa2_default_kv_stages(shape, max_len_hint) : requested_stages;
-  KernelChoice k = kernel_choice(shape.dtype, shape.head_dim, hpb, stages);
+  const int cc_major = device_attribute(cudaDevAttrComputeCapabilityMajor);
+  // An explicit heads_per_block asks for the SIMT kernel (the only one with that choice).
+  const Fa2Variant variant = requested != Fa2Variant::Auto ? requested
+                             : heads_per_block != 0         ? Fa2Variant::Simt
+                                                            : fa2_default_variant(shape, max_len_hint, cc_major);
+  if (variant == Fa2Variant::TensorCore && !tensor_cores_available(shape, cc_major)) {
+    throw std::invalid_argument("variant: the tensor-core kernel needs fp16 or bf16 storage, head_dim 64 or 128 and "
+                                "compute capability >= 8.0");
+  }
+  if (variant == Fa2Variant::TensorCore && heads_per_block != 0) {
+    throw std::invalid_argument("heads_per_block: the tensor-core kernel takes the whole group (up to 16 heads)");
+  }
+  const int hpb = variant == Fa2Variant::TensorCore ? 0 : checked_heads_per_block(heads_per_block, shape, max_len_hint);
+  const KernelChoice k = kernel_choice(shape.dtype, shape.head_dim, hpb, variant);
   if (!fits_shared_memory(k)) {
-    if (requested_stages != -1) {
-      throw std::invalid_argument("kv_stages " + std::to_string(stages) + ": " + std::to_string(k.smem_bytes) +
-                                  " bytes of shared memory per block exceed this device's limit");
-    }
-    k = kernel_choice(shape.dtype, shape.head_dim, hpb, 0);
+    throw std::invalid_argument("fa2_decode: " + std::to_string(k.smem_bytes) +
+                                " bytes of shared memory per block exceed this device's limit");
   }
   if (k.smem_bytes > 0) {
     EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, k.smem_bytes));
@@ -177,14 +188,14 @@ KernelChoice prepared_kernel(const Fa2DecodeShape& shape, int hpb, int requested
 int resident_blocks(const KernelChoice& k) {
   int per_sm = 0;
   EDGELLM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k.fn, k.threads, k.smem_bytes));
-  return (per_sm < 1 ? 1 : per_sm) * current_multiprocessors();
+  return (per_sm < 1 ? 1 : per_sm) * device_attribute(cudaDevAttrMultiProcessorCount);
 }
 
 }  // namespace
 
 Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uintptr_t k_cache,
                          std::uintptr_t v_cache, std::uintptr_t seq_lens, std::uintptr_t out, float scale,
-                         int max_len_hint, int num_splits, int heads_per_block, int kv_stages)
+                         int max_len_hint, int num_splits, int heads_per_block, Fa2Variant variant)
     : shape_(validated(shape)),
       q_(reinterpret_cast<const void*>(q)),
       k_(reinterpret_cast<const void*>(k_cache)),
@@ -192,11 +203,10 @@ Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uin
       seq_lens_(reinterpret_cast<const int*>(seq_lens)),
       out_(reinterpret_cast<void*>(out)),
       scale_(scale),
-      heads_per_block_(checked_heads_per_block(heads_per_block, shape, max_len_hint)),
-      kernel_(prepared_kernel(shape, heads_per_block_, kv_stages, max_len_hint)),
+      kernel_(prepared_kernel(shape, variant, heads_per_block, max_len_hint)),
       num_splits_(num_splits > 0 ? num_splits
                                  : fa2_default_num_splits(shape, max_len_hint, resident_blocks(kernel_),
-                                                          heads_per_block_)),
+                                                          kernel_.heads_per_block)),
       partial_out_(num_splits_ > 1 ? static_cast<std::size_t>(shape.batch) * shape.q_heads * num_splits_ *
                                          shape.head_dim * sizeof(float)
                                    : 0),
@@ -217,7 +227,7 @@ Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uin
 
 void Fa2DecodeOp::launch(cudaStream_t stream) {
   const int group_size = shape_.q_heads / shape_.kv_heads;
-  const int chunks = (group_size + heads_per_block_ - 1) / heads_per_block_;
+  const int chunks = (group_size + kernel_.heads_per_block - 1) / kernel_.heads_per_block;
   const dim3 grid(num_splits_, shape_.kv_heads * chunks, shape_.batch);
   float scale_log2 = scale_ * kLog2e;
   float* po = static_cast<float*>(partial_out_.data());

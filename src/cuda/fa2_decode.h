@@ -51,20 +51,25 @@ struct Fa2DecodeShape {
 // `resident_blocks` (SMs x blocks resident per SM), but no split shorter than kMinStepsPerSplit block steps.
 int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int resident_blocks, int heads_per_block);
 
-// Pipeline for a shape when the longest sequence is `max_len` keys: 0 (loads double-buffered in registers) or the
-// number of shared-memory stages (2, 3 or 4) of the asynchronous-copy pipeline.
-int fa2_default_kv_stages(const Fa2DecodeShape& shape, int max_len);
+// Query heads per block (1, 2, 4 or 8) of the SIMT variant for a shape when the longest sequence is `max_len` keys.
+int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len);
 
-// One kernel instantiation: entry point, threads per block, dynamic shared memory, pipeline stages.
+// Kernel variants: SIMT (fp32 FMAs, HPB query heads per block, any storage type and head dim) and tensor cores
+// (mma.sync with the GQA group's heads as the 16 rows; fp16/bf16, D = 64 or 128, sm_80+).
+enum class Fa2Variant : int { Auto = -1, Simt = 0, TensorCore = 1 };
+
+// Variant for a shape when the longest sequence is `max_len` keys on a device of compute capability `cc_major`.
+Fa2Variant fa2_default_variant(const Fa2DecodeShape& shape, int max_len, int cc_major);
+
+// One kernel instantiation: entry point (null: none for this shape), threads per block, dynamic shared memory,
+// variant, query heads per block.
 struct Fa2Kernel {
   const void* fn = nullptr;
   int threads = 0;
   int smem_bytes = 0;
-  int stages = 0;
+  Fa2Variant variant = Fa2Variant::Simt;
+  int heads_per_block = 0;
 };
-
-// Query heads per block (1, 2, 4 or 8) for a shape when the longest sequence is `max_len` keys.
-int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len);
 
 class Fa2DecodeOp : public Launchable {
  public:
@@ -74,11 +79,11 @@ class Fa2DecodeOp : public Launchable {
   // sequence is still computed correctly, by the last split).
   Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uintptr_t k_cache, std::uintptr_t v_cache,
               std::uintptr_t seq_lens, std::uintptr_t out, float scale, int max_len_hint, int num_splits,
-              int heads_per_block, int kv_stages = -1);
+              int heads_per_block, Fa2Variant variant = Fa2Variant::Auto);
   void launch(cudaStream_t stream) override;
   int num_splits() const { return num_splits_; }
-  int heads_per_block() const { return heads_per_block_; }
-  int kv_stages() const { return kernel_.stages; }
+  int heads_per_block() const { return kernel_.heads_per_block; }
+  Fa2Variant variant() const { return kernel_.variant; }
   std::size_t workspace_bytes() const { return partial_out_.bytes() + partial_lse_.bytes() + counters_.bytes(); }
 
  private:
@@ -89,7 +94,6 @@ class Fa2DecodeOp : public Launchable {
   const int* seq_lens_;
   void* out_;
   float scale_;
-  int heads_per_block_;
   Fa2Kernel kernel_;
   int num_splits_;
   int chunk_ = 0;  // keys per split, from the host's length hint (the last split also covers the rest)

@@ -3,6 +3,8 @@
 
 namespace edgellm::cuda::fa2_detail {
 
-Fa2Kernel kernel_bf16(int head_dim, int hpb, int stages) { return choice_for_dim<__nv_bfloat16>(head_dim, hpb, stages); }
+Fa2Kernel kernel_bf16(int head_dim, int hpb, Fa2Variant variant) {
+  return choice_for_dim<__nv_bfloat16>(head_dim, hpb, variant);
+}
 
 }  // namespace edgellm::cuda::fa2_detail

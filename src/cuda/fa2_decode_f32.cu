@@ -3,6 +3,8 @@
 
 namespace edgellm::cuda::fa2_detail {
 
-Fa2Kernel kernel_f32(int head_dim, int hpb, int stages) { return choice_for_dim<float>(head_dim, hpb, stages); }
+Fa2Kernel kernel_f32(int head_dim, int hpb, Fa2Variant variant) {
+  return choice_for_dim<float>(head_dim, hpb, variant);
+}
 
 }  // namespace edgellm::cuda::fa2_detail

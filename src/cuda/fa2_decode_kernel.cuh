@@ -1,14 +1,15 @@
 // FA2 decode attention kernel (device code shared by the per-storage-type translation units
 // fa2_decode_{f16,bf16,f32}.cu, which instantiate it; the host side is fa2_decode.cu). Math, layouts and launch
-// shape: fa2_decode.h. Split into one translation unit per storage type so that the 80 instantiations of each
+// shape: fa2_decode.h. Split into one translation unit per storage type so that the instantiations of each
 // compile in parallel.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-#include <cuda_pipeline.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <type_traits>
 
 #include "fa2_decode.h"
 
@@ -28,7 +29,6 @@ struct Geometry {
   static constexpr int kElemsPerLane = kVecsPerLane * kVecElems;
   static constexpr int kGroupsPerWarp = 32 / kLanesPerKey;           // keys a warp holds at once
   static constexpr int kKeysPerBlockStep = NW * kGroupsPerWarp * kKeysPerGroupStep;
-  static constexpr int kStageVecs = kKeysPerBlockStep * kVecsPerRow;  // 16-byte vectors per tensor per stage
   static_assert(D % kVecElems == 0, "rows must be whole 16-byte vectors");
 };
 
@@ -91,54 +91,6 @@ __device__ __forceinline__ void load_step(const T* k_base, const T* v_base, int 
         const size_t off = static_cast<size_t>(key) * D + vec * G::kVecElems;
         k_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(k_base + off));
         v_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(v_base + off));
-      }
-    }
-  }
-}
-
-// Shared-memory pipeline (kv_stages >= 2): one stage holds one block step of keys, K then V, each a contiguous
-// [kKeysPerBlockStep][kVecsPerRow] tile of 16-byte vectors copied straight from the cache (keys are contiguous
-// rows), so a stage is one linear copy spread over the block's threads.
-
-// Issues the asynchronous copies of one block step of keys, [key0, key0 + kKeysPerBlockStep), into a stage and
-// commits them as one group; keys at or beyond `bound` are zero-filled without reading memory. Every thread
-// commits a group (possibly empty) so that group counting stays uniform.
-template <typename T, int D, int NW>
-__device__ __forceinline__ void issue_stage(uint4* s_k, uint4* s_v, const T* k_base, const T* v_base, int key0,
-                                            int bound) {
-  using G = Geometry<T, D, NW>;
-  constexpr int kVecs = G::kStageVecs;
-  const uint4* gk = reinterpret_cast<const uint4*>(k_base);
-  const uint4* gv = reinterpret_cast<const uint4*>(v_base);
-  const size_t first = static_cast<size_t>(key0) * G::kVecsPerRow;
-#pragma unroll
-  for (int j = threadIdx.x; j < kVecs; j += NW * 32) {
-    const bool inside = key0 + j / G::kVecsPerRow < bound;
-    const size_t src = inside ? first + j : 0;  // an outside copy reads nothing (zero fill); keep its address valid
-    __pipeline_memcpy_async(s_k + j, gk + src, 16, inside ? 0 : 16);
-    __pipeline_memcpy_async(s_v + j, gv + src, 16, inside ? 0 : 16);
-  }
-  __pipeline_commit();
-}
-
-// Reads this lane's vectors of one stage (the same key mapping as load_step) into registers.
-template <typename T, int D, int NW>
-__device__ __forceinline__ void read_stage(const uint4* s_k, const uint4* s_v, int warp, int key_group,
-                                           int lane_in_key,
-                                           uint4 (&k_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
-                                           uint4 (&v_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane]) {
-  using G = Geometry<T, D, NW>;
-#pragma unroll
-  for (int u = 0; u < kKeysPerGroupStep; ++u) {
-    const int key = u * NW * G::kGroupsPerWarp + warp * G::kGroupsPerWarp + key_group;
-#pragma unroll
-    for (int i = 0; i < G::kVecsPerLane; ++i) {
-      const int vec = lane_in_key + i * G::kLanesPerKey;
-      k_raw[u][i] = make_uint4(0, 0, 0, 0);
-      v_raw[u][i] = make_uint4(0, 0, 0, 0);
-      if (vec < G::kVecsPerRow) {
-        k_raw[u][i] = s_k[key * G::kVecsPerRow + vec];
-        v_raw[u][i] = s_v[key * G::kVecsPerRow + vec];
       }
     }
   }
@@ -211,7 +163,93 @@ __device__ __forceinline__ void consume_step(const T* tag, int step, int key_end
   }
 }
 
-template <typename T, int D, int HPB, int STAGES, int NW = warps_for(D, HPB)>
+// The end of a block, shared by both kernels: combines the warps' online-softmax states published in shared
+// memory (s_m, s_l: [NW][HPB]; s_acc: [NW][HPB][D]; the caller has synchronised), then writes the output
+// (num_splits == 1) or this split's normalised partial and log-sum-exp; the last block of each (sequence, head
+// group) to finish, found with a counter (threadfence + atomicAdd, reset by that block so that the op can be
+// replayed in a CUDA graph), merges every split's partial.
+template <typename T, int D, int NW, int HPB>
+__device__ __forceinline__ void finish_block(const float* s_m, const float* s_l, const float* s_acc, int heads_here,
+                                             int b, int q_heads, int head0, int num_splits, T* __restrict__ out,
+                                             float* __restrict__ partial_out, float* __restrict__ partial_lse,
+                                             int* __restrict__ counters) {
+  const int split = blockIdx.x;
+  const size_t bh0 = static_cast<size_t>(b) * q_heads + head0;  // first (sequence, head) row of this block
+  for (int idx = threadIdx.x; idx < heads_here * D; idx += (NW * 32)) {
+    const int h = idx / D;
+    const int d = idx % D;
+    float block_max = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) block_max = fmaxf(block_max, s_m[w * HPB + h]);
+    float sum = 0.0f, o = 0.0f;
+    if (block_max != -INFINITY) {
+#pragma unroll
+      for (int w = 0; w < NW; ++w) {
+        const float c = exp2_safe(s_m[w * HPB + h] - block_max);
+        sum += s_l[w * HPB + h] * c;
+        o += s_acc[(w * HPB + h) * D + d] * c;
+      }
+    }
+    if (num_splits == 1) {
+      store(out + (bh0 + h) * D + d, sum > 0.0f ? o / sum : 0.0f);
+    } else {
+      const size_t row = (bh0 + h) * num_splits + split;
+      partial_out[row * D + d] = sum > 0.0f ? o / sum : 0.0f;
+      if (d == 0) partial_lse[row] = sum > 0.0f ? block_max + log2f(sum) : -INFINITY;
+    }
+  }
+  if (num_splits == 1) return;
+
+  // The last block of this (sequence, head group) to finish merges every split's partial output.
+  __shared__ bool s_is_last;
+  __threadfence();  // make this block's partials visible device-wide before announcing completion
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* counter = counters + static_cast<size_t>(b) * gridDim.y + blockIdx.y;
+    const int done = atomicAdd(counter, 1);
+    s_is_last = (done == num_splits - 1);
+    if (s_is_last) *counter = 0;  // ready for the next launch (graph replays reuse the workspace)
+  }
+  __syncthreads();
+  if (!s_is_last) return;
+  __threadfence();
+
+  // Weighted sum of the partial outputs, 4 columns per thread: one pass with a running maximum of the splits'
+  // log-sum-exps (as in the online softmax), so that every load is independent of the arithmetic and the merge
+  // costs one round trip to L2.
+  constexpr int kCols = D / 4;
+  for (int idx = threadIdx.x; idx < heads_here * kCols; idx += (NW * 32)) {
+    const int h = idx / kCols;
+    const int c = idx % kCols;
+    const size_t row0 = (bh0 + h) * num_splits;
+    const float4* src = reinterpret_cast<const float4*>(partial_out + row0 * D) + c;
+    float mx = -INFINITY, total = 0.0f;
+    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 8
+    for (int sp = 0; sp < num_splits; ++sp) {
+      const float lse = __ldcg(partial_lse + row0 + sp);
+      const float4 p = __ldcg(src + static_cast<size_t>(sp) * kCols);
+      if (lse == -INFINITY) continue;  // an empty split (no keys in its range)
+      const float m_new = fmaxf(mx, lse);
+      const float c_old = exp2_safe(mx - m_new);
+      const float w = exp2f(lse - m_new);
+      total = total * c_old + w;
+      o.x = fmaf(w, p.x, o.x * c_old);
+      o.y = fmaf(w, p.y, o.y * c_old);
+      o.z = fmaf(w, p.z, o.z * c_old);
+      o.w = fmaf(w, p.w, o.w * c_old);
+      mx = m_new;
+    }
+    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+    T* dst = out + (bh0 + h) * D + 4 * c;
+    store(dst, o.x * inv);
+    store(dst + 1, o.y * inv);
+    store(dst + 2, o.z * inv);
+    store(dst + 3, o.w * inv);
+  }
+}
+
+template <typename T, int D, int HPB, int NW = warps_for(D, HPB)>
 __global__ void __launch_bounds__(NW * 32)
 fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache,
                   const int* __restrict__ seq_lens, T* __restrict__ out, float* __restrict__ partial_out,
@@ -249,15 +287,7 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
   const int key_stop = split == num_splits - 1 ? max_seq : min(max_seq, key_begin + chunk);
   uint4 k_a[KT][G::kVecsPerLane], v_a[KT][G::kVecsPerLane];
   uint4 k_b[KT][G::kVecsPerLane], v_b[KT][G::kVecsPerLane];
-  extern __shared__ uint4 s_kv[];  // staged: [STAGES] K stages, then [STAGES] V stages
-  constexpr int kStageVecs = G::kStageVecs;
-  uint4* s_k = s_kv;
-  uint4* s_v = s_kv + STAGES * kStageVecs;
-  if constexpr (STAGES > 0) {
-    issue_stage<T, D, NW>(s_k, s_v, k_base, v_base, key_begin, key_stop);
-  } else {
-    load_step<T, D, NW>(k_base, v_base, key_begin, key_stop, warp, key_group, lane_in_key, k_a, v_a);
-  }
+  load_step<T, D, NW>(k_base, v_base, key_begin, key_stop, warp, key_group, lane_in_key, k_a, v_a);
 
   // Queries, pre-scaled into the log2 domain (scores then go through exp2).
   float q_reg[HPB][E];
@@ -289,29 +319,8 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
     for (int e = 0; e < E; ++e) acc[h][e] = 0.0f;
   }
 
-  if constexpr (STAGES > 0) {
-    // STAGES - 1 steps in flight: step i waits for its own group, the barrier makes it visible to the block and
-    // frees the stage consumed at step i - 1, which then receives step i + STAGES - 1.
-#pragma unroll
-    for (int st = 1; st < STAGES - 1; ++st) {
-      issue_stage<T, D, NW>(s_k + st * kStageVecs, s_v + st * kStageVecs, k_base, v_base, key_begin + st * kStep,
-                            key_end);
-    }
-    int read = 0, write = STAGES - 1;
-    for (int step = key_begin; step < key_end; step += kStep) {
-      __pipeline_wait_prior(STAGES - 2);
-      __syncthreads();
-      issue_stage<T, D, NW>(s_k + write * kStageVecs, s_v + write * kStageVecs, k_base, v_base,
-                            step + (STAGES - 1) * kStep, key_end);
-      read_stage<T, D, NW>(s_k + read * kStageVecs, s_v + read * kStageVecs, warp, key_group, lane_in_key, k_a, v_a);
-      consume_step<T, D, NW, HPB>(k_base, step, key_end, warp, key_group, q_reg, k_a, v_a, m, l, acc);
-      read = read == STAGES - 1 ? 0 : read + 1;
-      write = write == STAGES - 1 ? 0 : write + 1;
-    }
-    __pipeline_wait_prior(0);  // the trailing groups only zero-fill; nothing may be in flight at exit
-  }
   // Two register buffers: the next step's loads are in flight while the current step is consumed.
-  for (int step = key_begin; STAGES == 0 && step < key_end; step += 2 * kStep) {
+  for (int step = key_begin; step < key_end; step += 2 * kStep) {
     if (step + kStep < key_end) load_step<T, D, NW>(k_base, v_base, step + kStep, key_end, warp, key_group, lane_in_key, k_b, v_b);
     consume_step<T, D, NW, HPB>(k_base, step, key_end, warp, key_group, q_reg, k_a, v_a, m, l, acc);
     if (step + kStep >= key_end) break;
@@ -362,123 +371,308 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
   }
   __syncthreads();
 
-  const size_t bh0 = static_cast<size_t>(b) * q_heads + head0;  // first (sequence, head) row of this block
-  for (int idx = threadIdx.x; idx < heads_here * D; idx += kThreadsHere) {
-    const int h = idx / D;
-    const int d = idx % D;
-    float block_max = -INFINITY;
+  finish_block<T, D, NW, HPB>(&s_m[0][0], &s_l[0][0], &s_acc[0][0][0], heads_here, b, q_heads, head0, num_splits,
+                              out, partial_out, partial_lse, counters);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tensor-core variant (sm_80+, fp16/bf16 storage, D = 64 or 128): the GQA group's query heads are the M = 16 rows
+// of mma.sync.m16n8k16 (rows past the group are zero), so each K/V row is read once for up to 16 heads and the
+// products run on tensor cores with fp32 accumulation, the way FlashAttention-2 does for its query tiles.
+//   S[16 heads x 8 keys]  = Q[16 x D] . K^T[D x 8]   (D/16 mmas; the fp32 scores are then scaled by scale*log2e)
+//   O[16 heads x 8 d]    += P[16 x 16 keys] . V[16 keys x 8]   (P rounded to the storage type, as in FA2)
+// Each warp takes 16 keys per step (two S tiles, whose accumulators are exactly P's A fragment: no shuffles).
+// Loads go straight from the cache into fragments with 16-byte loads, using two re-indexings that leave the
+// products unchanged: the contraction index d of S is permuted (lane t of a quad loads d = 32J + 8t .. +7 of its
+// key: words 0-1 feed k-tile 2J, words 2-3 k-tile 2J+1; Q's fragments use the same order), and the output
+// columns of O are permuted (n-tile 8J + u, column n holds d = 64J + 8n + u: lane g of the warp loads d = 64J + 8g
+// .. +7 of keys 2t, 2t+1, 2t+8, 2t+9, and byte permutes pair the two keys of each d into one register).
+// Launch: grid (num_splits, Hkv * ceil(G / 16), B), NW warps; keys interleaved across warps in steps of 16.
+constexpr int kMmaRows = 16;       // query heads per block (M of the mma)
+constexpr int kMmaWarps = 4;
+
+__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1,
+                                          const __half*) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+               "{%0,%1,%2,%3};"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1,
+                                          const __nv_bfloat16*) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+               "{%0,%1,%2,%3};"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two fp32 values rounded to the storage type and packed (lo in the low half: the smaller k index).
+__device__ __forceinline__ uint32_t pack2(float lo, float hi, const __half*) {
+  const __half2 h = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+__device__ __forceinline__ uint32_t pack2(float lo, float hi, const __nv_bfloat16*) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+
+// One warp step's loads: K rows (keys base + r and base + 8 + r, 16-byte pieces at d = 32J + 8t) and V rows (keys
+// base + 2t, 2t+1, 2t+8, 2t+9, pieces at d = 64J + 8r); keys at or beyond key_end read as zero.
+template <int D>
+struct MmaLoads {
+  uint4 k[2][D / 32];
+  uint4 v[4][D / 64];
+};
+
+template <typename T, int D>
+__device__ __forceinline__ void mma_load(MmaLoads<D>& x, const T* k_base, const T* v_base, int base, int key_end,
+                                         int r, int t) {
 #pragma unroll
-    for (int w = 0; w < NW; ++w) block_max = fmaxf(block_max, s_m[w][h]);
-    float sum = 0.0f, o = 0.0f;
-    if (block_max != -INFINITY) {
+  for (int tile = 0; tile < 2; ++tile) {
+    const int key = base + 8 * tile + r;
 #pragma unroll
-      for (int w = 0; w < NW; ++w) {
-        const float c = exp2_safe(s_m[w][h] - block_max);
-        sum += s_l[w][h] * c;
-        o += s_acc[w][h][d] * c;
+    for (int j = 0; j < D / 32; ++j) {
+      x.k[tile][j] = key < key_end ? __ldg(reinterpret_cast<const uint4*>(k_base + static_cast<size_t>(key) * D + 32 * j + 8 * t))
+                                   : make_uint4(0, 0, 0, 0);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int key = base + 2 * t + (i & 1) + 8 * (i >> 1);
+#pragma unroll
+    for (int j = 0; j < D / 64; ++j) {
+      x.v[i][j] = key < key_end ? __ldg(reinterpret_cast<const uint4*>(v_base + static_cast<size_t>(key) * D + 64 * j + 8 * r))
+                                : make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
+// Folds one warp step (16 keys from `base`) into the online-softmax state of rows r (index 0) and r + 8 (index 1).
+template <typename T, int D>
+__device__ __forceinline__ void mma_consume(const MmaLoads<D>& x, const uint32_t (&qa)[D / 16][4], int base,
+                                            int key_end, int t, float scale_log2, float (&m)[2], float (&l)[2],
+                                            float (&o)[D / 8][4]) {
+  const T* tag = nullptr;
+  float s[2][4];
+#pragma unroll
+  for (int tile = 0; tile < 2; ++tile) {
+    s[tile][0] = s[tile][1] = s[tile][2] = s[tile][3] = 0.0f;
+#pragma unroll
+    for (int j = 0; j < D / 32; ++j) {
+      mma_16816(s[tile], qa[2 * j], x.k[tile][j].x, x.k[tile][j].y, tag);
+      mma_16816(s[tile], qa[2 * j + 1], x.k[tile][j].z, x.k[tile][j].w, tag);
+    }
+  }
+  // s[tile][e]: row r (e < 2) or r + 8 (e >= 2), key base + 8 tile + 2t + (e & 1).
+  float step_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int tile = 0; tile < 2; ++tile) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int key = base + 8 * tile + 2 * t + (e & 1);
+      s[tile][e] = key < key_end ? s[tile][e] * scale_log2 : -INFINITY;
+      step_max[e >> 1] = fmaxf(step_max[e >> 1], s[tile][e]);
+    }
+  }
+  float correction[2];
+#pragma unroll
+  for (int row = 0; row < 2; ++row) {
+    // The quad (4 lanes) holds one row's 16 keys.
+    step_max[row] = fmaxf(step_max[row], __shfl_xor_sync(0xffffffffu, step_max[row], 1));
+    step_max[row] = fmaxf(step_max[row], __shfl_xor_sync(0xffffffffu, step_max[row], 2));
+    const float m_new = fmaxf(m[row], step_max[row]);
+    correction[row] = m_new == -INFINITY ? 1.0f : exp2_safe(m[row] - m_new);
+    l[row] *= correction[row];
+    m[row] = m_new;
+  }
+#pragma unroll
+  for (int tile = 0; tile < 2; ++tile) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float mr = m[e >> 1];
+      s[tile][e] = mr == -INFINITY ? 0.0f : exp2_safe(s[tile][e] - mr);
+      l[e >> 1] += s[tile][e];  // this lane's share; the quad's shares are summed at the end
+    }
+  }
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n) {
+    o[n][0] *= correction[0];
+    o[n][1] *= correction[0];
+    o[n][2] *= correction[1];
+    o[n][3] *= correction[1];
+  }
+  // P's A fragment: rows r / r + 8, keys 2t, 2t+1 (tile 0) and 2t+8, 2t+9 (tile 1).
+  const uint32_t pa[4] = {pack2(s[0][0], s[0][1], tag), pack2(s[0][2], s[0][3], tag), pack2(s[1][0], s[1][1], tag),
+                          pack2(s[1][2], s[1][3], tag)};
+#pragma unroll
+  for (int j = 0; j < D / 64; ++j) {
+#pragma unroll
+    for (int u = 0; u < 8; ++u) {
+      // Column n = r of n-tile 8j + u is d = 64j + 8r + u: half u of each V piece; pair keys (2t, 2t+1) and
+      // (2t+8, 2t+9).
+      const unsigned sel = (u & 1) ? 0x7632u : 0x5410u;
+      const uint32_t b0 = __byte_perm(word(x.v[0][j], u >> 1), word(x.v[1][j], u >> 1), sel);
+      const uint32_t b1 = __byte_perm(word(x.v[2][j], u >> 1), word(x.v[3][j], u >> 1), sel);
+      mma_16816(o[8 * j + u], pa, b0, b1, tag);
+    }
+  }
+}
+
+template <typename T, int D, int NW = kMmaWarps>
+__global__ void __launch_bounds__(NW * 32)
+fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache,
+                      const int* __restrict__ seq_lens, T* __restrict__ out, float* __restrict__ partial_out,
+                      float* __restrict__ partial_lse, int* __restrict__ counters, int q_heads, int kv_heads,
+                      int max_seq, float scale_log2, int num_splits, int chunk, int kv_shared) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  static_assert(D % 64 == 0 && D <= 128, "tensor-core path: D = 64 or 128");
+  constexpr int kStep = NW * 16;  // keys per block step
+  const int split = blockIdx.x;
+  const int b = blockIdx.z;
+  const int group_size = q_heads / kv_heads;
+  const int chunks_per_kv_head = (group_size + kMmaRows - 1) / kMmaRows;
+  const int kv_head = blockIdx.y / chunks_per_kv_head;
+  const int head0 = kv_head * group_size + (blockIdx.y % chunks_per_kv_head) * kMmaRows;
+  const int heads_here = min(kMmaRows, kv_head * group_size + group_size - head0);
+
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int r = lane >> 2;  // mma group: row r (and r + 8), key r of an S tile, column r of an O tile
+  const int t = lane & 3;   // lane in the quad
+
+  const int cache_b = kv_shared ? 0 : b;
+  const size_t head_offset = (static_cast<size_t>(cache_b) * kv_heads + kv_head) * static_cast<size_t>(max_seq) * D;
+  const T* k_base = k_cache + head_offset;
+  const T* v_base = v_cache + head_offset;
+  const int key_begin = min(max_seq, split * chunk);
+  const int key_stop = split == num_splits - 1 ? max_seq : min(max_seq, key_begin + chunk);
+
+  // First step's loads before the (dependent) length arrives, bounded by the host's chunk; the length masks them.
+  MmaLoads<D> buf_a, buf_b;
+  mma_load<T, D>(buf_a, k_base, v_base, key_begin + warp * 16, key_stop, r, t);
+
+  // Q's A fragments (rows past the group are zero), in the permuted d order of the K loads.
+  uint32_t qa[D / 16][4];
+#pragma unroll
+  for (int j = 0; j < D / 32; ++j) {
+    const T* row_lo = q + (static_cast<size_t>(b) * q_heads + head0 + r) * D + 32 * j + 8 * t;
+    const uint4 lo = r < heads_here ? *reinterpret_cast<const uint4*>(row_lo) : make_uint4(0, 0, 0, 0);
+    const uint4 hi = r + 8 < heads_here ? *reinterpret_cast<const uint4*>(row_lo + 8 * D) : make_uint4(0, 0, 0, 0);
+    qa[2 * j][0] = lo.x;
+    qa[2 * j][1] = hi.x;
+    qa[2 * j][2] = lo.y;
+    qa[2 * j][3] = hi.y;
+    qa[2 * j + 1][0] = lo.z;
+    qa[2 * j + 1][1] = hi.z;
+    qa[2 * j + 1][2] = lo.w;
+    qa[2 * j + 1][3] = hi.w;
+  }
+
+  int len = seq_lens[b];
+  len = len < 0 ? 0 : (len > max_seq ? max_seq : len);
+  const int key_end = min(len, key_stop);
+  // The first loads were bounded by key_stop: V rows past the length may hold anything (NaN included), and
+  // 0 * NaN would reach the output, so they are cleared (later loads are bounded by key_end).
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if (key_begin + warp * 16 + 2 * t + (i & 1) + 8 * (i >> 1) >= key_end) {
+#pragma unroll
+      for (int j = 0; j < D / 64; ++j) buf_a.v[i][j] = make_uint4(0, 0, 0, 0);
+    }
+  }
+
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  float o[D / 8][4];
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+
+  // Two register buffers: the next step's loads are in flight while the current one is consumed.
+  for (int base = key_begin + warp * 16; base < key_end; base += 2 * kStep) {
+    if (base + kStep < key_end) mma_load<T, D>(buf_b, k_base, v_base, base + kStep, key_end, r, t);
+    mma_consume<T, D>(buf_a, qa, base, key_end, t, scale_log2, m, l, o);
+    if (base + kStep >= key_end) break;
+    if (base + 2 * kStep < key_end) mma_load<T, D>(buf_a, k_base, v_base, base + 2 * kStep, key_end, r, t);
+    mma_consume<T, D>(buf_b, qa, base + kStep, key_end, t, scale_log2, m, l, o);
+  }
+#pragma unroll
+  for (int row = 0; row < 2; ++row) {
+    l[row] += __shfl_xor_sync(0xffffffffu, l[row], 1);
+    l[row] += __shfl_xor_sync(0xffffffffu, l[row], 2);
+  }
+
+  // Publish each warp's state: o[8j + u][e] is row r (+8 for e >= 2), d = 64j + 8(2t + (e & 1)) + u.
+  __shared__ float s_m[NW][kMmaRows];
+  __shared__ float s_l[NW][kMmaRows];
+  extern __shared__ float s_acc[];  // [NW][kMmaRows][D]
+  if (t == 0) {
+    s_m[warp][r] = m[0];
+    s_m[warp][r + 8] = m[1];
+    s_l[warp][r] = l[0];
+    s_l[warp][r + 8] = l[1];
+  }
+#pragma unroll
+  for (int j = 0; j < D / 64; ++j) {
+#pragma unroll
+    for (int u = 0; u < 8; ++u) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int row = r + 8 * (e >> 1);
+        const int d = 64 * j + 8 * (2 * t + (e & 1)) + u;
+        s_acc[(warp * kMmaRows + row) * D + d] = o[8 * j + u][e];
       }
     }
-    if (num_splits == 1) {
-      store(out + (bh0 + h) * D + d, sum > 0.0f ? o / sum : 0.0f);
-    } else {
-      const size_t row = (bh0 + h) * num_splits + split;
-      partial_out[row * D + d] = sum > 0.0f ? o / sum : 0.0f;
-      if (d == 0) partial_lse[row] = sum > 0.0f ? block_max + log2f(sum) : -INFINITY;
-    }
-  }
-  if (num_splits == 1) return;
-
-  // The last block of this (sequence, head group) to finish merges every split's partial output.
-  __shared__ bool s_is_last;
-  __threadfence();  // make this block's partials visible device-wide before announcing completion
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int* counter = counters + static_cast<size_t>(b) * gridDim.y + blockIdx.y;
-    const int done = atomicAdd(counter, 1);
-    s_is_last = (done == num_splits - 1);
-    if (s_is_last) *counter = 0;  // ready for the next launch (graph replays reuse the workspace)
   }
   __syncthreads();
-  if (!s_is_last) return;
-  __threadfence();
-
-  // Weighted sum of the partial outputs, 4 columns per thread: one pass with a running maximum of the splits'
-  // log-sum-exps (as in the online softmax), so that every load is independent of the arithmetic and the merge
-  // costs one round trip to L2.
-  constexpr int kCols = D / 4;
-  for (int idx = threadIdx.x; idx < heads_here * kCols; idx += kThreadsHere) {
-    const int h = idx / kCols;
-    const int c = idx % kCols;
-    const size_t row0 = (bh0 + h) * num_splits;
-    const float4* src = reinterpret_cast<const float4*>(partial_out + row0 * D) + c;
-    float mx = -INFINITY, total = 0.0f;
-    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 8
-    for (int sp = 0; sp < num_splits; ++sp) {
-      const float lse = __ldcg(partial_lse + row0 + sp);
-      const float4 p = __ldcg(src + static_cast<size_t>(sp) * kCols);
-      if (lse == -INFINITY) continue;  // an empty split (no keys in its range)
-      const float m_new = fmaxf(mx, lse);
-      const float c_old = exp2_safe(mx - m_new);
-      const float w = exp2f(lse - m_new);
-      total = total * c_old + w;
-      o.x = fmaf(w, p.x, o.x * c_old);
-      o.y = fmaf(w, p.y, o.y * c_old);
-      o.z = fmaf(w, p.z, o.z * c_old);
-      o.w = fmaf(w, p.w, o.w * c_old);
-      mx = m_new;
-    }
-    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
-    T* dst = out + (bh0 + h) * D + 4 * c;
-    store(dst, o.x * inv);
-    store(dst + 1, o.y * inv);
-    store(dst + 2, o.z * inv);
-    store(dst + 3, o.w * inv);
-  }
+  finish_block<T, D, NW, kMmaRows>(&s_m[0][0], &s_l[0][0], s_acc, heads_here, b, q_heads, head0, num_splits, out,
+                                   partial_out, partial_lse, counters);
+#endif
 }
 
-// Instantiation for (storage type, head dim, heads per block, pipeline stages): entry point, block size,
-// dynamic shared memory.
-template <typename T, int D, int HPB, int S>
-Fa2Kernel choice() {
-  constexpr int NW = warps_for(D, HPB);
-  return {reinterpret_cast<const void*>(&fa2_decode_kernel<T, D, HPB, S>), NW * 32, S * 2 * Geometry<T, D, NW>::kStageVecs * 16, S};
-}
-
+// Instantiations: entry point, block size, dynamic shared memory, the variant's heads per block.
 template <typename T, int D, int HPB>
-Fa2Kernel choice_for_stages(int stages) {
-  switch (stages) {
-    case 0: return choice<T, D, HPB, 0>();
-    case 2: return choice<T, D, HPB, 2>();
-    case 3: return choice<T, D, HPB, 3>();
-    default: return choice<T, D, HPB, 4>();
+Fa2Kernel simt_choice() {
+  constexpr int NW = warps_for(D, HPB);
+  return {reinterpret_cast<const void*>(&fa2_decode_kernel<T, D, HPB>), NW * 32, 0, Fa2Variant::Simt, HPB};
+}
+
+template <typename T, int D>
+Fa2Kernel mma_choice() {
+  if constexpr (std::is_same_v<T, float> || (D != 64 && D != 128)) {
+    return {};  // no tensor-core instantiation (fp32 storage, or a head dim other than 64 / 128)
+  } else {
+    return {reinterpret_cast<const void*>(&fa2_decode_mma_kernel<T, D>), kMmaWarps * 32,
+            static_cast<int>(kMmaWarps * kMmaRows * D * sizeof(float)), Fa2Variant::TensorCore, kMmaRows};
   }
 }
 
 template <typename T, int D>
-Fa2Kernel choice_for_heads(int hpb, int stages) {
+Fa2Kernel choice_for_heads(int hpb, Fa2Variant variant) {
+  if (variant == Fa2Variant::TensorCore) return mma_choice<T, D>();
   switch (hpb) {
-    case 1: return choice_for_stages<T, D, 1>(stages);
-    case 2: return choice_for_stages<T, D, 2>(stages);
-    case 4: return choice_for_stages<T, D, 4>(stages);
-    default: return choice_for_stages<T, D, 8>(stages);
+    case 1: return simt_choice<T, D, 1>();
+    case 2: return simt_choice<T, D, 2>();
+    case 4: return simt_choice<T, D, 4>();
+    default: return simt_choice<T, D, 8>();
   }
 }
 
 template <typename T>
-Fa2Kernel choice_for_dim(int head_dim, int hpb, int stages) {
+Fa2Kernel choice_for_dim(int head_dim, int hpb, Fa2Variant variant) {
   switch (head_dim) {
-    case 64: return choice_for_heads<T, 64>(hpb, stages);
-    case 80: return choice_for_heads<T, 80>(hpb, stages);
-    case 96: return choice_for_heads<T, 96>(hpb, stages);
-    case 128: return choice_for_heads<T, 128>(hpb, stages);
-    default: return choice_for_heads<T, 256>(hpb, stages);
+    case 64: return choice_for_heads<T, 64>(hpb, variant);
+    case 80: return choice_for_heads<T, 80>(hpb, variant);
+    case 96: return choice_for_heads<T, 96>(hpb, variant);
+    case 128: return choice_for_heads<T, 128>(hpb, variant);
+    default: return choice_for_heads<T, 256>(hpb, variant);
   }
 }
 
-// One per storage type, each defined in its own translation unit.
-Fa2Kernel kernel_f16(int head_dim, int hpb, int stages);
-Fa2Kernel kernel_bf16(int head_dim, int hpb, int stages);
-Fa2Kernel kernel_f32(int head_dim, int hpb, int stages);
+// One per storage type, each defined in its own translation unit; fn is null where the variant has no
+// instantiation.
+Fa2Kernel kernel_f16(int head_dim, int hpb, Fa2Variant variant);
+Fa2Kernel kernel_bf16(int head_dim, int hpb, Fa2Variant variant);
+Fa2Kernel kernel_f32(int head_dim, int hpb, Fa2Variant variant);
 
 }  // namespace edgellm::cuda::fa2_detail

@@ -24,6 +24,10 @@ __all__ = ["DTYPE_CODES", "HEAD_DIMS", "Fa2Decode", "fa2_decode", "kv_append", "
 DTYPE_CODES = {"float16": 0, "bfloat16": 1, "float32": 2}
 HEAD_DIMS = (64, 80, 96, 128, 256)
 MAX_SPLITS = 128  # kMaxSplits in src/cuda/fa2_decode.cu
+# Kernel variants (Fa2Variant in src/cuda/fa2_decode.h): "auto" picks per shape and device; "simt" runs fp32 FMAs
+# with heads_per_block query heads per block (any dtype and head_dim); "mma" runs the products on tensor cores
+# with the whole GQA group per block (fp16/bf16, head_dim 64 or 128, compute capability >= 8.0).
+VARIANTS = {"auto": -1, "simt": 0, "mma": 1}
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,7 @@ class Fa2Decode:
 
     def __init__(self, q: Any, k_cache: Any, v_cache: Any, seq_lens: Any, out: Any = None, *,
                  scale: Optional[float] = None, num_splits: Optional[int] = None,
-                 heads_per_block: Optional[int] = None, kv_stages: Optional[int] = None,
-                 stream: object = None) -> None:
+                 heads_per_block: Optional[int] = None, variant: str = "auto", stream: object = None) -> None:
         s = self.shapes = _check_qkv(q, k_cache, v_cache)
         if out is not None:
             if isinstance(out, np.ndarray):
@@ -96,8 +99,10 @@ class Fa2Decode:
             raise ValueError(f"num_splits: expected 1..{MAX_SPLITS} or None, got {num_splits}")
         if heads_per_block not in (None, 1, 2, 4, 8):
             raise ValueError(f"heads_per_block: expected None (auto), 1, 2, 4 or 8, got {heads_per_block}")
-        if kv_stages not in (None, 0, 2, 3, 4):
-            raise ValueError(f"kv_stages: expected None (auto), 0 (registers), 2, 3 or 4, got {kv_stages}")
+        if variant not in VARIANTS:
+            raise ValueError(f"variant: expected one of {sorted(VARIANTS)}, got {variant!r}")
+        if variant == "mma" and heads_per_block is not None:
+            raise ValueError("heads_per_block: only the 'simt' variant takes it (the 'mma' one takes the whole group)")
         self._lens, max_len_hint = _lengths(seq_lens, s, stream)
         self._q = as_device_array(q, "q", dtypes=[s.dtype], stream=stream)
         self._k = as_device_array(k_cache, "k_cache", dtypes=[s.dtype], stream=stream)
@@ -112,8 +117,7 @@ class Fa2Decode:
         self.op = _core.Fa2DecodeOp(
             s.batch, s.q_heads, s.kv_heads, s.head_dim, s.max_seq, DTYPE_CODES[s.dtype], self._q.address,
             self._k.address, self._v.address, self._lens.address, self._out.address, self.scale, max_len_hint,
-            0 if num_splits is None else int(num_splits), heads_per_block or 0,
-            -1 if kv_stages is None else int(kv_stages))
+            0 if num_splits is None else int(num_splits), heads_per_block or 0, VARIANTS[variant])
 
     @property
     def num_splits(self) -> int:
@@ -124,9 +128,9 @@ class Fa2Decode:
         return int(self.op.heads_per_block)
 
     @property
-    def kv_stages(self) -> int:
-        """0: K/V loads double-buffered in registers; 2-4: stages of the shared-memory (cp.async) pipeline."""
-        return int(self.op.kv_stages)
+    def variant(self) -> str:
+        """The kernel chosen: "simt" (fp32 FMAs, heads_per_block heads per block) or "mma" (tensor cores)."""
+        return "mma" if self.op.variant == VARIANTS["mma"] else "simt"
 
     def launch(self, stream: object = None) -> None:
         self.op.launch(stream_handle(stream))
