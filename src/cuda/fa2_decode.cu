@@ -20,6 +20,8 @@ constexpr int kMaxHeadsPerBlock = 8;
 constexpr int kMaxSplits = 128;       // bounds the split workspace and the merge loop
 constexpr int kShortContextKeys = 8192;  // fa2_default_heads_per_block's crossover
 constexpr int kMinStepsPerSplit = 4;     // fa2_default_num_splits: least work per split
+constexpr int kTensorCoreMinKeys = 16384;        // fa2_default_variant: crossover (measured)
+constexpr int kMinKvHeadsForTensorCores = 8;     // sequences x KV heads (blocks per split of the mma kernel)
 constexpr float kLog2e = 1.4426950408889634f;
 
 template <typename T>
@@ -131,8 +133,14 @@ int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len) {
 
 Fa2Variant fa2_default_variant(const Fa2DecodeShape& shape, int max_len, int cc_major) {
   validate(shape);
-  (void)max_len;
-  return tensor_cores_available(shape, cc_major) ? Fa2Variant::TensorCore : Fa2Variant::Simt;
+  // Measured on an H200 (tools/sweep_fa2.py; bench/results/nvidia-h200/fa2_variants_sweep.md): the tensor-core
+  // kernel wins only where the SIMT one runs out of issue slots, i.e. long contexts over many wide KV heads
+  // (Llama-3.1-8B, 8 KV heads of 128, at 65536 keys: 98 vs 124 us; a tie at 16384). With fewer KV heads
+  // (SmolLM2, Qwen2.5) or shorter contexts there are too few blocks for it (each block owns a whole group) and
+  // the SIMT kernel with one head per block is faster.
+  const bool wide = shape.head_dim == 128 && shape.batch * shape.kv_heads >= kMinKvHeadsForTensorCores;
+  return tensor_cores_available(shape, cc_major) && wide && max_len > kTensorCoreMinKeys ? Fa2Variant::TensorCore
+                                                                                        : Fa2Variant::Simt;
 }
 
 int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int resident_blocks, int heads_per_block) {

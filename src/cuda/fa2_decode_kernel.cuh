@@ -225,14 +225,15 @@ __device__ __forceinline__ void finish_block(const float* s_m, const float* s_l,
     const float4* src = reinterpret_cast<const float4*>(partial_out + row0 * D) + c;
     float mx = -INFINITY, total = 0.0f;
     float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+    // Branch-free (an empty split has lse -inf and weight 0), so that the unrolled iterations' loads can all be
+    // issued before the first result is needed.
 #pragma unroll 8
     for (int sp = 0; sp < num_splits; ++sp) {
       const float lse = __ldcg(partial_lse + row0 + sp);
       const float4 p = __ldcg(src + static_cast<size_t>(sp) * kCols);
-      if (lse == -INFINITY) continue;  // an empty split (no keys in its range)
       const float m_new = fmaxf(mx, lse);
-      const float c_old = exp2_safe(mx - m_new);
-      const float w = exp2f(lse - m_new);
+      const float c_old = mx == m_new ? 1.0f : exp2f(mx - m_new);  // mx < m_new here, m_new finite
+      const float w = lse == -INFINITY ? 0.0f : exp2f(lse - m_new);
       total = total * c_old + w;
       o.x = fmaf(w, p.x, o.x * c_old);
       o.y = fmaf(w, p.y, o.y * c_old);
