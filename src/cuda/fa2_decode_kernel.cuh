@@ -260,7 +260,6 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
   constexpr int E = G::kElemsPerLane;
   constexpr int TPK = G::kLanesPerKey;
   constexpr int KT = kKeysPerGroupStep;
-  constexpr int kThreadsHere = NW * 32;
   constexpr int kStep = G::kKeysPerBlockStep;
 
   const int split = blockIdx.x;
