@@ -27,8 +27,11 @@ if [ -n "${SANITIZE:-}" ]; then
 fi
 [ -z "${SKIP_SWEEP:-}" ] && timeout ${SWEEP_TIMEOUT:-300} python3 "$ROOT/tools/sweep_fa2.py" --out "$OUT/fa2_sweep.json" ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/fa2_sweep.log"
 if [ -n "${KERNELS:-}" ]; then
-  python3 "$ROOT/bench/run.py" --suite kernels --out "$OUT/bench" > "$OUT/bench.log" 2>&1
-  echo "kernels suite exit $?"; grep -E "fa2_decode (no slower|>=)|tmac|fused <=" "$OUT/bench.log" | tail -20
+  # Written under /tmp (the charts are too many files to bring back); the report and results.json are copied.
+  rm -rf /tmp/bench && python3 "$ROOT/bench/run.py" --suite kernels --out /tmp/bench > "$OUT/bench.log" 2>&1
+  echo "kernels suite exit $?"; run_dir=$(ls -d /tmp/bench/*/ | head -1); mkdir -p "$OUT/bench"
+  cp "$run_dir/report.md" "$run_dir/results.json" "$OUT/bench/"
+  grep -E "target fa2_decode" "$OUT/bench.log" | tail -5
 fi
 if [ -n "${PROBE:-}" ]; then
   mkdir -p /tmp/synth; M=/tmp/synth/smol_shaped.gguf

@@ -21,7 +21,8 @@ constexpr int kMaxSplits = 128;       // bounds the split workspace and the merg
 constexpr int kShortContextKeys = 8192;  // fa2_default_heads_per_block's crossover
 constexpr int kMinStepsPerSplit = 4;     // fa2_default_num_splits: least work per split
 constexpr int kTensorCoreMinKeys = 16384;        // fa2_default_variant: crossover (measured)
-constexpr int kMinKvHeadsForTensorCores = 8;     // sequences x KV heads (blocks per split of the mma kernel)
+constexpr int kMinKvHeadsForTensorCores = 8;     // head_dim 128: sequences x KV heads (blocks per split)
+constexpr int kMinGroupForTensorCores = 4;       // head_dim 64: query heads per KV head
 constexpr float kLog2e = 1.4426950408889634f;
 
 template <typename T>
@@ -134,12 +135,14 @@ int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len) {
 Fa2Variant fa2_default_variant(const Fa2DecodeShape& shape, int max_len, int cc_major) {
   validate(shape);
   // Measured on an H200 (tools/sweep_fa2.py; bench/results/nvidia-h200/fa2_variants_sweep.md): the tensor-core
-  // kernel wins only where the SIMT one runs out of issue slots, i.e. long contexts over many wide KV heads
-  // (Llama-3.1-8B, 8 KV heads of 128, at 65536 keys: 98 vs 124 us; a tie at 16384). With fewer KV heads
-  // (SmolLM2, Qwen2.5) or shorter contexts there are too few blocks for it (each block owns a whole group) and
-  // the SIMT kernel with one head per block is faster.
-  const bool wide = shape.head_dim == 128 && shape.batch * shape.kv_heads >= kMinKvHeadsForTensorCores;
-  return tensor_cores_available(shape, cc_major) && wide && max_len > kTensorCoreMinKeys ? Fa2Variant::TensorCore
+  // kernel wins only at long contexts, where the SIMT kernel runs out of issue slots, and only where it has enough
+  // blocks or heads per block: Llama-3.1-8B (8 KV heads of 128) at 65536 keys 94.9 vs 120.6 us, Qwen2.5-0.5B
+  // (7 heads of 64 per KV head) 30.6 vs 37.2 us; a tie at 16384 keys and for SmolLM2 (3 heads per KV head); a loss
+  // for Qwen2.5-1.5B (2 KV heads of 128, 6 heads each: 57 vs 53 us) and at every shorter context.
+  const int group = shape.q_heads / shape.kv_heads;
+  const bool fits = shape.head_dim == 128 ? shape.batch * shape.kv_heads >= kMinKvHeadsForTensorCores
+                                          : group >= kMinGroupForTensorCores;
+  return tensor_cores_available(shape, cc_major) && fits && max_len > kTensorCoreMinKeys ? Fa2Variant::TensorCore
                                                                                         : Fa2Variant::Simt;
 }
 
