@@ -4,14 +4,22 @@
 //   out[b, h, :] = softmax(scale * q[b, h, :] . K[b, h / G, :len_b, :]^T) @ V[b, h / G, :len_b, :]
 // with G = Hq / Hkv query heads sharing each KV head (GQA; G = 1 is MHA, Hkv = 1 is MQA), len_b = seq_lens[b]
 // (read on the device, clamped to [0, max_seq]; a length of 0 gives a zero output), scale default 1/sqrt(D).
-// Storage fp16, bf16 or fp32; every product, the online softmax and the accumulators are fp32; the output is
-// rounded once to the storage type.
+// Storage fp16, bf16 or fp32; the products, the online softmax and the accumulators are fp32; the output is
+// rounded once to the storage type (the tensor-core variant also rounds the softmax weights p to the storage
+// type before P @ V, as FlashAttention-2 does).
 //
 // Layouts (C-contiguous): q, out [B, Hq, D]; k_cache, v_cache [B, Hkv, max_seq, D] (or [1, ...] with kv_shared);
 // seq_lens int32 [B].
 // D in {64, 80, 96, 128, 256}. Pointers must be 16-byte aligned (every row is a multiple of 16 bytes).
 //
-// Launch: grid (num_splits, Hkv * ceil(G / HPB), B), 256 threads for HPB <= 2, 128 for HPB >= 4 (register use).
+// Two kernels (fa2_decode_kernel.cuh), chosen per shape by fa2_default_variant from a measured sweep:
+// - SIMT (any storage type and D), described below.
+// - Tensor cores (fp16/bf16, D 64 or 128, sm_80+): mma.sync m16n8k16 with the group's query heads as the 16 rows;
+//   grid (num_splits, Hkv * ceil(G / 16), B), 128 threads; each warp takes 16 keys per step (see the kernel's
+//   comment for the fragment layouts). Used at long contexts over wide or many-headed KV groups.
+// Both end the same way (the block epilogue and the split merge below).
+//
+// SIMT launch: grid (num_splits, Hkv * ceil(G / HPB), B), 256 threads for HPB <= 2, 128 for HPB >= 4 (registers).
 // HPB is 1 up to 8192 keys and 2 beyond (measured; see fa2_default_heads_per_block); 4 and 8 are available.
 // A block owns one KV head, up to HPB <= 8 of its query heads (so each K/V row is read once for the whole group)
 // and one contiguous chunk of the sequence: ceil(max_len_hint / num_splits) keys, fixed on the host so that the
@@ -19,10 +27,11 @@
 // the hint is still correct). Inside a block, a group of TPK lanes (a power of two, up to 32) holds one key row
 // in 16-byte vectors; warps x (32 / TPK) groups walk the chunk, 4 keys per group per step, with the next step's
 // loads in flight while the current one is consumed; each group keeps its own online-softmax state (running
-// max, sum, fp32 accumulator), merged across groups by shuffles and across warps through shared memory. With num_splits > 1 each block writes its normalised partial
-// output and log-sum-exp to a workspace; the last block of each (sequence, head group) to finish, found with a
-// counter (threadfence + atomicAdd, reset by that block so that the op can be replayed in a CUDA graph), merges
-// the partials: one launch in all cases. num_splits <= 128.
+// max, sum, fp32 accumulator), merged across groups by shuffles and across warps through shared memory.
+// With num_splits > 1 each block writes its normalised partial output and log-sum-exp to a workspace; the last
+// block of each (sequence, head group) to finish, found with a counter (threadfence + atomicAdd, reset by that
+// block so that the op can be replayed in a CUDA graph), merges the partials in one pass (running maximum of the
+// log-sum-exps): one launch in all cases. num_splits <= 128; the default fills one wave of resident blocks.
 #pragma once
 
 #include <cstddef>

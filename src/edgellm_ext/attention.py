@@ -3,7 +3,8 @@
 Shapes (C-contiguous): ``q`` and the output ``[B, Hq, D]``; ``k_cache``, ``v_cache`` ``[B, Hkv, max_seq, D]``;
 ``seq_lens`` ``[B]`` int32. ``Hq`` is a multiple of ``Hkv`` (the model's real head counts; K/V are never
 replicated); ``D`` in {64, 80, 96, 128, 256}; storage float16, bfloat16 or float32 (all three the same), fp32
-arithmetic, output rounded once to the storage type. Device arrays (torch, cupy) are used in place; numpy
+arithmetic, output rounded once to the storage type (the tensor-core variant, ``variant="mma"``, also rounds the
+softmax weights to the storage type before multiplying by V, as FlashAttention-2 does). Device arrays (torch, cupy) are used in place; numpy
 arrays are copied (see :mod:`edgellm_ext.cuda`). The kernel and its launch shape are described in
 ``src/cuda/fa2_decode.h``.
 """
