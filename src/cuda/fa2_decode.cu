@@ -14,7 +14,6 @@ namespace {
 using fa2_detail::kKeysPerGroupStep;
 using fa2_detail::next_pow2;
 using fa2_detail::warps_for;
-using KernelChoice = Fa2Kernel;
 
 constexpr int kMaxHeadsPerBlock = 8;
 constexpr int kMaxSplits = 128;       // bounds the split workspace and the merge loop
@@ -99,7 +98,7 @@ int device_attribute(cudaDeviceAttr attr) {
 }
 
 // dtype x head_dim x variant (x heads per block) -> kernel instantiation (fn null where there is none).
-KernelChoice kernel_choice(DType dtype, int head_dim, int hpb, Fa2Variant variant) {
+Fa2Kernel kernel_choice(DType dtype, int head_dim, int hpb, Fa2Variant variant) {
   switch (dtype) {
     case DType::F16: return fa2_detail::kernel_f16(head_dim, hpb, variant);
     case DType::BF16: return fa2_detail::kernel_bf16(head_dim, hpb, variant);
@@ -112,7 +111,7 @@ bool tensor_cores_available(const Fa2DecodeShape& shape, int cc_major) {
 }
 
 // Whether an instantiation's shared memory (static + dynamic) fits this device's per-block opt-in limit.
-bool fits_shared_memory(const KernelChoice& k) {
+bool fits_shared_memory(const Fa2Kernel& k) {
   const int optin = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
   cudaFuncAttributes attr{};
   EDGELLM_CUDA_CHECK(cudaFuncGetAttributes(&attr, k.fn));
@@ -167,7 +166,7 @@ namespace {
 
 // The kernel for a shape, requested variant and heads per block (0: default), with its dynamic shared memory
 // enabled. An explicit request the device or shape cannot run is an error.
-KernelChoice prepared_kernel(const Fa2DecodeShape& shape, Fa2Variant requested, int heads_per_block,
+Fa2Kernel prepared_kernel(const Fa2DecodeShape& shape, Fa2Variant requested, int heads_per_block,
                              int max_len_hint) {
   if (requested != Fa2Variant::Auto && requested != Fa2Variant::Simt && requested != Fa2Variant::TensorCore) {
     throw std::invalid_argument("variant: expected auto, simt or tensor cores");
@@ -185,7 +184,7 @@ KernelChoice prepared_kernel(const Fa2DecodeShape& shape, Fa2Variant requested, 
     throw std::invalid_argument("heads_per_block: the tensor-core kernel takes the whole group (up to 16 heads)");
   }
   const int hpb = variant == Fa2Variant::TensorCore ? 0 : checked_heads_per_block(heads_per_block, shape, max_len_hint);
-  const KernelChoice k = kernel_choice(shape.dtype, shape.head_dim, hpb, variant);
+  const Fa2Kernel k = kernel_choice(shape.dtype, shape.head_dim, hpb, variant);
   if (!fits_shared_memory(k)) {
     throw std::invalid_argument("fa2_decode: " + std::to_string(k.smem_bytes) +
                                 " bytes of shared memory per block exceed this device's limit");
@@ -196,7 +195,7 @@ KernelChoice prepared_kernel(const Fa2DecodeShape& shape, Fa2Variant requested, 
   return k;
 }
 
-int resident_blocks(const KernelChoice& k) {
+int resident_blocks(const Fa2Kernel& k) {
   int per_sm = 0;
   EDGELLM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k.fn, k.threads, k.smem_bytes));
   return (per_sm < 1 ? 1 : per_sm) * device_attribute(cudaDevAttrMultiProcessorCount);

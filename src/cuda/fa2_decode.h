@@ -83,9 +83,11 @@ struct Fa2Kernel {
 class Fa2DecodeOp : public Launchable {
  public:
   // Validates the shape and alignment (std::invalid_argument naming the problem) and allocates the split
-  // workspace. num_splits <= 0 picks fa2_default_num_splits(...); heads_per_block 0 picks
-  // fa2_default_heads_per_block(shape, max_len_hint). max_len_hint must be >= every length for full speed (a longer
-  // sequence is still computed correctly, by the last split).
+  // workspace. variant Auto picks fa2_default_variant(...) (SIMT when heads_per_block is given); num_splits <= 0
+  // picks fa2_default_num_splits(...); heads_per_block 0 picks fa2_default_heads_per_block(shape, max_len_hint)
+  // for the SIMT kernel and must be 0 for the tensor-core one (which reports 16). A variant the shape or device
+  // cannot run is std::invalid_argument. max_len_hint must be >= every length for full speed (a longer sequence is
+  // still computed correctly, by the last split).
   Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uintptr_t k_cache, std::uintptr_t v_cache,
               std::uintptr_t seq_lens, std::uintptr_t out, float scale, int max_len_hint, int num_splits,
               int heads_per_block, Fa2Variant variant = Fa2Variant::Auto);
