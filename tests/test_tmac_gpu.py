@@ -29,6 +29,7 @@ from edgellm_ext.formats import pack_ternary  # the shared reference packer
 
 
 X_OUT_DTYPES = [("float16", "float16"), ("float16", "float32"), ("float32", "float32")]
+VARIANTS = ["simple", "mma", "stream"]  # "stream" refuses float32 x (tested in _run)
 
 
 def _weights(rng: np.random.Generator, m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +77,11 @@ def _run(rng, m, k, batch, x_dtype, out_dtype, variant):
     x_dev = cuda.from_host(x)
     out_dev = cuda.empty((batch, m), out_dtype)
     out_dev.owner.fill_bytes(0xFF, 0)  # NaN poison
+    if variant == "stream" and (x_dtype == "float32" or not _core.tmac_stream_fits(k, batch)):
+        match = "'stream' takes float16 x" if x_dtype == "float32" else "'stream' stages x in shared memory"
+        with pytest.raises(ValueError, match=match):
+            weights.matmul(x_dev, out=out_dev, out_dtype=out_dtype, variant=variant)
+        return
     result = weights.matmul(x_dev, out=out_dev, out_dtype=out_dtype, variant=variant)
     assert result is out_dev
     _check(cuda.to_host(out_dev), w, scale, x, out_dtype)
@@ -83,7 +89,7 @@ def _run(rng, m, k, batch, x_dtype, out_dtype, variant):
 
 # ------------------------------------------------------------------------------------------- GPU: correctness
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["simple", "mma"])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("x_dtype,out_dtype", X_OUT_DTYPES)
 @pytest.mark.parametrize("k", [1, 7, 63, 64, 65, 577, 1000, 4097])
 def test_odd_k(rng, variant, x_dtype, out_dtype, k):
@@ -91,7 +97,7 @@ def test_odd_k(rng, variant, x_dtype, out_dtype, k):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["simple", "mma"])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("x_dtype,out_dtype", X_OUT_DTYPES)
 @pytest.mark.parametrize("m", [1, 7, 33, 960, 4097])
 def test_odd_m(rng, variant, x_dtype, out_dtype, m):
@@ -99,7 +105,7 @@ def test_odd_m(rng, variant, x_dtype, out_dtype, m):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["simple", "mma"])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("x_dtype,out_dtype", X_OUT_DTYPES)
 @pytest.mark.parametrize("batch", [1, 2, 3, 5, 8])
 def test_batch(rng, variant, x_dtype, out_dtype, batch):
@@ -107,7 +113,7 @@ def test_batch(rng, variant, x_dtype, out_dtype, batch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["simple", "mma"])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("x_dtype,out_dtype", X_OUT_DTYPES)
 @pytest.mark.parametrize("m,k", [(4097, 4097), (960, 576), (576, 1536), (64, 16384), (49152, 576)])
 def test_large_and_model_shapes(rng, variant, x_dtype, out_dtype, m, k):
@@ -138,8 +144,56 @@ def test_multi_tile_warps(rng, tiles_per_warp, out_dtype, k):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("x_dtype", ["float16", "float32"])
-def test_unaligned_x_uses_element_loads(rng, x_dtype):
+@pytest.mark.parametrize("max_k_slices", [1, 3, 5, 8])
+@pytest.mark.parametrize("batch", [1, 8])
+def test_stream_tiles_per_block_and_ragged_steps(rng, max_k_slices, batch):
+    # More 16-row tiles than resident blocks (each block loops over tiles, its weight ring running across tile
+    # boundaries; asserted for 5 and 8 warps per block, whose blocks fit at most 4 per SM), a ragged last tile,
+    # and K = 2240 (9 steps of 256, the last one partial): with 5 or 8 K-slices the last item of some warps is
+    # past the row (it loads and computes nothing).
+    sms = cuda.device_info()["multiprocessor_count"]
+    m, k = 16 * 6 * sms + 9, 2240
+    w, scale = _weights(rng, m, k)
+    weights = tmac.TernaryWeights(pack_ternary(w), scale, k)
+    x = _activations(rng, batch, k, "float16")
+    out_dev = cuda.empty((batch, m), "float32")
+    out_dev.owner.fill_bytes(0xFF, 0)
+    op = weights.prepare(x, out_dev, variant="stream", max_k_slices=max_k_slices)
+    shape = op.launch_shape
+    assert shape["k_slices"] == max_k_slices and shape["items_per_tile"] == -(-9 // max_k_slices)
+    if max_k_slices >= 5:
+        assert shape["blocks"] < (m + 15) // 16, "the grid should be persistent (fewer blocks than tiles)"
+    op.launch(0)
+    _core.stream_synchronize(0)
+    _check(cuda.to_host(out_dev), w, scale, x, "float32")
+
+
+@pytest.mark.gpu
+def test_stream_size_limit_and_auto_choice(rng):
+    # x is staged in shared memory: 8 rows of K = 16384 do not fit, so "stream" refuses and "auto" takes "mma";
+    # float16 x that fits goes to "stream", float32 x to "mma".
+    m = 40
+    for k, batch, x_dtype, expect in [(16384, 8, "float16", "mma"), (16384, 1, "float16", "stream"),
+                                      (576, 8, "float16", "stream"), (576, 8, "float32", "mma")]:
+        assert _core.tmac_stream_fits(k, batch) == (expect == "stream" or x_dtype == "float32")
+        w, scale = _weights(rng, m, k)
+        weights = tmac.TernaryWeights(pack_ternary(w), scale, k)
+        x = _activations(rng, batch, k, x_dtype)
+        out_dev = cuda.empty((batch, m), x_dtype)
+        out_dev.owner.fill_bytes(0xFF, 0)
+        op = weights.prepare(x, out_dev)
+        assert op.variant == expect, (k, batch, x_dtype)
+        op.launch(0)
+        _core.stream_synchronize(0)
+        _check(cuda.to_host(out_dev), w, scale, x, x_dtype)
+    with pytest.raises(ValueError, match="'stream' stages x in shared memory"):
+        weights = tmac.TernaryWeights(pack_ternary(_weights(rng, m, 16384)[0]), np.ones(m, np.float32), 16384)
+        weights.prepare(_activations(rng, 8, 16384, "float16"), cuda.empty((8, m), "float16"), variant="stream")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("x_dtype,variant", [("float16", "mma"), ("float32", "mma"), ("float16", "stream")])
+def test_unaligned_x_uses_element_loads(rng, x_dtype, variant):
     # K % 8 == 0 but x starts 1 element past a 16-byte boundary: the mma kernel must not use 16-byte loads.
     m, k, batch = 100, 1024, 3
     w, scale = _weights(rng, m, k)
@@ -150,7 +204,7 @@ def test_unaligned_x_uses_element_loads(rng, x_dtype):
     x_dev = cuda.DeviceArray(backing.address + itemsize, (batch, k), x_dtype, backing.owner)
     out_dev = cuda.empty((batch, m), x_dtype)
     out_dev.owner.fill_bytes(0xFF, 0)
-    weights.matmul(x_dev, out=out_dev, variant="mma")
+    weights.matmul(x_dev, out=out_dev, variant=variant)
     _check(cuda.to_host(out_dev), w, scale, x, x_dtype)
 
 
@@ -166,7 +220,7 @@ def test_extreme_activations_fp32_split_is_exact(rng):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["simple", "mma"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_deterministic(rng, variant):
     # No atomics: the same inputs give bitwise the same output.
     m, k = 1000, 4096
@@ -207,7 +261,7 @@ def test_many_instances_coexist(rng):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["simple", "mma"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_prepared_op_timer_and_graph(rng, variant):
     m, k, batch = 960, 576, 2
     w, scale = _weights(rng, m, k)
@@ -405,7 +459,12 @@ def test_resolve_variant_and_out_dtype():
         assert tmac.resolve_variant("auto", m, k) == tmac.choose_variant(m, k) in tmac.VARIANTS
         assert tmac.resolve_variant(None, m, k) in tmac.VARIANTS
     assert tmac.resolve_variant("simple", 5, 5) == "simple"
-    with pytest.raises(ValueError, match="variant: expected 'auto', 'simple' or 'mma', got 'fast'"):
+    # float16 x whose staged copy fits goes to "stream"; float32 x, or x too large to stage, stays on "mma".
+    assert tmac.resolve_variant("auto", 960, 576, "float16", True) == "stream"
+    assert tmac.resolve_variant("auto", 960, 576, "float32", True) == "mma"
+    assert tmac.resolve_variant("auto", 960, 576, "float16", False) == "mma"
+    assert tmac.resolve_variant("mma", 960, 576, "float16", True) == "mma"
+    with pytest.raises(ValueError, match="variant: expected 'auto', 'simple', 'mma' or 'stream', got 'fast'"):
         tmac.resolve_variant("fast", 5, 5)
     with pytest.raises(TypeError, match="variant"):
         tmac.resolve_variant(1, 5, 5)

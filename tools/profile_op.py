@@ -1,6 +1,6 @@
 """Launch one prepared GPU op once, for a profiler (ncu) to capture: `ncu ... python tools/profile_op.py tmac 14336 4096`.
 
-ops: tmac M K (fp16 x, batch 1), gemv M K, fa2 HQ HKV D S."""
+ops: tmac M K [VARIANT_INDEX: 0 auto, 1 mma, 2 stream] (fp16 x, batch 1), gemv M K, fa2 HQ HKV D S."""
 
 import sys
 
@@ -12,11 +12,12 @@ from edgellm_ext.formats import pack_ternary, ternary_quantize
 
 kind, dims = sys.argv[1], [int(v) for v in sys.argv[2:]]
 if kind == "tmac":
-    m, k = dims
+    m, k = dims[:2]
+    variant = ("auto", "mma", "stream")[dims[2] if len(dims) > 2 else 0]
     w_t, scale = ternary_quantize(np.random.default_rng(0).standard_normal((m, k), dtype=np.float32))
     weights = tmac.TernaryWeights(pack_ternary(w_t), scale, k)
     x = torch.randn((1, k), device="cuda").half()
-    op = weights.prepare(x, torch.empty((1, m), device="cuda", dtype=torch.float16))
+    op = weights.prepare(x, torch.empty((1, m), device="cuda", dtype=torch.float16), variant=variant)
 elif kind == "gemv":
     m, k = dims
     w = torch.randn((m, k), device="cuda").half()

@@ -139,7 +139,8 @@ def run(ctx: Any) -> Iterator[dict[str, Any]]:
                     name=label, kind=KIND, engine="edgellm_ext", metric="latency", unit="us", samples=s[key],
                     params=params, extra={"weight_bytes": weight_bytes, "weight_gb_s": gb_s,
                                           "pct_of_copy_bw": 100 * gb_s / copy_gb_s,
-                                          "max_rel_error_vs_float64": s["max_rel_error"][key]})
+                                          "max_rel_error_vs_float64": s["max_rel_error"][key],
+                                          **({"variant": s["tmac_variant"]} if key == "tmac" else {})})
                 yield rows[key]
                 yield R.comparison(name=f"{label} vs cuBLAS fp16, {name}", a=cublas, b=rows[key],
                                    description=f"speedup: median(cuBLAS fp16) / median({label})")

@@ -64,10 +64,13 @@ namespace edgellm::cuda {
 TmacVariant parse_tmac_variant(const std::string& name) {
   if (name == "simple") return TmacVariant::Simple;
   if (name == "mma") return TmacVariant::Mma;
-  throw std::invalid_argument("variant: expected 'simple' or 'mma', got '" + name + "'");
+  if (name == "stream") return TmacVariant::Stream;
+  throw std::invalid_argument("variant: expected 'simple', 'mma' or 'stream', got '" + name + "'");
 }
 
-const char* tmac_variant_name(TmacVariant v) { return v == TmacVariant::Simple ? "simple" : "mma"; }
+const char* tmac_variant_name(TmacVariant v) {
+  return v == TmacVariant::Simple ? "simple" : (v == TmacVariant::Mma ? "mma" : "stream");
+}
 
 TmacDType parse_tmac_dtype(const std::string& name) {
   if (name == "float16") return TmacDType::F16;
@@ -467,6 +470,159 @@ __global__ void __launch_bounds__(kMaxMmaWarps * 32, (sizeof(XT) == 2 && T == 1)
   }
 }
 
+
+// ------------------------------------------------------------------------------------------ stream kernel
+// Variant "stream" (fp16 x, tensor cores): the mma kernel's arithmetic (same decode, same MMAs, same k order,
+// same two accumulator chains and fixed-order sum of the K-slice partials, so the same rounding) with the work
+// laid out for bandwidth instead of one short-lived block per tile:
+//   - x is staged once per block in shared memory, already in B-fragment order (per lane and step, the 32 words
+//     its 16 MMAs take, 8 x 16-byte LDS instead of 8 global loads + 32 PRMT + bounds checks per step); lane
+//     blocks are 144 bytes apart (+16 bytes per batch row) so the lanes of a warp spread over the banks;
+//   - a persistent grid (as many blocks as fit at once, from the occupancy API) loops over 16-row tiles; each
+//     warp streams its items (one 256-weight step of one tile: 1 KB per warp) through a ring of kStreamDepth
+//     register buffers, so kStreamDepth items stay in flight per warp across tile boundaries;
+//   - per tile, k_slices warps take steps slice, slice + k_slices, ... (items_per_tile = ceil(steps / k_slices)
+//     each; a warp's item past the last step loads and computes nothing), write their C fragments to shared
+//     memory (double-buffered by tile parity: one barrier per tile) and the block adds them in slice order.
+// Launch: tmac_stream_launch_shape(); dynamic shared memory = stream_x_bytes + stream_partial_bytes.
+constexpr int kStreamDepth = 4;            // items in flight per warp
+constexpr int kMaxStreamSlices = 8;        // warps per block
+constexpr int kXLaneBlockBytes = 144;      // one lane's 128 bytes of B fragments for one step, + 16 (bank spread)
+constexpr std::int64_t kMaxStreamXBytes = 96 * 1024;  // staged x larger than this: "stream" refuses
+
+__host__ __device__ constexpr std::int64_t stream_x_bytes(int batch, std::int64_t steps) {
+  return batch * (steps * 4 * kXLaneBlockBytes + 16);
+}
+constexpr int stream_partial_bytes(int k_slices) { return 2 * k_slices * 32 * 4 * static_cast<int>(sizeof(float)); }
+
+// Byte offset of lane (batch row n, quad lane t)'s fragment block for step s.
+__device__ __forceinline__ int x_block_offset(int n, int s, int t, int steps) {
+  return ((n * steps + s) * 4 + t) * kXLaneBlockBytes + n * 16;
+}
+
+// One item: the lane's 16 bytes of rows g (wa) and g + 8 (wb) at step s against the staged x (xoff < 0: this
+// lane's batch row does not exist, B = 0). MMA (p, i) = mi = 8p + i takes words 2 mi (b0) and 2 mi + 1 (b1).
+__device__ __forceinline__ void stream_item(float (&c)[2][4], const uint4& wa, const uint4& wb,
+                                            const unsigned char* xs, int xoff) {
+  uint4 xb[8];
+#pragma unroll
+  for (int q = 0; q < 8; ++q) {
+    xb[q] = xoff >= 0 ? *reinterpret_cast<const uint4*>(xs + xoff + 16 * q) : make_uint4(0, 0, 0, 0);
+  }
+#pragma unroll
+  for (int p = 0; p < 2; ++p) {
+    const std::uint32_t ga0 = word_of(wa, 2 * p), ga1 = word_of(wa, 2 * p + 1);
+    const std::uint32_t gb0 = word_of(wb, 2 * p), gb1 = word_of(wb, 2 * p + 1);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int mi = 8 * p + i;
+      const std::uint32_t b0 = word_of(xb[mi >> 1], 2 * (mi & 1)), b1 = word_of(xb[mi >> 1], 2 * (mi & 1) + 1);
+      const std::uint32_t a0 = decode_pair_f16(i, ga0, ga0 >> 10);
+      const std::uint32_t a1 = decode_pair_f16(i, gb0, gb0 >> 10);
+      const std::uint32_t a2 = decode_pair_f16(i, ga1, ga1 >> 10);
+      const std::uint32_t a3 = decode_pair_f16(i, gb1, gb1 >> 10);
+      mma_f16(c[p], a0, a1, a2, a3, b0, b1);
+    }
+  }
+}
+
+template <typename YT>
+__global__ void __launch_bounds__(kMaxStreamSlices * 32, 2)
+    tmac_stream_kernel(const std::uint8_t* __restrict__ packed, const float* __restrict__ scale,
+                       const __half* __restrict__ x, YT* __restrict__ y, int M, int K, int row_bytes, int steps,
+                       int batch, int k_slices, int items_per_tile, int x_vec) {
+  extern __shared__ uint4 smem[];
+  unsigned char* xs = reinterpret_cast<unsigned char*>(smem);
+  float* partial = reinterpret_cast<float*>(xs + stream_x_bytes(batch, steps));  // [2][k_slices][32][4]
+  const int tiles = (M + 15) / 16;
+  const int slice = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const uint4 zero_codes = make_uint4(kZeroCodes, kZeroCodes, kZeroCodes, kZeroCodes);
+
+  // The load position runs kStreamDepth items ahead of the compute position, over this block's tiles.
+  int ld_tile = blockIdx.x, ld_u = 0;
+  auto load_next = [&](uint4& a, uint4& b) {
+    a = zero_codes;
+    b = zero_codes;
+    if (ld_tile >= tiles) return;
+    const int s = ld_u * k_slices + slice;
+    const int byte = s * kStepBytes + 16 * t;
+    if (s < steps && byte < row_bytes) {
+      const int ra = ld_tile * 16 + g;
+      if (ra < M) a = ldg16(packed + static_cast<std::size_t>(ra) * row_bytes + byte);
+      if (ra + 8 < M) b = ldg16(packed + static_cast<std::size_t>(ra + 8) * row_bytes + byte);
+    }
+    if (++ld_u == items_per_tile) {
+      ld_u = 0;
+      ld_tile += gridDim.x;
+    }
+  };
+  uint4 wa[kStreamDepth], wb[kStreamDepth];
+#pragma unroll
+  for (int r = 0; r < kStreamDepth; ++r) load_next(wa[r], wb[r]);
+
+  // Stage x (the weight loads above are in flight meanwhile): 16-byte chunk k8 = elements 8 k8 .. 8 k8 + 7 of row
+  // n; element e of it is x[k0 + 32p + 8j + e] of step s, quad lane t (k0 = 256 s + 64 t), which is half (j & 1)
+  // of word 2 (8p + e) + (j >> 1): byte 64p + 2j + 8e of the lane block. Elements k >= K are zeros.
+  const int chunks_per_row = steps * 32;
+  for (int idx = threadIdx.x; idx < batch * chunks_per_row; idx += blockDim.x) {
+    const int n = idx / chunks_per_row, k8 = idx - n * chunks_per_row, k = 8 * k8;
+    const unsigned short* row = reinterpret_cast<const unsigned short*>(x + static_cast<std::size_t>(n) * K);
+    unsigned short h[8];
+    if (x_vec && k + 8 <= K) {
+      const uint4 v = ldg16(row + k);
+      const std::uint32_t wv[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int e = 0; e < 8; ++e) h[e] = static_cast<unsigned short>(wv[e >> 1] >> (16 * (e & 1)));
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) h[e] = k + e < K ? __ldg(row + k + e) : static_cast<unsigned short>(0);
+    }
+    const int s = k8 >> 5, tq = (k8 >> 3) & 3, p = (k8 >> 2) & 1, j = k8 & 3;
+    unsigned char* dst = xs + x_block_offset(n, s, tq, steps) + 64 * p + 2 * j;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) *reinterpret_cast<unsigned short*>(dst + 8 * e) = h[e];
+  }
+  __syncthreads();
+
+  float c[2][4];
+#pragma unroll
+  for (int p = 0; p < 2; ++p) c[p][0] = c[p][1] = c[p][2] = c[p][3] = 0.0f;
+  int tile = blockIdx.x, u = 0, parity = 0;
+  while (tile < tiles) {
+#pragma unroll
+    for (int r = 0; r < kStreamDepth; ++r) {
+      if (tile < tiles) {  // block-uniform: every warp of the block walks the same (tile, u) sequence
+        const int s = u * k_slices + slice;
+        if (s < steps) stream_item(c, wa[r], wb[r], xs, g < batch ? x_block_offset(g, s, t, steps) : -1);
+        load_next(wa[r], wb[r]);
+        if (++u == items_per_tile) {
+          float* mine = partial + ((parity * k_slices + slice) * 32 + lane) * 4;
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            mine[e] = c[0][e] + c[1][e];
+            c[0][e] = c[1][e] = 0.0f;
+          }
+          __syncthreads();
+          // C fragment: e = 0, 1: (row g, cols 2t, 2t+1); e = 2, 3: (row g + 8, cols 2t, 2t+1). Rows fastest.
+          for (int idx = threadIdx.x; idx < 128; idx += blockDim.x) {
+            const int rr = idx & 15, n = idx >> 4;
+            const int row = tile * 16 + rr;
+            if (n >= batch || row >= M) continue;
+            const int src = ((rr & 7) * 4 + (n >> 1)) * 4 + (rr >> 3) * 2 + (n & 1);
+            float sum = 0.0f;
+            for (int ks = 0; ks < k_slices; ++ks) sum += partial[(parity * k_slices + ks) * 128 + src];
+            y[static_cast<std::size_t>(n) * M + row] = from_f32<YT>(scale[row] * sum);
+          }
+          parity ^= 1;
+          u = 0;
+          tile += gridDim.x;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------------------------------ launch shapes
@@ -517,6 +673,34 @@ TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k, int sm_cou
   return s;
 }
 
+// The stream grid (the one place it is tuned): k_slices = min(steps, 8) warps per block as for "mma"
+// (tools/sweep_tmac.py sweeps the cap), as many blocks as fit on the device at once (blocks_per_sm from the
+// occupancy API for this shared-memory size), never more than there are tiles.
+TmacLaunchShape tmac_stream_launch_shape(std::int64_t m, std::int64_t k, int batch, int sm_count, int blocks_per_sm,
+                                         int max_k_slices) {
+  if (max_k_slices < 0 || max_k_slices > kMaxStreamSlices) {
+    throw std::invalid_argument("max_k_slices: expected 0 (auto) or 1.." + std::to_string(kMaxStreamSlices) +
+                                ", got " + std::to_string(max_k_slices));
+  }
+  const std::int64_t slice_cap = max_k_slices > 0 ? max_k_slices : kMaxStreamSlices;
+  const std::int64_t steps = (round_up(k, kTmacKAlign) / 4 + kStepBytes - 1) / kStepBytes;
+  const std::int64_t tiles = (m + 15) / 16;
+  TmacLaunchShape s;
+  s.k_slices = static_cast<int>(steps < slice_cap ? steps : slice_cap);
+  s.items_per_tile = static_cast<int>((steps + s.k_slices - 1) / s.k_slices);
+  s.threads = 32 * s.k_slices;
+  s.rows_per_block = 16;
+  const std::int64_t resident = static_cast<std::int64_t>(sm_count) * (blocks_per_sm > 0 ? blocks_per_sm : 1);
+  s.blocks = static_cast<int>(tiles < resident ? tiles : resident);
+  s.smem_bytes = static_cast<int>(stream_x_bytes(batch, steps) + stream_partial_bytes(s.k_slices));
+  return s;
+}
+
+bool tmac_stream_fits(std::int64_t k, int batch) {
+  const std::int64_t steps = (round_up(k, kTmacKAlign) / 4 + kStepBytes - 1) / kStepBytes;
+  return k >= 1 && k <= kMaxK && batch >= 1 && batch <= kTmacMaxBatch && stream_x_bytes(batch, steps) <= kMaxStreamXBytes;
+}
+
 // ------------------------------------------------------------------------------------------ the op
 bool tmac_mma_supported() {
   int device = 0, major = 0;
@@ -543,6 +727,33 @@ TmacGemvOp::TmacGemvOp(std::shared_ptr<const TernaryWeights> weights, std::uintp
   x_vector_loads_ = x % 16 == 0 && (static_cast<std::size_t>(w_->k()) * dtype_bytes(x_dtype)) % 16 == 0;
   if (variant == TmacVariant::Simple) {
     shape_ = tmac_simple_launch_shape(w_->m());
+  } else if (variant == TmacVariant::Stream) {
+    if (x_dtype != TmacDType::F16) {
+      throw std::invalid_argument("TmacGemvOp: variant 'stream' takes float16 x (use 'mma' for float32 x)");
+    }
+    if (!tmac_stream_fits(w_->k(), batch)) {
+      throw std::invalid_argument("TmacGemvOp: variant 'stream' stages x in shared memory: batch " +
+                                  std::to_string(batch) + " x k " + std::to_string(w_->k()) +
+                                  " needs more than " + std::to_string(kMaxStreamXBytes) + " bytes; use 'mma'");
+    }
+    if (!tmac_mma_supported()) {
+      throw std::invalid_argument("TmacGemvOp: variant 'stream' needs compute capability 8.0 or newer; use 'simple'");
+    }
+    int device = 0, sm_count = 0, blocks_per_sm = 0;
+    EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
+    EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
+    shape_ = tmac_stream_launch_shape(w_->m(), w_->k(), batch, sm_count, 1, max_k_slices);
+    const void* kernel = y_dtype == TmacDType::F16 ? reinterpret_cast<const void*>(&tmac_stream_kernel<__half>)
+                                                   : reinterpret_cast<const void*>(&tmac_stream_kernel<float>);
+    // Above 48 KB of dynamic shared memory a kernel must opt in (a per-function attribute, idempotent).
+    EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shape_.smem_bytes));
+    EDGELLM_CUDA_CHECK(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, shape_.threads, shape_.smem_bytes));
+    if (blocks_per_sm < 1) {
+      throw std::invalid_argument("TmacGemvOp: variant 'stream' does not fit this device (shared memory " +
+                                  std::to_string(shape_.smem_bytes) + " bytes per block); use 'mma'");
+    }
+    shape_ = tmac_stream_launch_shape(w_->m(), w_->k(), batch, sm_count, blocks_per_sm, max_k_slices);
   } else {
     if (!tmac_mma_supported()) {
       throw std::invalid_argument(
@@ -576,6 +787,14 @@ void launch_typed(const TernaryWeights& w, std::uintptr_t x, std::uintptr_t y, i
     return;
   }
   const int steps = (row_bytes + kStepBytes - 1) / kStepBytes;
+  if (variant == TmacVariant::Stream) {
+    if constexpr (std::is_same_v<XT, __half>) {
+      tmac_stream_kernel<YT><<<s.blocks, s.threads, s.smem_bytes, stream>>>(
+          w.packed(), w.scale(), xp, yp, M, K, row_bytes, steps, batch, s.k_slices, s.items_per_tile, x_vec ? 1 : 0);
+      EDGELLM_CUDA_CHECK_LAUNCH("tmac_stream_kernel");
+    }
+    return;  // float32 x never reaches here (the constructor refuses it)
+  }
   const auto args = std::make_tuple(w.packed(), w.scale(), xp, yp, M, K, row_bytes, steps, batch, s.k_slices);
   auto check_launch = []() { EDGELLM_CUDA_CHECK_LAUNCH("tmac_mma_kernel"); };
   auto run = [&](auto kernel) {

@@ -13,8 +13,10 @@
 // per variant in tmac_gemv.cu. No atomics: partial sums are warp-private and combined by shuffles (simple) or
 // through shared memory in a fixed order (mma), so results are deterministic run to run.
 //
-// Variants (see tmac_gemv.cu for launch shapes): "simple" (CUDA cores, one warp per row: the reference) and
-// "mma" (tensor cores, mma.sync m16n8k16 with the batch as N). The Python layer picks one for "auto".
+// Variants (see tmac_gemv.cu for launch shapes): "simple" (CUDA cores, one warp per row: the reference), "mma"
+// (tensor cores, mma.sync m16n8k16 with the batch as N, one block per 16-row tile) and "stream" (the same
+// arithmetic for float16 x, with x staged in shared memory and a persistent grid streaming the weights; x must
+// fit: tmac_stream_fits). The Python layer picks one for "auto".
 #pragma once
 
 #include <cstddef>
@@ -29,10 +31,10 @@
 
 namespace edgellm::cuda {
 
-enum class TmacVariant { Simple, Mma };
+enum class TmacVariant { Simple, Mma, Stream };
 enum class TmacDType { F16, F32 };
 
-// "simple" | "mma" (std::invalid_argument otherwise; "auto" is resolved by the caller).
+// "simple" | "mma" | "stream" (std::invalid_argument otherwise; "auto" is resolved by the caller).
 TmacVariant parse_tmac_variant(const std::string& name);
 const char* tmac_variant_name(TmacVariant v);
 // "float16" | "float32" (std::invalid_argument otherwise).
@@ -75,6 +77,8 @@ struct TmacLaunchShape {
   int k_slices = 1;        // mma: warps splitting K, each taking every k_slices-th 256-weight step
   int tiles_per_warp = 1;  // mma: 16-row tiles each warp computes (sharing its x fragments)
   int rows_per_block = 0;
+  int items_per_tile = 1;  // stream: 256-weight steps each warp takes per tile
+  int smem_bytes = 0;      // stream: dynamic shared memory per block (staged x + partial sums)
 };
 
 // The prepared op: y = tmac(W, x) with device addresses, batch, dtypes and variant fixed at construction
@@ -110,5 +114,10 @@ bool tmac_mma_supported();
 TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k, int sm_count, bool allow_tiling,
                                       int max_k_slices = 0);
 TmacLaunchShape tmac_simple_launch_shape(std::int64_t m);
+// The stream variant's grid; blocks_per_sm: how many of its blocks fit an SM at once (occupancy API).
+TmacLaunchShape tmac_stream_launch_shape(std::int64_t m, std::int64_t k, int batch, int sm_count, int blocks_per_sm,
+                                         int max_k_slices = 0);
+// Whether "stream" can stage a batch x k activation block in shared memory (its only size limit).
+bool tmac_stream_fits(std::int64_t k, int batch);
 
 }  // namespace edgellm::cuda

@@ -164,7 +164,7 @@ def gemv_samples(name: str, timer: cuda.Timer, *, warmup: int, iterations: int) 
                  (x64 @ torch.from_numpy(w_t).cuda().double().T) * torch.from_numpy(scale).cuda().double()),
     }
     torch.cuda.synchronize()
-    result: dict[str, Any] = {"m": m, "k": k, "fp16_weight_bytes": m * k * 2,
+    result: dict[str, Any] = {"m": m, "k": k, "fp16_weight_bytes": m * k * 2, "tmac_variant": ops["tmac"][0].variant,
                               "ternary_packed_bytes": weights.packed_bytes, "max_rel_error": {}}
     for key, (op, ref) in ops.items():
         out.fill_(float("nan"))

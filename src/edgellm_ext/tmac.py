@@ -13,7 +13,9 @@ exactly into three bf16 terms on the tensor-core path. Rounding happens only in 
 
 Variants: ``"simple"`` (CUDA cores, one warp per row; the reference), ``"mma"`` (tensor cores:
 ``mma.sync.m16n8k16`` with the weights decoded to fp16/bf16 and the batch as N; compute capability >= 8.0),
-``"auto"`` (by shape, from :data:`AUTO_VARIANT_TABLE`; "simple" on GPUs older than compute capability 8.0).
+``"stream"`` (the same arithmetic for float16 x, with x staged in shared memory and a persistent grid that
+streams the weights; x of B x K must fit, ``_core.tmac_stream_fits(K, B)``), ``"auto"`` (:func:`choose_variant`;
+"simple" on GPUs older than compute capability 8.0).
 """
 
 from __future__ import annotations
@@ -58,15 +60,14 @@ __all__ = [
 
 MAX_BATCH = 8
 K_ALIGN = TERNARY_K_ALIGN  # K is zero-padded (code 1) to a multiple of this many weights
-VARIANTS = ("simple", "mma")
+VARIANTS = ("simple", "mma", "stream")
 _X_DTYPES = ("float16", "float32")
 _ITEMSIZE = {"float16": 2, "float32": 4}
 
-# The one place "auto" is decided: rows (min_weights, variant), checked in order; the last row whose
-# min_weights <= M * K wins. Evidence so far is arithmetic, not measurement: "simple" spends ~4 + B instructions
-# per weight per thread against ~0.05 warp instructions per weight for "mma" (src/cuda/tmac_gemv.cu), and both
-# are latency-bound at the smallest shapes, so "mma" everywhere. Update with the crossover measured on the
-# device (bench/results/<gpu>/) when one shows up.
+# The one place "auto" is decided (with choose_variant's float16 rule): rows (min_weights, variant), checked in
+# order; the last row whose min_weights <= M * K wins. "simple" spends ~4 + B instructions per weight per thread
+# against ~0.05 warp instructions per weight for the tensor-core kernels (src/cuda/tmac_gemv.cu), and both are
+# latency-bound at the smallest shapes, so the tensor cores everywhere.
 AUTO_VARIANT_TABLE: tuple[tuple[int, str], ...] = ((0, "mma"),)
 
 
@@ -75,25 +76,31 @@ def padded_k(k: int) -> int:
     return ternary_padded_k(k)
 
 
-def choose_variant(m: int, k: int) -> str:
-    """The variant "auto" picks for an M x K matrix (see AUTO_VARIANT_TABLE)."""
+def choose_variant(m: int, k: int, x_dtype: str = "float32", stream_fits: bool = False) -> str:
+    """The variant "auto" picks for an M x K matrix (AUTO_VARIANT_TABLE), then "mma" -> "stream" for float16 x
+    whose staged copy fits (``stream_fits``: ``_core.tmac_stream_fits(K, B)``): the stream kernel does the same
+    arithmetic with ~30% fewer instructions and a grid that keeps the weights streaming; measured as fast or faster
+    on 10 of the 11 benchmark shapes (bench/results/nvidia-h200/tmac_stream_sweep.md; the exception, Qwen2.5-1.5B
+    gate/up, is 5% slower with events and equal in CUDA graphs)."""
     chosen = AUTO_VARIANT_TABLE[0][1]
     for min_weights, variant in AUTO_VARIANT_TABLE:
         if int(m) * int(k) >= min_weights:
             chosen = variant
+    if chosen == "mma" and x_dtype == "float16" and stream_fits:
+        chosen = "stream"
     return chosen
 
 
-def resolve_variant(variant: object, m: int, k: int) -> str:
-    """The concrete variant for ``variant`` ("auto", "simple" or "mma"; None means "auto") on an M x K matrix."""
+def resolve_variant(variant: object, m: int, k: int, x_dtype: str = "float32", stream_fits: bool = False) -> str:
+    """The concrete variant for ``variant`` ("auto", "simple", "mma" or "stream"; None means "auto")."""
     if variant is None:
         variant = "auto"
     if not isinstance(variant, str):
-        raise TypeError(f"variant: expected 'auto', 'simple' or 'mma', got {type(variant).__name__}")
+        raise TypeError(f"variant: expected 'auto', 'simple', 'mma' or 'stream', got {type(variant).__name__}")
     if variant == "auto":
-        return choose_variant(m, k)
+        return choose_variant(m, k, x_dtype, stream_fits)
     if variant not in VARIANTS:
-        raise ValueError(f"variant: expected 'auto', 'simple' or 'mma', got {variant!r}")
+        raise ValueError(f"variant: expected 'auto', 'simple', 'mma' or 'stream', got {variant!r}")
     return variant
 
 
@@ -240,9 +247,10 @@ class TernaryWeights:
     def _op(self, xd: DeviceArray, outd: DeviceArray, batch: int, x_dtype: str, out_dtype: str, variant: object,
             max_k_slices: int = 0) -> Any:
         _check_no_overlap(xd, outd)
-        concrete = resolve_variant(variant, self.m, self.k)
-        if variant in (None, "auto") and concrete == "mma" and not _core.tmac_mma_supported():
-            concrete = "simple"  # "mma" needs compute capability >= 8.0; asked for explicitly, the op raises
+        fits = x_dtype == "float16" and bool(_core.tmac_stream_fits(self.k, batch))
+        concrete = resolve_variant(variant, self.m, self.k, x_dtype, fits)
+        if variant in (None, "auto") and concrete != "simple" and not _core.tmac_mma_supported():
+            concrete = "simple"  # the tensor-core kernels need compute capability >= 8.0; asked for, the op raises
         return _core.TmacGemvOp(self._native, xd.address, outd.address, batch, x_dtype, out_dtype, concrete,
                                 max_k_slices)
 

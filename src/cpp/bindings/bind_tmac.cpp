@@ -17,6 +17,8 @@ void bind_tmac(py::module_& m) {
   using U8Array = py::array_t<std::uint8_t, py::array::c_style>;
 
   m.def("tmac_mma_supported", []() { return tmac_mma_supported(); });
+  m.def("tmac_stream_fits", [](std::int64_t k, int batch) { return tmac_stream_fits(k, batch); }, py::arg("k"),
+        py::arg("batch"));
 
   py::class_<TernaryWeights, std::shared_ptr<TernaryWeights>>(m, "TernaryWeights")
       .def(py::init([](const U8Array& packed, const F32Array& scale, std::int64_t k, std::uintptr_t stream) {
@@ -60,10 +62,12 @@ void bind_tmac(py::module_& m) {
         d["k_slices"] = s.k_slices;
         d["tiles_per_warp"] = s.tiles_per_warp;
         d["rows_per_block"] = s.rows_per_block;
+        d["items_per_tile"] = s.items_per_tile;
+        d["smem_bytes"] = s.smem_bytes;
         return d;
       });
 #else
-  bind_unavailable(m, {"TernaryWeights", "TmacGemvOp", "tmac_mma_supported"});
+  bind_unavailable(m, {"TernaryWeights", "TmacGemvOp", "tmac_mma_supported", "tmac_stream_fits"});
 #endif
 }
 
