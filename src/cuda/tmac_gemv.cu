@@ -485,7 +485,11 @@ __global__ void __launch_bounds__(kMaxMmaWarps * 32, (sizeof(XT) == 2 && T == 1)
 //     each; a warp's item past the last step loads and computes nothing), write their C fragments to shared
 //     memory (double-buffered by tile parity: one barrier per tile) and the block adds them in slice order.
 // Launch: tmac_stream_launch_shape(); dynamic shared memory = stream_x_bytes + stream_partial_bytes.
-constexpr int kStreamDepth = 4;            // items in flight per warp
+// Registers (ptxas, sm_90, CUDA 13.0): 80, no spills, with a ring of 3 items and 3 blocks of 8 warps per SM
+// (a ring of 4 takes 93 registers, 2 blocks per SM; bounded at 3 blocks it spills). ncu on 14336 x 4096 with the
+// ring of 4: 4.7 M warp instructions (the mma kernel: 6.5 M), issue slots 52% busy, DRAM 18%: still bound by
+// instruction latency and issue (the decode is 128 of ~200 instructions per item), not by bandwidth.
+constexpr int kStreamDepth = 3;            // items in flight per warp
 constexpr int kMaxStreamSlices = 8;        // warps per block
 constexpr int kXLaneBlockBytes = 144;      // one lane's 128 bytes of B fragments for one step, + 16 (bank spread)
 constexpr std::int64_t kMaxStreamXBytes = 96 * 1024;  // staged x larger than this: "stream" refuses
@@ -527,7 +531,7 @@ __device__ __forceinline__ void stream_item(float (&c)[2][4], const uint4& wa, c
 }
 
 template <typename YT>
-__global__ void __launch_bounds__(kMaxStreamSlices * 32, 2)
+__global__ void __launch_bounds__(kMaxStreamSlices * 32, 3)
     tmac_stream_kernel(const std::uint8_t* __restrict__ packed, const float* __restrict__ scale,
                        const __half* __restrict__ x, YT* __restrict__ y, int M, int K, int row_bytes, int steps,
                        int batch, int k_slices, int items_per_tile, int x_vec) {
