@@ -80,8 +80,8 @@ def choose_variant(m: int, k: int, x_dtype: str = "float32", stream_fits: bool =
     """The variant "auto" picks for an M x K matrix (AUTO_VARIANT_TABLE), then "mma" -> "stream" for float16 x
     whose staged copy fits (``stream_fits``: ``_core.tmac_stream_fits(K, B)``): the stream kernel does the same
     arithmetic with ~30% fewer instructions and a grid that keeps the weights streaming; measured as fast or faster
-    on 10 of the 11 benchmark shapes (bench/results/nvidia-h200/tmac_stream_sweep.md; the exception, Qwen2.5-1.5B
-    gate/up, is 5% slower with events and equal in CUDA graphs)."""
+    in CUDA graphs on all 11 benchmark shapes and within 1% with events (bench/results/nvidia-h200/
+    tmac_stream_sweep.md)."""
     chosen = AUTO_VARIANT_TABLE[0][1]
     for min_weights, variant in AUTO_VARIANT_TABLE:
         if int(m) * int(k) >= min_weights:
