@@ -299,7 +299,7 @@ class TernaryWeights:
         timers (:class:`edgellm_ext.cuda.Timer`) and CUDA graphs. ``out`` must be a device array of shape
         [B, M] (or [M]) in x's dtype or float32. The op keeps the weights, x and out alive (a numpy x is copied
         to the device once, here). ``op.bytes_per_launch`` gives the bytes one launch moves at least.
-        ``max_k_slices`` (mma only; 0: the tuned default) caps the warps that split K, for tuning sweeps."""
+        ``max_k_slices`` ("mma" and "stream"; 0: the tuned default) caps the warps that split K, for tuning sweeps."""
         batch, x_dtype, x_shape = validate_activations(x, self.k)
         if out is None or isinstance(out, np.ndarray):
             raise TypeError("out: prepare() needs a device output array (torch, cupy or edgellm_ext.cuda.empty)")
