@@ -5,10 +5,8 @@
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 CUDAARCHS=90
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$ROOT"/.whl/*.whl && export PYTHONPATH=/tmp/site
-rm -rf "$ROOT/build"
-python3 -m pip install -q --no-build-isolation --no-deps "$ROOT" > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+source "$ROOT/tools/device_lib.sh"
+device_build
 cd /tmp
 for k in "graph and (bad_input or greedy or programmatic or llama-types0)" "bad_input and persistent"; do
   timeout ${SANITIZE_TIMEOUT:-200} compute-sanitizer --tool racecheck --error-exitcode 9 python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider -k "$k" > "$OUT/racecheck.log" 2>&1

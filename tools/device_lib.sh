@@ -1,0 +1,34 @@
+# Shared steps of the device scripts (sourced; ROOT and OUT set by the caller, which runs from any directory).
+# device_build: install the carried wheels (if any) into /tmp/site and build the package for sm_90.
+# device_sanitize TESTFILE K: compute-sanitizer memcheck and racecheck on the tests of TESTFILE matching K.
+# device_kernels_suite: bench/run.py --suite kernels under /tmp/bench; report.md and results.json into $OUT/bench.
+export PYTHONUNBUFFERED=1 CUDAARCHS=90
+
+device_build() {
+  if ls "$ROOT"/.whl/*.whl > /dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      "$ROOT"/.whl/*.whl && export PYTHONPATH=/tmp/site
+  fi
+  rm -rf "$ROOT/build"
+  local t0; t0=$(date +%s)
+  python3 -m pip install -q --no-build-isolation --no-deps "$ROOT" > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+  echo "build $(( $(date +%s) - t0 )) s"
+}
+
+device_sanitize() {
+  local tool
+  for tool in memcheck racecheck; do
+    (cd /tmp && timeout ${SANITIZE_TIMEOUT:-240} compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest \
+      "$ROOT/$1" -q -p no:cacheprovider -k "$2" > "$OUT/$tool.log" 2>&1)
+    echo "$tool exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$OUT/$tool.log" | tail -3
+  done
+}
+
+device_kernels_suite() {
+  # Written under /tmp (the charts are too many files to bring back); the report and results.json are copied.
+  rm -rf /tmp/bench && (cd /tmp && python3 "$ROOT/bench/run.py" --suite kernels --out /tmp/bench > "$OUT/bench.log" 2>&1)
+  echo "kernels suite exit $?"
+  local run_dir; run_dir=$(ls -d /tmp/bench/*/ | head -1); mkdir -p "$OUT/bench"
+  cp "$run_dir/report.md" "$run_dir/results.json" "$OUT/bench/"
+  grep -E "\| (tmac|fused|fa2)" "$OUT/bench/report.md" | grep -E "PASS|FAIL" | cut -c1-200
+}
