@@ -1,8 +1,9 @@
-# Shared steps of the device scripts (sourced; ROOT and OUT set by the caller, which runs from any directory).
+# Shared steps of the device scripts (sourced; ROOT set by the caller). OUT: where results go ($OUT on the device).
 # device_build: install the carried wheels (if any) into /tmp/site and build the package for sm_90.
 # device_sanitize TESTFILE K: compute-sanitizer memcheck and racecheck on the tests of TESTFILE matching K.
 # device_kernels_suite: bench/run.py --suite kernels under /tmp/bench; report.md and results.json into $OUT/bench.
 export PYTHONUNBUFFERED=1 CUDAARCHS=90
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 
 device_build() {
   if ls "$ROOT"/.whl/*.whl > /dev/null 2>&1; then

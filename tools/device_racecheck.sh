@@ -4,7 +4,6 @@
 # subset did not finish in 400 s).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 source "$ROOT/tools/device_lib.sh"
 device_build
 cd /tmp

@@ -6,7 +6,6 @@
 # Env: SKIP_TESTS, SANITIZE, SKIP_SWEEP, SWEEP_ARGS, KERNELS, EDGELLM_GIT_COMMIT (recorded in results).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 source "$ROOT/tools/device_lib.sh"
 device_build
 cd /tmp

@@ -746,6 +746,7 @@ TmacGemvOp::TmacGemvOp(std::shared_ptr<const TernaryWeights> weights, std::uintp
     int device = 0, sm_count = 0, blocks_per_sm = 0;
     EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
     EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
+    // First pass: block size and shared memory (independent of the grid), which the occupancy query needs.
     shape_ = tmac_stream_launch_shape(w_->m(), w_->k(), batch, sm_count, 1, max_k_slices);
     const void* kernel = y_dtype == TmacDType::F16 ? reinterpret_cast<const void*>(&tmac_stream_kernel<__half>)
                                                    : reinterpret_cast<const void*>(&tmac_stream_kernel<float>);
