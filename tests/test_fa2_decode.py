@@ -156,8 +156,12 @@ def test_variant_limits_are_errors() -> None:
 
 
 @pytest.mark.gpu
-def test_long_context_65537(rng: np.random.Generator) -> None:
-    _run(rng, batch=1, q_heads=8, kv_heads=1, head_dim=128, lens=[65537], dtype="float16")
+@pytest.mark.parametrize("variant", ["simt", "mma"])
+def test_long_context_65537(rng: np.random.Generator, variant: str) -> None:
+    _run(rng, batch=1, q_heads=8, kv_heads=1, head_dim=128, lens=[65537], dtype="float16", variant=variant)
+    # Many ring tiles per warp (a single split: 1024 tiles each) and a length ending inside a tile.
+    _run(rng, batch=1, q_heads=7, kv_heads=1, head_dim=64, lens=[65537], dtype="bfloat16", variant=variant,
+         num_splits=1)
 
 
 @pytest.mark.gpu

@@ -1,6 +1,7 @@
 """Launch one prepared GPU op once, for a profiler (ncu) to capture: `ncu ... python tools/profile_op.py tmac 14336 4096`.
 
-ops: tmac M K [VARIANT_INDEX: 0 auto, 1 mma, 2 stream] (fp16 x, batch 1), gemv M K, fa2 HQ HKV D S."""
+ops: tmac M K [VARIANT_INDEX: 0 auto, 1 mma, 2 stream] (fp16 x, batch 1), gemv M K,
+fa2 HQ HKV D S [VARIANT_INDEX: 0 auto, 1 simt, 2 mma], sdpa HQ HKV D S (torch, the anchor)."""
 
 import sys
 
@@ -23,13 +24,21 @@ elif kind == "gemv":
     w = torch.randn((m, k), device="cuda").half()
     x = torch.randn((1, k), device="cuda").half()
     op = gemv.prepare_gemv(x, w, out=torch.empty((1, m), device="cuda", dtype=torch.float16))
-elif kind == "fa2":
-    hq, hkv, d, s = dims
+elif kind in ("fa2", "sdpa"):
+    hq, hkv, d, s = dims[:4]
     q = torch.randn((1, hq, d), device="cuda").half()
     kv = torch.randn((1, hkv, s, d), device="cuda").half()
-    op = attention.Fa2Decode(q, kv, kv.clone(), np.array([s], dtype=np.int32)).op
+    v = kv.clone()
+    if kind == "fa2":
+        variant = ("auto", "simt", "mma")[dims[4] if len(dims) > 4 else 0]
+        op = attention.Fa2Decode(q, kv, v, np.array([s], dtype=np.int32), variant=variant).op
+    else:
+        class _Sdpa:
+            def launch(self, _stream: int) -> None:
+                torch.nn.functional.scaled_dot_product_attention(q.unsqueeze(2), kv, v, enable_gqa=True)
+        op = _Sdpa()
 else:
-    raise SystemExit(f"unknown op {kind!r}: tmac, gemv or fa2")
+    raise SystemExit(f"unknown op {kind!r}: tmac, gemv, fa2 or sdpa")
 torch.cuda.synchronize()
 for _ in range(3):
     op.launch(0)

@@ -18,10 +18,10 @@ using fa2_detail::warps_for;
 constexpr int kMaxHeadsPerBlock = 8;
 constexpr int kMaxSplits = 128;       // bounds the split workspace and the merge loop
 constexpr int kShortContextKeys = 8192;  // fa2_default_heads_per_block's crossover
-constexpr int kMinStepsPerSplit = 4;     // fa2_default_num_splits: least work per split
-constexpr int kTensorCoreMinKeys = 16384;        // fa2_default_variant: crossover (measured)
-constexpr int kMinKvHeadsForTensorCores = 8;     // head_dim 128: sequences x KV heads (blocks per split)
-constexpr int kMinGroupForTensorCores = 4;       // head_dim 64: query heads per KV head
+constexpr int kMinStepsPerSplit = 4;     // fa2_default_num_splits: least work per split (SIMT kernel)
+constexpr int kMinStepsPerSplitMma = 8;  // the same for the tensor-core kernel (measured: Qwen2.5-1.5B at 16384
+                                         // keys 21.2 us with 512 keys per split, 25.3 us with 256)
+constexpr int kTensorCoreMinKeys = 8192;  // fa2_default_variant: crossover (measured)
 constexpr float kLog2e = 1.4426950408889634f;
 
 template <typename T>
@@ -133,16 +133,12 @@ int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len) {
 
 Fa2Variant fa2_default_variant(const Fa2DecodeShape& shape, int max_len, int cc_major) {
   validate(shape);
-  // Measured on an H200 (tools/sweep_fa2.py; bench/results/nvidia-h200/fa2_variants_sweep.md): the tensor-core
-  // kernel wins only at long contexts, where the SIMT kernel runs out of issue slots, and only where it has enough
-  // blocks or heads per block: Llama-3.1-8B (8 KV heads of 128) at 65536 keys 94.9 vs 120.6 us, Qwen2.5-0.5B
-  // (7 heads of 64 per KV head) 30.6 vs 37.2 us; a tie at 16384 keys and for SmolLM2 (3 heads per KV head); a loss
-  // for Qwen2.5-1.5B (2 KV heads of 128, 6 heads each: 57 vs 53 us) and at every shorter context.
-  const int group = shape.q_heads / shape.kv_heads;
-  const bool fits = shape.head_dim == 128 ? shape.batch * shape.kv_heads >= kMinKvHeadsForTensorCores
-                                          : group >= kMinGroupForTensorCores;
-  return tensor_cores_available(shape, cc_major) && fits && max_len > kTensorCoreMinKeys ? Fa2Variant::TensorCore
-                                                                                        : Fa2Variant::Simt;
+  // Measured on an H200 (tools/sweep_fa2.py; bench/results/nvidia-h200/fa2_variants_sweep.md): beyond 8192 keys the
+  // tensor-core kernel is the fastest on all four model shapes (16384 keys: 15.6 vs 16.2 us SmolLM2, 35.6 vs 39.6
+  // Llama-3.1-8B; 65536 keys: 43.5 vs 53.2 us Qwen2.5-1.5B); up to 8192 keys the SIMT kernel is, or within 4%
+  // (Llama-3.1-8B at 8192 keys: 24.3 vs 25.3 us), and far ahead at short contexts (fewer, lighter steps).
+  return tensor_cores_available(shape, cc_major) && max_len > kTensorCoreMinKeys ? Fa2Variant::TensorCore
+                                                                                 : Fa2Variant::Simt;
 }
 
 int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int resident_blocks, int heads_per_block) {
@@ -154,8 +150,10 @@ int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int residen
   // One wave of resident blocks; floor, so that no second partial wave forms.
   const int for_occupancy = resident_blocks / blocks_without_split;
   // A split costs merge latency (partials written, fence, counter, one round of reads), about what a block needs
-  // for a few steps of keys: split only when every split keeps at least kMinStepsPerSplit steps.
-  const int min_keys = kMinStepsPerSplit * keys_per_block_step(shape.dtype, shape.head_dim, hpb);
+  // for a few steps of keys: split only when every split keeps at least kMinStepsPerSplit steps (the tensor-core
+  // kernel's ring also takes a few steps to fill: kMinStepsPerSplitMma).
+  const int min_steps = hpb == fa2_detail::kMmaRows ? kMinStepsPerSplitMma : kMinStepsPerSplit;
+  const int min_keys = min_steps * keys_per_block_step(shape.dtype, shape.head_dim, hpb);
   const int for_length = (len + min_keys - 1) / min_keys;
   int splits = for_occupancy < for_length ? for_occupancy : for_length;
   splits = splits > kMaxSplits ? kMaxSplits : splits;
@@ -176,14 +174,15 @@ Fa2Kernel prepared_kernel(const Fa2DecodeShape& shape, Fa2Variant requested, int
   const Fa2Variant variant = requested != Fa2Variant::Auto ? requested
                              : heads_per_block != 0         ? Fa2Variant::Simt
                                                             : fa2_default_variant(shape, max_len_hint, cc_major);
-  if (variant == Fa2Variant::TensorCore && !tensor_cores_available(shape, cc_major)) {
+  const bool tensor_cores = variant == Fa2Variant::TensorCore;
+  if (tensor_cores && !tensor_cores_available(shape, cc_major)) {
     throw std::invalid_argument("variant: the tensor-core kernel needs fp16 or bf16 storage, head_dim 64 or 128 and "
                                 "compute capability >= 8.0");
   }
-  if (variant == Fa2Variant::TensorCore && heads_per_block != 0) {
+  if (tensor_cores && heads_per_block != 0) {
     throw std::invalid_argument("heads_per_block: the tensor-core kernel takes the whole group (up to 16 heads)");
   }
-  const int hpb = variant == Fa2Variant::TensorCore ? 0 : checked_heads_per_block(heads_per_block, shape, max_len_hint);
+  const int hpb = tensor_cores ? 0 : checked_heads_per_block(heads_per_block, shape, max_len_hint);
   const Fa2Kernel k = kernel_choice(shape.dtype, shape.head_dim, hpb, variant);
   if (!fits_shared_memory(k)) {
     throw std::invalid_argument("fa2_decode: " + std::to_string(k.smem_bytes) +
@@ -195,7 +194,11 @@ Fa2Kernel prepared_kernel(const Fa2DecodeShape& shape, Fa2Variant requested, int
   return k;
 }
 
+// The blocks one wave of splits should fill: every resident block for the SIMT kernel; one per SM for the
+// tensor-core kernel (two fit, but on an H200 one longer split per SM measured faster at every length where the
+// kernel is chosen: Llama-3.1-8B at 16384 keys 35.6 vs 39.1 us, at 65536 keys 88.1 vs 92.2 us).
 int resident_blocks(const Fa2Kernel& k) {
+  if (k.variant == Fa2Variant::TensorCore) return device_attribute(cudaDevAttrMultiProcessorCount);
   int per_sm = 0;
   EDGELLM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k.fn, k.threads, k.smem_bytes));
   return (per_sm < 1 ? 1 : per_sm) * device_attribute(cudaDevAttrMultiProcessorCount);

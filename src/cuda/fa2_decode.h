@@ -15,8 +15,9 @@
 // Two kernels (fa2_decode_kernel.cuh), chosen per shape by fa2_default_variant from a measured sweep:
 // - SIMT (any storage type and D), described below.
 // - Tensor cores (fp16/bf16, D 64 or 128, sm_80+): mma.sync m16n8k16 with the group's query heads as the 16 rows;
-//   grid (num_splits, Hkv * ceil(G / 16), B), 128 threads; each warp takes 16 keys per step (see the kernel's
-//   comment for the fragment layouts). Used at long contexts over wide or many-headed KV groups.
+//   grid (num_splits, Hkv * ceil(G / 16), B), 128 threads, 96 KB of shared memory; each warp streams 16-key
+//   tiles of K and V through its own cp.async ring in shared memory (see the kernel's comment for the ring and
+//   fragment layouts). Used beyond 8192 keys; the default split count launches one block per SM.
 // Both end the same way (the block epilogue and the split merge below).
 //
 // SIMT launch: grid (num_splits, Hkv * ceil(G / HPB), B), 256 threads for HPB <= 2, 128 for HPB >= 4 (registers).
@@ -57,14 +58,16 @@ struct Fa2DecodeShape {
 };
 
 // Number of KV splits for a shape when the longest sequence is `max_len` keys: enough blocks for one wave of
-// `resident_blocks` (SMs x blocks resident per SM), but no split shorter than kMinStepsPerSplit block steps.
+// `resident_blocks` (the op passes SMs x blocks resident per SM for the SIMT kernel, SMs for the tensor-core one),
+// but no split shorter than a few block steps (4 SIMT, 8 tensor-core steps; heads_per_block 16 means the latter).
 int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int resident_blocks, int heads_per_block);
 
 // Query heads per block (1, 2, 4 or 8) of the SIMT variant for a shape when the longest sequence is `max_len` keys.
 int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len);
 
 // Kernel variants: SIMT (fp32 FMAs, HPB query heads per block, any storage type and head dim) and tensor cores
-// (mma.sync with the GQA group's heads as the 16 rows; fp16/bf16, D = 64 or 128, sm_80+).
+// (mma.sync with the GQA group's heads as the 16 rows, K/V streamed through a cp.async shared-memory ring;
+// fp16/bf16, D = 64 or 128, sm_80+).
 enum class Fa2Variant : int { Auto = -1, Simt = 0, TensorCore = 1 };
 
 // Variant for a shape when the longest sequence is `max_len` keys on a device of compute capability `cc_major`.

@@ -382,12 +382,12 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
 //   S[16 heads x 8 keys]  = Q[16 x D] . K^T[D x 8]   (D/16 mmas; the fp32 scores are then scaled by scale*log2e)
 //   O[16 heads x 8 d]    += P[16 x 16 keys] . V[16 keys x 8]   (P rounded to the storage type, as in FA2)
 // Each warp takes 16 keys per step (two S tiles, whose accumulators are exactly P's A fragment: no shuffles).
-// Loads go straight from the cache into fragments with 16-byte loads, using two re-indexings that leave the
-// products unchanged: the contraction index d of S is permuted (lane t of a quad loads d = 32J + 8t .. +7 of its
-// key: words 0-1 feed k-tile 2J, words 2-3 k-tile 2J+1; Q's fragments use the same order), and the output
-// columns of O are permuted (n-tile 8J + u, column n holds d = 64J + 8n + u: lane g of the warp loads d = 64J + 8g
-// .. +7 of keys 2t, 2t+1, 2t+8, 2t+9, and byte permutes pair the two keys of each d into one register).
-// Launch: grid (num_splits, Hkv * ceil(G / 16), B), NW warps; keys interleaved across warps in steps of 16.
+// K/V tiles stream from the cache into a per-warp shared-memory ring with cp.async (below); fragments are read
+// from it with 16-byte loads, using two re-indexings that leave the products unchanged: the contraction index d
+// of S is permuted (lane t of a quad loads d = 32J + 8t .. +7 of its key: words 0-1 feed k-tile 2J, words 2-3
+// k-tile 2J+1; Q's fragments use the same order), and the output columns of O are permuted (n-tile 8J + u,
+// column n holds d = 64J + 8n + u: lane g of the warp loads d = 64J + 8g .. +7 of keys 2t, 2t+1, 2t+8, 2t+9, and
+// byte permutes pair the two keys of each d into one register).
 constexpr int kMmaRows = 16;       // query heads per block (M of the mma)
 constexpr int kMmaWarps = 4;
 
@@ -418,39 +418,27 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi, const __nv_bfloat1
 
 __device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 
-// One warp step's loads: K rows (keys base + r and base + 8 + r, 16-byte pieces at d = 32J + 8t) and V rows (keys
-// base + 2t, 2t+1, 2t+8, 2t+9, pieces at d = 64J + 8r); keys at or beyond key_end read as zero.
+// One warp step's fragments: K rows (keys base + r and base + 8 + r, 16-byte pieces at d = 32J + 8t) and V rows
+// (keys base + 2t, 2t+1, 2t+8, 2t+9, pieces at d = 64J + 8r).
 template <int D>
 struct MmaLoads {
   uint4 k[2][D / 32];
   uint4 v[4][D / 64];
 };
 
-template <typename T, int D>
-__device__ __forceinline__ void mma_load(MmaLoads<D>& x, const T* k_base, const T* v_base, int base, int key_end,
-                                         int r, int t) {
-#pragma unroll
-  for (int tile = 0; tile < 2; ++tile) {
-    const int key = base + 8 * tile + r;
-#pragma unroll
-    for (int j = 0; j < D / 32; ++j) {
-      x.k[tile][j] = key < key_end ? __ldg(reinterpret_cast<const uint4*>(k_base + static_cast<size_t>(key) * D + 32 * j + 8 * t))
-                                   : make_uint4(0, 0, 0, 0);
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int key = base + 2 * t + (i & 1) + 8 * (i >> 1);
-#pragma unroll
-    for (int j = 0; j < D / 64; ++j) {
-      x.v[i][j] = key < key_end ? __ldg(reinterpret_cast<const uint4*>(v_base + static_cast<size_t>(key) * D + 64 * j + 8 * r))
-                                : make_uint4(0, 0, 0, 0);
-    }
-  }
+// 2^x on the special-function unit: ex2.approx(-inf) = +0, relative error about 2^-22 (far below the rounding
+// of p to the storage type that follows), subnormal results flushed to zero.
+__device__ __forceinline__ float exp2_fast(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
 }
 
 // Folds one warp step (16 keys from `base`) into the online-softmax state of rows r (index 0) and r + 8 (index 1).
-template <typename T, int D>
+// kMasked: some of the 16 keys may be at or past key_end (their scores become -inf); false only for whole steps,
+// which then skip the per-key tests. O is rescaled only when some row's running maximum moved (a warp vote): the
+// factor is exactly 1 otherwise.
+template <typename T, int D, bool kMasked = true>
 __device__ __forceinline__ void mma_consume(const MmaLoads<D>& x, const uint32_t (&qa)[D / 16][4], int base,
                                             int key_end, int t, float scale_log2, float (&m)[2], float (&l)[2],
                                             float (&o)[D / 8][4]) {
@@ -472,18 +460,21 @@ __device__ __forceinline__ void mma_consume(const MmaLoads<D>& x, const uint32_t
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int key = base + 8 * tile + 2 * t + (e & 1);
-      s[tile][e] = key < key_end ? s[tile][e] * scale_log2 : -INFINITY;
+      s[tile][e] = !kMasked || key < key_end ? s[tile][e] * scale_log2 : -INFINITY;
       step_max[e >> 1] = fmaxf(step_max[e >> 1], s[tile][e]);
     }
   }
   float correction[2];
+  bool moved = false;
 #pragma unroll
   for (int row = 0; row < 2; ++row) {
     // The quad (4 lanes) holds one row's 16 keys.
     step_max[row] = fmaxf(step_max[row], __shfl_xor_sync(0xffffffffu, step_max[row], 1));
     step_max[row] = fmaxf(step_max[row], __shfl_xor_sync(0xffffffffu, step_max[row], 2));
     const float m_new = fmaxf(m[row], step_max[row]);
-    correction[row] = m_new == -INFINITY ? 1.0f : exp2_safe(m[row] - m_new);
+    moved = moved || m_new != m[row];
+    // m_new == -inf: nothing seen yet (every key so far masked), and -inf - -inf would be NaN.
+    correction[row] = m_new == -INFINITY ? 1.0f : exp2_fast(m[row] - m_new);
     l[row] *= correction[row];
     m[row] = m_new;
   }
@@ -492,16 +483,18 @@ __device__ __forceinline__ void mma_consume(const MmaLoads<D>& x, const uint32_t
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const float mr = m[e >> 1];
-      s[tile][e] = mr == -INFINITY ? 0.0f : exp2_safe(s[tile][e] - mr);
+      s[tile][e] = kMasked && mr == -INFINITY ? 0.0f : exp2_fast(s[tile][e] - mr);
       l[e >> 1] += s[tile][e];  // this lane's share; the quad's shares are summed at the end
     }
   }
+  if (__any_sync(0xffffffffu, moved)) {
 #pragma unroll
-  for (int n = 0; n < D / 8; ++n) {
-    o[n][0] *= correction[0];
-    o[n][1] *= correction[0];
-    o[n][2] *= correction[1];
-    o[n][3] *= correction[1];
+    for (int n = 0; n < D / 8; ++n) {
+      o[n][0] *= correction[0];
+      o[n][1] *= correction[0];
+      o[n][2] *= correction[1];
+      o[n][3] *= correction[1];
+    }
   }
   // P's A fragment: rows r / r + 8, keys 2t, 2t+1 (tile 0) and 2t+8, 2t+9 (tile 1).
   const uint32_t pa[4] = {pack2(s[0][0], s[0][1], tag), pack2(s[0][2], s[0][3], tag), pack2(s[1][0], s[1][1], tag),
@@ -520,15 +513,124 @@ __device__ __forceinline__ void mma_consume(const MmaLoads<D>& x, const uint32_t
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// The tensor-core kernel's loads: a per-warp ring of MmaRing::kStages shared-memory tiles filled with
+// cp.async, so that each warp keeps kStages - 1 tiles (16 keys of K and V each) in flight from DRAM while it
+// computes on another, without holding them in registers (an earlier version loaded the fragments straight into
+// a double buffer of registers: 255 registers with spills at D = 128 against 168 here; measured side by side, the
+// ring was 2-24% faster at 16384-65536 keys except on SmolLM2-135M at 65536 keys, 3.6% slower there:
+// bench/results/nvidia-h200/fa2_variants_sweep.md).
+// Ring layout: per warp, kStages tiles of [K: 16 keys x D][V: 16 keys x D] in the storage type; the 16-byte
+// chunk c of key row k sits at chunk c ^ ring_swizzle(k), so that the fragment reads (8 lanes of a quarter warp:
+// two K rows x four chunks, or four V rows x two chunks) and the cp.async writes hit distinct bank groups.
+// Pipeline per warp: tiles i = 0, 1, ... of this warp are keys key_begin + (i NW + warp) 16 .. +15. The first
+// kStages - 1 tiles are issued before the (dependent) length arrives, bounded by the host's chunk; later ones
+// by the length. Iteration i waits for tile i (cp.async.wait_group), issues tile i + kStages - 1 into the slot
+// consumed in iteration i - 1 (a __syncwarp orders the two), then reads tile i's fragments from shared memory;
+// V rows past the length are zeroed in registers (the first tiles may hold anything there) and K's scores masked.
+// Launch: grid (num_splits, Hkv * ceil(G / 16), B), kMmaWarps warps, dynamic shared memory mma_smem_bytes<D>()
+// (the ring; reused for the warps' partial accumulators at the end).
+template <int D>
+struct MmaRing {
+  static constexpr int kTileKeys = 16;
+  static constexpr int kRowBytes = D * 2;                         // fp16 / bf16 row
+  static constexpr int kTileBytes = 2 * kTileKeys * kRowBytes;    // K and V
+  static constexpr int kRingBytes = 96 * 1024;                    // per block: two blocks fit an SM's 228 KB
+  static constexpr int kStages = kRingBytes / (kMmaWarps * kTileBytes);  // D = 128: 3, D = 64: 6
+  static_assert(kStages >= 2, "the ring needs two tiles per warp");
+  static_assert(kMmaWarps * kMmaRows * D * 4 <= kRingBytes, "the partial accumulators reuse the ring");
+};
+
+template <int D>
+constexpr int mma_smem_bytes() { return MmaRing<D>::kRingBytes; }
+
+// Chunk permutation of key row k (see the ring layout above): XOR with bits (k & 1) << 2 and k & 6.
+__device__ __forceinline__ int ring_swizzle(int key) { return ((key & 1) << 2) ^ (key & 6); }
+
+__device__ __forceinline__ void cp_async_16(uint32_t smem_addr, const void* src, bool valid) {
+  // src-size 0 (invalid) reads nothing and fills the 16 bytes with zeros.
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// Issues one warp tile (keys base .. base + 15, those at or past `bound` zero-filled) into ring slot `slot_addr`,
+// then commits the group (an empty group when the whole tile is past the bound, so that group i is tile i).
+// Lane l copies chunk c = l % (D / 8) of keys l / (D / 8) + k * (256 / D) (k = 0, 1, ...) of K and of V: each
+// instruction moves 512 contiguous bytes, and the only per-tile address arithmetic is the tile's base.
+template <typename T, int D>
+__device__ __forceinline__ void ring_issue(uint32_t slot_addr, const T* k_base, const T* v_base, int base, int bound,
+                                            int lane) {
+  using A = MmaRing<D>;
+  constexpr int kChunksPerRow = D / 8;
+  constexpr int kRowsPerCopy = 32 / kChunksPerRow;  // key rows one warp-wide copy covers
+  constexpr int kCopies = A::kTileKeys / kRowsPerCopy;
+  const int key0 = lane / kChunksPerRow;
+  const int c = lane % kChunksPerRow;
+  const size_t offset = static_cast<size_t>(base + key0) * D + c * 8;
+  const T* k_src = k_base + offset;
+  const T* v_src = v_base + offset;
+  auto dst = [&](int i) {
+    const int key = key0 + i * kRowsPerCopy;
+    return slot_addr + key * A::kRowBytes + ((c ^ ring_swizzle(key)) * 16);
+  };
+  if (base + A::kTileKeys <= bound) {  // a whole tile: constant offsets from one base, no tests
+#pragma unroll
+    for (int i = 0; i < kCopies; ++i) {
+      cp_async_16(dst(i), k_src + i * kRowsPerCopy * D, true);
+      cp_async_16(dst(i) + A::kTileKeys * A::kRowBytes, v_src + i * kRowsPerCopy * D, true);
+    }
+  } else if (base < bound) {
+#pragma unroll
+    for (int i = 0; i < kCopies; ++i) {
+      const bool valid = base + key0 + i * kRowsPerCopy < bound;
+      // An invalid copy reads nothing (src-size 0); its address is the (valid) first row.
+      cp_async_16(dst(i), valid ? k_src + i * kRowsPerCopy * D : k_base, valid);
+      cp_async_16(dst(i) + A::kTileKeys * A::kRowBytes, valid ? v_src + i * kRowsPerCopy * D : v_base, valid);
+    }
+  }
+  cp_async_commit();
+}
+
+// One warp step's fragments (MmaLoads) read from a ring slot; with kMasked, V rows of keys at or past key_end are
+// zeroed (the first tiles may hold anything there; K's scores are masked by mma_consume).
+template <int D, bool kMasked>
+__device__ __forceinline__ void ring_fill(MmaLoads<D>& x, const unsigned char* slot, int base, int key_end, int r,
+                                           int t) {
+  using A = MmaRing<D>;
+  const unsigned char* k_tile = slot;
+  const unsigned char* v_tile = slot + A::kTileKeys * A::kRowBytes;
+#pragma unroll
+  for (int tile = 0; tile < 2; ++tile) {
+    const int key = 8 * tile + r;
+#pragma unroll
+    for (int j = 0; j < D / 32; ++j) {
+      x.k[tile][j] = *reinterpret_cast<const uint4*>(k_tile + key * A::kRowBytes + (((4 * j + t) ^ ring_swizzle(key)) * 16));
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int key = 2 * t + (i & 1) + 8 * (i >> 1);
+    const bool live = !kMasked || base + key < key_end;
+#pragma unroll
+    for (int j = 0; j < D / 64; ++j) {
+      const uint4 v = *reinterpret_cast<const uint4*>(v_tile + key * A::kRowBytes + (((8 * j + r) ^ ring_swizzle(key)) * 16));
+      x.v[i][j] = live ? v : make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
 template <typename T, int D, int NW = kMmaWarps>
 __global__ void __launch_bounds__(NW * 32)
 fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache,
-                      const int* __restrict__ seq_lens, T* __restrict__ out, float* __restrict__ partial_out,
-                      float* __restrict__ partial_lse, int* __restrict__ counters, int q_heads, int kv_heads,
-                      int max_seq, float scale_log2, int num_splits, int chunk, int kv_shared) {
+                            const int* __restrict__ seq_lens, T* __restrict__ out, float* __restrict__ partial_out,
+                            float* __restrict__ partial_lse, int* __restrict__ counters, int q_heads, int kv_heads,
+                            int max_seq, float scale_log2, int num_splits, int chunk, int kv_shared) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   static_assert(D % 64 == 0 && D <= 128, "tensor-core path: D = 64 or 128");
-  constexpr int kStep = NW * 16;  // keys per block step
+  using A = MmaRing<D>;
+  constexpr int S = A::kStages;
   const int split = blockIdx.x;
   const int b = blockIdx.z;
   const int group_size = q_heads / kv_heads;
@@ -539,8 +641,8 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
 
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
-  const int r = lane >> 2;  // mma group: row r (and r + 8), key r of an S tile, column r of an O tile
-  const int t = lane & 3;   // lane in the quad
+  const int r = lane >> 2;
+  const int t = lane & 3;
 
   const int cache_b = kv_shared ? 0 : b;
   const size_t head_offset = (static_cast<size_t>(cache_b) * kv_heads + kv_head) * static_cast<size_t>(max_seq) * D;
@@ -549,11 +651,15 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
   const int key_begin = min(max_seq, split * chunk);
   const int key_stop = split == num_splits - 1 ? max_seq : min(max_seq, key_begin + chunk);
 
-  // First step's loads before the (dependent) length arrives, bounded by the host's chunk; the length masks them.
-  MmaLoads<D> buf_a, buf_b;
-  mma_load<T, D>(buf_a, k_base, v_base, key_begin + warp * 16, key_stop, r, t);
+  extern __shared__ __align__(16) unsigned char mma_smem[];
+  unsigned char* ring = mma_smem + warp * S * A::kTileBytes;
+  const uint32_t ring_addr = static_cast<uint32_t>(__cvta_generic_to_shared(ring));
+  auto tile_base = [&](int i) { return key_begin + (i * NW + warp) * A::kTileKeys; };
 
-  // Q's A fragments (rows past the group are zero), in the permuted d order of the K loads.
+  // The first S - 1 tiles go out before the length is known, bounded by the host's chunk.
+#pragma unroll
+  for (int i = 0; i < S - 1; ++i) ring_issue<T, D>(ring_addr + i * A::kTileBytes, k_base, v_base, tile_base(i), key_stop, lane);
+
   uint32_t qa[D / 16][4];
 #pragma unroll
   for (int j = 0; j < D / 32; ++j) {
@@ -573,28 +679,27 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
   int len = seq_lens[b];
   len = len < 0 ? 0 : (len > max_seq ? max_seq : len);
   const int key_end = min(len, key_stop);
-  // The first loads were bounded by key_stop: V rows past the length may hold anything (NaN included), and
-  // 0 * NaN would reach the output, so they are cleared (later loads are bounded by key_end).
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    if (key_begin + warp * 16 + 2 * t + (i & 1) + 8 * (i >> 1) >= key_end) {
-#pragma unroll
-      for (int j = 0; j < D / 64; ++j) buf_a.v[i][j] = make_uint4(0, 0, 0, 0);
-    }
-  }
 
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   float o[D / 8][4];
 #pragma unroll
   for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
 
-  // Two register buffers: the next step's loads are in flight while the current one is consumed.
-  for (int base = key_begin + warp * 16; base < key_end; base += 2 * kStep) {
-    if (base + kStep < key_end) mma_load<T, D>(buf_b, k_base, v_base, base + kStep, key_end, r, t);
-    mma_consume<T, D>(buf_a, qa, base, key_end, t, scale_log2, m, l, o);
-    if (base + kStep >= key_end) break;
-    if (base + 2 * kStep < key_end) mma_load<T, D>(buf_a, k_base, v_base, base + 2 * kStep, key_end, r, t);
-    mma_consume<T, D>(buf_b, qa, base + kStep, key_end, t, scale_log2, m, l, o);
+  MmaLoads<D> x;
+  int slot = 0;  // ring slot of tile i
+  for (int i = 0; tile_base(i) < key_end; ++i) {
+    cp_async_wait<S - 2>();  // tile i has landed (this lane's copies) ...
+    __syncwarp();            // ... and every lane's; every lane is also done reading slot i - 1
+    const int refill = slot == 0 ? S - 1 : slot - 1;
+    ring_issue<T, D>(ring_addr + refill * A::kTileBytes, k_base, v_base, tile_base(i + S - 1), key_end, lane);
+    if (tile_base(i) + A::kTileKeys <= key_end) {  // a whole tile: no per-key tests
+      ring_fill<D, false>(x, ring + slot * A::kTileBytes, tile_base(i), key_end, r, t);
+      mma_consume<T, D, false>(x, qa, tile_base(i), key_end, t, scale_log2, m, l, o);
+    } else {
+      ring_fill<D, true>(x, ring + slot * A::kTileBytes, tile_base(i), key_end, r, t);
+      mma_consume<T, D, true>(x, qa, tile_base(i), key_end, t, scale_log2, m, l, o);
+    }
+    slot = slot == S - 1 ? 0 : slot + 1;
   }
 #pragma unroll
   for (int row = 0; row < 2; ++row) {
@@ -602,10 +707,13 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
     l[row] += __shfl_xor_sync(0xffffffffu, l[row], 2);
   }
 
-  // Publish each warp's state: o[8j + u][e] is row r (+8 for e >= 2), d = 64j + 8(2t + (e & 1)) + u.
+  // Tiles issued past the length before it was known may still be landing: drain them, and let every warp leave
+  // its ring before the ring becomes the partial accumulators.
+  cp_async_wait<0>();
+  __syncthreads();
   __shared__ float s_m[NW][kMmaRows];
   __shared__ float s_l[NW][kMmaRows];
-  extern __shared__ float s_acc[];  // [NW][kMmaRows][D]
+  float* s_acc = reinterpret_cast<float*>(mma_smem);  // [NW][kMmaRows][D]
   if (t == 0) {
     s_m[warp][r] = m[0];
     s_m[warp][r + 8] = m[1];
@@ -642,8 +750,8 @@ Fa2Kernel mma_choice() {
   if constexpr (std::is_same_v<T, float> || (D != 64 && D != 128)) {
     return {};  // no tensor-core instantiation (fp32 storage, or a head dim other than 64 / 128)
   } else {
-    return {reinterpret_cast<const void*>(&fa2_decode_mma_kernel<T, D>), kMmaWarps * 32,
-            static_cast<int>(kMmaWarps * kMmaRows * D * sizeof(float)), Fa2Variant::TensorCore, kMmaRows};
+    return {reinterpret_cast<const void*>(&fa2_decode_mma_kernel<T, D>), kMmaWarps * 32, mma_smem_bytes<D>(),
+            Fa2Variant::TensorCore, kMmaRows};
   }
 }
 
