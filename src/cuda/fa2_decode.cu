@@ -15,9 +15,8 @@ using fa2_detail::kKeysPerGroupStep;
 using fa2_detail::next_pow2;
 using fa2_detail::warps_for;
 
-constexpr int kMaxHeadsPerBlock = 8;
 constexpr int kMaxSplits = 128;       // bounds the split workspace and the merge loop
-constexpr int kShortContextKeys = 8192;  // fa2_default_heads_per_block's crossover
+constexpr int kShortContextKeys = 2048;  // fa2_default_heads_per_block's crossover (measured)
 constexpr int kMinStepsPerSplit = 4;     // fa2_default_num_splits: least work per split (SIMT kernel)
 constexpr int kMinStepsPerSplitMma = 8;  // the same for the tensor-core kernel (measured: Qwen2.5-1.5B at 16384
                                          // keys 21.2 us with 512 keys per split, 25.3 us with 256)
@@ -64,13 +63,6 @@ void require_aligned(std::uintptr_t address, const char* name) {
 const Fa2DecodeShape& validated(const Fa2DecodeShape& s) {
   validate(s);
   return s;
-}
-
-int heads_per_block_for(int group_size) {
-  if (group_size <= 1) return 1;
-  if (group_size <= 2) return 2;
-  if (group_size <= 4) return 4;
-  return kMaxHeadsPerBlock;
 }
 
 int checked_heads_per_block(int requested, const Fa2DecodeShape& shape, int max_len_hint) {
@@ -122,21 +114,25 @@ bool fits_shared_memory(const Fa2Kernel& k) {
 
 int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len) {
   validate(shape);
-  // Measured on an H200 over the four model shapes and 64..65536 keys (bench/suites/kernels.py sweeps every
-  // choice; bench/results/): one query head per block is fastest or within 5% up to 8192 keys (most blocks, least
-  // work per thread; the re-reads of a K/V row by its group's heads hit L2); beyond that two heads per block win
-  // (half the re-reads). Four or eight heads per block (each K/V row read once) lose everywhere: those threads
-  // are instruction-bound (every head's dot product is reduced across lanes with shuffles).
+  // Measured on an H200 over the four model shapes and 64..65536 keys (tools/sweep_fa2.py times every choice;
+  // bench/results/nvidia-h200/fa2_variants_sweep.md): one query head per block is fastest or within 5% up to 2048
+  // keys (most blocks, least work per thread; the re-reads of a K/V row by its group's heads hit L2). Beyond that,
+  // fewer re-reads pay: the largest of 4, 2, 1 heads that divides the group evenly (a partial chunk would leave
+  // lanes idle): Llama-3.1-8B (4 per KV head) at 8192 keys 22.2 us with 4 vs 26.6 with 1, Qwen2.5-1.5B (6) 14.5
+  // with 2 vs 15.3 with 1; SmolLM2 (3) keeps 1 (11.3 us at 8192 keys, 11.6 with 2). Eight heads per block lose
+  // everywhere (instruction-bound: every head's dot product is reduced across lanes with shuffles).
   if (max_len <= kShortContextKeys) return 1;
-  return heads_per_block_for(shape.q_heads / shape.kv_heads) >= 2 ? 2 : 1;
+  const int group = shape.q_heads / shape.kv_heads;
+  return group % 4 == 0 ? 4 : group % 2 == 0 ? 2 : 1;
 }
 
 Fa2Variant fa2_default_variant(const Fa2DecodeShape& shape, int max_len, int cc_major) {
   validate(shape);
-  // Measured on an H200 (tools/sweep_fa2.py; bench/results/nvidia-h200/fa2_variants_sweep.md): beyond 8192 keys the
-  // tensor-core kernel is the fastest on all four model shapes (16384 keys: 15.6 vs 16.2 us SmolLM2, 35.6 vs 39.6
-  // Llama-3.1-8B; 65536 keys: 43.5 vs 53.2 us Qwen2.5-1.5B); up to 8192 keys the SIMT kernel is, or within 4%
-  // (Llama-3.1-8B at 8192 keys: 24.3 vs 25.3 us), and far ahead at short contexts (fewer, lighter steps).
+  // Measured on an H200 (tools/sweep_fa2.py; bench/results/nvidia-h200/fa2_variants_sweep.md), against the SIMT
+  // kernel at its default heads per block: beyond 8192 keys the tensor-core kernel wins on every shape but one
+  // (16384 keys: SmolLM2 14.5 vs 16.6 us, Qwen2.5-1.5B 19.5 vs 21.0; 65536 keys: Qwen2.5-1.5B 41.2 vs 46.6,
+  // Llama-3.1-8B 88.0 vs 92.2; the exception, Llama-3.1-8B at 16384 keys, 35.5 vs 34.0); up to 8192 keys the SIMT
+  // kernel wins everywhere (fewer, lighter steps; Llama-3.1-8B at 8192 keys 22.2 vs 24.0 us).
   return tensor_cores_available(shape, cc_major) && max_len > kTensorCoreMinKeys ? Fa2Variant::TensorCore
                                                                                  : Fa2Variant::Simt;
 }

@@ -21,7 +21,8 @@
 // Both end the same way (the block epilogue and the split merge below).
 //
 // SIMT launch: grid (num_splits, Hkv * ceil(G / HPB), B), 256 threads for HPB <= 2, 128 for HPB >= 4 (registers).
-// HPB is 1 up to 8192 keys and 2 beyond (measured; see fa2_default_heads_per_block); 4 and 8 are available.
+// HPB is 1 up to 2048 keys and beyond that the largest of 4, 2, 1 dividing G (measured; see
+// fa2_default_heads_per_block); 8 is available.
 // A block owns one KV head, up to HPB <= 8 of its query heads (so each K/V row is read once for the whole group)
 // and one contiguous chunk of the sequence: ceil(max_len_hint / num_splits) keys, fixed on the host so that the
 // first loads go out before the device-side length arrives (the last split runs to max_seq, so a length above

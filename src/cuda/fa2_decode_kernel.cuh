@@ -61,9 +61,14 @@ __device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn
 __device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 __device__ __forceinline__ void store(float* p, float v) { *p = v; }
 
-// exp2 that maps -inf to 0 without NaN from (-inf) - (-inf): callers pass differences against a finite max or
-// guard the all-empty case.
-__device__ __forceinline__ float exp2_safe(float x) { return x == -INFINITY ? 0.0f : exp2f(x); }
+// 2^x on the special-function unit (MUFU.EX2): ex2.approx(-inf) = +0, relative error about 2^-22 (below every
+// storage type's rounding and the fp32 tests' 1e-5), subnormal results flushed to zero. -inf - -inf would be NaN:
+// callers pass differences against a finite maximum or guard the all-empty case.
+__device__ __forceinline__ float exp2_fast(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
 
 // Warps per block: 8 for one or two heads per block; 4 for 4 or 8 heads, whose threads need ~190-255 registers
 // (ptxas -v): at 8 warps only one such block fits an SM's 64K registers, at 4 warps two do. 4 warps also keep the
@@ -133,11 +138,11 @@ __device__ __forceinline__ void consume_step(const T* tag, int step, int key_end
     for (int u = 1; u < KT; ++u) step_max = fmaxf(step_max, s[h][u]);
     const float m_new = fmaxf(m[h], step_max);
     // m_new == -inf: no valid key yet for this group (uniform within the group); all p are 0 then.
-    const float correction = m_new == -INFINITY ? 1.0f : exp2_safe(m[h] - m_new);
+    const float correction = m_new == -INFINITY ? 1.0f : exp2_fast(m[h] - m_new);
     float p_sum = 0.0f;
 #pragma unroll
     for (int u = 0; u < KT; ++u) {
-      s[h][u] = m_new == -INFINITY ? 0.0f : exp2_safe(s[h][u] - m_new);
+      s[h][u] = m_new == -INFINITY ? 0.0f : exp2_fast(s[h][u] - m_new);
       p_sum += s[h][u];
     }
     l[h] = l[h] * correction + p_sum;
@@ -185,7 +190,7 @@ __device__ __forceinline__ void finish_block(const float* s_m, const float* s_l,
     if (block_max != -INFINITY) {
 #pragma unroll
       for (int w = 0; w < NW; ++w) {
-        const float c = exp2_safe(s_m[w * HPB + h] - block_max);
+        const float c = exp2_fast(s_m[w * HPB + h] - block_max);
         sum += s_l[w * HPB + h] * c;
         o += s_acc[(w * HPB + h) * D + d] * c;
       }
@@ -227,13 +232,13 @@ __device__ __forceinline__ void finish_block(const float* s_m, const float* s_l,
     float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
     // Branch-free (an empty split has lse -inf and weight 0), so that the unrolled iterations' loads can all be
     // issued before the first result is needed.
-#pragma unroll 8
+#pragma unroll 16
     for (int sp = 0; sp < num_splits; ++sp) {
       const float lse = __ldcg(partial_lse + row0 + sp);
       const float4 p = __ldcg(src + static_cast<size_t>(sp) * kCols);
       const float m_new = fmaxf(mx, lse);
-      const float c_old = mx == m_new ? 1.0f : exp2f(mx - m_new);  // mx < m_new here, m_new finite
-      const float w = lse == -INFINITY ? 0.0f : exp2f(lse - m_new);
+      const float c_old = mx == m_new ? 1.0f : exp2_fast(mx - m_new);  // mx < m_new here, m_new finite
+      const float w = lse == -INFINITY ? 0.0f : exp2_fast(lse - m_new);
       total = total * c_old + w;
       o.x = fmaf(w, p.x, o.x * c_old);
       o.y = fmaf(w, p.y, o.y * c_old);
@@ -336,8 +341,8 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
       const float m_other = __shfl_xor_sync(0xffffffffu, m[h], offset);
       const float l_other = __shfl_xor_sync(0xffffffffu, l[h], offset);
       const float m_new = fmaxf(m[h], m_other);
-      const float c_self = m_new == -INFINITY ? 0.0f : exp2_safe(m[h] - m_new);
-      const float c_other = m_new == -INFINITY ? 0.0f : exp2_safe(m_other - m_new);
+      const float c_self = m_new == -INFINITY ? 0.0f : exp2_fast(m[h] - m_new);
+      const float c_other = m_new == -INFINITY ? 0.0f : exp2_fast(m_other - m_new);
       l[h] = l[h] * c_self + l_other * c_other;
 #pragma unroll
       for (int e = 0; e < E; ++e) {
@@ -425,14 +430,6 @@ struct MmaLoads {
   uint4 k[2][D / 32];
   uint4 v[4][D / 64];
 };
-
-// 2^x on the special-function unit: ex2.approx(-inf) = +0, relative error about 2^-22 (far below the rounding
-// of p to the storage type that follows), subnormal results flushed to zero.
-__device__ __forceinline__ float exp2_fast(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 // Folds one warp step (16 keys from `base`) into the online-softmax state of rows r (index 0) and r + 8 (index 1).
 // kMasked: some of the 16 keys may be at or past key_end (their scores become -inf); false only for whole steps,
