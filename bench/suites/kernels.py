@@ -86,7 +86,7 @@ def run(ctx: Any) -> Iterator[dict[str, Any]]:
                 ours = R.measurement(
                     name="fa2_decode", kind=KIND, engine="edgellm_ext", metric="latency", unit="us", samples=s["fa2"],
                     params=params, model=model.name,
-                    extra={"num_splits": s["num_splits"], "heads_per_block": s["heads_per_block"],
+                    extra={"variant": s["variant"], "num_splits": s["num_splits"], "heads_per_block": s["heads_per_block"],
                            "kv_bytes": case.kv_bytes, "gb_s": ours_gb_s, "pct_of_copy_bw": 100 * ours_gb_s / copy_gb_s,
                            "max_abs_error_vs_float64": s["max_abs_error"],
                            "by_heads_per_block_median_us": {str(h): [n, float(np.median(t))]

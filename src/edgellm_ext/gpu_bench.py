@@ -119,6 +119,7 @@ def attention_samples(case: AttentionCase, timer: cuda.Timer, *, warmup: int, it
         "max_abs_error": max_err,
         "num_splits": plan.num_splits,
         "heads_per_block": plan.heads_per_block,
+        "variant": plan.variant,
         "fa2": timer.events(plan.op, warmup=warmup, iterations=iterations),
         "sdpa": timer.callable(sdpa, warmup=warmup, iterations=iterations),
         "fa2_graph": timer.graph(plan.op, launches_per_graph=GRAPH_LAUNCHES, warmup=3, replays=replays),
