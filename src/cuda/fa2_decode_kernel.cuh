@@ -255,6 +255,38 @@ __device__ __forceinline__ void finish_block(const float* s_m, const float* s_l,
   }
 }
 
+// What one block works on (both kernels): sequence b (blockIdx.z), a KV head and up to HPB of its group's query
+// heads from head0 (blockIdx.y), that KV head's cache rows, and the keys [key_begin, key_stop) of its split
+// (blockIdx.x). The chunk comes from the host (fixed per op), so the first loads go out before the sequence length
+// (a dependent load) arrives and masks them; the last split runs to max_seq, so a length above the host's hint is
+// still covered (only slower). kv_shared: every query of the batch reads the cache of sequence 0 (a prefill chunk).
+template <typename T>
+struct BlockWork {
+  int b, head0, heads_here, key_begin, key_stop;
+  const T* k_base;
+  const T* v_base;
+};
+
+template <int HPB, int D, typename T>
+__device__ __forceinline__ BlockWork<T> block_work(const T* k_cache, const T* v_cache, int q_heads, int kv_heads,
+                                                   int max_seq, int num_splits, int chunk, int kv_shared) {
+  BlockWork<T> w;
+  const int split = blockIdx.x;
+  w.b = blockIdx.z;
+  const int group_size = q_heads / kv_heads;
+  const int chunks_per_kv_head = (group_size + HPB - 1) / HPB;
+  const int kv_head = blockIdx.y / chunks_per_kv_head;
+  w.head0 = kv_head * group_size + (blockIdx.y % chunks_per_kv_head) * HPB;
+  w.heads_here = min(HPB, kv_head * group_size + group_size - w.head0);
+  const int cache_b = kv_shared ? 0 : w.b;
+  const size_t head_offset = (static_cast<size_t>(cache_b) * kv_heads + kv_head) * static_cast<size_t>(max_seq) * D;
+  w.k_base = k_cache + head_offset;
+  w.v_base = v_cache + head_offset;
+  w.key_begin = min(max_seq, split * chunk);
+  w.key_stop = split == num_splits - 1 ? max_seq : min(max_seq, w.key_begin + chunk);
+  return w;
+}
+
 template <typename T, int D, int HPB, int NW = warps_for(D, HPB)>
 __global__ void __launch_bounds__(NW * 32)
 fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache,
@@ -267,29 +299,15 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
   constexpr int KT = kKeysPerGroupStep;
   constexpr int kStep = G::kKeysPerBlockStep;
 
-  const int split = blockIdx.x;
-  const int b = blockIdx.z;
-  const int group_size = q_heads / kv_heads;
-  const int chunks_per_kv_head = (group_size + HPB - 1) / HPB;
-  const int kv_head = blockIdx.y / chunks_per_kv_head;
-  const int head0 = kv_head * group_size + (blockIdx.y % chunks_per_kv_head) * HPB;
-  const int heads_here = min(HPB, kv_head * group_size + group_size - head0);
+  const BlockWork<T> w = block_work<HPB, D>(k_cache, v_cache, q_heads, kv_heads, max_seq, num_splits, chunk, kv_shared);
+  const int b = w.b, head0 = w.head0, heads_here = w.heads_here, key_begin = w.key_begin, key_stop = w.key_stop;
+  const T* k_base = w.k_base;
+  const T* v_base = w.v_base;
 
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   const int key_group = lane / TPK;  // which of the warp's keys this lane works on
   const int lane_in_key = lane % TPK;
-
-  const int cache_b = kv_shared ? 0 : b;  // kv_shared: every query of the batch reads one cache (a prefill chunk)
-  const size_t head_offset = (static_cast<size_t>(cache_b) * kv_heads + kv_head) * static_cast<size_t>(max_seq) * D;
-  const T* k_base = k_cache + head_offset;
-  const T* v_base = v_cache + head_offset;
-
-  // The chunk comes from the host (fixed per op), so the first step's loads go out before the sequence length
-  // (a dependent load) arrives; the length then masks them.
-  const int key_begin = min(max_seq, split * chunk);
-  // The last split runs to max_seq, so a length above the host's hint is still covered (only slower).
-  const int key_stop = split == num_splits - 1 ? max_seq : min(max_seq, key_begin + chunk);
   uint4 k_a[KT][G::kVecsPerLane], v_a[KT][G::kVecsPerLane];
   uint4 k_b[KT][G::kVecsPerLane], v_b[KT][G::kVecsPerLane];
   load_step<T, D, NW>(k_base, v_base, key_begin, key_stop, warp, key_group, lane_in_key, k_a, v_a);
@@ -628,25 +646,16 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
   static_assert(D % 64 == 0 && D <= 128, "tensor-core path: D = 64 or 128");
   using A = MmaRing<D>;
   constexpr int S = A::kStages;
-  const int split = blockIdx.x;
-  const int b = blockIdx.z;
-  const int group_size = q_heads / kv_heads;
-  const int chunks_per_kv_head = (group_size + kMmaRows - 1) / kMmaRows;
-  const int kv_head = blockIdx.y / chunks_per_kv_head;
-  const int head0 = kv_head * group_size + (blockIdx.y % chunks_per_kv_head) * kMmaRows;
-  const int heads_here = min(kMmaRows, kv_head * group_size + group_size - head0);
+  const BlockWork<T> w = block_work<kMmaRows, D>(k_cache, v_cache, q_heads, kv_heads, max_seq, num_splits, chunk,
+                                                 kv_shared);
+  const int b = w.b, head0 = w.head0, heads_here = w.heads_here, key_begin = w.key_begin, key_stop = w.key_stop;
+  const T* k_base = w.k_base;
+  const T* v_base = w.v_base;
 
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   const int r = lane >> 2;
   const int t = lane & 3;
-
-  const int cache_b = kv_shared ? 0 : b;
-  const size_t head_offset = (static_cast<size_t>(cache_b) * kv_heads + kv_head) * static_cast<size_t>(max_seq) * D;
-  const T* k_base = k_cache + head_offset;
-  const T* v_base = v_cache + head_offset;
-  const int key_begin = min(max_seq, split * chunk);
-  const int key_stop = split == num_splits - 1 ? max_seq : min(max_seq, key_begin + chunk);
 
   extern __shared__ __align__(16) unsigned char mma_smem[];
   unsigned char* ring = mma_smem + warp * S * A::kTileBytes;
