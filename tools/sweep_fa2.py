@@ -5,6 +5,7 @@ kernels suite's model shapes and cache lengths: the evidence for the "auto" rule
 writes JSON.
 
     python tools/sweep_fa2.py --out fa2_sweep.json [--models SmolLM2-135M ...] [--lengths 64 4096 ...]
+                              [--shapes 32,32,128 32,8,128,8 ...]   (HQ,HKV,D[,BATCH]; --models with no names: none)
 """
 
 from __future__ import annotations
@@ -30,22 +31,30 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--lengths", nargs="*", type=int, default=list(LENGTHS))
     ap.add_argument("--iterations", type=int, default=60)
+    ap.add_argument("--shapes", nargs="*", default=[],
+                    help="extra shapes beside --models, each HQ,HKV,D[,BATCH] (e.g. 32,32,128 for MHA)")
     args = ap.parse_args()
+    shapes = []  # (name, q heads, kv heads, head dim, batch)
+    for name in args.models:
+        m = get_model(name)
+        shapes.append((name, m.n_q_heads, m.n_kv_heads, m.head_dim, 1))
+    for spec in args.shapes:
+        hq, hkv, d, *b = (int(x) for x in spec.split(","))
+        shapes.append((f"{hq}/{hkv}/{d} x{b[0] if b else 1}", hq, hkv, d, b[0] if b else 1))
     rows = []
     with cuda.Timer() as timer:
-        for name in args.models:
-            m = get_model(name)
-            group = m.n_q_heads // m.n_kv_heads
+        for name, n_q_heads, n_kv_heads, head_dim, batch in shapes:
+            group = n_q_heads // n_kv_heads
             for length in args.lengths:
                 g = torch.Generator(device="cuda").manual_seed(length)
-                q = torch.randn((1, m.n_q_heads, m.head_dim), device="cuda", dtype=torch.float16, generator=g)
-                k = torch.randn((1, m.n_kv_heads, length, m.head_dim), device="cuda", dtype=torch.float16, generator=g)
+                q = torch.randn((batch, n_q_heads, head_dim), device="cuda", dtype=torch.float16, generator=g)
+                k = torch.randn((batch, n_kv_heads, length, head_dim), device="cuda", dtype=torch.float16, generator=g)
                 v = torch.randn_like(k)
                 out = torch.empty_like(q)
-                lens = np.array([length], dtype=np.int32)
+                lens = np.full(batch, length, dtype=np.int32)
                 kr = k.double().repeat_interleave(group, dim=1)
                 vr = v.double().repeat_interleave(group, dim=1)
-                p = torch.softmax((kr @ q.double().unsqueeze(-1)).squeeze(-1) / math.sqrt(m.head_dim), dim=-1)
+                p = torch.softmax((kr @ q.double().unsqueeze(-1)).squeeze(-1) / math.sqrt(head_dim), dim=-1)
                 ref = (p.unsqueeze(-1) * vr).sum(dim=2)
                 q4 = q.unsqueeze(2)
                 sdpa_us = float(np.median(timer.callable(

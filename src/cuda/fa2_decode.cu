@@ -21,6 +21,7 @@ constexpr int kMinStepsPerSplit = 4;     // fa2_default_num_splits: least work p
 constexpr int kMinStepsPerSplitMma = 8;  // the same for the tensor-core kernel (measured: Qwen2.5-1.5B at 16384
                                          // keys 21.2 us with 512 keys per split, 25.3 us with 256)
 constexpr int kTensorCoreMinKeys = 8192;  // fa2_default_variant: crossover (measured)
+constexpr int kMinGroupForTensorCores = 3;  // fa2_default_variant: query heads per KV head (measured: 1 loses)
 constexpr float kLog2e = 1.4426950408889634f;
 
 template <typename T>
@@ -129,12 +130,18 @@ int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len) {
 Fa2Variant fa2_default_variant(const Fa2DecodeShape& shape, int max_len, int cc_major) {
   validate(shape);
   // Measured on an H200 (tools/sweep_fa2.py; bench/results/nvidia-h200/fa2_variants_sweep.md), against the SIMT
-  // kernel at its default heads per block: beyond 8192 keys the tensor-core kernel wins on every shape but one
+  // kernel at its default heads per block: beyond 8192 keys the tensor-core kernel wins on every model shape but one
   // (16384 keys: SmolLM2 14.5 vs 16.6 us, Qwen2.5-1.5B 19.5 vs 21.0; 65536 keys: Qwen2.5-1.5B 41.2 vs 46.6,
-  // Llama-3.1-8B 88.0 vs 92.2; the exception, Llama-3.1-8B at 16384 keys, 35.5 vs 34.0); up to 8192 keys the SIMT
-  // kernel wins everywhere (fewer, lighter steps; Llama-3.1-8B at 8192 keys 22.2 vs 24.0 us).
-  return tensor_cores_available(shape, cc_major) && max_len > kTensorCoreMinKeys ? Fa2Variant::TensorCore
-                                                                                 : Fa2Variant::Simt;
+  // Llama-3.1-8B 88.0 vs 92.2; the exception, Llama-3.1-8B at 16384 keys, 35.5 vs 34.0), and on 8 sequences of the
+  // Llama shape (65536 keys: 571 vs 655 us); up to 8192 keys the SIMT kernel wins everywhere (fewer, lighter steps;
+  // Llama-3.1-8B at 8192 keys 22.2 vs 24.0 us). Without GQA (one query head per KV head: 15 of the 16 mma rows
+  // idle) the SIMT kernel wins at every length (32 heads of 128 at 65536 keys: 254 vs 292 us; 4 x 16 heads of 64:
+  // 254 vs 292 us; the sweep's extra shapes). Groups of 2 were not measured: SIMT, whose 2 heads per block then
+  // read each K/V row once too.
+  const int group = shape.q_heads / shape.kv_heads;
+  return tensor_cores_available(shape, cc_major) && group >= kMinGroupForTensorCores && max_len > kTensorCoreMinKeys
+             ? Fa2Variant::TensorCore
+             : Fa2Variant::Simt;
 }
 
 int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int resident_blocks, int heads_per_block) {

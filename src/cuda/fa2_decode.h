@@ -17,13 +17,14 @@
 // - Tensor cores (fp16/bf16, D 64 or 128, sm_80+): mma.sync m16n8k16 with the group's query heads as the 16 rows;
 //   grid (num_splits, Hkv * ceil(G / 16), B), 128 threads, 96 KB of shared memory; each warp streams 16-key
 //   tiles of K and V through its own cp.async ring in shared memory (see the kernel's comment for the ring and
-//   fragment layouts). Used beyond 8192 keys; the default split count launches one block per SM.
+//   fragment layouts). Used beyond 8192 keys for GQA groups of 3 or more; the default split count launches one
+//   block per SM.
 // Both end the same way (the block epilogue and the split merge below).
 //
 // SIMT launch: grid (num_splits, Hkv * ceil(G / HPB), B), 256 threads for HPB <= 2, 128 for HPB >= 4 (registers).
 // HPB is 1 up to 2048 keys and beyond that the largest of 4, 2, 1 dividing G (measured; see
 // fa2_default_heads_per_block); 8 is available.
-// A block owns one KV head, up to HPB <= 8 of its query heads (so each K/V row is read once for the whole group)
+// A block owns one KV head, up to HPB <= 8 of its query heads (each K/V row is read by ceil(G / HPB) blocks)
 // and one contiguous chunk of the sequence: ceil(max_len_hint / num_splits) keys, fixed on the host so that the
 // first loads go out before the device-side length arrives (the last split runs to max_seq, so a length above
 // the hint is still correct). Inside a block, a group of TPK lanes (a power of two, up to 32) holds one key row
@@ -33,7 +34,8 @@
 // With num_splits > 1 each block writes its normalised partial output and log-sum-exp to a workspace; the last
 // block of each (sequence, head group) to finish, found with a counter (threadfence + atomicAdd, reset by that
 // block so that the op can be replayed in a CUDA graph), merges the partials in one pass (running maximum of the
-// log-sum-exps): one launch in all cases. num_splits <= 128; the default fills one wave of resident blocks.
+// log-sum-exps): one launch in all cases. num_splits <= 128; the default fills one wave of resident blocks
+// (SIMT) or one block per SM (tensor cores), see fa2_default_num_splits.
 #pragma once
 
 #include <cstddef>

@@ -564,11 +564,13 @@ __device__ __forceinline__ int ring_swizzle(int key) { return ((key & 1) << 2) ^
 
 __device__ __forceinline__ void cp_async_16(uint32_t smem_addr, const void* src, bool valid) {
   // src-size 0 (invalid) reads nothing and fills the 16 bytes with zeros.
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(src), "r"(valid ? 16 : 0));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(src), "r"(valid ? 16 : 0)
+               : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// "memory" clobbers: the compiler must not move shared-memory accesses across the copies, commits and waits.
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
 // Issues one warp tile (keys base .. base + 15, those at or past `bound` zero-filled) into ring slot `slot_addr`,
 // then commits the group (an empty group when the whole tile is past the bound, so that group i is tile i).
