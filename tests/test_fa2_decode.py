@@ -44,14 +44,16 @@ def _to_storage(x: np.ndarray, dtype: str) -> tuple[cuda.DeviceArray, np.ndarray
 
 def _reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, lens: np.ndarray,
                scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """(softmax(scale q.K^T) @ V, softmax(...) @ |V|): the output and the scale of p's rounding error."""
+    """(softmax(scale q.K^T) @ V, softmax(...) @ |V|): the output and the scale of p's rounding error. A cache of
+    batch 1 beside several queries is shared by all of them (kv_shared)."""
     batch, q_heads, _ = q.shape
     group = q_heads // k.shape[1]
     out = np.zeros_like(q)
     weighted_abs = np.zeros_like(q)
     for b in range(batch):
+        cb = 0 if k.shape[0] == 1 else b
         for h in range(q_heads):
-            kb, vb = k[b, h // group, : lens[b]], v[b, h // group, : lens[b]]
+            kb, vb = k[cb, h // group, : lens[b]], v[cb, h // group, : lens[b]]
             s = (kb @ q[b, h]) * scale
             p = np.exp(s - s.max())
             out[b, h] = (p / p.sum()) @ vb
@@ -61,13 +63,14 @@ def _reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, lens: np.ndarray,
 
 def _run(rng: np.random.Generator, *, batch: int, q_heads: int, kv_heads: int, head_dim: int, lens: list[int],
          dtype: str, num_splits: int | None = None, max_seq: int | None = None, device_lens: bool = False,
-         heads_per_block: int | None = None, variant: str = "auto", nan_past_lengths: bool = False) -> None:
+         heads_per_block: int | None = None, variant: str = "auto", nan_past_lengths: bool = False,
+         kv_shared: bool = False) -> None:
     max_seq = max_seq or max(lens)
-    kv_shape = (batch, kv_heads, max_seq, head_dim)
+    kv_shape = (1 if kv_shared else batch, kv_heads, max_seq, head_dim)
     k_host = rng.standard_normal(kv_shape, dtype=np.float32)
     v_host = rng.standard_normal(kv_shape, dtype=np.float32)
-    if nan_past_lengths:  # cache slots past each length hold NaN: they must not reach the output
-        for b, n in enumerate(lens):
+    if nan_past_lengths:  # cache slots past each length (kv_shared: past the longest) hold NaN
+        for b, n in enumerate([max(lens)] if kv_shared else lens):
             k_host[b, :, n:] = np.nan
             v_host[b, :, n:] = np.nan
     q_dev, q = _to_storage(rng.standard_normal((batch, q_heads, head_dim), dtype=np.float32), dtype)
@@ -77,7 +80,7 @@ def _run(rng: np.random.Generator, *, batch: int, q_heads: int, kv_heads: int, h
     lens_arr = np.asarray(lens, dtype=np.int32)
     seq_lens = cuda.from_host(lens_arr) if device_lens else lens_arr
     plan = attention.Fa2Decode(q_dev, k_dev, v_dev, seq_lens, out, num_splits=num_splits,
-                               heads_per_block=heads_per_block, variant=variant)
+                               heads_per_block=heads_per_block, variant=variant, kv_shared=kv_shared)
     if heads_per_block is not None:
         assert plan.heads_per_block == heads_per_block
     if variant != "auto":
@@ -143,6 +146,19 @@ def test_both_variants(rng: np.random.Generator, variant: str, head_dim: int, dt
     _run(rng, batch=1, q_heads=8, kv_heads=2, head_dim=head_dim, lens=[4099], dtype=dtype, variant=variant)
     _run(rng, batch=2, q_heads=6, kv_heads=3, head_dim=head_dim, lens=[17, 64], dtype=dtype, variant=variant,
          num_splits=1)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["simt", "mma"])
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_kv_shared_queries_of_one_sequence(rng: np.random.Generator, variant: str, head_dim: int) -> None:
+    # The GPU engine's batched prefill: 8 queries of one sequence over its one cache, each with its own (causal)
+    # length; the keys between a query's length and the longest one are real values that it must not see.
+    lens = [9001 + i for i in range(8)]
+    _run(rng, batch=8, q_heads=9, kv_heads=3, head_dim=head_dim, lens=lens, dtype="float16", variant=variant,
+         max_seq=9016, nan_past_lengths=True, kv_shared=True, device_lens=True)
+    _run(rng, batch=8, q_heads=9, kv_heads=3, head_dim=head_dim, lens=[1, 2, 3, 4, 5, 6, 7, 8], dtype="bfloat16",
+         variant=variant, nan_past_lengths=True, kv_shared=True)
 
 
 @pytest.mark.gpu
@@ -263,6 +279,10 @@ def test_rejects_bad_shapes_and_dtypes_before_touching_the_gpu() -> None:
         attention.fa2_decode(q, [[1]], v, [8])
     with pytest.raises(TypeError, match=r"k_cache: must be a device array"):
         attention.kv_append(k, v, q, q, [0])
+    q2, k2, v2 = _arrays(batch=2)
+    with pytest.raises(ValueError, match=r"k_cache: expected shape \(1, Hkv, max_seq, 64\), got \(2, 2, 8, 64\) "
+                                         r"\(kv_shared: one sequence's cache for every query\)"):
+        attention.Fa2Decode(q2, k2, v2, [8, 8], kv_shared=True)
 
 
 def test_without_gpu_the_error_says_why() -> None:

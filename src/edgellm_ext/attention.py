@@ -41,8 +41,9 @@ class _Shapes:
     dtype: str
 
 
-def _check_qkv(q: Any, k: Any, v: Any) -> _Shapes:
-    """Shapes and dtypes of q and the caches, checked before anything is copied or launched."""
+def _check_qkv(q: Any, k: Any, v: Any, kv_shared: bool = False) -> _Shapes:
+    """Shapes and dtypes of q and the caches, checked before anything is copied or launched (kv_shared: the caches
+    hold one sequence that all B queries read)."""
     (q_shape, q_dtype), (k_shape, k_dtype), (v_shape, v_dtype) = (
         describe(q, "q"), describe(k, "k_cache"), describe(v, "v_cache"))
     for name, dtype in (("q", q_dtype), ("k_cache", k_dtype), ("v_cache", v_dtype)):
@@ -53,8 +54,10 @@ def _check_qkv(q: Any, k: Any, v: Any) -> _Shapes:
     if len(k_shape) != 4:
         raise ValueError(f"k_cache: expected shape (B, Hkv, max_seq, D), got {k_shape}")
     batch, q_heads, head_dim = q_shape
-    if k_shape[0] != batch or k_shape[3] != head_dim:
-        raise ValueError(f"k_cache: expected shape ({batch}, Hkv, max_seq, {head_dim}), got {k_shape}")
+    cache_batch = 1 if kv_shared else batch
+    if k_shape[0] != cache_batch or k_shape[3] != head_dim:
+        raise ValueError(f"k_cache: expected shape ({cache_batch}, Hkv, max_seq, {head_dim}), got {k_shape}"
+                         + (" (kv_shared: one sequence's cache for every query)" if kv_shared else ""))
     if v_shape != k_shape:
         raise ValueError(f"v_cache: expected shape {k_shape} (as k_cache), got {v_shape}")
     if not (q_dtype == k_dtype == v_dtype):
@@ -84,12 +87,16 @@ def _lengths(seq_lens: Any, shapes: _Shapes, stream: object) -> tuple[DeviceArra
 class Fa2Decode:
     """A prepared decode-attention call (workspace allocated once) for fixed arrays: ``launch(stream)`` reruns it,
     ``op`` is the ``_core.Launchable`` for the timers and CUDA graphs. Lengths may change between launches when
-    ``seq_lens`` is a device array (the kernel reads them on the device; the split count stays fixed)."""
+    ``seq_lens`` is a device array (the kernel reads them on the device; the split count stays fixed).
+    ``kv_shared``: the caches are ``[1, Hkv, max_seq, D]`` and every query b of ``q`` reads them with its own
+    length ``seq_lens[b]`` (several tokens of one sequence at once, e.g. a causal prefill chunk)."""
 
     def __init__(self, q: Any, k_cache: Any, v_cache: Any, seq_lens: Any, out: Any = None, *,
                  scale: Optional[float] = None, num_splits: Optional[int] = None,
-                 heads_per_block: Optional[int] = None, variant: str = "auto", stream: object = None) -> None:
-        s = self.shapes = _check_qkv(q, k_cache, v_cache)
+                 heads_per_block: Optional[int] = None, variant: str = "auto", kv_shared: bool = False,
+                 stream: object = None) -> None:
+        s = self.shapes = _check_qkv(q, k_cache, v_cache, kv_shared)
+        self.kv_shared = bool(kv_shared)
         if out is not None:
             if isinstance(out, np.ndarray):
                 raise TypeError("out: must be a device array (torch, cupy or DeviceArray); omit it for numpy inputs")
@@ -118,7 +125,7 @@ class Fa2Decode:
         self.op = _core.Fa2DecodeOp(
             s.batch, s.q_heads, s.kv_heads, s.head_dim, s.max_seq, DTYPE_CODES[s.dtype], self._q.address,
             self._k.address, self._v.address, self._lens.address, self._out.address, self.scale, max_len_hint,
-            0 if num_splits is None else int(num_splits), heads_per_block or 0, VARIANTS[variant])
+            0 if num_splits is None else int(num_splits), heads_per_block or 0, VARIANTS[variant], bool(kv_shared))
 
     @property
     def num_splits(self) -> int:
@@ -137,10 +144,12 @@ class Fa2Decode:
         self.op.launch(stream_handle(stream))
 
     def kv_bytes(self, lengths: np.ndarray) -> int:
-        """Bytes of K and V the kernel must read for these lengths (the memory-traffic floor)."""
+        """Bytes of K and V the kernel must read for these lengths (the memory-traffic floor; with kv_shared the
+        longest length's rows, which every query shares)."""
         s = self.shapes
         itemsize = 4 if s.dtype == "float32" else 2
-        return int(2 * np.sum(lengths) * s.kv_heads * s.head_dim * itemsize)
+        keys = np.max(lengths) if self.kv_shared else np.sum(lengths)
+        return int(2 * keys * s.kv_heads * s.head_dim * itemsize)
 
 
 def prepare_fa2_decode(q: Any, k_cache: Any, v_cache: Any, seq_lens: Any, out: Any = None, **kwargs: Any) -> Fa2Decode:
