@@ -4,7 +4,8 @@
 # With KERNELS=1 also the kernels suite (bench/run.py --suite kernels) into $OUT/bench, and with PROBE=1 the GPU
 # engine's speed probe on a random SmolLM2-shaped model (depths 0 and 1000).
 # Usage on the device, from the repo root: bash tools/device_fa2.sh     Carried: .whl (gguf, for the engine tests).
-# Env: SKIP_TESTS, SANITIZE, SKIP_SWEEP, SWEEP_ARGS, KERNELS, PROBE, EDGELLM_GIT_COMMIT (recorded in results).
+# Env: SKIP_TESTS, SANITIZE (+ SANITIZE_K: pytest -k of the sanitized tests), SKIP_SWEEP, SWEEP_ARGS, SWEEP_TIMEOUT,
+# KERNELS, PROBE, EDGELLM_GIT_COMMIT (recorded in results).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/tools/device_lib.sh"
