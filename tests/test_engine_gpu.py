@@ -153,6 +153,74 @@ def test_gpu_batched_prefill(tmp_path: Path, step_mode: str, arch: str, types: d
         assert np.median(rel) <= TINY_MEDIAN_REL and rel.max() <= TINY_MAX_REL, (float(np.median(rel)), float(rel.max()))
 
 
+# fp16 weights (gpu_engine.h): the file's F16 matrices exactly; BF16, F32 and types without a quantized GEMV (Q5_0
+# here) rounded to fp16; the other matrices of the same GEMV (q/k/v, gate/up) dequantized to fp16 with them. The
+# CPU engine multiplies those matrices in f32 with f32 activations. An all-F16 model has no Q8 activation rounding
+# on either side, so it is held to tighter bounds (the differences: summation order, fp16 attention output and f32
+# softmax weights on the GPU); the mixed one keeps Q8 activations on the CPU for the dequantized Q4_1 members.
+FP16_MAX_REL, FP16_MEDIAN_REL = 2e-2, 2e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "arch,types,tied,fp16_matrices,bounds",
+    [
+        ("llama", {**{m: Q.F16 for m in _MATRICES}, "token_embd.weight": Q.F16}, True, 7 * 3 + 1,
+         (FP16_MAX_REL, FP16_MEDIAN_REL)),  # an F16 file: every matrix, the tied embedding/head too
+        ("qwen2", {"attn_k.weight": Q.BF16, "ffn_gate.weight": Q.Q5_0, "attn_output.weight": Q.F32,
+                   "output.weight": Q.F16}, False, 6 * 3 + 1, (TINY_MAX_REL, TINY_MEDIAN_REL)),  # q, v, up: Q4_1
+    ],
+)
+def test_gpu_fp16_weights_match_cpu(tmp_path: Path, arch: str, types: dict[str, Any], tied: bool, fp16_matrices: int,
+                                    bounds: tuple[float, float]) -> None:
+    max_rel, median_rel = bounds
+    path = _tiny(tmp_path / "m.gguf", arch, types, tied, seed=11)
+    cpu = Model.load(path, n_threads=2, n_ctx=400)
+    gpu = Model.load(path, device="cuda", n_ctx=400)
+    assert gpu.gpu_counters()["fp16_matrices"] == fp16_matrices
+    assert f"{fp16_matrices} matrices as fp16 weights" in gpu.summary()
+    rng = np.random.default_rng(12)
+    tokens = [int(t) for t in rng.integers(0, 258 + EXTRA_TOKENS, size=300)]  # crosses the 256-key graph bucket
+    a = _teacher_forced(cpu, tokens)
+    b = _teacher_forced(gpu, tokens)
+    assert np.isfinite(b).all()
+    rel = np.abs(a - b) / np.ptp(a, axis=1, keepdims=True)
+    assert np.median(rel) <= median_rel and rel.max() <= max_rel, (float(np.median(rel)), float(rel.max()))
+    # Batched prefill (8-token fp16 GEMVs) of a 61-token prompt against the GPU's own token-by-token steps, then
+    # decode steps from the cache it wrote against the CPU engine.
+    prompt = rng.integers(0, 258 + EXTRA_TOKENS, size=61).astype(np.int64)
+    lb = np.full(cpu.config.n_vocab, np.nan, dtype=np.float32)
+    gpu.reset()
+    gpu._engine.prefill(prompt, lb)
+    assert gpu.n_past == 61 and np.isfinite(lb).all()
+    by_step = _teacher_forced(gpu, [int(t) for t in prompt])[-1]
+    rel = np.abs(by_step - lb) / np.ptp(by_step)
+    assert np.median(rel) <= median_rel and rel.max() <= max_rel, (float(np.median(rel)), float(rel.max()))
+    la = np.empty_like(lb)
+    cpu.reset()
+    cpu._engine.prefill(prompt, la)
+    for t in rng.integers(0, 258 + EXTRA_TOKENS, size=5):
+        cpu.forward(int(t), la)
+        lb[:] = np.nan
+        gpu.forward(int(t), lb)
+        rel = np.abs(la - lb) / np.ptp(la)
+        assert np.median(rel) <= median_rel and rel.max() <= max_rel, (float(np.median(rel)), float(rel.max()))
+
+
+@pytest.mark.gpu
+def test_gpu_fp16_weights_errors(tmp_path: Path) -> None:
+    path = tmp_path / "f32.gguf"
+    write_tiny_gguf(path, "llama", types={"ffn_down.weight": Q.F32}, dims=(128, 4, 2, 64, 192))
+    with pytest.raises(ValueError, match="persistent step cannot run.*fp16"):
+        Model.load(path, device="cuda", step_mode="persistent")
+    m = Model.load(path, n_threads=1, n_ctx=8)
+    tid, arr = m._gguf.weights["blk.1.ffn_down"]
+    big = np.array(arr, dtype=np.float32)
+    big.reshape(-1)[17] = 1e5  # beyond fp16's largest finite value, 65504
+    with pytest.raises(ValueError, match="blk.1.ffn_down.*1 values that are not finite in fp16"):
+        _core.GpuEngine(m.config.engine_dict(8), dict(m._gguf.weights, **{"blk.1.ffn_down": (tid, big)}))
+
+
 @pytest.mark.gpu
 def test_gpu_batched_prefill_after_decode_up_to_a_full_cache(tmp_path: Path) -> None:
     # 3 decode steps, then a 24-token prompt that fills n_ctx = 27 exactly: batched steps at positions 3 and 11 (not
@@ -288,11 +356,6 @@ def test_gpu_bad_input(tmp_path: Path, step_mode: str) -> None:
     assert gpu.n_past == 0
     with pytest.raises(ValueError, match="logits"):
         gpu.forward(1, np.empty(5, dtype=np.float32))
-    # F32/F16 matrices are not run by the GPU engine: a clear error naming the tensor.
-    f32 = tmp_path / "f32.gguf"
-    write_tiny_gguf(f32, "llama", types={"ffn_down.weight": Q.F32}, dims=(128, 4, 2, 64, 192))
-    with pytest.raises(ValueError, match="blk.0.ffn_down.*device=\"cpu\""):
-        Model.load(f32, device="cuda")
     d16 = tmp_path / "d16.gguf"
     write_tiny_gguf(d16, "llama")  # head_dim 16
     with pytest.raises(ValueError, match="head_dim 16"):

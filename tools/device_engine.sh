@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Device call for the GPU decode engine (issue 6): build, GPU engine tests (+ compute-sanitizer memcheck on them),
-# speed probes on a random SmolLM2-shaped model (graph and persistent steps, depths 0 and 1000) and, with NCU=1,
-# an ncu per-kernel breakdown of the graph step.
+# speed probes on a random SmolLM2-shaped model (graph and persistent steps, depths 0 and 1000; the same shapes
+# with F16 matrices through the fp16 weight path, graph step) and, with NCU=1, an ncu per-kernel breakdown of the
+# graph step.
 # Usage on the device, from the repo root: bash tools/device_engine.sh      Carried: .whl (gguf + deps).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -25,6 +26,11 @@ for mode in graph persistent; do
     trace=""; [ $mode = persistent ] && trace=--trace
     timeout 90 python3 "$ROOT/tools/engine_probe.py" --model $M --runs 3 --depth $depth --step-mode $mode $trace 2>&1 | grep -E "\"run\": 3|stage_trace|Error" | cut -c1-${CUT:-260} | sed "s/^/[$mode d=$depth] /"
   done
+done
+M16=/tmp/synth/smol_shaped_f16.gguf
+[ -f $M16 ] || python3 "$ROOT/tools/engine_probe.py" --synthetic /tmp/synth --synthetic-type F16 --runs 0 > /dev/null
+for depth in 0 1000; do
+  timeout 90 python3 "$ROOT/tools/engine_probe.py" --model $M16 --runs 3 --depth $depth 2>&1 | grep -E "\"run\": 3|Error" | cut -c1-${CUT:-260} | sed "s/^/[graph f16 d=$depth] /"
 done
 if [ -n "${NCU:-}" ]; then
   ncu --csv --cache-control none --clock-control none --metrics gpu__time_duration.sum python3 "$ROOT/tools/engine_probe.py" --model $M --runs 0 --new 3 --step-mode graph > "$OUT/ncu.csv" 2>/dev/null

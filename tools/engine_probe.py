@@ -2,6 +2,7 @@
 
     python tools/engine_probe.py --model PATH [--device cuda] [--depth 0] [--runs 5]
     python tools/engine_probe.py --synthetic DIR   # writes a random SmolLM2-shaped GGUF (30 layers, vocab 258)
+    python tools/engine_probe.py --synthetic DIR --synthetic-type F16   # the same with F16 matrices
 
 Prints per-run TTFT, decode tok/s for 128 greedy tokens, and the GPU engine's counters, as JSON lines.
 """
@@ -21,6 +22,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model")
     ap.add_argument("--synthetic", help="folder to write a random SmolLM2-shaped GGUF into (then probe it)")
+    ap.add_argument("--synthetic-type", default="Q4_1", choices=["Q4_0", "Q4_1", "Q8_0", "F16"],
+                    help="ggml type of every matrix of the synthetic model (default Q4_1)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--depth", type=int, default=0, help="prompt tokens before the timed decode")
     ap.add_argument("--runs", type=int, default=5)
@@ -36,11 +39,16 @@ def main() -> int:
     path = args.model
     if args.synthetic:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        import gguf
         from test_engine import write_tiny_gguf
 
-        path = str(Path(args.synthetic) / "smol_shaped.gguf")
+        qt = gguf.GGMLQuantizationType[args.synthetic_type]
+        matrices = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
+        types = {**{f"{m}.weight": qt for m in matrices}, "token_embd.weight": qt}
+        suffix = "" if args.synthetic_type == "Q4_1" else "_" + args.synthetic_type.lower()
+        path = str(Path(args.synthetic) / f"smol_shaped{suffix}.gguf")
         t = time.perf_counter()
-        write_tiny_gguf(Path(path), "llama", dims=(576, 9, 3, 64, 1536), n_layer=30, seed=1)
+        write_tiny_gguf(Path(path), "llama", types=types, dims=(576, 9, 3, 64, 1536), n_layer=30, seed=1)
         print(json.dumps({"synthetic_written_s": round(time.perf_counter() - t, 1), "path": path}), flush=True)
     t = time.perf_counter()
     extra = {"programmatic_launch": not args.no_pdl, "step_mode": args.step_mode} if args.device == "cuda" else {}

@@ -26,15 +26,22 @@ __device__ __forceinline__ T load_act(const T* p) {
 
 constexpr int kQK = 32;           // elements per ggml block (Q4_0, Q4_1, Q8_0) and per Q8_1 activation block
 constexpr int kTypeQ4_0 = 2, kTypeQ4_1 = 3, kTypeQ8_0 = 8;
+// fp16 weights (ggml's F16 id): rows of plain binary16, multiplied with f32 activations (no Q8_1 quantization).
+// The engine stores every matrix the file does not hold as Q4_0/Q4_1/Q8_0 this way (gpu_engine.h).
+constexpr int kTypeF16 = 1;
 constexpr int kItemsPerWarp = 48; // K split: a row pair is spread over enough warps that each has <= 48 items
 constexpr int kMaxK = 16384;      // largest GEMV input (shared memory: gemv_smem_bytes)
 
+// Bytes per 32 elements of a row (0: a type the GEMV does not run).
 __host__ __device__ constexpr int block_bytes(int type) {
-  return type == kTypeQ4_0 ? 18 : (type == kTypeQ4_1 ? 20 : (type == kTypeQ8_0 ? 34 : 0));
+  return type == kTypeQ4_0 ? 18 : (type == kTypeQ4_1 ? 20 : (type == kTypeQ8_0 ? 34 : (type == kTypeF16 ? 64 : 0)));
 }
+// The activation form a weight type multiplies with: f32 values (fp16 weights) or Q8_1 blocks (quantized weights).
+__host__ __device__ constexpr bool float_activations(int type) { return type == kTypeF16; }
 
 // Element i of a quantized row (the embedding lookup), as ggml dequantizes it.
 __device__ inline float dequant(const std::uint8_t* row, int type, int i) {
+  if (type == kTypeF16) return __half2float(reinterpret_cast<const __half*>(row)[i]);
   const int blk = i / kQK, j = i % kQK;
   if (type == kTypeQ8_0) {
     const std::uint8_t* b = row + blk * 34;
@@ -53,7 +60,8 @@ __device__ inline float dequant(const std::uint8_t* row, int type, int i) {
 // Math: out = W a for up to three matrices ("segments") that share one input activation a of K elements.
 // Prologue (per block, into shared memory): a = rmsnorm(x) * g (f32 x), or a = o (fp16), or a = act (f32), then
 // quantized to Q8_1 as the CPU engine does: per 32 elements d = amax/127 (kept as f16), q = rint(a * 127/amax),
-// s = f16(d * sum q).
+// s = f16(d * sum q). fp16 weights (kTypeF16) take a itself (f32 in shared memory) instead, as the CPU engine's
+// float matvec does: out = sum_i float(w_i) * a_i, fp32 FMAs.
 // Work split: a group of ksplit warps (1, 2, 4, ...: the fewest that leave each warp <= 48 items of a row) owns
 // one row pair; block i of n holds WARPS / ksplit groups and takes pairs i * groups + g (+ n * groups per further
 // round). A pair is two output rows that the epilogue needs together (two adjacent rows; a gate row and its up
@@ -65,9 +73,10 @@ __device__ inline float dequant(const std::uint8_t* row, int type, int i) {
 // Why so many warps for so little data: a decode GEMV of SmolLM2 is 0.1-0.6 MB, so the time is the latency of a
 // chain of dependent instructions, not bandwidth; ncu showed 1 warp per scheduler issuing every ~6 cycles with
 // one warp per pair. Splitting K shortens each warp's chain.
-// TYPE: the ggml type of every segment, or 0 for mixed segments (a per-row switch).
-// Shared memory: gemv_smem_bytes(K, WARPS, NT) (one token: 5 K + K / 4 bytes + 12 per warp, 84 KiB at K = 16384;
-// NT tokens: NT (K + K / 4) bytes + (4 + 8 NT) per warp).
+// TYPE: the ggml type of every segment, or 0 for mixed quantized segments (a per-row switch; kTypeF16 is never
+// mixed with the quantized types in one GEMV).
+// Shared memory: gemv_smem_bytes(K, WARPS, NT, float act) (one token: 5 K + K / 4 bytes + 12 per warp, 84 KiB at
+// K = 16384; NT tokens: NT (K + K / 4) bytes + (4 + 8 NT) per warp; f32 activations: 4 NT K + (4 + 8 NT) per warp).
 enum class Prologue { RmsNorm, F16, F32 };
 // StoreArgmax: Store, and each thread keeps the largest value it stored (the persistent kernel's LM head).
 enum class Epilogue { Store, AddResidual, SwiGlu, QkvRope, StoreArgmax };
@@ -100,9 +109,10 @@ struct GemvParams {
 };
 
 struct Act {
-  const int* q;    // K int8 values as K/4 words
-  const float* d;  // [K/32]
-  const float* s;  // [K/32]
+  const int* q = nullptr;    // K int8 values as K/4 words
+  const float* d = nullptr;  // [K/32]
+  const float* s = nullptr;  // [K/32]
+  const float* f = nullptr;  // f32 activations [K] (kTypeF16 weights; q, d, s unused)
 };
 
 __device__ __forceinline__ int load_u16x2(const std::uint8_t* p) {  // p is 2-byte aligned (Q4_0, Q8_0 blocks)
@@ -127,7 +137,8 @@ __device__ __forceinline__ void pdl_wait() {
 // The raw data of one item (a quarter of a block) and its block's scales, loaded together and kept as raw bits:
 // nothing here may use a loaded value, or the warp would stall on each load before issuing the next one.
 struct Item {
-  int w0 = 0, w1 = 0;  // Q4: one word of nibbles (w1 unused); Q8_0: two words of int8
+  int w0 = 0, w1 = 0;  // Q4: one word of nibbles (w1 unused); Q8_0: two words of int8; F16: halves 0-3
+  int w2 = 0, w3 = 0;  // F16: halves 4-7 (unused otherwise)
   unsigned scales = 0; // Q4_1: half2 (d, m); Q4_0, Q8_0: half d in the low 16 bits
 };
 
@@ -142,6 +153,12 @@ __device__ __forceinline__ Item load_item(const std::uint8_t* row, int blk, int 
     const std::uint8_t* b = row + blk * 18;
     it.w0 = load_u16x2(b + 2 + 4 * part);
     it.scales = *reinterpret_cast<const unsigned short*>(b);
+  } else if constexpr (TYPE == kTypeF16) {  // one 16-byte load: rows are 64-byte multiples on 256-byte bases
+    const uint4 v = *reinterpret_cast<const uint4*>(row + (blk * 4 + part) * 16);
+    it.w0 = static_cast<int>(v.x);
+    it.w1 = static_cast<int>(v.y);
+    it.w2 = static_cast<int>(v.z);
+    it.w3 = static_cast<int>(v.w);
   } else {  // Q8_0
     const std::uint8_t* b = row + blk * 34;
     it.w0 = load_u16x2(b + 2 + 8 * part);
@@ -149,6 +166,21 @@ __device__ __forceinline__ Item load_item(const std::uint8_t* row, int blk, int 
     it.scales = *reinterpret_cast<const unsigned short*>(b);
   }
   return it;
+}
+
+// fp16 item (8 weights) times the 8 f32 activations a[0..7] (16-byte aligned shared memory), fp32 FMAs.
+__device__ __forceinline__ float f16_item_dot(const Item& it, const float* a, float acc) {
+  const float4 a0 = *reinterpret_cast<const float4*>(a);
+  const float4 a1 = *reinterpret_cast<const float4*>(a + 4);
+  const int words[4] = {it.w0, it.w1, it.w2, it.w3};
+  const float av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 w = __half22float2(*reinterpret_cast<const __half2*>(&words[j]));
+    acc = fmaf(w.x, av[2 * j], acc);
+    acc = fmaf(w.y, av[2 * j + 1], acc);
+  }
+  return acc;
 }
 
 __device__ __forceinline__ float half_bits_to_float(unsigned bits) {
@@ -253,7 +285,15 @@ __device__ __forceinline__ void consume_batch(const RowPair& rp, int base, int n
     const int it = base + gs * u + gl;
     const bool valid = it < n_items;  // whole groups of 4 lanes are valid or not (n_items % 4 == 0)
     const int blk = it >> 2, part = it & 3;
-    if constexpr (NT > 1) {
+    if constexpr (TYPE == kTypeF16) {  // float activations: each lane adds its own 8 products, no block sums
+      if (valid) {
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
+          acc_a[t] = f16_item_dot(bt.a[u], act[t].f + 8 * it, acc_a[t]);
+          if (rp.b) acc_b[t] = f16_item_dot(bt.b[u], act[t].f + 8 * it, acc_b[t]);
+        }
+      }
+    } else if constexpr (NT > 1) {
       // Prefill: each lane scales its own quarter of the block (no shuffles, a quarter of the instructions per
       // token); the block then enters as four float products instead of one exact integer sum: the prefill's
       // results differ from a decode step's by float rounding only.
@@ -321,7 +361,8 @@ __device__ __forceinline__ void quantize_octet(const float (&v)[8], bool valid, 
 // Builds the Q8_1 activation of one token in shared memory from the prologue's source (all threads take part).
 // Pass 1 stages the values (x * g for RmsNorm) in shared memory, with every global load of a thread in flight
 // at once; pass 2 quantizes, one thread per 8 elements (4 threads per 32-element block, combined by shuffles).
-template <Prologue P, int WARPS, bool COHERENT>
+// FLOAT_ACT (fp16 weights): pass 2 only applies the RmsNorm scale to the staged values, which are the activation.
+template <Prologue P, int WARPS, bool COHERENT, bool FLOAT_ACT = false>
 __device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq, float* sd, float* ss,
                                  float* red) {
   constexpr int kThreads = WARPS * 32;
@@ -367,6 +408,13 @@ __device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq
   } else {
     __syncthreads();
   }
+  if constexpr (FLOAT_ACT) {
+    if constexpr (P == Prologue::RmsNorm) {
+      for (int i = tid; i < k; i += kThreads) sv[i] *= scale;  // the elements this thread staged in pass 1
+      __syncthreads();
+    }
+    return;
+  }
   const int n_oct = k / 8;
   for (int base = 0; base < n_oct; base += kThreads) {  // uniform trip count: every lane reaches the shuffles
     const int oct = base + tid;
@@ -382,8 +430,10 @@ __device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq
 // The Q8_1 activations of NT > 1 tokens (a prefill step) at once, same rule as build_activation: pass 1 (RmsNorm
 // only) sums every token's squares with all its loads in flight, one reduction for all tokens (red: WARPS * NT
 // floats); pass 2 quantizes (token, 8 elements) items, re-reading the inputs (L1/L2) instead of staging them.
-template <Prologue P, int WARPS, bool COHERENT, int NT>
-__device__ void build_activations(const GemvParams& p, std::int8_t* sq, float* sd, float* ss, float* red) {
+// FLOAT_ACT (fp16 weights): pass 2 writes the f32 activations to sv [NT][K] instead.
+template <Prologue P, int WARPS, bool COHERENT, int NT, bool FLOAT_ACT = false>
+__device__ void build_activations(const GemvParams& p, std::int8_t* sq, float* sd, float* ss, float* red,
+                                  float* sv = nullptr) {
   constexpr int kThreads = WARPS * 32;
   const int k = p.k;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -421,6 +471,19 @@ __device__ void build_activations(const GemvParams& p, std::int8_t* sq, float* s
       for (int w = 0; w < WARPS; ++w) total += red[w * NT + t];
       scale[t] = 1.0f / sqrtf(total / static_cast<float>(k) + p.eps);  // ggml: mean, + eps, 1/sqrt
     }
+  }
+  if constexpr (FLOAT_ACT) {
+    for (int item = tid; item < NT * k; item += kThreads) {
+      const int t = item / k, i = item % k;
+      float st = 1.0f;
+#pragma unroll
+      for (int u = 0; u < NT; ++u) st = u == t ? scale[u] : st;  // register-indexed without local memory
+      float x = input(t, i);
+      if constexpr (P == Prologue::RmsNorm) x *= p.norm_w[i];
+      sv[item] = x * st;
+    }
+    __syncthreads();
+    return;
   }
   const int n_oct = k / 8;
   for (int base = 0; base < NT * n_oct; base += kThreads) {  // uniform trip count: every lane reaches the shuffles
@@ -480,7 +543,8 @@ __device__ PairRows pair_rows(const GemvParams& p, int pair) {
 // Dynamic shared memory of a GEMV with input length k for nt tokens in a block of `warps` warps: staged values sv
 // (f32 [k]; nt = 1 only: build_activations re-reads its inputs instead), block scales sd, ss (f32 [nt][k/32]
 // each), the block reduction red (f32 [warps]), the K-split partial sums group_sum (float2 [warps][nt]; for nt > 1
-// also build_activations' reduction), and the quantized activations sq (int8 [nt][k]).
+// also build_activations' reduction), and the quantized activations sq (int8 [nt][k]). With float_act (fp16
+// weights) sv holds the f32 activations of all nt tokens (f32 [nt][k]) and there is no sd, ss or sq.
 struct GemvSmem {
   float* sv;
   float* sd;
@@ -490,13 +554,24 @@ struct GemvSmem {
   std::int8_t* sq;
 };
 
-__host__ __device__ inline std::size_t gemv_smem_bytes(int k, int warps, int nt = 1) {
+__host__ __device__ inline std::size_t gemv_smem_bytes(int k, int warps, int nt = 1, bool float_act = false) {
+  const std::size_t reductions = static_cast<std::size_t>(warps) * (sizeof(float) + nt * sizeof(float2));
+  if (float_act) return static_cast<std::size_t>(nt) * k * sizeof(float) + reductions;
   return (nt == 1 ? static_cast<std::size_t>(k) * sizeof(float) : 0) + static_cast<std::size_t>(nt) * k +
-         2 * sizeof(float) * nt * (k / kQK) + static_cast<std::size_t>(warps) * (sizeof(float) + nt * sizeof(float2));
+         2 * sizeof(float) * nt * (k / kQK) + reductions;
 }
 
-__device__ inline GemvSmem gemv_smem(unsigned char* base, int k, int warps, int nt = 1) {  // base: 16-byte aligned
+// base: 16-byte aligned.
+__device__ inline GemvSmem gemv_smem(unsigned char* base, int k, int warps, int nt = 1, bool float_act = false) {
   GemvSmem s;
+  if (float_act) {
+    s.sv = reinterpret_cast<float*>(base);
+    s.sd = s.ss = nullptr;
+    s.sq = nullptr;
+    s.red = s.sv + static_cast<std::size_t>(nt) * k;
+    s.group_sum = reinterpret_cast<float2*>(s.red + warps);  // 8-byte aligned: k % 32 == 0 and warps even
+    return s;
+  }
   s.sv = nt == 1 ? reinterpret_cast<float*>(base) : nullptr;
   s.sd = reinterpret_cast<float*>(base) + (nt == 1 ? k : 0);
   s.ss = s.sd + nt * (k / kQK);
@@ -577,14 +652,22 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
   const int group = warp >> kshift, sub = warp & (ksplit - 1);
   const int gl = sub * 32 + lane, gs = 32 * ksplit;
   const int nb = p.k / kQK;
+  constexpr bool kFloatAct = float_activations(TYPE);
   Act act[NT];
   if constexpr (NT == 1) {
-    build_activation<P, WARPS, COHERENT>(p, s.sv, s.sq, s.sd, s.ss, s.red);
+    build_activation<P, WARPS, COHERENT, kFloatAct>(p, s.sv, s.sq, s.sd, s.ss, s.red);
   } else {  // group_sum's WARPS * NT float2 are free until the first reduction
-    build_activations<P, WARPS, COHERENT, NT>(p, s.sq, s.sd, s.ss, reinterpret_cast<float*>(s.group_sum));
+    build_activations<P, WARPS, COHERENT, NT, kFloatAct>(p, s.sq, s.sd, s.ss, reinterpret_cast<float*>(s.group_sum),
+                                                        s.sv);
   }
 #pragma unroll
-  for (int t = 0; t < NT; ++t) act[t] = Act{reinterpret_cast<const int*>(s.sq + t * p.k), s.sd + t * nb, s.ss + t * nb};
+  for (int t = 0; t < NT; ++t) {
+    if constexpr (kFloatAct) {
+      act[t].f = s.sv + static_cast<std::size_t>(t) * p.k;
+    } else {
+      act[t] = Act{reinterpret_cast<const int*>(s.sq + t * p.k), s.sd + t * nb, s.ss + t * nb};
+    }
+  }
 
   const int stride = n_blocks * groups;
   for (int pair_base = block * groups; pair_base < p.n_pairs; pair_base += stride) {  // block-uniform

@@ -36,7 +36,7 @@ constexpr int kPrefillTokens = 8;  // prompt tokens per batched prefill step (ea
 template <Prologue P, Epilogue E, int TYPE, int NT>
 __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
-  const GemvSmem s = gemv_smem(smem, p.k, kGemvWarps, NT);
+  const GemvSmem s = gemv_smem(smem, p.k, kGemvWarps, NT, float_activations(TYPE));
   pdl_trigger();
   GemvCursor c;
   gemv_prefetch<E, TYPE, kGemvWarps>(p, blockIdx.x, c);
@@ -94,11 +94,33 @@ __global__ void argmax_kernel(const float* logits, int n, int* state) {
 
 // Above 48 KiB of dynamic shared memory a kernel must opt in (once per kernel, for all its type variants).
 template <Prologue P, Epilogue E, int NT = 1>
-void allow_gemv_smem(int k) {
+void allow_gemv_smem(int k, bool with_f16) {
   const int bytes = static_cast<int>(gemv_smem_bytes(k, kGemvWarps, NT));
   for (auto kernel : {gemv_q8_kernel<P, E, 0, NT>, gemv_q8_kernel<P, E, kTypeQ4_0, NT>,
                       gemv_q8_kernel<P, E, kTypeQ4_1, NT>, gemv_q8_kernel<P, E, kTypeQ8_0, NT>}) {
     EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  }
+  if (!with_f16) return;
+  const int f16_bytes = static_cast<int>(gemv_smem_bytes(k, kGemvWarps, NT, true));
+  EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(gemv_q8_kernel<P, E, kTypeF16, NT>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, f16_bytes));
+}
+
+// The fp16 copy of a matrix the engine runs with fp16 weights: src (staged on the device in the loader's format:
+// f32 rows, or ggml Q4_0/Q4_1/Q8_0 blocks) -> dst rows * cols binary16, each value dequantized as ggml does and
+// rounded to nearest; *bad counts values that are not finite in fp16 (beyond +-65504, or inf/NaN already).
+// Launch: any grid of 256-thread blocks (grid-stride loop).
+__global__ void to_f16_kernel(const std::uint8_t* src, int type, int rows, int cols, int src_row_bytes, __half* dst,
+                              int* bad) {
+  const std::size_t n = static_cast<std::size_t>(rows) * cols;
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const std::size_t r = i / cols;
+    const int c = static_cast<int>(i % cols);
+    const float v = type == 0 ? reinterpret_cast<const float*>(src)[i] : dequant(src + r * src_row_bytes, type, c);
+    const __half h = __float2half_rn(v);
+    if (!isfinite(__half2float(h))) atomicAdd(bad, 1);
+    dst[i] = h;
   }
 }
 
@@ -114,14 +136,15 @@ void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool program
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(blocks);
   cfg.blockDim = dim3(kGemvThreads);
-  cfg.dynamicSmemBytes = gemv_smem_bytes(p.k, kGemvWarps, NT);
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = programmatic ? 1 : 0;
+  cfg.dynamicSmemBytes = gemv_smem_bytes(p.k, kGemvWarps, NT, float_activations(type));
   switch (type) {
+    case kTypeF16: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeF16, NT>, p)); break;
     case kTypeQ4_0: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeQ4_0, NT>, p)); break;
     case kTypeQ4_1: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeQ4_1, NT>, p)); break;
     case kTypeQ8_0: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeQ8_0, NT>, p)); break;
@@ -161,11 +184,17 @@ namespace {
 
 std::size_t align_up(std::size_t n) { return (n + 255) / 256 * 256; }
 
+// host_type: the loader's type (F32 = 0, or a quantized ggml type).
+int host_type(const cpu::WeightView& w) { return static_cast<int>(w.type); }
+std::size_t host_row_bytes(const cpu::WeightView& w) {
+  return host_type(w) == 0 ? w.cols * sizeof(float) : w.cols / kQK * block_bytes(host_type(w));
+}
+
 void check_matrix(const cpu::WeightView& w, const std::string& name, std::size_t rows, std::size_t cols) {
-  const int type = static_cast<int>(w.type);
-  if (block_bytes(type) == 0) {
+  const int type = host_type(w);
+  if (type != 0 && type != kTypeQ4_0 && type != kTypeQ4_1 && type != kTypeQ8_0) {
     throw std::invalid_argument("GpuEngine: tensor '" + name + "' has ggml type " + std::to_string(type) +
-                                "; the GPU engine runs Q4_0, Q4_1 and Q8_0 matrices (use device=\"cpu\")");
+                                "; the GPU engine runs F32 (as fp16), Q4_0, Q4_1 and Q8_0 matrices");
   }
   if (w.data == nullptr || w.rows != rows || w.cols != cols || cols % kQK != 0) {
     throw std::invalid_argument("GpuEngine: tensor '" + name + "' has shape [" + std::to_string(w.rows) + ", " +
@@ -204,42 +233,84 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
   int cc_major = 0;
   EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device));
   programmatic_ = programmatic_launch && cc_major >= 9;
-  allow_gemv_smem<Prologue::RmsNorm, Epilogue::QkvRope>(static_cast<int>(E));
-  allow_gemv_smem<Prologue::F16, Epilogue::AddResidual>(static_cast<int>(H * D));
-  allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu>(static_cast<int>(E));
-  allow_gemv_smem<Prologue::F32, Epilogue::AddResidual>(static_cast<int>(F));
-  allow_gemv_smem<Prologue::RmsNorm, Epilogue::Store>(static_cast<int>(E));
-  // Batched prefill where its GEMVs' shared memory (8 quantized activations) fits this device; decode steps only
-  // otherwise.
+  // Which matrices run with fp16 weights: every one the loader hands over as f32 (the file's F16, BF16, F32 and
+  // other types without a quantized GEMV here), and with it every matrix read by the same GEMV (q/k/v, gate/up),
+  // so that each GEMV multiplies one activation form (Q8_1 for quantized weights, f32 for fp16 ones).
+  std::vector<const void*> f16_data;  // the host data of every matrix stored as fp16
+  auto mark_group = [&](std::initializer_list<const cpu::WeightView*> group) {
+    bool any_f32 = false;
+    for (const cpu::WeightView* w : group) any_f32 = any_f32 || (w->data != nullptr && host_type(*w) == 0);
+    if (any_f32) {
+      for (const cpu::WeightView* w : group) f16_data.push_back(w->data);
+    }
+  };
+  mark_group({&m.tok_embd});
+  mark_group({&m.output});
+  for (const cpu::LayerView& L : m.layers) {
+    mark_group({&L.wq, &L.wk, &L.wv});
+    mark_group({&L.wo});
+    mark_group({&L.gate, &L.up});
+    mark_group({&L.down});
+  }
+  auto runs_f16 = [&](const cpu::WeightView& w) {
+    return std::find(f16_data.begin(), f16_data.end(), w.data) != f16_data.end();
+  };
+  fp16_matrices_ = 0;
+  for (const cpu::LayerView& L : m.layers) {
+    for (const cpu::WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) fp16_matrices_ += runs_f16(*w);
+  }
+  fp16_matrices_ += runs_f16(m.tok_embd) + (m.output.data != m.tok_embd.data && runs_f16(m.output));
+  // Shared memory opt-in per GEMV kernel (the fp16-weight variants only where the model has fp16 matrices).
+  const bool f16 = fp16_matrices_ > 0;
+  allow_gemv_smem<Prologue::RmsNorm, Epilogue::QkvRope>(static_cast<int>(E), f16);
+  allow_gemv_smem<Prologue::F16, Epilogue::AddResidual>(static_cast<int>(H * D), f16);
+  allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu>(static_cast<int>(E), f16);
+  allow_gemv_smem<Prologue::F32, Epilogue::AddResidual>(static_cast<int>(F), f16);
+  allow_gemv_smem<Prologue::RmsNorm, Epilogue::Store>(static_cast<int>(E), f16);
+  // Batched prefill where its GEMVs' shared memory (8 tokens' activations: Q8_1, or f32 for fp16 weights) fits
+  // this device; decode steps only otherwise.
   int smem_optin = 0;
   EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   std::size_t prefill_smem = 0;
   for (std::size_t k : {E, H * D, F}) {
+    prefill_smem = std::max(prefill_smem, gemv_smem_bytes(static_cast<int>(k), kGemvWarps, kPrefillTokens, f16));
     prefill_smem = std::max(prefill_smem, gemv_smem_bytes(static_cast<int>(k), kGemvWarps, kPrefillTokens));
   }
   batched_prefill_ = prefill_smem <= static_cast<std::size_t>(smem_optin);
   if (batched_prefill_) {
-    allow_gemv_smem<Prologue::RmsNorm, Epilogue::QkvRope, kPrefillTokens>(static_cast<int>(E));
-    allow_gemv_smem<Prologue::F16, Epilogue::AddResidual, kPrefillTokens>(static_cast<int>(H * D));
-    allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu, kPrefillTokens>(static_cast<int>(E));
-    allow_gemv_smem<Prologue::F32, Epilogue::AddResidual, kPrefillTokens>(static_cast<int>(F));
+    allow_gemv_smem<Prologue::RmsNorm, Epilogue::QkvRope, kPrefillTokens>(static_cast<int>(E), f16);
+    allow_gemv_smem<Prologue::F16, Epilogue::AddResidual, kPrefillTokens>(static_cast<int>(H * D), f16);
+    allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu, kPrefillTokens>(static_cast<int>(E), f16);
+    allow_gemv_smem<Prologue::F32, Epilogue::AddResidual, kPrefillTokens>(static_cast<int>(F), f16);
   }
   // The persistent step's limits are checked before anything is allocated or copied.
   if (mode == GpuStepMode::Persistent) check_persistent();
 
-  // Lay every piece out in one device buffer, then copy.
-  struct Piece { const void* host; std::size_t bytes; std::size_t offset; };
+  // Lay every piece out in one device buffer, then copy (fp16 matrices: staged on the device and converted).
+  struct Piece {
+    const void* host;
+    std::size_t bytes;   // on the device
+    std::size_t offset;
+    int to_f16_from;     // -1: copied as is; else the host type converted to fp16 (F32 = 0 or a quantized type)
+    int rows, cols;
+    std::string name;
+  };
   std::vector<Piece> pieces;
   std::size_t total = 0;
   auto add = [&](const void* host, std::size_t bytes) {
-    pieces.push_back({host, bytes, total});
+    pieces.push_back({host, bytes, total, -1, 0, 0, {}});
     total += align_up(bytes);
     return pieces.size() - 1;
   };
   auto add_matrix = [&](const cpu::WeightView& w, const std::string& name, std::size_t rows, std::size_t cols) {
     check_matrix(w, name, rows, cols);
-    const std::size_t row_bytes = cols / kQK * block_bytes(static_cast<int>(w.type));
-    return add(w.data, rows * row_bytes);
+    if (!runs_f16(w)) return add(w.data, rows * host_row_bytes(w));
+    const std::size_t i = add(w.data, rows * cols * sizeof(__half));
+    pieces[i].to_f16_from = host_type(w);
+    pieces[i].rows = static_cast<int>(rows);
+    pieces[i].cols = static_cast<int>(cols);
+    pieces[i].name = name;
+    return i;
   };
   auto add_vec = [&](const float* v, std::size_t n) { return v ? add(v, n * sizeof(float)) : SIZE_MAX; };
 
@@ -274,11 +345,44 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
     lp[l].w[6] = add_matrix(L.down, p + "ffn_down", E, F);
   }
   weights_ = std::make_unique<DeviceBuffer>(total);
-  for (const Piece& pc : pieces) weights_->copy_from_host(pc.host, pc.bytes, pc.offset, stream_.get());
+  std::size_t staging_bytes = 0;
+  for (const Piece& pc : pieces) {
+    if (pc.to_f16_from < 0) {
+      weights_->copy_from_host(pc.host, pc.bytes, pc.offset, stream_.get());
+    } else {
+      const std::size_t src_row = pc.to_f16_from == 0 ? pc.cols * sizeof(float)
+                                                      : pc.cols / kQK * block_bytes(pc.to_f16_from);
+      staging_bytes = std::max(staging_bytes, static_cast<std::size_t>(pc.rows) * src_row);
+    }
+  }
+  if (staging_bytes > 0) {
+    DeviceBuffer staging(staging_bytes);
+    DeviceBuffer bad(sizeof(int));
+    for (const Piece& pc : pieces) {
+      if (pc.to_f16_from < 0) continue;
+      const int src_row = static_cast<int>(pc.to_f16_from == 0 ? pc.cols * sizeof(float)
+                                                               : pc.cols / kQK * block_bytes(pc.to_f16_from));
+      staging.copy_from_host(pc.host, static_cast<std::size_t>(pc.rows) * src_row, 0, stream_.get());
+      bad.fill_bytes(0, stream_.get());
+      auto* dst = reinterpret_cast<__half*>(static_cast<std::uint8_t*>(weights_->data()) + pc.offset);
+      to_f16_kernel<<<4 * multiprocessors_, 256, 0, stream_.get()>>>(static_cast<const std::uint8_t*>(staging.data()),
+                                                                     pc.to_f16_from, pc.rows, pc.cols, src_row, dst,
+                                                                     static_cast<int*>(bad.data()));
+      EDGELLM_CUDA_CHECK(cudaGetLastError());
+      int n_bad = 0;
+      EDGELLM_CUDA_CHECK(cudaMemcpyAsync(&n_bad, bad.data(), sizeof(int), cudaMemcpyDeviceToHost, stream_.get()));
+      stream_.synchronize();
+      if (n_bad != 0) {
+        throw std::invalid_argument("GpuEngine: tensor '" + pc.name + "' has " + std::to_string(n_bad) +
+                                    " values that are not finite in fp16 (|x| > 65504, inf or NaN); the GPU engine "
+                                    "runs such matrices as fp16 weights (use device=\"cpu\")");
+      }
+    }
+  }
   auto base = static_cast<const std::uint8_t*>(weights_->data());
   auto fptr = [&](std::size_t i) { return i == SIZE_MAX ? nullptr : reinterpret_cast<const float*>(base + pieces[i].offset); };
   auto mat = [&](std::size_t i, const cpu::WeightView& w) {
-    const int type = static_cast<int>(w.type);
+    const int type = pieces[i].to_f16_from >= 0 ? kTypeF16 : host_type(w);
     return DeviceMatrix{base + pieces[i].offset, type, static_cast<int>(w.rows), static_cast<int>(w.cols),
                         static_cast<int>(w.cols / kQK * block_bytes(type))};
   };
@@ -341,6 +445,10 @@ void GpuEngine::check_persistent() const {
   } else if (!persistent_fits(c, multiprocessors_)) {
     why = "one " + std::to_string(kPersistentThreads) + "-thread block per SM does not fit (" +
           std::to_string(persistent_smem_bytes(c, multiprocessors_)) + " bytes of shared memory)";
+  }
+  if (why.empty() && fp16_matrices_ > 0) {
+    why = std::to_string(fp16_matrices_) + " matrices would run with fp16 weights (the file holds them as F16, BF16, "
+          "F32 or a type without a quantized GEMV here), which only the graph step runs";
   }
   if (!why.empty()) throw std::invalid_argument("GpuEngine: the persistent step cannot run: " + why);
 }

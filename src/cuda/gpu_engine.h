@@ -5,6 +5,10 @@
 // math; the weights are copied once to the device in the file's quantization (Q4_0, Q4_1, Q8_0) and multiplied
 // with Q8_1-quantized activations using integer dot products (dp4a), like llama.cpp's CUDA "mmvq" path and like our
 // CPU engine (which mirrors ggml's CPU path): d_w * d_x * sum(q_w * q_x) (+ m_w * s_x for Q4_1).
+// fp16 weight path: a matrix the loader hands over as f32 (the file's F16, BF16, F32, or a type without a quantized
+// GEMV, dequantized at load) is stored as fp16 (converted on the device, rounded to nearest; exact for F16 files,
+// a value beyond fp16's range is an error naming the tensor) and multiplied with f32 activations (fp32 FMAs), as
+// the CPU engine's float matvec does; so is every other matrix of the same GEMV (q/k/v, gate/up), dequantized.
 //
 // One step (token t at position p; graph nodes in order, L = n_layer):
 //   embed        x = dequant(tok_embd[t]);  seq_len = p + 1                                   1 kernel
@@ -32,7 +36,7 @@
 // path does) and its output is rounded to fp16 before the output projection quantizes it (the persistent step keeps
 // it f32).
 //
-// Limits: weights Q4_0/Q4_1/Q8_0 (F32 matrices are refused: the CPU engine runs them), head_dim in
+// Limits: weights Q4_0/Q4_1/Q8_0 or fp16 (above; the persistent step runs quantized weights only), head_dim in
 // {64, 80, 96, 128, 256}, every matrix's cols a multiple of 32, n_embd and n_ff <= 16384.
 #pragma once
 
@@ -58,7 +62,7 @@ struct StepGemvs;
 // One quantized matrix on the device: rows of ggml blocks.
 struct DeviceMatrix {
   const std::uint8_t* data = nullptr;
-  int type = 0;          // ggml type id: 2 Q4_0, 3 Q4_1, 8 Q8_0
+  int type = 0;          // ggml type id: 1 F16 (the fp16 weight path), 2 Q4_0, 3 Q4_1, 8 Q8_0
   int rows = 0;
   int cols = 0;
   int row_bytes = 0;
@@ -109,6 +113,8 @@ class GpuEngine {
   std::size_t device_bytes() const;  // everything this engine allocated on the device
   int kernels_per_step() const { return persistent_ ? 1 : 5 * static_cast<int>(config_.n_layer) + 3; }
   bool persistent() const { return persistent_; }
+  // Matrices stored and multiplied as fp16 (the tied embedding/LM head counted once).
+  int fp16_matrices() const { return fp16_matrices_; }
   // Graph nodes of the graph that ran the last step (kernels + the token copy); 0 before the first step.
   std::size_t graph_nodes() const { return last_graph_nodes_; }
   // Host<->device bytes moved by the last step (token in, token out, logits when asked for).
@@ -156,7 +162,8 @@ class GpuEngine {
   };
   // Pinned {token, position} (the argmax comes back in [0]); a prefill chunk's tokens and position.
   std::unique_ptr<int, PinnedFree> host_io_;
-  bool batched_prefill_ = false;  // the 8-token GEMVs' shared memory fits this device
+  bool batched_prefill_ = false;
+  int fp16_matrices_ = 0;  // the 8-token GEMVs' shared memory fits this device
   std::vector<std::unique_ptr<Bucket>> buckets_;
   // Persistent mode: every GEMV's parameters on the device, the f32 attention output, the attention's split
   // partials, the barrier/attention counters and the argmax slot (cleared before each step), and its one graph.

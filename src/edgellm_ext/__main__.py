@@ -52,7 +52,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="CPU worker threads (default: all CPUs available; ignored with --device cuda)")
     g.add_argument("--ctx", type=int, default=2048, help="KV cache positions (default 2048)")
     g.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                   help="cpu (default) or cuda (Q4_0/Q4_1/Q8_0 models; one CUDA graph per token)")
+                   help="cpu (default) or cuda (one CUDA graph per token; Q4_0/Q4_1/Q8_0 weights as stored, others as fp16)")
     g.add_argument("--simd", default=None, help="auto (default), scalar, avx2 or neon")
     g.add_argument("--chat", action="store_true", help="wrap the prompt in the GGUF's chat template")
     g.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy")

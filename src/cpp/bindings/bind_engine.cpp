@@ -288,6 +288,7 @@ void bind_engine(py::module_& m) {
       .def_property_readonly("step_mode",
                              [](PyGpuEngine& e) { return e.engine->persistent() ? "persistent" : "graph"; })
       .def_property_readonly("kernels_per_step", [](PyGpuEngine& e) { return e.engine->kernels_per_step(); })
+      .def_property_readonly("fp16_matrices", [](PyGpuEngine& e) { return e.engine->fp16_matrices(); })
       .def_property_readonly("graph_nodes", [](PyGpuEngine& e) { return e.engine->graph_nodes(); })
       .def_property_readonly("last_step_h2d_bytes", [](PyGpuEngine& e) { return e.engine->last_step_h2d_bytes(); })
       .def_property_readonly("last_step_d2h_bytes", [](PyGpuEngine& e) { return e.engine->last_step_d2h_bytes(); });

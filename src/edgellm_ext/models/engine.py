@@ -95,8 +95,9 @@ class Model:
     ) -> "Model":
         """Load the GGUF at ``path``.
 
-        device: "cpu", or "cuda" (the current CUDA device; Q4_0/Q4_1/Q8_0 weights, which are copied to the GPU once;
-        RuntimeError when no GPU is visible). n_threads (CPU only): worker threads (default: the CPUs this
+        device: "cpu", or "cuda" (the current CUDA device; weights are copied to the GPU once, Q4_0/Q4_1/Q8_0 as
+        stored, every other type as fp16 weights: exact for F16 files, rounded from BF16/F32/other types, a value
+        beyond fp16's range a ValueError; RuntimeError when no GPU is visible). n_threads (CPU only): worker threads (default: the CPUs this
         process may use). n_ctx: KV cache positions (prompt + generated tokens; capped by nothing but memory:
         ~2 * n_layer * n_head_kv * head_dim * 4 bytes per position). simd: "auto"/None, "scalar", "avx2", "neon".
         reader: an open ``gguf.GGUFReader`` of the same file to reuse (parsing is the slow part of loading).
@@ -104,7 +105,8 @@ class Model:
         False gives plain stream order, for comparison).
         step_mode (cuda only): "graph" (default) runs each step as a CUDA graph of 5 kernels per layer;
         "persistent" as one persistent kernel with grid barriers between its stages (experimental: measured about
-        half as fast on an H200, docs/engine.md; needs n_head / n_head_kv <= 8, else ValueError).
+        half as fast on an H200, docs/engine.md; needs n_head / n_head_kv <= 8 and no fp16 weights, else
+        ValueError).
         Errors: FileNotFoundError (no file), ValueError (not GGUF, truncated, unsupported architecture or tensor
         type, missing metadata or tensors).
         """
@@ -150,14 +152,14 @@ class Model:
 
     def gpu_counters(self) -> dict[str, int]:
         """GPU engine only: kernels per step, graph nodes and host<->device bytes of the last step, device
-        memory the engine allocated."""
+        memory the engine allocated, matrices run with fp16 weights."""
         if self.device != "cuda":
             raise ValueError("gpu_counters: the model is on the CPU")
         e = self._engine
         return {"kernels_per_step": int(e.kernels_per_step), "graph_nodes": int(e.graph_nodes),
                 "programmatic_launch": int(e.programmatic_launch), "persistent": int(e.step_mode == "persistent"),
                 "last_step_h2d_bytes": int(e.last_step_h2d_bytes), "last_step_d2h_bytes": int(e.last_step_d2h_bytes),
-                "device_bytes": int(e.device_bytes)}
+                "device_bytes": int(e.device_bytes), "fp16_matrices": int(e.fp16_matrices)}
 
     @property
     def weight_bytes_per_token(self) -> int:
@@ -172,7 +174,8 @@ class Model:
         where = (f"cpu, {self.n_threads} threads, simd {self.simd}" if self.device == "cpu" else
                  f"cuda, {self._engine.step_mode} step: {self._engine.kernels_per_step} kernel(s) per step in one "
                  f"CUDA graph, "
-                 f"{self._engine.device_bytes / 2**20:.1f} MiB on the device")
+                 f"{self._engine.device_bytes / 2**20:.1f} MiB on the device"
+                 + (f", {self._engine.fp16_matrices} matrices as fp16 weights" if self._engine.fp16_matrices else ""))
         return (f"{self._gguf.summary()}\nengine: {where}, n_ctx {self.n_ctx}, "
                 f"{self.weight_bytes_per_token / 2**20:.1f} MiB of weights per token")
 
