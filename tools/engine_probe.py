@@ -30,6 +30,7 @@ def main() -> int:
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--no-pdl", action="store_true", help="plain stream order instead of programmatic launch")
     ap.add_argument("--step-mode", default="graph", choices=["graph", "persistent"])
+    ap.add_argument("--activations", default="q8_1", choices=["q8_1", "f32"], help="GPU engine GEMV activations")
     ap.add_argument("--trace", action="store_true", help="persistent step: per-stage times of block 0 (last step)")
     args = ap.parse_args()
     if args.trace and (args.device != "cuda" or args.step_mode != "persistent"):
@@ -51,7 +52,8 @@ def main() -> int:
         write_tiny_gguf(Path(path), "llama", types=types, dims=(576, 9, 3, 64, 1536), n_layer=30, seed=1)
         print(json.dumps({"synthetic_written_s": round(time.perf_counter() - t, 1), "path": path}), flush=True)
     t = time.perf_counter()
-    extra = {"programmatic_launch": not args.no_pdl, "step_mode": args.step_mode} if args.device == "cuda" else {}
+    extra = ({"programmatic_launch": not args.no_pdl, "step_mode": args.step_mode, "activations": args.activations}
+             if args.device == "cuda" else {})
     m = Model.load(path, device=args.device, n_ctx=args.depth + args.new + 8, **extra)
     print(json.dumps({"load_s": round(time.perf_counter() - t, 2), "summary": m.summary()}), flush=True)
     rng = np.random.default_rng(0)

@@ -61,7 +61,9 @@ __device__ inline float dequant(const std::uint8_t* row, int type, int i) {
 // Prologue (per block, into shared memory): a = rmsnorm(x) * g (f32 x), or a = o (fp16), or a = act (f32), then
 // quantized to Q8_1 as the CPU engine does: per 32 elements d = amax/127 (kept as f16), q = rint(a * 127/amax),
 // s = f16(d * sum q). fp16 weights (kTypeF16) take a itself (f32 in shared memory) instead, as the CPU engine's
-// float matvec does: out = sum_i float(w_i) * a_i, fp32 FMAs.
+// float matvec does: out = sum_i float(w_i) * a_i, fp32 FMAs; so do quantized weights with FLOAT_ACT (the
+// engine's f32-activation option): per 8 weights of a block d * sum(q_i a_i) (+ m * sum a_i for Q4_1; q - 8 for
+// Q4_0), i.e. the weights dequantized as ggml does, without rounding the activations to 8 bits.
 // Work split: a group of ksplit warps (1, 2, 4, ...: the fewest that leave each warp <= 48 items of a row) owns
 // one row pair; block i of n holds WARPS / ksplit groups and takes pairs i * groups + g (+ n * groups per further
 // round). A pair is two output rows that the epilogue needs together (two adjacent rows; a gate row and its up
@@ -168,6 +170,11 @@ __device__ __forceinline__ Item load_item(const std::uint8_t* row, int blk, int 
   return it;
 }
 
+// A 4-bit code as a float without a conversion instruction: 2^23 + q has q in its low mantissa bits.
+__device__ __forceinline__ float nibble_to_float(unsigned q4) {
+  return __int_as_float(static_cast<int>(0x4B000000u | (q4 & 0xFu))) - 8388608.0f;
+}
+
 // fp16 item (8 weights) times the 8 f32 activations a[0..7] (16-byte aligned shared memory), fp32 FMAs.
 __device__ __forceinline__ float f16_item_dot(const Item& it, const float* a, float acc) {
   const float4 a0 = *reinterpret_cast<const float4*>(a);
@@ -185,6 +192,39 @@ __device__ __forceinline__ float f16_item_dot(const Item& it, const float* a, fl
 
 __device__ __forceinline__ float half_bits_to_float(unsigned bits) {
   return __half2float(__ushort_as_half(static_cast<unsigned short>(bits & 0xFFFFu)));
+}
+
+// Quantized item `part` (0..3) of block `blk` times f32 activations blk_a = a + 32 blk (FLOAT_ACT): the block's
+// scales applied to this item's sums, d * sum(q a) (+ m * sum a); every lane adds its own item (no block sums).
+// Element order within a block as in ggml: Q4 byte j holds elements j (low nibble) and j + 16 (high nibble).
+template <int TYPE>
+__device__ __forceinline__ float item_dot_f32(const Item& it, const float* blk_a, int part) {
+  float qa = 0.0f, sa = 0.0f;
+  if constexpr (TYPE == kTypeQ8_0) {
+    const float4 a0 = *reinterpret_cast<const float4*>(blk_a + 8 * part);
+    const float4 a1 = *reinterpret_cast<const float4*>(blk_a + 8 * part + 4);
+    const float av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int word = j < 4 ? it.w0 : it.w1;
+      qa = fmaf(static_cast<float>(static_cast<signed char>((word >> (8 * (j & 3))) & 0xFF)), av[j], qa);
+    }
+  } else {
+    const float4 lo = *reinterpret_cast<const float4*>(blk_a + 4 * part);
+    const float4 hi = *reinterpret_cast<const float4*>(blk_a + 16 + 4 * part);
+    const float av[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+    const unsigned w = static_cast<unsigned>(it.w0);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      float q = nibble_to_float(w >> (8 * (j & 3) + (j < 4 ? 0 : 4)));
+      if constexpr (TYPE == kTypeQ4_0) q -= 8.0f;
+      qa = fmaf(q, av[j], qa);
+      if constexpr (TYPE == kTypeQ4_1) sa += av[j];
+    }
+  }
+  const float d = half_bits_to_float(it.scales);
+  if constexpr (TYPE == kTypeQ4_1) return fmaf(d, qa, half_bits_to_float(it.scales >> 16) * sa);
+  return d * qa;
 }
 
 // Integer dot product of item `part` (0..3) of block `blk` with the activation.
@@ -238,6 +278,15 @@ __device__ __forceinline__ int item_dot_any(int type, const Item& it, int blk, i
   }
 }
 template <int TYPE>
+__device__ __forceinline__ float item_dot_f32_any(int type, const Item& it, const float* blk_a, int part) {
+  if constexpr (TYPE != 0) return item_dot_f32<TYPE>(it, blk_a, part);
+  switch (type) {
+    case kTypeQ4_0: return item_dot_f32<kTypeQ4_0>(it, blk_a, part);
+    case kTypeQ4_1: return item_dot_f32<kTypeQ4_1>(it, blk_a, part);
+    default: return item_dot_f32<kTypeQ8_0>(it, blk_a, part);
+  }
+}
+template <int TYPE>
 __device__ __forceinline__ float block_value_any(int type, const Item& it, int blk, int sumi, const Act& a,
                                                  bool with_min = true) {
   if constexpr (TYPE != 0) return block_value<TYPE>(it, blk, sumi, a, with_min);
@@ -275,7 +324,8 @@ __device__ __forceinline__ void load_batch(const RowPair& rp, int base, int n_it
 // Adds the batch's block contributions to acc_a / acc_b (per lane; the caller reduces). The 4 lanes of one
 // block sum their integer parts with two shuffles first, so each block enters exactly once.
 // NT: tokens (activations) multiplied with the same loaded weights (1 in decode; a prefill chunk otherwise).
-template <int TYPE, int NT>
+// FLOAT_ACT: f32 activations (act[t].f) for quantized weights (kTypeF16 always takes them).
+template <int TYPE, int NT, bool FLOAT_ACT = false>
 __device__ __forceinline__ void consume_batch(const RowPair& rp, int base, int n_items, int gl, int gs,
                                               const Batch& bt, const Act (&act)[NT], float (&acc_a)[NT],
                                               float (&acc_b)[NT]) {
@@ -291,6 +341,14 @@ __device__ __forceinline__ void consume_batch(const RowPair& rp, int base, int n
         for (int t = 0; t < NT; ++t) {
           acc_a[t] = f16_item_dot(bt.a[u], act[t].f + 8 * it, acc_a[t]);
           if (rp.b) acc_b[t] = f16_item_dot(bt.b[u], act[t].f + 8 * it, acc_b[t]);
+        }
+      }
+    } else if constexpr (FLOAT_ACT) {  // quantized weights, f32 activations: each lane adds its own item
+      if (valid) {
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
+          acc_a[t] += item_dot_f32_any<TYPE>(rp.type_a, bt.a[u], act[t].f + blk * kQK, part);
+          if (rp.b) acc_b[t] += item_dot_f32_any<TYPE>(rp.type_b, bt.b[u], act[t].f + blk * kQK, part);
         }
       }
     } else if constexpr (NT > 1) {
@@ -640,7 +698,8 @@ __device__ __forceinline__ void gemv_prefetch(const GemvParams& p, int block, Ge
 // activations. best: the thread's running argmax (StoreArgmax only, NT = 1).
 // Per token t the epilogue writes: Store/AddResidual/SwiGlu: p.out + t * p.out_stride; QkvRope: q_out + t * H * D
 // and the cache at position state[1] + t.
-template <Prologue P, Epilogue E, int TYPE, int WARPS, bool COHERENT, int NT = 1>
+// FLOAT_ACT: f32 activations for quantized weights (see the top of this section).
+template <Prologue P, Epilogue E, int TYPE, int WARPS, bool COHERENT, int NT = 1, bool FLOAT_ACT = false>
 __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int n_blocks, GemvCursor& c,
                                              const GemvSmem& s, ArgmaxAcc* best) {
   static_assert(NT == 1 || E != Epilogue::StoreArgmax, "the argmax epilogue is for one token");
@@ -652,7 +711,7 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
   const int group = warp >> kshift, sub = warp & (ksplit - 1);
   const int gl = sub * 32 + lane, gs = 32 * ksplit;
   const int nb = p.k / kQK;
-  constexpr bool kFloatAct = float_activations(TYPE);
+  constexpr bool kFloatAct = FLOAT_ACT || float_activations(TYPE);
   Act act[NT];
   if constexpr (NT == 1) {
     build_activation<P, WARPS, COHERENT, kFloatAct>(p, s.sv, s.sq, s.sd, s.ss, s.red);
@@ -689,10 +748,10 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
       float acc_a[NT], acc_b[NT];
 #pragma unroll
       for (int t = 0; t < NT; ++t) acc_a[t] = acc_b[t] = 0.0f;
-      consume_batch<TYPE, NT>(cur_rp, 0, n_items, gl, gs, c.bt, act, acc_a, acc_b);
+      consume_batch<TYPE, NT, kFloatAct>(cur_rp, 0, n_items, gl, gs, c.bt, act, acc_a, acc_b);
       for (int base = gs * kBatch; base < n_items; base += gs * kBatch) {
         load_batch<TYPE>(cur_rp, base, n_items, gl, gs, c.bt);
-        consume_batch<TYPE, NT>(cur_rp, base, n_items, gl, gs, c.bt, act, acc_a, acc_b);
+        consume_batch<TYPE, NT, kFloatAct>(cur_rp, base, n_items, gl, gs, c.bt, act, acc_a, acc_b);
       }
 #pragma unroll
       for (int t = 0; t < NT; ++t) dot[t] = make_float2(warp_sum(acc_a[t]), warp_sum(acc_b[t]));

@@ -32,16 +32,17 @@ constexpr int kPrefillTokens = 8;  // prompt tokens per batched prefill step (ea
 // Launch: grid min(ceil(n_pairs / groups), 4 * SMs), kGemvThreads threads, dynamic shared memory
 // gemv_smem_bytes(K, kGemvWarps) (opt-in above 48 KiB). With programmatic launch the first weights are loaded
 // before waiting for the previous kernel (weights are never written), so their latency overlaps its tail.
-// NT: tokens per launch (1: a decode step; kPrefillTokens: a batched prefill step).
-template <Prologue P, Epilogue E, int TYPE, int NT>
+// NT: tokens per launch (1: a decode step; kPrefillTokens: a batched prefill step). FA: f32 activations for
+// quantized weights (the engine's activations option; fp16 weights always use them).
+template <Prologue P, Epilogue E, int TYPE, int NT, bool FA>
 __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
-  const GemvSmem s = gemv_smem(smem, p.k, kGemvWarps, NT, float_activations(TYPE));
+  const GemvSmem s = gemv_smem(smem, p.k, kGemvWarps, NT, FA || float_activations(TYPE));
   pdl_trigger();
   GemvCursor c;
   gemv_prefetch<E, TYPE, kGemvWarps>(p, blockIdx.x, c);
   pdl_wait();  // from here on, the previous kernels' outputs (x, o, act, the cache, state) are visible
-  gemv_compute<P, E, TYPE, kGemvWarps, false, NT>(p, blockIdx.x, gridDim.x, c, s, nullptr);
+  gemv_compute<P, E, TYPE, kGemvWarps, false, NT, FA>(p, blockIdx.x, gridDim.x, c, s, nullptr);
 }
 
 // ------------------------------------------------------------------------------------- embedding and argmax
@@ -93,17 +94,27 @@ __global__ void argmax_kernel(const float* logits, int n, int* state) {
 }
 
 // Above 48 KiB of dynamic shared memory a kernel must opt in (once per kernel, for all its type variants).
+// with_f16 / float_act: also the fp16-weight kernel / the quantized kernels with f32 activations (their shared
+// memory, f32 activations, can exceed what fits; set only where the engine launches them).
 template <Prologue P, Epilogue E, int NT = 1>
-void allow_gemv_smem(int k, bool with_f16) {
+void allow_gemv_smem(int k, bool with_f16, bool float_act) {
   const int bytes = static_cast<int>(gemv_smem_bytes(k, kGemvWarps, NT));
-  for (auto kernel : {gemv_q8_kernel<P, E, 0, NT>, gemv_q8_kernel<P, E, kTypeQ4_0, NT>,
-                      gemv_q8_kernel<P, E, kTypeQ4_1, NT>, gemv_q8_kernel<P, E, kTypeQ8_0, NT>}) {
-    EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  const int f32_bytes = static_cast<int>(gemv_smem_bytes(k, kGemvWarps, NT, true));
+  auto allow = [](auto kernel, int n) {
+    EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, n));
+  };
+  if (float_act) {
+    for (auto kernel : {gemv_q8_kernel<P, E, 0, NT, true>, gemv_q8_kernel<P, E, kTypeQ4_0, NT, true>,
+                        gemv_q8_kernel<P, E, kTypeQ4_1, NT, true>, gemv_q8_kernel<P, E, kTypeQ8_0, NT, true>}) {
+      allow(kernel, f32_bytes);
+    }
+  } else {
+    for (auto kernel : {gemv_q8_kernel<P, E, 0, NT, false>, gemv_q8_kernel<P, E, kTypeQ4_0, NT, false>,
+                        gemv_q8_kernel<P, E, kTypeQ4_1, NT, false>, gemv_q8_kernel<P, E, kTypeQ8_0, NT, false>}) {
+      allow(kernel, bytes);
+    }
   }
-  if (!with_f16) return;
-  const int f16_bytes = static_cast<int>(gemv_smem_bytes(k, kGemvWarps, NT, true));
-  EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(gemv_q8_kernel<P, E, kTypeF16, NT>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, f16_bytes));
+  if (with_f16) allow(gemv_q8_kernel<P, E, kTypeF16, NT, false>, f32_bytes);
 }
 
 // The fp16 copy of a matrix the engine runs with fp16 weights: src (staged on the device in the loader's format:
@@ -124,8 +135,10 @@ __global__ void to_f16_kernel(const std::uint8_t* src, int type, int rows, int c
   }
 }
 
+// float_act: the quantized kernels with f32 activations (fp16 weights take them anyway).
 template <Prologue P, Epilogue E, int NT = 1>
-void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool programmatic, cudaStream_t stream) {
+void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool programmatic, bool float_act,
+                 cudaStream_t stream) {
   p.ksplit = gemv_ksplit(p.k, kGemvWarps);
   const int groups = kGemvWarps / p.ksplit;
   const int blocks = std::min((p.n_pairs + groups - 1) / groups, kBlocksPerSm * multiprocessors);
@@ -142,13 +155,24 @@ void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool program
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = programmatic ? 1 : 0;
-  cfg.dynamicSmemBytes = gemv_smem_bytes(p.k, kGemvWarps, NT, float_activations(type));
-  switch (type) {
-    case kTypeF16: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeF16, NT>, p)); break;
-    case kTypeQ4_0: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeQ4_0, NT>, p)); break;
-    case kTypeQ4_1: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeQ4_1, NT>, p)); break;
-    case kTypeQ8_0: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, kTypeQ8_0, NT>, p)); break;
-    default: EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<P, E, 0, NT>, p)); break;
+  cfg.dynamicSmemBytes = gemv_smem_bytes(p.k, kGemvWarps, NT, float_act || float_activations(type));
+  auto launch = [&](auto kernel) { EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p)); };
+  if (type == kTypeF16) {
+    launch(gemv_q8_kernel<P, E, kTypeF16, NT, false>);
+  } else if (float_act) {
+    switch (type) {
+      case kTypeQ4_0: launch(gemv_q8_kernel<P, E, kTypeQ4_0, NT, true>); break;
+      case kTypeQ4_1: launch(gemv_q8_kernel<P, E, kTypeQ4_1, NT, true>); break;
+      case kTypeQ8_0: launch(gemv_q8_kernel<P, E, kTypeQ8_0, NT, true>); break;
+      default: launch(gemv_q8_kernel<P, E, 0, NT, true>); break;
+    }
+  } else {
+    switch (type) {
+      case kTypeQ4_0: launch(gemv_q8_kernel<P, E, kTypeQ4_0, NT, false>); break;
+      case kTypeQ4_1: launch(gemv_q8_kernel<P, E, kTypeQ4_1, NT, false>); break;
+      case kTypeQ8_0: launch(gemv_q8_kernel<P, E, kTypeQ8_0, NT, false>); break;
+      default: launch(gemv_q8_kernel<P, E, 0, NT, false>); break;
+    }
   }
 }
 
@@ -205,8 +229,8 @@ void check_matrix(const cpu::WeightView& w, const std::string& name, std::size_t
 
 }  // namespace
 
-GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepMode mode)
-    : config_(m.config) {
+GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepMode mode, bool float_activations)
+    : config_(m.config), float_activations_(float_activations) {
   const cpu::EngineConfig& c = config_;
   const std::size_t E = c.n_embd, H = c.n_head, G = c.n_head_kv, D = c.head_dim, F = c.n_ff, V = c.n_vocab;
   const std::size_t S = c.max_seq;
@@ -261,27 +285,27 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
   }
   fp16_matrices_ += runs_f16(m.tok_embd) + (m.output.data != m.tok_embd.data && runs_f16(m.output));
   // Shared memory opt-in per GEMV kernel (the fp16-weight variants only where the model has fp16 matrices).
-  const bool f16 = fp16_matrices_ > 0;
-  allow_gemv_smem<Prologue::RmsNorm, Epilogue::QkvRope>(static_cast<int>(E), f16);
-  allow_gemv_smem<Prologue::F16, Epilogue::AddResidual>(static_cast<int>(H * D), f16);
-  allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu>(static_cast<int>(E), f16);
-  allow_gemv_smem<Prologue::F32, Epilogue::AddResidual>(static_cast<int>(F), f16);
-  allow_gemv_smem<Prologue::RmsNorm, Epilogue::Store>(static_cast<int>(E), f16);
+  const bool f16 = fp16_matrices_ > 0, fa = float_activations_;
+  allow_gemv_smem<Prologue::RmsNorm, Epilogue::QkvRope>(static_cast<int>(E), f16, fa);
+  allow_gemv_smem<Prologue::F16, Epilogue::AddResidual>(static_cast<int>(H * D), f16, fa);
+  allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu>(static_cast<int>(E), f16, fa);
+  allow_gemv_smem<Prologue::F32, Epilogue::AddResidual>(static_cast<int>(F), f16, fa);
+  allow_gemv_smem<Prologue::RmsNorm, Epilogue::Store>(static_cast<int>(E), f16, fa);
   // Batched prefill where its GEMVs' shared memory (8 tokens' activations: Q8_1, or f32 for fp16 weights) fits
   // this device; decode steps only otherwise.
   int smem_optin = 0;
   EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   std::size_t prefill_smem = 0;
   for (std::size_t k : {E, H * D, F}) {
-    prefill_smem = std::max(prefill_smem, gemv_smem_bytes(static_cast<int>(k), kGemvWarps, kPrefillTokens, f16));
-    prefill_smem = std::max(prefill_smem, gemv_smem_bytes(static_cast<int>(k), kGemvWarps, kPrefillTokens));
+    prefill_smem = std::max(prefill_smem, gemv_smem_bytes(static_cast<int>(k), kGemvWarps, kPrefillTokens, f16 || fa));
+    prefill_smem = std::max(prefill_smem, gemv_smem_bytes(static_cast<int>(k), kGemvWarps, kPrefillTokens, fa));
   }
   batched_prefill_ = prefill_smem <= static_cast<std::size_t>(smem_optin);
   if (batched_prefill_) {
-    allow_gemv_smem<Prologue::RmsNorm, Epilogue::QkvRope, kPrefillTokens>(static_cast<int>(E), f16);
-    allow_gemv_smem<Prologue::F16, Epilogue::AddResidual, kPrefillTokens>(static_cast<int>(H * D), f16);
-    allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu, kPrefillTokens>(static_cast<int>(E), f16);
-    allow_gemv_smem<Prologue::F32, Epilogue::AddResidual, kPrefillTokens>(static_cast<int>(F), f16);
+    allow_gemv_smem<Prologue::RmsNorm, Epilogue::QkvRope, kPrefillTokens>(static_cast<int>(E), f16, fa);
+    allow_gemv_smem<Prologue::F16, Epilogue::AddResidual, kPrefillTokens>(static_cast<int>(H * D), f16, fa);
+    allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu, kPrefillTokens>(static_cast<int>(E), f16, fa);
+    allow_gemv_smem<Prologue::F32, Epilogue::AddResidual, kPrefillTokens>(static_cast<int>(F), f16, fa);
   }
   // The persistent step's limits are checked before anything is allocated or copied.
   if (mode == GpuStepMode::Persistent) check_persistent();
@@ -446,6 +470,7 @@ void GpuEngine::check_persistent() const {
     why = "one " + std::to_string(kPersistentThreads) + "-thread block per SM does not fit (" +
           std::to_string(persistent_smem_bytes(c, multiprocessors_)) + " bytes of shared memory)";
   }
+  if (why.empty() && float_activations_) why = "it quantizes activations to Q8_1 (activations \"f32\" is graph only)";
   if (why.empty() && fp16_matrices_ > 0) {
     why = std::to_string(fp16_matrices_) + " matrices would run with fp16 weights (the file holds them as F16, BF16, "
           "F32 or a type without a quantized GEMV here), which only the graph step runs";
@@ -576,13 +601,13 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
   EDGELLM_CUDA_CHECK_LAUNCH("gpu engine embed");
   for (std::size_t l = 0; l < c.n_layer; ++l) {
     const StepGemvs g = layer_gemvs(l, o_->data());
-    launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope>(g.p[0], 3, multiprocessors_, programmatic_, stream);
+    launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope>(g.p[0], 3, multiprocessors_, programmatic_, float_activations_, stream);
     attention[l]->launch(stream);
-    launch_gemv<Prologue::F16, Epilogue::AddResidual>(g.p[1], 1, multiprocessors_, programmatic_, stream);
-    launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu>(g.p[2], 2, multiprocessors_, programmatic_, stream);
-    launch_gemv<Prologue::F32, Epilogue::AddResidual>(g.p[3], 1, multiprocessors_, programmatic_, stream);
+    launch_gemv<Prologue::F16, Epilogue::AddResidual>(g.p[1], 1, multiprocessors_, programmatic_, float_activations_, stream);
+    launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu>(g.p[2], 2, multiprocessors_, programmatic_, float_activations_, stream);
+    launch_gemv<Prologue::F32, Epilogue::AddResidual>(g.p[3], 1, multiprocessors_, programmatic_, float_activations_, stream);
   }
-  launch_gemv<Prologue::RmsNorm, Epilogue::Store>(head_gemv(), 1, multiprocessors_, programmatic_, stream);
+  launch_gemv<Prologue::RmsNorm, Epilogue::Store>(head_gemv(), 1, multiprocessors_, programmatic_, float_activations_, stream);
   argmax_kernel<<<1, kArgmaxThreads, 0, stream>>>(static_cast<const float*>(logits_->data()), output_.rows, state);
   EDGELLM_CUDA_CHECK_LAUNCH("gpu engine argmax");
   EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_.get(), state, sizeof(int), cudaMemcpyDeviceToHost, stream));
@@ -606,11 +631,11 @@ void GpuEngine::enqueue_prefill(Bucket& b, cudaStream_t stream) {
     g.p[1].out_stride = static_cast<int>(c.n_embd);
     g.p[2].out_stride = static_cast<int>(c.n_ff);
     g.p[3].out_stride = static_cast<int>(c.n_embd);
-    launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope, T>(g.p[0], 3, multiprocessors_, false, stream);
+    launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope, T>(g.p[0], 3, multiprocessors_, false, float_activations_, stream);
     attention[l]->launch(stream);
-    launch_gemv<Prologue::F16, Epilogue::AddResidual, T>(g.p[1], 1, multiprocessors_, false, stream);
-    launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu, T>(g.p[2], 2, multiprocessors_, false, stream);
-    launch_gemv<Prologue::F32, Epilogue::AddResidual, T>(g.p[3], 1, multiprocessors_, false, stream);
+    launch_gemv<Prologue::F16, Epilogue::AddResidual, T>(g.p[1], 1, multiprocessors_, false, float_activations_, stream);
+    launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu, T>(g.p[2], 2, multiprocessors_, false, float_activations_, stream);
+    launch_gemv<Prologue::F32, Epilogue::AddResidual, T>(g.p[3], 1, multiprocessors_, false, float_activations_, stream);
   }
 }
 

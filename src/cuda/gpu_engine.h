@@ -9,6 +9,8 @@
 // GEMV, dequantized at load) is stored as fp16 (converted on the device, rounded to nearest; exact for F16 files,
 // a value beyond fp16's range is an error naming the tensor) and multiplied with f32 activations (fp32 FMAs), as
 // the CPU engine's float matvec does; so is every other matrix of the same GEMV (q/k/v, gate/up), dequantized.
+// Option float_activations: quantized weights multiplied with f32 activations too (per 8 weights of a block
+// d * sum(q a) (+ m * sum a)), no Q8_1 rounding of the activations (more exact; no longer ggml's arithmetic).
 //
 // One step (token t at position p; graph nodes in order, L = n_layer):
 //   embed        x = dequant(tok_embd[t]);  seq_len = p + 1                                   1 kernel
@@ -86,9 +88,10 @@ class GpuEngine {
   // programmatic_launch: launch the graph's GEMVs with programmatic dependent launch (sm_90+; ignored below), so
   // that each starts, and prefetches its weights, while the previous kernel finishes.
   // mode Persistent where it cannot run (n_head / n_head_kv > 8, no cooperative launch, a block does not fit on
-  // an SM) is a std::invalid_argument naming the reason.
+  // an SM, fp16 weights, float_activations) is a std::invalid_argument naming the reason.
+  // float_activations: quantized weights multiplied with f32 activations instead of Q8_1-quantized ones (above).
   explicit GpuEngine(const cpu::ModelView& model, bool programmatic_launch = true,
-                     GpuStepMode mode = GpuStepMode::Graph);
+                     GpuStepMode mode = GpuStepMode::Graph, bool float_activations = false);
   ~GpuEngine();
   GpuEngine(const GpuEngine&) = delete;
   GpuEngine& operator=(const GpuEngine&) = delete;
@@ -115,6 +118,7 @@ class GpuEngine {
   bool persistent() const { return persistent_; }
   // Matrices stored and multiplied as fp16 (the tied embedding/LM head counted once).
   int fp16_matrices() const { return fp16_matrices_; }
+  bool float_activations() const { return float_activations_; }
   // Graph nodes of the graph that ran the last step (kernels + the token copy); 0 before the first step.
   std::size_t graph_nodes() const { return last_graph_nodes_; }
   // Host<->device bytes moved by the last step (token in, token out, logits when asked for).
@@ -162,6 +166,7 @@ class GpuEngine {
   };
   // Pinned {token, position} (the argmax comes back in [0]); a prefill chunk's tokens and position.
   std::unique_ptr<int, PinnedFree> host_io_;
+  bool float_activations_ = false;
   bool batched_prefill_ = false;
   int fp16_matrices_ = 0;  // the 8-token GEMVs' shared memory fits this device
   std::vector<std::unique_ptr<Bucket>> buckets_;

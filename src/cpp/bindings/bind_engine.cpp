@@ -179,14 +179,22 @@ cuda::GpuStepMode step_mode_from(const std::string& name) {
   throw py::value_error("step_mode: expected 'graph' or 'persistent', got '" + name + "'");
 }
 
+// activations: "q8_1" (quantized weights times Q8_1-quantized activations, ggml's rule) or "f32".
+bool float_activations_from(const std::string& name) {
+  if (name == "q8_1") return false;
+  if (name == "f32") return true;
+  throw py::value_error("activations: expected 'q8_1' or 'f32', got '" + name + "'");
+}
+
 std::unique_ptr<PyGpuEngine> make_gpu_engine(const py::dict& config, const py::dict& weights, bool programmatic,
-                                             const std::string& step_mode) {
+                                             const std::string& step_mode, const std::string& activations) {
   const cuda::GpuStepMode mode = step_mode_from(step_mode);
+  const bool float_activations = float_activations_from(activations);
   Owners owners;  // only during the upload: the GPU engine copies every tensor
   const cpu::ModelView m = model_view(owners, config, weights);
   auto e = std::make_unique<PyGpuEngine>();
   py::gil_scoped_release release;
-  e->engine = std::make_unique<cuda::GpuEngine>(m, programmatic, mode);
+  e->engine = std::make_unique<cuda::GpuEngine>(m, programmatic, mode, float_activations);
   return e;
 }
 #endif
@@ -246,7 +254,7 @@ void bind_engine(py::module_& m) {
   // Same interface as CpuEngine (step/prefill/truncate/n_past), on the current CUDA device (gpu_engine.h).
   py::class_<PyGpuEngine>(m, "GpuEngine")
       .def(py::init(&make_gpu_engine), py::arg("config"), py::arg("weights"), py::arg("programmatic_launch") = true,
-           py::arg("step_mode") = "graph")
+           py::arg("step_mode") = "graph", py::arg("activations") = "q8_1")
       // want_argmax is accepted for CpuEngine's signature: the GPU step always runs the LM head and the argmax.
       .def(
           "step",
@@ -289,6 +297,8 @@ void bind_engine(py::module_& m) {
                              [](PyGpuEngine& e) { return e.engine->persistent() ? "persistent" : "graph"; })
       .def_property_readonly("kernels_per_step", [](PyGpuEngine& e) { return e.engine->kernels_per_step(); })
       .def_property_readonly("fp16_matrices", [](PyGpuEngine& e) { return e.engine->fp16_matrices(); })
+      .def_property_readonly("activations",
+                             [](PyGpuEngine& e) { return e.engine->float_activations() ? "f32" : "q8_1"; })
       .def_property_readonly("graph_nodes", [](PyGpuEngine& e) { return e.engine->graph_nodes(); })
       .def_property_readonly("last_step_h2d_bytes", [](PyGpuEngine& e) { return e.engine->last_step_h2d_bytes(); })
       .def_property_readonly("last_step_d2h_bytes", [](PyGpuEngine& e) { return e.engine->last_step_d2h_bytes(); });

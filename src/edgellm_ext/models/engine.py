@@ -92,6 +92,7 @@ class Model:
         reader: Any = None,
         programmatic_launch: bool = True,
         step_mode: str = "graph",
+        activations: str = "q8_1",
     ) -> "Model":
         """Load the GGUF at ``path``.
 
@@ -105,8 +106,11 @@ class Model:
         False gives plain stream order, for comparison).
         step_mode (cuda only): "graph" (default) runs each step as a CUDA graph of 5 kernels per layer;
         "persistent" as one persistent kernel with grid barriers between its stages (experimental: measured about
-        half as fast on an H200, docs/engine.md; needs n_head / n_head_kv <= 8 and no fp16 weights, else
-        ValueError).
+        half as fast on an H200, docs/engine.md; needs n_head / n_head_kv <= 8, no fp16 weights and
+        activations "q8_1", else ValueError).
+        activations (cuda only): "q8_1" (default) multiplies quantized weights with Q8_1-quantized activations, as
+        ggml and the CPU engine do; "f32" with the f32 activations themselves (more exact, and faster on an H200:
+        docs/engine.md).
         Errors: FileNotFoundError (no file), ValueError (not GGUF, truncated, unsupported architecture or tensor
         type, missing metadata or tensors).
         """
@@ -117,6 +121,8 @@ class Model:
                              f"{', '.join(SUPPORTED_DEVICES)}")
         if not isinstance(step_mode, str) or step_mode not in ("graph", "persistent"):
             raise ValueError(f"step_mode: expected 'graph' or 'persistent', got {step_mode!r}")
+        if not isinstance(activations, str) or activations not in ("q8_1", "f32"):
+            raise ValueError(f"activations: expected 'q8_1' or 'f32', got {activations!r}")
         if device == "cuda":
             from ..cuda import require_cuda
 
@@ -130,7 +136,8 @@ class Model:
             reader = open_reader(path)
         g = read_gguf(path, reader)
         if device == "cuda":
-            engine = _core.GpuEngine(g.config.engine_dict(n_ctx), g.weights, bool(programmatic_launch), step_mode)
+            engine = _core.GpuEngine(g.config.engine_dict(n_ctx), g.weights, bool(programmatic_launch), step_mode,
+                                     activations)
         else:
             engine = _core.CpuEngine(g.config.engine_dict(n_ctx), g.weights, n_threads, simd_name(simd))
         return cls(g, engine, n_ctx, device)
@@ -159,7 +166,8 @@ class Model:
         return {"kernels_per_step": int(e.kernels_per_step), "graph_nodes": int(e.graph_nodes),
                 "programmatic_launch": int(e.programmatic_launch), "persistent": int(e.step_mode == "persistent"),
                 "last_step_h2d_bytes": int(e.last_step_h2d_bytes), "last_step_d2h_bytes": int(e.last_step_d2h_bytes),
-                "device_bytes": int(e.device_bytes), "fp16_matrices": int(e.fp16_matrices)}
+                "device_bytes": int(e.device_bytes), "fp16_matrices": int(e.fp16_matrices),
+                "f32_activations": int(e.activations == "f32")}
 
     @property
     def weight_bytes_per_token(self) -> int:
