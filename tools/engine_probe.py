@@ -30,7 +30,8 @@ def main() -> int:
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--no-pdl", action="store_true", help="plain stream order instead of programmatic launch")
     ap.add_argument("--step-mode", default="graph", choices=["graph", "persistent"])
-    ap.add_argument("--activations", default="q8_1", choices=["q8_1", "f32"], help="GPU engine GEMV activations")
+    ap.add_argument("--activations", default=None, choices=["q8_1", "f32"],
+                    help="GPU engine GEMV activations (default: the engine's for the step mode)")
     ap.add_argument("--trace", action="store_true", help="persistent step: per-stage times of block 0 (last step)")
     args = ap.parse_args()
     if args.trace and (args.device != "cuda" or args.step_mode != "persistent"):

@@ -6,7 +6,8 @@ vendored by llama-cpp-python 0.3.36 (tools/pack_llama_cpp.sh + tools/build_llama
 given by the environment variable EDGELLM_LLAMA_BENCH; without it the llama.cpp side is recorded as skipped.
 
 What is timed, per context depth d (methodology: depths 0 and 4096):
-  ours      : reset, prefill d random token ids (d = 0: one token) -> TTFT; then num_predict - 1 greedy steps
+  ours      : both GEMV activation forms of the GPU engine (Model.load(..., activations=...)), each its own engine
+              row: "f32" (the graph step's default) and "q8_1" (Q8_1-quantized activations, ggml's arithmetic); reset, prefill d random token ids (d = 0: one token) -> TTFT; then num_predict - 1 greedy steps
               (Model.forward: one graph replay + the 4-byte token id back to the host, Python loop included)
               -> decode tok/s = steps / their wall time. Runs repeated; the prefill of depth d is done once and
               the cache truncated back to d before each decode run (as llama-bench fills the cache, untimed).
@@ -73,18 +74,25 @@ def _nvml_process_used_mib() -> Any:
     return None
 
 
-def _ours(ctx: Any, path: str, n_new: int, runs: int, warmup: int,
+_ACTIVATIONS = ("f32", "q8_1")
+
+
+def _engine_name(activations: str) -> str:
+    return f"edgellm_ext gpu engine ({activations} activations)"
+
+
+def _ours(ctx: Any, path: str, n_new: int, runs: int, warmup: int, activations: str,
           found: dict[Any, dict[str, Any]]) -> Iterator[dict[str, Any]]:
     from edgellm_ext.models import Model
     from edgellm_ext.power import energy_per_token_j
 
-    model = Model.load(path, device="cuda", n_ctx=max(_DEPTHS) + n_new + 8)
+    model = Model.load(path, device="cuda", n_ctx=max(_DEPTHS) + n_new + 8, activations=activations)
     yield R.note(model.summary().replace("\n", "; "))
     rng = np.random.default_rng(0)
-    engine = "edgellm_ext gpu engine"
+    engine = _engine_name(activations)
     for depth in _DEPTHS:
         ids = rng.integers(0, model.config.n_vocab, size=max(1, depth)).astype(np.int64)
-        params = {"device": "cuda", "quant": "Q4_1", "depth": depth, "new_tokens": n_new}
+        params = {"device": "cuda", "quant": "Q4_1", "depth": depth, "new_tokens": n_new, "activations": activations}
         ttft_ms: list[float] = []
         decode: list[float] = []
         # TTFT: the whole prompt each time (fresh cache), a few times; at depth 4096 that is 4096 graph replays.
@@ -98,7 +106,7 @@ def _ours(ctx: Any, path: str, n_new: int, runs: int, warmup: int,
         prompt_len = int(ids.size)
         power = ctx.power_sampler()
         with power:
-            for i in ctx.progress(range(warmup + runs), desc=f"ours d={depth}", total=warmup + runs):
+            for i in ctx.progress(range(warmup + runs), desc=f"ours {activations} d={depth}", total=warmup + runs):
                 model.truncate(prompt_len)
                 token = first
                 t0 = time.perf_counter()
@@ -110,12 +118,12 @@ def _ours(ctx: Any, path: str, n_new: int, runs: int, warmup: int,
         p = power.result()
         counters = model.gpu_counters()
         e_tok = energy_per_token_j(p, (warmup + runs) * (n_new - 1))
-        found[("ours", depth)] = R.measurement(
+        found[("ours", activations, depth)] = R.measurement(
             name=f"decode tok/s d={depth}", kind="end-to-end", engine=engine, metric="decode_tok_s", unit="tok/s",
             samples=decode, params=params, model=_MODEL, power=p,
             notes="(num_predict - 1) greedy steps after the prompt, wall time, per run",
             extra={"counters": counters, "energy_per_token_j": e_tok})
-        yield found[("ours", depth)]
+        yield found[("ours", activations, depth)]
         yield R.measurement(name=f"TTFT d={depth}", kind="end-to-end", engine=engine, metric="ttft_ms", unit="ms",
                             samples=ttft_ms, params=params, model=_MODEL,
                             notes=f"{prompt_len} prompt token(s) in batched steps of 8 (the last 1-8 as decode "
@@ -123,7 +131,7 @@ def _ours(ctx: Any, path: str, n_new: int, runs: int, warmup: int,
         yield R.measurement(name=f"prefill tok/s d={depth}", kind="end-to-end", engine=engine,
                             metric="prefill_tok_s", unit="tok/s", samples=[prompt_len / (t / 1e3) for t in ttft_ms],
                             params=params, model=_MODEL, notes="prompt tokens / TTFT (batched steps of 8)")
-        yield R.note(f"ours d={depth}: {counters['kernels_per_step']} kernels per token in one CUDA graph "
+        yield R.note(f"ours ({activations} activations) d={depth}: {counters['kernels_per_step']} kernels per token in one CUDA graph "
                      f"({counters['graph_nodes']} graph nodes incl. the token copy); host->device "
                      f"{counters['last_step_h2d_bytes']} B and device->host {counters['last_step_d2h_bytes']} B per "
                      f"greedy step; {counters['device_bytes'] / 2**20:.1f} MiB allocated by the engine; "
@@ -201,26 +209,28 @@ def run(ctx: Any) -> Iterator[dict[str, Any]]:
                  "repetitions per test (its own warm-up)")
     binary = os.environ.get("EDGELLM_LLAMA_BENCH")
     found: dict[Any, dict[str, Any]] = {}
-    yield from _ours(ctx, path, n_new, runs, warmup, found)
+    for activations in _ACTIVATIONS:
+        yield from _ours(ctx, path, n_new, runs, warmup, activations, found)
     if binary:
         yield from _llama(ctx, path, n_new, binary, found)
     else:
         yield R.skip("llama.cpp cuda", "EDGELLM_LLAMA_BENCH is not set (path of a CUDA llama-bench; see "
                      "docs/llama_cpp_gpu.md)")
-    for depth in _DEPTHS:
-        ours = found.get(("ours", depth))
+    for activations, depth in [(a, d) for a in _ACTIVATIONS for d in _DEPTHS]:
+        ours = found.get(("ours", activations, depth))
+        which = f"d={depth}, {activations} activations"
         # the faster of llama.cpp's two attention paths at this depth is the peer
         peers = [found[k] for k in (("tg", False, depth), ("tg", True, depth)) if k in found]
         if ours is None or not peers:
-            yield R.target(target=f"GPU decode >= 3x llama.cpp decode, d={depth} (llama.cpp tok/s / ours < 1/3)",
+            yield R.target(target=f"GPU decode >= 3x llama.cpp decode, {which} (llama.cpp tok/s / ours < 1/3)",
                            threshold=1.0 / 3.0, unit="ratio", measured=None,
                            status="not measured: llama.cpp side missing")
             continue
         peer = max(peers, key=lambda mm: float(np.median(mm["samples"])))
-        yield R.comparison(name=f"decode tok/s d={depth}: ours / llama.cpp", a=ours, b=peer,
+        yield R.comparison(name=f"decode tok/s {which}: ours / llama.cpp", a=ours, b=peer,
                            description=f"ratio of medians, same GGUF and GPU; peer: {peer['engine']}")
         inverse = float(np.median(peer["samples"]) / np.median(ours["samples"]))
-        yield R.target(target=f"GPU decode >= 3x llama.cpp decode, d={depth} (llama.cpp tok/s / ours < 1/3)",
+        yield R.target(target=f"GPU decode >= 3x llama.cpp decode, {which} (llama.cpp tok/s / ours < 1/3)",
                        threshold=1.0 / 3.0, unit="ratio", measured=inverse, status="measured",
                        notes=f"ours / llama.cpp = {1.0 / inverse:.2f}x; peer: {peer['engine']} (the faster llama.cpp "
                              "configuration at this depth)")

@@ -92,7 +92,7 @@ class Model:
         reader: Any = None,
         programmatic_launch: bool = True,
         step_mode: str = "graph",
-        activations: str = "q8_1",
+        activations: Optional[str] = None,
     ) -> "Model":
         """Load the GGUF at ``path``.
 
@@ -108,9 +108,10 @@ class Model:
         "persistent" as one persistent kernel with grid barriers between its stages (experimental: measured about
         half as fast on an H200, docs/engine.md; needs n_head / n_head_kv <= 8, no fp16 weights and
         activations "q8_1", else ValueError).
-        activations (cuda only): "q8_1" (default) multiplies quantized weights with Q8_1-quantized activations, as
-        ggml and the CPU engine do; "f32" with the f32 activations themselves (more exact, and faster on an H200:
-        docs/engine.md).
+        activations (cuda only): "f32" (the graph step's default) multiplies quantized weights with the f32
+        activations themselves; "q8_1" (the persistent step's only form) with Q8_1-quantized activations, as ggml
+        and the CPU engine do. f32 is more exact and measured faster (SmolLM2-135M Q4_1 on an H200: 1952 vs 1762
+        tok/s; docs/engine.md).
         Errors: FileNotFoundError (no file), ValueError (not GGUF, truncated, unsupported architecture or tensor
         type, missing metadata or tensors).
         """
@@ -121,6 +122,8 @@ class Model:
                              f"{', '.join(SUPPORTED_DEVICES)}")
         if not isinstance(step_mode, str) or step_mode not in ("graph", "persistent"):
             raise ValueError(f"step_mode: expected 'graph' or 'persistent', got {step_mode!r}")
+        if activations is None:
+            activations = "q8_1" if step_mode == "persistent" else "f32"
         if not isinstance(activations, str) or activations not in ("q8_1", "f32"):
             raise ValueError(f"activations: expected 'q8_1' or 'f32', got {activations!r}")
         if device == "cuda":
