@@ -29,7 +29,7 @@ modes="graph persistent"; [ -n "${SKIP_PERSISTENT:-}" ] && modes=graph
 for mode in $modes; do
   for depth in 0 1000; do
     trace=""; [ $mode = persistent ] && trace=--trace
-    timeout 90 python3 "$ROOT/tools/engine_probe.py" --model $M --runs 3 --depth $depth --step-mode $mode $trace 2>&1 | grep -E "\"run\": 3|stage_trace|Error" | cut -c1-${CUT:-260} | sed "s/^/[$mode d=$depth] /"
+    timeout 90 python3 "$ROOT/tools/engine_probe.py" --model $M --runs 3 --depth $depth --step-mode $mode --activations q8_1 $trace 2>&1 | grep -E "\"run\": 3|stage_trace|Error" | cut -c1-${CUT:-260} | sed "s/^/[$mode q8_1-act d=$depth] /"
   done
 done
 for depth in 0 1000; do  # quantized weights with f32 activations (the activations option)
