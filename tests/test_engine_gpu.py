@@ -52,6 +52,23 @@ def _tiny(path: Path, arch: str, types: dict[str, Any], tied: bool, seed: int = 
     return path
 
 
+def _decode_after_prefill(cpu: Model, gpu: Model, prompt: np.ndarray, next_tokens: np.ndarray,
+                          bounds: tuple[float, float]) -> None:
+    """gpu: a fresh batched prefill of `prompt` (cpu already holds it), then both decode next_tokens; every step's
+    logits within bounds = (max, median) of the CPU's logit range."""
+    max_rel, median_rel = bounds
+    la = np.empty(cpu.config.n_vocab, dtype=np.float32)
+    lb = np.full_like(la, np.nan)
+    gpu.reset()
+    gpu._engine.prefill(prompt, lb)
+    for t in next_tokens:
+        cpu.forward(int(t), la)
+        lb[:] = np.nan
+        gpu.forward(int(t), lb)
+        rel = np.abs(la - lb) / np.ptp(la)
+        assert np.median(rel) <= median_rel and rel.max() <= max_rel, (float(np.median(rel)), float(rel.max()))
+
+
 def _teacher_forced(m: Model, tokens: list[int]) -> np.ndarray:
     m.reset()
     out = np.empty((len(tokens), m.config.n_vocab), dtype=np.float32)
@@ -150,14 +167,8 @@ def test_gpu_batched_prefill(tmp_path: Path, step_mode: str, activations: str, a
     by_step = _teacher_forced(gpu, [int(t) for t in prompt])[-1]
     rel = np.abs(by_step - lb) / scale
     assert np.median(rel) <= TINY_MEDIAN_REL and rel.max() <= TINY_MAX_REL, (float(np.median(rel)), float(rel.max()))
-    gpu.reset()
-    gpu._engine.prefill(prompt, lb)
-    for t in rng.integers(0, 258 + EXTRA_TOKENS, size=10):
-        cpu.forward(int(t), la)
-        lb[:] = np.nan
-        gpu.forward(int(t), lb)
-        rel = np.abs(la - lb) / np.ptp(la)
-        assert np.median(rel) <= TINY_MEDIAN_REL and rel.max() <= TINY_MAX_REL, (float(np.median(rel)), float(rel.max()))
+    _decode_after_prefill(cpu, gpu, prompt, rng.integers(0, 258 + EXTRA_TOKENS, size=10),
+                          (TINY_MAX_REL, TINY_MEDIAN_REL))
 
 
 # fp16 weights (gpu_engine.h): the file's F16 matrices exactly; BF16, F32 and types without a quantized GEMV (Q5_0
@@ -203,15 +214,9 @@ def test_gpu_fp16_weights_match_cpu(tmp_path: Path, arch: str, types: dict[str, 
     by_step = _teacher_forced(gpu, [int(t) for t in prompt])[-1]
     rel = np.abs(by_step - lb) / np.ptp(by_step)
     assert np.median(rel) <= median_rel and rel.max() <= max_rel, (float(np.median(rel)), float(rel.max()))
-    la = np.empty_like(lb)
     cpu.reset()
-    cpu._engine.prefill(prompt, la)
-    for t in rng.integers(0, 258 + EXTRA_TOKENS, size=5):
-        cpu.forward(int(t), la)
-        lb[:] = np.nan
-        gpu.forward(int(t), lb)
-        rel = np.abs(la - lb) / np.ptp(la)
-        assert np.median(rel) <= median_rel and rel.max() <= max_rel, (float(np.median(rel)), float(rel.max()))
+    cpu._engine.prefill(prompt, np.empty_like(lb))
+    _decode_after_prefill(cpu, gpu, prompt, rng.integers(0, 258 + EXTRA_TOKENS, size=5), bounds)
 
 
 @pytest.mark.gpu

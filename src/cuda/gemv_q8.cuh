@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace edgellm::cuda::gemv_q8 {
 
@@ -258,33 +259,28 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// Type dispatch for one row: TYPE when the kernel has one, else the row's runtime type (warp-uniform).
+// Type dispatch for one row: f(std::integral_constant<int, T>) with T = TYPE when the kernel has one, else the
+// row's runtime type (warp-uniform; the quantized types only: fp16 weights never share a GEMV with them).
+template <int TYPE, class F>
+__device__ __forceinline__ auto with_row_type(int type, F f) {
+  if constexpr (TYPE != 0) return f(std::integral_constant<int, TYPE>{});
+  switch (type) {
+    case kTypeQ4_0: return f(std::integral_constant<int, kTypeQ4_0>{});
+    case kTypeQ4_1: return f(std::integral_constant<int, kTypeQ4_1>{});
+    default: return f(std::integral_constant<int, kTypeQ8_0>{});
+  }
+}
 template <int TYPE>
 __device__ __forceinline__ Item load_item_any(int type, const std::uint8_t* row, int blk, int part) {
-  if constexpr (TYPE != 0) return load_item<TYPE>(row, blk, part);
-  switch (type) {
-    case kTypeQ4_0: return load_item<kTypeQ4_0>(row, blk, part);
-    case kTypeQ4_1: return load_item<kTypeQ4_1>(row, blk, part);
-    default: return load_item<kTypeQ8_0>(row, blk, part);
-  }
+  return with_row_type<TYPE>(type, [&](auto t) { return load_item<decltype(t)::value>(row, blk, part); });
 }
 template <int TYPE>
 __device__ __forceinline__ int item_dot_any(int type, const Item& it, int blk, int part, const Act& a) {
-  if constexpr (TYPE != 0) return item_dot<TYPE>(it, blk, part, a);
-  switch (type) {
-    case kTypeQ4_0: return item_dot<kTypeQ4_0>(it, blk, part, a);
-    case kTypeQ4_1: return item_dot<kTypeQ4_1>(it, blk, part, a);
-    default: return item_dot<kTypeQ8_0>(it, blk, part, a);
-  }
+  return with_row_type<TYPE>(type, [&](auto t) { return item_dot<decltype(t)::value>(it, blk, part, a); });
 }
 template <int TYPE>
 __device__ __forceinline__ float item_dot_f32_any(int type, const Item& it, const float* blk_a, int part) {
-  if constexpr (TYPE != 0) return item_dot_f32<TYPE>(it, blk_a, part);
-  switch (type) {
-    case kTypeQ4_0: return item_dot_f32<kTypeQ4_0>(it, blk_a, part);
-    case kTypeQ4_1: return item_dot_f32<kTypeQ4_1>(it, blk_a, part);
-    default: return item_dot_f32<kTypeQ8_0>(it, blk_a, part);
-  }
+  return with_row_type<TYPE>(type, [&](auto t) { return item_dot_f32<decltype(t)::value>(it, blk_a, part); });
 }
 template <int TYPE>
 __device__ __forceinline__ float block_value_any(int type, const Item& it, int blk, int sumi, const Act& a,
