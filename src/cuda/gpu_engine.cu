@@ -93,28 +93,35 @@ __global__ void argmax_kernel(const float* logits, int n, int* state) {
   }
 }
 
-// Above 48 KiB of dynamic shared memory a kernel must opt in (once per kernel, for all its type variants).
-// with_f16 / float_act: also the fp16-weight kernel / the quantized kernels with f32 activations (their shared
-// memory, f32 activations, can exceed what fits; set only where the engine launches them).
+// The GEMV kernel for quantized weights of ggml type `type` (0: mixed types), with f32 (FA) or Q8_1 activations.
+template <Prologue P, Epilogue E, int NT, bool FA>
+void (*quantized_gemv_kernel(int type))(GemvParams) {
+  switch (type) {
+    case kTypeQ4_0: return gemv_q8_kernel<P, E, kTypeQ4_0, NT, FA>;
+    case kTypeQ4_1: return gemv_q8_kernel<P, E, kTypeQ4_1, NT, FA>;
+    case kTypeQ8_0: return gemv_q8_kernel<P, E, kTypeQ8_0, NT, FA>;
+    default: return gemv_q8_kernel<P, E, 0, NT, FA>;
+  }
+}
+
+// The GEMV kernel the engine launches for weights of `type` (kTypeF16: fp16 weights, which take f32 activations).
+template <Prologue P, Epilogue E, int NT>
+void (*gemv_kernel(int type, bool float_act))(GemvParams) {
+  if (type == kTypeF16) return gemv_q8_kernel<P, E, kTypeF16, NT, false>;
+  return float_act ? quantized_gemv_kernel<P, E, NT, true>(type) : quantized_gemv_kernel<P, E, NT, false>(type);
+}
+
+// Above 48 KiB of dynamic shared memory a kernel must opt in: every quantized kernel of the engine's activation
+// form, and with_f16 the fp16-weight kernel (f32 activations can need more than fits: set only where launched).
 template <Prologue P, Epilogue E, int NT = 1>
 void allow_gemv_smem(int k, bool with_f16, bool float_act) {
-  const int bytes = static_cast<int>(gemv_smem_bytes(k, kGemvWarps, NT));
-  const int f32_bytes = static_cast<int>(gemv_smem_bytes(k, kGemvWarps, NT, true));
-  auto allow = [](auto kernel, int n) {
-    EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, n));
+  auto allow = [&](int type) {
+    const int bytes = static_cast<int>(gemv_smem_bytes(k, kGemvWarps, NT, float_act || float_activations(type)));
+    EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(gemv_kernel<P, E, NT>(type, float_act),
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   };
-  if (float_act) {
-    for (auto kernel : {gemv_q8_kernel<P, E, 0, NT, true>, gemv_q8_kernel<P, E, kTypeQ4_0, NT, true>,
-                        gemv_q8_kernel<P, E, kTypeQ4_1, NT, true>, gemv_q8_kernel<P, E, kTypeQ8_0, NT, true>}) {
-      allow(kernel, f32_bytes);
-    }
-  } else {
-    for (auto kernel : {gemv_q8_kernel<P, E, 0, NT, false>, gemv_q8_kernel<P, E, kTypeQ4_0, NT, false>,
-                        gemv_q8_kernel<P, E, kTypeQ4_1, NT, false>, gemv_q8_kernel<P, E, kTypeQ8_0, NT, false>}) {
-      allow(kernel, bytes);
-    }
-  }
-  if (with_f16) allow(gemv_q8_kernel<P, E, kTypeF16, NT, false>, f32_bytes);
+  for (int type : {0, kTypeQ4_0, kTypeQ4_1, kTypeQ8_0}) allow(type);
+  if (with_f16) allow(kTypeF16);
 }
 
 // The fp16 copy of a matrix the engine runs with fp16 weights: src (staged on the device in the loader's format:
@@ -156,24 +163,7 @@ void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool program
   cfg.attrs = attr;
   cfg.numAttrs = programmatic ? 1 : 0;
   cfg.dynamicSmemBytes = gemv_smem_bytes(p.k, kGemvWarps, NT, float_act || float_activations(type));
-  auto launch = [&](auto kernel) { EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p)); };
-  if (type == kTypeF16) {
-    launch(gemv_q8_kernel<P, E, kTypeF16, NT, false>);
-  } else if (float_act) {
-    switch (type) {
-      case kTypeQ4_0: launch(gemv_q8_kernel<P, E, kTypeQ4_0, NT, true>); break;
-      case kTypeQ4_1: launch(gemv_q8_kernel<P, E, kTypeQ4_1, NT, true>); break;
-      case kTypeQ8_0: launch(gemv_q8_kernel<P, E, kTypeQ8_0, NT, true>); break;
-      default: launch(gemv_q8_kernel<P, E, 0, NT, true>); break;
-    }
-  } else {
-    switch (type) {
-      case kTypeQ4_0: launch(gemv_q8_kernel<P, E, kTypeQ4_0, NT, false>); break;
-      case kTypeQ4_1: launch(gemv_q8_kernel<P, E, kTypeQ4_1, NT, false>); break;
-      case kTypeQ8_0: launch(gemv_q8_kernel<P, E, kTypeQ8_0, NT, false>); break;
-      default: launch(gemv_q8_kernel<P, E, 0, NT, false>); break;
-    }
-  }
+  EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_kernel<P, E, NT>(type, float_act), p));
 }
 
 Segment segment(const DeviceMatrix& m) { return Segment{m.data, m.type, m.rows, m.row_bytes}; }
@@ -316,13 +306,13 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
     std::size_t bytes;   // on the device
     std::size_t offset;
     int to_f16_from;     // -1: copied as is; else the host type converted to fp16 (F32 = 0 or a quantized type)
-    int rows, cols;
+    int rows, cols, src_row_bytes;  // fp16 pieces: the host matrix's shape and row size
     std::string name;
   };
   std::vector<Piece> pieces;
   std::size_t total = 0;
   auto add = [&](const void* host, std::size_t bytes) {
-    pieces.push_back({host, bytes, total, -1, 0, 0, {}});
+    pieces.push_back({host, bytes, total, -1, 0, 0, 0, {}});
     total += align_up(bytes);
     return pieces.size() - 1;
   };
@@ -333,6 +323,7 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
     pieces[i].to_f16_from = host_type(w);
     pieces[i].rows = static_cast<int>(rows);
     pieces[i].cols = static_cast<int>(cols);
+    pieces[i].src_row_bytes = static_cast<int>(host_row_bytes(w));
     pieces[i].name = name;
     return i;
   };
@@ -374,9 +365,7 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
     if (pc.to_f16_from < 0) {
       weights_->copy_from_host(pc.host, pc.bytes, pc.offset, stream_.get());
     } else {
-      const std::size_t src_row = pc.to_f16_from == 0 ? pc.cols * sizeof(float)
-                                                      : pc.cols / kQK * block_bytes(pc.to_f16_from);
-      staging_bytes = std::max(staging_bytes, static_cast<std::size_t>(pc.rows) * src_row);
+      staging_bytes = std::max(staging_bytes, static_cast<std::size_t>(pc.rows) * pc.src_row_bytes);
     }
   }
   if (staging_bytes > 0) {
@@ -384,13 +373,11 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
     DeviceBuffer bad(sizeof(int));
     for (const Piece& pc : pieces) {
       if (pc.to_f16_from < 0) continue;
-      const int src_row = static_cast<int>(pc.to_f16_from == 0 ? pc.cols * sizeof(float)
-                                                               : pc.cols / kQK * block_bytes(pc.to_f16_from));
-      staging.copy_from_host(pc.host, static_cast<std::size_t>(pc.rows) * src_row, 0, stream_.get());
+      staging.copy_from_host(pc.host, static_cast<std::size_t>(pc.rows) * pc.src_row_bytes, 0, stream_.get());
       bad.fill_bytes(0, stream_.get());
       auto* dst = reinterpret_cast<__half*>(static_cast<std::uint8_t*>(weights_->data()) + pc.offset);
       to_f16_kernel<<<4 * multiprocessors_, 256, 0, stream_.get()>>>(static_cast<const std::uint8_t*>(staging.data()),
-                                                                     pc.to_f16_from, pc.rows, pc.cols, src_row, dst,
+                                                                     pc.to_f16_from, pc.rows, pc.cols, pc.src_row_bytes, dst,
                                                                      static_cast<int*>(bad.data()));
       EDGELLM_CUDA_CHECK(cudaGetLastError());
       int n_bad = 0;
