@@ -2,8 +2,9 @@
 // CUDA graph; gpu_persistent.cu: every GEMV of a step inside one persistent kernel).
 //
 // A GEMV here is split in two device functions so that a caller can overlap a GEMV's first weight loads with
-// whatever precedes it: gemv_prefetch() loads the first batch of this block's first row pair into registers (it
-// reads weights only, which nothing writes), gemv_compute() builds the Q8_1 activation from the prologue's
+// whatever precedes it: gemv_prefetch() loads the first batch of this block's first row pair into registers, with
+// the RmsNorm weights and the RoPE epilogue's inputs (it reads nothing a step writes), gemv_compute() builds the
+// Q8_1 activation from the prologue's
 // source and runs the dot products and the epilogue. Both are called by every thread of a block of WARPS warps.
 #pragma once
 
@@ -109,6 +110,9 @@ struct GemvParams {
   int max_seq = 0, head_dim = 0, n_rot = 0, neox = 0;
   const float* inv_freq = nullptr;
   const int* state = nullptr;      // {token, position, ...}
+  // Graph-step diagnostics (GpuEngine::enable_stage_trace; null otherwise): 4 global-timer slots per launch,
+  // written by gpu_engine.cu's GEMV kernel.
+  unsigned long long* trace = nullptr;
 };
 
 struct Act {
@@ -135,6 +139,13 @@ __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
+}
+
+// The GPU's global timer in ns (stage traces).
+__device__ __forceinline__ unsigned long long globaltimer_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+  return t;
 }
 
 // The raw data of one item (a quarter of a block) and its block's scales, loaded together and kept as raw bits:
@@ -293,6 +304,10 @@ __device__ __forceinline__ float block_value_any(int type, const Item& it, int b
 // kBatch rounds of items per lane and row, loaded into registers before any is used so that their loads are in
 // flight together; with <= 48 items per warp one batch covers the row's share.
 constexpr int kBatch = 2;
+// Prologue loads per thread and round (build_activation), all issued before any is used; the first
+// kNormPrefetch RmsNorm weights of a thread come from gemv_prefetch (K <= 1024 with 8 warps: few registers held).
+constexpr int kPrologueLoads = 16;
+constexpr int kNormPrefetch = 4;
 
 struct RowPair {
   const std::uint8_t* a = nullptr;
@@ -416,15 +431,16 @@ __device__ __forceinline__ void quantize_octet(const float (&v)[8], bool valid, 
 // Pass 1 stages the values (x * g for RmsNorm) in shared memory, with every global load of a thread in flight
 // at once; pass 2 quantizes, one thread per 8 elements (4 threads per 32-element block, combined by shuffles).
 // FLOAT_ACT (fp16 weights): pass 2 only applies the RmsNorm scale to the staged values, which are the activation.
+// g_first: the first norm weights of the first round, as gemv_prefetch() loaded them (RmsNorm).
 template <Prologue P, int WARPS, bool COHERENT, bool FLOAT_ACT = false>
-__device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq, float* sd, float* ss,
-                                 float* red) {
+__device__ void build_activation(const GemvParams& p, const float (&g_first)[kNormPrefetch], float* sv,
+                                 std::int8_t* sq, float* sd, float* ss, float* red) {
   constexpr int kThreads = WARPS * 32;
   const int k = p.k;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   float sum = 0.0f;
   // Rounds of kPerThread loads per thread, all issued before any is used.
-  constexpr int kPerThread = 16;
+  constexpr int kPerThread = kPrologueLoads;
   for (int base = 0; base < k; base += kPerThread * kThreads) {
     float x[kPerThread], g[kPerThread];
 #pragma unroll
@@ -438,7 +454,7 @@ __device__ void build_activation(const GemvParams& p, float* sv, std::int8_t* sq
         } else {
           x[j] = load_act<COHERENT>(static_cast<const float*>(p.in) + i);
         }
-        if constexpr (P == Prologue::RmsNorm) g[j] = p.norm_w[i];
+        if constexpr (P == Prologue::RmsNorm) g[j] = base == 0 && j < kNormPrefetch ? g_first[j] : p.norm_w[i];
       }
     }
 #pragma unroll
@@ -667,16 +683,27 @@ __device__ __forceinline__ RowPair pair_row_pointers(const GemvParams& p, const 
   return rp;
 }
 
-// The row pair a group works on and its loaded batch, carried from gemv_prefetch() into gemv_compute().
+// The row pair a group works on and its loaded batch, carried from gemv_prefetch() into gemv_compute(), with the
+// other values that nothing writes during a step: this thread's first round of RmsNorm weights
+// (build_activation's g), and for QkvRope the position and the first pair's RoPE frequency and biases (its
+// epilogue's loads).
 struct GemvCursor {
   PairRows r{};
   RowPair rp;
   Batch bt;
+  float norm_w[kNormPrefetch];
+  float rope_freq = 0.0f, bias_a = 0.0f, bias_b = 0.0f;
+  int pos = 0;
 };
 
-// Loads the first batch of this block's first row pair (block `block` of the GEMV's grid; p.ksplit set).
+// Loads the first batch of this block's first row pair (block `block` of the GEMV's grid; p.ksplit set) and the
+// cursor's other values: everything the GEMV reads that no kernel or stage of the step writes (the weights, and
+// the position: written before the step, by the host copy or the previous step's argmax), so that a caller can
+// issue it before waiting for the previous kernel or stage (its latency, often a DRAM miss, then overlaps the
+// wait).
 template <Epilogue E, int TYPE, int WARPS>
 __device__ __forceinline__ void gemv_prefetch(const GemvParams& p, int block, GemvCursor& c) {
+  if constexpr (E == Epilogue::QkvRope) c.pos = p.state[1];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int kshift = __ffs(p.ksplit) - 1;  // ksplit is a power of two
   const int groups = WARPS >> kshift, group = warp >> kshift, sub = warp & (p.ksplit - 1);
@@ -685,6 +712,20 @@ __device__ __forceinline__ void gemv_prefetch(const GemvParams& p, int block, Ge
     c.r = pair_rows<E>(p, pair);
     c.rp = pair_row_pointers(p, c.r);
     load_batch<TYPE>(c.rp, 0, p.k / kQK * 4, sub * 32 + lane, 32 * p.ksplit, c.bt);
+    if constexpr (E == Epilogue::QkvRope) {
+      if (c.r.rope_i >= 0) c.rope_freq = p.inv_freq[c.r.rope_i];
+      if (const float* bias = p.bias[c.r.seg_a]) {
+        c.bias_a = bias[c.r.row_a];
+        c.bias_b = bias[c.r.row_b];
+      }
+    }
+  }
+  if (p.norm_w) {  // RmsNorm: the indices build_activation's first round uses
+#pragma unroll
+    for (int j = 0; j < kNormPrefetch; ++j) {
+      const int i = j * WARPS * 32 + static_cast<int>(threadIdx.x);
+      c.norm_w[j] = i < p.k ? p.norm_w[i] : 1.0f;
+    }
   }
 }
 
@@ -710,7 +751,7 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
   constexpr bool kFloatAct = FLOAT_ACT || float_activations(TYPE);
   Act act[NT];
   if constexpr (NT == 1) {
-    build_activation<P, WARPS, COHERENT, kFloatAct>(p, s.sv, s.sq, s.sd, s.ss, s.red);
+    build_activation<P, WARPS, COHERENT, kFloatAct>(p, c.norm_w, s.sv, s.sq, s.sd, s.ss, s.red);
   } else {  // group_sum's WARPS * NT float2 are free until the first reduction
     build_activations<P, WARPS, COHERENT, NT, kFloatAct>(p, s.sq, s.sd, s.ss, reinterpret_cast<float*>(s.group_sum),
                                                         s.sv);
@@ -725,9 +766,13 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
   }
 
   const int stride = n_blocks * groups;
+  // The first pair's epilogue values from gemv_prefetch (the cursor moves on to the next round's pair below).
+  const float first_freq = c.rope_freq, first_bias_a = c.bias_a, first_bias_b = c.bias_b;
+  const int position = c.pos;  // QkvRope
   for (int pair_base = block * groups; pair_base < p.n_pairs; pair_base += stride) {  // block-uniform
     const int pair = pair_base + group;
     const bool active = pair < p.n_pairs;  // warp-uniform
+    const bool first_round = pair_base == block * groups;
     const PairRows cur = c.r;
     const RowPair cur_rp = c.rp;
     float2 dot[NT];
@@ -791,12 +836,14 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
         out[cur.row_a] = g / (1.0f + expf(-g)) * d.y;  // silu(gate) * up
       } else {  // QkvRope: bias, rotation, fp16 stores (q buffer, or the cache at the current position)
         float a = d.x, b = d.y;
-        const float* bias = p.bias[cur.seg_a];
-        if (bias) { a += bias[cur.row_a]; b += bias[cur.row_b]; }
-        const int pos = load_act<COHERENT>(p.state + 1) + t;
+        if (const float* bias = p.bias[cur.seg_a]) {
+          a += first_round ? first_bias_a : bias[cur.row_a];
+          b += first_round ? first_bias_b : bias[cur.row_b];
+        }
+        const int pos = position + t;
         if (cur.rope_i >= 0) {
           float sn, cs;
-          sincosf(static_cast<float>(pos) * p.inv_freq[cur.rope_i], &sn, &cs);
+          sincosf(static_cast<float>(pos) * (first_round ? first_freq : p.inv_freq[cur.rope_i]), &sn, &cs);
           const float a2 = a * cs - b * sn;
           b = a * sn + b * cs;
           a = a2;

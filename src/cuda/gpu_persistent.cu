@@ -17,12 +17,6 @@ constexpr int kMaxGqa = kPersistentMaxGqa;
 constexpr int kMinChunk = 64;    // keys per attention unit: at least this many ...
 constexpr int kMaxChunk = 1024;  // ... and at most this many (the scores live in shared memory)
 
-__device__ __forceinline__ unsigned long long globaltimer_ns() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
-  return t;
-}
-
 // Grid-wide barrier over a counter that only grows during the launch (target: the arrivals expected so far).
 // Release on arrival and a fence after the (relaxed) spin make every block's writes before the barrier visible to
 // every block after it (the pattern of cooperative groups' grid sync); data written by other blocks is read with
