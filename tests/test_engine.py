@@ -512,6 +512,27 @@ def test_context_beyond_cache(tiny: Path) -> None:
     assert np.array_equal(before, logits)
 
 
+def test_greedy_continuation(tiny: Path) -> None:
+    m = Model.load(tiny, n_threads=1, n_ctx=16)
+    m.prefill([1, 2, 3])
+    ref = [m.forward(4)]
+    for _ in range(6):
+        ref.append(m.forward(ref[-1]))
+    m.truncate(3)
+    token = m.forward(4)
+    assert list(m.greedy(token, 6)) == ref[1:] and m.n_past == 10
+    m.truncate(4)
+    it = m.greedy(token, 6)
+    assert [next(it), next(it)] == ref[1:3]
+    it.close()
+    assert m.n_past == 6  # token and ref[1] fed
+    with pytest.raises(ContextFullError, match="n_ctx"):
+        m.greedy(token, 11)
+    with pytest.raises(ValueError, match="n_new"):
+        m.greedy(token, 0)
+    assert m.n_past == 6
+
+
 def test_engine_binding_checks_weights(tiny: Path) -> None:
     m = Model.load(tiny, n_threads=1, n_ctx=8)
     weights = dict(m._gguf.weights)

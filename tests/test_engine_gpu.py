@@ -109,9 +109,9 @@ def test_gpu_matches_cpu_on_tiny_models(tmp_path: Path, arch: str, types: dict[s
     assert (a.argmax(axis=1) == b.argmax(axis=1))[clear].all()
     c = gpu.gpu_counters()
     if step_mode == "graph":
-        assert c["graph_nodes"] == c["kernels_per_step"] + 1 == 5 * 3 + 4  # + the 4-byte token copy
-    else:  # the counters' memset, the kernel, the token copy
-        assert c["persistent"] == 1 and c["kernels_per_step"] == 1 and c["graph_nodes"] == 3
+        assert c["graph_nodes"] == c["kernels_per_step"] == 5 * 3 + 3  # the token copy follows the graph
+    else:  # the counters' memset, the kernel
+        assert c["persistent"] == 1 and c["kernels_per_step"] == 1 and c["graph_nodes"] == 2
 
 
 @pytest.mark.gpu
@@ -262,11 +262,27 @@ def test_gpu_batched_prefill_after_decode_up_to_a_full_cache(tmp_path: Path) -> 
 
 
 @pytest.mark.gpu
+def test_graph_stage_trace(tmp_path: Path) -> None:
+    path = _tiny(tmp_path / "m.gguf", "llama", {}, True)
+    m = Model.load(path, device="cuda", n_ctx=16)
+    ref = [m.forward(t) for t in (3, 7)]
+    m.reset()
+    m._engine._enable_stage_trace()
+    assert set(m._engine._stage_trace()) == {0}  # nothing ran yet
+    assert [m.forward(t) for t in (3, 7)] == ref  # the trace changes no result
+    t = m._engine._stage_trace()
+    assert len(t) == 4 * (4 * 3 + 1)  # 4 timers per GEMV launch: 4 per layer + the LM head
+    launches = [t[i:i + 4] for i in range(0, len(t), 4)]
+    for start, first_past_wait, last_past_wait, end in launches:
+        assert 0 < start <= first_past_wait <= last_past_wait <= end
+    for before, after in zip(launches, launches[1:]):
+        # the programmatic wait returns only once the previous kernels have finished
+        assert after[1] >= before[3]
+
+
+@pytest.mark.gpu
 def test_persistent_stage_trace(tmp_path: Path) -> None:
     path = _tiny(tmp_path / "m.gguf", "llama", {}, True)
-    graph = Model.load(path, device="cuda", n_ctx=16)
-    with pytest.raises(ValueError, match="persistent"):
-        graph._engine._enable_stage_trace()
     m = Model.load(path, device="cuda", n_ctx=16, step_mode="persistent")
     m._engine._enable_stage_trace()
     assert set(m._engine._stage_trace()) == {0}  # nothing ran yet
@@ -309,6 +325,54 @@ def test_gpu_greedy_generation_and_state(tmp_path: Path, step_mode: str) -> None
     gpu._engine.truncate(len(prompt) - 1)
     gpu.forward(prompt[-1], lb)
     assert np.array_equal(la, lb)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("step_mode", STEP_MODES)
+def test_gpu_pipelined_greedy(tmp_path: Path, step_mode: str) -> None:
+    # Model.greedy submits each step before reading the previous token: the same tokens and cache as a loop of
+    # synchronous steps; closing it early drops the step in flight.
+    path = _tiny(tmp_path / "m.gguf", "llama", {}, True, seed=4)
+    gpu = Model.load(path, device="cuda", n_ctx=64, step_mode=step_mode)
+    gpu.prefill([5, 200, 17])
+    token = gpu.forward(9)
+    ref = [token]
+    for _ in range(20):
+        ref.append(gpu.forward(ref[-1]))
+    gpu.truncate(4)
+    assert list(gpu.greedy(token, 20)) == ref[1:] and gpu.n_past == 24
+    assert gpu.gpu_counters()["last_step_h2d_bytes"] == 0  # every step after the first fed from the device
+    gpu.truncate(4)
+    it = gpu.greedy(token, 20)
+    head = [next(it) for _ in range(5)]
+    it.close()
+    assert head == ref[1:6] and gpu.n_past == 9
+    assert gpu.forward(head[-1]) == ref[6]  # the cache holds exactly the 9 positions fed
+    with pytest.raises(ContextFullError):
+        gpu.greedy(token, 64)
+    e = gpu._engine
+    with pytest.raises(RuntimeError, match="no step in flight"):
+        e.collect()
+    e.truncate(4)
+    with pytest.raises(RuntimeError, match="no previous step's token"):
+        e.submit(None)
+    with pytest.raises(ValueError, match="token"):
+        e.submit(-3)
+    e.submit(token)
+    for _ in range(3):
+        e.submit(None)
+    with pytest.raises(RuntimeError, match="in flight"):
+        e.submit(None)
+    with pytest.raises(RuntimeError, match="not collected"):
+        e.step(1, None, True)
+    with pytest.raises(RuntimeError, match="not collected"):
+        e.prefill(np.array([1, 2]), None)
+    assert e.in_flight == 4 and e.n_past == 8
+    assert [e.collect() for _ in range(4)] == ref[1:5]
+    e.submit(None)
+    e.truncate(6)  # waits for the step in flight and discards it
+    assert e.in_flight == 0 and e.n_past == 6
+    assert gpu.forward(ref[2]) == ref[3]
 
 
 @pytest.mark.gpu

@@ -4,7 +4,9 @@
     python tools/engine_probe.py --synthetic DIR   # writes a random SmolLM2-shaped GGUF (30 layers, vocab 258)
     python tools/engine_probe.py --synthetic DIR --synthetic-type F16   # the same with F16 matrices
 
-Prints per-run TTFT, decode tok/s for 128 greedy tokens, and the GPU engine's counters, as JSON lines.
+Prints per-run TTFT, decode tok/s for 128 greedy tokens (generate: pipelined on the GPU) and for the same steps
+as a Model.forward loop (one synchronous step per call), and the GPU engine's counters, as JSON lines.
+--trace: per-stage GPU times of the last step (both step modes; GpuEngine::stage_trace).
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ def main() -> int:
     ap.add_argument("--step-mode", default="graph", choices=["graph", "persistent"])
     ap.add_argument("--activations", default=None, choices=["q8_1", "f32"],
                     help="GPU engine GEMV activations (default: the engine's for the step mode)")
-    ap.add_argument("--trace", action="store_true", help="persistent step: per-stage times of block 0 (last step)")
+    ap.add_argument("--trace", action="store_true", help="per-stage GPU times of the last step")
     args = ap.parse_args()
-    if args.trace and (args.device != "cuda" or args.step_mode != "persistent"):
-        ap.error("--trace needs --device cuda --step-mode persistent")
+    if args.trace and args.device != "cuda":
+        ap.error("--trace needs --device cuda")
     from edgellm_ext.models import Model
 
     path = args.model
@@ -64,14 +66,44 @@ def main() -> int:
     for run in range(args.runs + 1):
         toks = list(m.generate(prompt, args.new, stop_at_eos=False))
         s = m.last_stats
+        m.truncate(int(prompt.size))
+        token = toks[0]
+        t0 = time.perf_counter()
+        for _ in range(args.new - 1):
+            token = m.forward(token)
+        forward_tok_s = (args.new - 1) / (time.perf_counter() - t0)
         rec = {"run": run, "warmup": run == 0, "prompt": int(prompt.size), "ttft_ms": round(s.prefill_s * 1e3, 2),
-               "decode_tok_s": round(s.decode_tok_s, 1), "first_tokens": toks[:8]}
+               "decode_tok_s": round(s.decode_tok_s, 1), "forward_loop_tok_s": round(forward_tok_s, 1),
+               "same_tokens": token == toks[-1], "first_tokens": toks[:8]}
         if args.device == "cuda":
             rec.update(m.gpu_counters())
         print(json.dumps(rec), flush=True)
     if args.trace:
-        print(json.dumps(_stage_summary(m._engine._stage_trace(), m.config.n_layer)), flush=True)
+        t = m._engine._stage_trace()
+        summary = _stage_summary if args.step_mode == "persistent" else _graph_stage_summary
+        print(json.dumps(summary(t, m.config.n_layer)), flush=True)
     return 0
+
+
+def _graph_stage_summary(t: list[int], n_layer: int) -> dict[str, object]:
+    """Per GEMV kind, the mean over layers (us) of: 'gap' = its first block past the programmatic wait minus the
+    previous GEMV's last block end (for o-proj: the attention kernel and two launches lie in between), 'early' =
+    how long before that its first block started (weights prefetched meanwhile), 'skew' = last minus first block
+    past the wait, 'work' = last block's end minus first block past the wait."""
+    kinds = ["qkv", "o-proj", "gate/up", "down"] * n_layer + ["head"]
+    rows = [t[4 * i:4 * i + 4] for i in range(len(kinds))]
+    acc: dict[str, dict[str, list[float]]] = {}
+    for i, (kind, (start, first, last, end)) in enumerate(zip(kinds, rows)):
+        a = acc.setdefault(kind, {"gap": [], "early": [], "skew": [], "work": []})
+        if i > 0:
+            a["gap"].append((first - rows[i - 1][3]) / 1e3)
+        a["early"].append((first - start) / 1e3)
+        a["skew"].append((last - first) / 1e3)
+        a["work"].append((end - first) / 1e3)
+    return {"graph_stage_trace_us": {
+        "total": round((rows[-1][3] - rows[0][0]) / 1e3, 1),
+        "per_kind_mean": {k: {m: round(float(np.mean(v)), 2) if v else None for m, v in a.items()}
+                          for k, a in acc.items()}}}
 
 
 def _stage_summary(t: list[int], n_layer: int) -> dict[str, object]:

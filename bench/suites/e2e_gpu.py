@@ -8,9 +8,11 @@ given by the environment variable EDGELLM_LLAMA_BENCH; without it the llama.cpp 
 What is timed, per context depth d (methodology: depths 0 and 4096):
   ours      : both GEMV activation forms of the GPU engine (Model.load(..., activations=...)), each its own engine
               row: "f32" (the graph step's default) and "q8_1" (Q8_1-quantized activations, ggml's arithmetic); reset, prefill d random token ids (d = 0: one token) -> TTFT; then num_predict - 1 greedy steps
-              (Model.forward: one graph replay + the 4-byte token id back to the host, Python loop included)
-              -> decode tok/s = steps / their wall time. Runs repeated; the prefill of depth d is done once and
-              the cache truncated back to d before each decode run (as llama-bench fills the cache, untimed).
+              through Model.greedy (generate's greedy path: each step a graph replay, submitted before the
+              previous step's 4-byte token id is read on the host; Python loop included) -> decode tok/s = steps
+              / their wall time; and the same steps as a Model.forward loop (one synchronous step per call), its
+              own row. Runs repeated; the prefill of depth d is done once and the cache truncated back to d
+              before each decode run (as llama-bench fills the cache, untimed).
   llama.cpp : llama-bench -ngl 99 -p 512 -n num_predict -d 0,4096 -r R (flash attention off, its default; and
               on) -> its per-repetition tok/s samples of tg (decode) and pp (batched prefill of 512 tokens).
 Ratios are of medians with bootstrap confidence intervals (results.comparison). Prefill is NOT like for like:
@@ -95,6 +97,7 @@ def _ours(ctx: Any, path: str, n_new: int, runs: int, warmup: int, activations: 
         params = {"device": "cuda", "quant": "Q4_1", "depth": depth, "new_tokens": n_new, "activations": activations}
         ttft_ms: list[float] = []
         decode: list[float] = []
+        forward_loop: list[float] = []
         # TTFT: the whole prompt each time (fresh cache), a few times; at depth 4096 that is 4096 graph replays.
         for i in range(warmup + (3 if depth else runs)):
             model.reset()
@@ -108,22 +111,33 @@ def _ours(ctx: Any, path: str, n_new: int, runs: int, warmup: int, activations: 
         with power:
             for i in ctx.progress(range(warmup + runs), desc=f"ours {activations} d={depth}", total=warmup + runs):
                 model.truncate(prompt_len)
-                token = first
                 t0 = time.perf_counter()
+                streamed = list(model.greedy(first, n_new - 1))
+                dt = time.perf_counter() - t0
+                model.truncate(prompt_len)
+                token = first
+                t1 = time.perf_counter()
                 for _ in range(n_new - 1):
                     token = model.forward(token)
-                dt = time.perf_counter() - t0
+                dt_forward = time.perf_counter() - t1
+                if token != streamed[-1]:
+                    raise RuntimeError(f"greedy stream and forward loop disagree at depth {depth}")
                 if i >= warmup:
                     decode.append((n_new - 1) / dt)
+                    forward_loop.append((n_new - 1) / dt_forward)
         p = power.result()
         counters = model.gpu_counters()
-        e_tok = energy_per_token_j(p, (warmup + runs) * (n_new - 1))
+        e_tok = energy_per_token_j(p, 2 * (warmup + runs) * (n_new - 1))
         found[("ours", activations, depth)] = R.measurement(
             name=f"decode tok/s d={depth}", kind="end-to-end", engine=engine, metric="decode_tok_s", unit="tok/s",
             samples=decode, params=params, model=_MODEL, power=p,
-            notes="(num_predict - 1) greedy steps after the prompt, wall time, per run",
+            notes="(num_predict - 1) greedy steps after the prompt (Model.greedy: pipelined), wall time, per run",
             extra={"counters": counters, "energy_per_token_j": e_tok})
         yield found[("ours", activations, depth)]
+        yield R.measurement(
+            name=f"decode tok/s d={depth} (forward loop)", kind="end-to-end", engine=engine, metric="decode_tok_s",
+            unit="tok/s", samples=forward_loop, params=params, model=_MODEL,
+            notes="the same steps as a Model.forward loop (one synchronous step per call), wall time, per run")
         yield R.measurement(name=f"TTFT d={depth}", kind="end-to-end", engine=engine, metric="ttft_ms", unit="ms",
                             samples=ttft_ms, params=params, model=_MODEL,
                             notes=f"{prompt_len} prompt token(s) in batched steps of 8 (the last 1-8 as decode "
@@ -132,11 +146,11 @@ def _ours(ctx: Any, path: str, n_new: int, runs: int, warmup: int, activations: 
                             metric="prefill_tok_s", unit="tok/s", samples=[prompt_len / (t / 1e3) for t in ttft_ms],
                             params=params, model=_MODEL, notes="prompt tokens / TTFT (batched steps of 8)")
         yield R.note(f"ours ({activations} activations) d={depth}: {counters['kernels_per_step']} kernels per token in one CUDA graph "
-                     f"({counters['graph_nodes']} graph nodes incl. the token copy); host->device "
+                     f"({counters['graph_nodes']} graph nodes; the 4-byte token copy follows the graph); host->device "
                      f"{counters['last_step_h2d_bytes']} B and device->host {counters['last_step_d2h_bytes']} B per "
                      f"greedy step; {counters['device_bytes'] / 2**20:.1f} MiB allocated by the engine; "
                      f"energy per decoded token {e_tok if e_tok is None else round(e_tok * 1e3, 3)} mJ (NVML, whole "
-                     "GPU, decode runs only)")
+                     "GPU, decode runs only: greedy streams and forward loops together)")
     used = _nvml_process_used_mib()
     yield R.note(f"process GPU memory in use after the runs (NVML, incl. the CUDA context and any torch allocations): "
                  f"{'unavailable' if used is None else f'{used:.0f} MiB'}")

@@ -26,6 +26,7 @@ constexpr int kBlocksPerSm = 4;   // GEMV grid cap: row pairs beyond it are loop
 constexpr int kEmbedThreads = 256;
 constexpr int kArgmaxThreads = 1024;
 constexpr int kPrefillTokens = 8;  // prompt tokens per batched prefill step (each GEMV weight load serves all 8)
+constexpr int kStepSlotInts = 4;   // a step in flight's pinned slot: {token, position} in, argmax out, padding
 
 // ------------------------------------------------------------------------------------------------ GEMV kernel
 // One GEMV of gemv_q8.cuh per launch (prologue, dot products and epilogue as documented there).
@@ -34,15 +35,29 @@ constexpr int kPrefillTokens = 8;  // prompt tokens per batched prefill step (ea
 // before waiting for the previous kernel (weights are never written), so their latency overlaps its tail.
 // NT: tokens per launch (1: a decode step; kPrefillTokens: a batched prefill step). FA: f32 activations for
 // quantized weights (the engine's activations option; fp16 weights always use them).
+// p.trace (GpuEngine::enable_stage_trace; null otherwise): [0] the first block's start, [1] the first block past
+// the wait, [2] ~(the last block past the wait), [3] ~(the last block's end), in global-timer ns: atomicMin on
+// slots preset to all ones (~t turns the latest time into a minimum).
 template <Prologue P, Epilogue E, int TYPE, int NT, bool FA>
 __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   const GemvSmem s = gemv_smem(smem, p.k, kGemvWarps, NT, FA || float_activations(TYPE));
+  unsigned long long* const trace = threadIdx.x == 0 ? p.trace : nullptr;
+  if (trace) atomicMin(trace, globaltimer_ns());
   pdl_trigger();
   GemvCursor c;
   gemv_prefetch<E, TYPE, kGemvWarps>(p, blockIdx.x, c);
   pdl_wait();  // from here on, the previous kernels' outputs (x, o, act, the cache, state) are visible
+  if (trace) {
+    const unsigned long long t = globaltimer_ns();
+    atomicMin(trace + 1, t);
+    atomicMin(trace + 2, ~t);
+  }
   gemv_compute<P, E, TYPE, kGemvWarps, false, NT, FA>(p, blockIdx.x, gridDim.x, c, s, nullptr);
+  if (p.trace) {
+    __syncthreads();
+    if (trace) atomicMin(trace + 3, ~globaltimer_ns());
+  }
 }
 
 // ------------------------------------------------------------------------------------- embedding and argmax
@@ -180,9 +195,13 @@ struct GpuEngine::Graph {
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t exec = nullptr;
   std::size_t nodes = 0;
-  ~Graph() {
+  ~Graph() { reset(); }
+  void reset() {
     if (exec) cudaGraphExecDestroy(exec);
     if (graph) cudaGraphDestroy(graph);
+    exec = nullptr;
+    graph = nullptr;
+    nodes = 0;
   }
 };
 
@@ -436,8 +455,15 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
   state_ = std::make_unique<DeviceBuffer>(4 * sizeof(int));
   EDGELLM_CUDA_CHECK(cudaMemsetAsync(state_->data(), 0, state_->bytes(), stream_.get()));
   int* pinned = nullptr;
-  EDGELLM_CUDA_CHECK(cudaMallocHost(&pinned, (kPrefillTokens + 4) * sizeof(int)));
+  EDGELLM_CUDA_CHECK(cudaMallocHost(&pinned, (kPrefillTokens + 2) * sizeof(int)));
   host_io_.reset(pinned);
+  EDGELLM_CUDA_CHECK(cudaMallocHost(&pinned, kMaxInFlight * kStepSlotInts * sizeof(int)));
+  step_io_.reset(pinned);
+  for (int i = 0; i < kMaxInFlight; ++i) {
+    cudaEvent_t e = nullptr;
+    EDGELLM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    step_done_.emplace_back(e);
+  }
   stream_.synchronize();
   if (mode == GpuStepMode::Persistent) setup_persistent();
 }
@@ -583,21 +609,30 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
   const cpu::EngineConfig& c = config_;
   const auto& attention = attention_ops(b, false);
   int* state = static_cast<int*>(state_->data());
+  unsigned long long* trace = trace_ ? static_cast<unsigned long long*>(trace_->data()) : nullptr;
+  if (trace) EDGELLM_CUDA_CHECK(cudaMemsetAsync(trace, 0xFF, trace_->bytes(), stream));  // see gemv_q8_kernel
+  auto traced = [&](GemvParams p) {
+    if (trace) {
+      p.trace = trace;
+      trace += 4;
+    }
+    return p;
+  };
   embed_kernel<<<1, kEmbedThreads, 0, stream>>>(segment(tok_embd_), static_cast<int>(c.n_embd), state, state,
                                                 state + 2, static_cast<float*>(x_->data()));
   EDGELLM_CUDA_CHECK_LAUNCH("gpu engine embed");
   for (std::size_t l = 0; l < c.n_layer; ++l) {
-    const StepGemvs g = layer_gemvs(l, o_->data());
+    StepGemvs g = layer_gemvs(l, o_->data());
+    for (GemvParams& p : g.p) p = traced(p);
     launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope>(g.p[0], 3, multiprocessors_, programmatic_, float_activations_, stream);
     attention[l]->launch(stream);
     launch_gemv<Prologue::F16, Epilogue::AddResidual>(g.p[1], 1, multiprocessors_, programmatic_, float_activations_, stream);
     launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu>(g.p[2], 2, multiprocessors_, programmatic_, float_activations_, stream);
     launch_gemv<Prologue::F32, Epilogue::AddResidual>(g.p[3], 1, multiprocessors_, programmatic_, float_activations_, stream);
   }
-  launch_gemv<Prologue::RmsNorm, Epilogue::Store>(head_gemv(), 1, multiprocessors_, programmatic_, float_activations_, stream);
+  launch_gemv<Prologue::RmsNorm, Epilogue::Store>(traced(head_gemv()), 1, multiprocessors_, programmatic_, float_activations_, stream);
   argmax_kernel<<<1, kArgmaxThreads, 0, stream>>>(static_cast<const float*>(logits_->data()), output_.rows, state);
   EDGELLM_CUDA_CHECK_LAUNCH("gpu engine argmax");
-  EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_.get(), state, sizeof(int), cudaMemcpyDeviceToHost, stream));
 }
 
 // A batched prefill step: kPrefillTokens prompt tokens (prefill_io_: tokens, state {-, position}, lens) through
@@ -662,8 +697,12 @@ std::vector<std::unique_ptr<Fa2DecodeOp>>& GpuEngine::attention_ops(Bucket& b, b
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   for (std::size_t l = 0; l < c.n_layer; ++l) {
     // Plain launches for the attention (and the argmax): launching them programmatically changed the engine's
-    // outputs from run to run on the H200 (a race we have not found) and was no faster; the waiting hooks it needed
-    // inside fa2_decode also slowed the kernel by 5-50% in the kernels suite, so they were removed.
+    // outputs from run to run on the H200 and was no faster (twice: the second time, session 8, 1987 vs 2083 tok/s
+    // on the random SmolLM2-shaped model; a suspect: fa2_decode reads through const __restrict__ pointers, which
+    // may use the non-coherent load path, while a programmatic launch overlaps the kernel that writes q and the
+    // cache). Letting only the o-projection start early (the attention plain-launched, triggering its dependents
+    // at its top) was correct but no faster either: 2174 vs 2169 tok/s at depth 0, 1715 vs 1778 at depth 1000
+    // (the kernels after it then sit resident for longer). docs/engine.md has the stage trace behind this.
     ops.push_back(std::make_unique<Fa2DecodeOp>(
         shape, reinterpret_cast<std::uintptr_t>(q_->data()), k_base + l * layer_cache, v_base + l * layer_cache,
         reinterpret_cast<std::uintptr_t>(lens), reinterpret_cast<std::uintptr_t>(o_->data()), scale, b.length_hint,
@@ -698,7 +737,6 @@ void GpuEngine::enqueue_persistent_step(cudaStream_t stream) {
   p.trace = trace_ ? static_cast<unsigned long long*>(trace_->data()) : nullptr;
   EDGELLM_CUDA_CHECK(cudaMemsetAsync(sync_->data(), 0, sync_->bytes(), stream));
   launch_persistent_step(p, layer_type_, output_.type, multiprocessors_, persistent_smem_, stream);
-  EDGELLM_CUDA_CHECK(cudaMemcpyAsync(host_io_.get(), p.state, sizeof(int), cudaMemcpyDeviceToHost, stream));
 }
 
 // Captures what `enqueue` puts on the engine's stream into g (once).
@@ -729,8 +767,17 @@ void GpuEngine::check_tokens(const long long* tokens, std::size_t n) const {
   cpu::check_decode_tokens(config_, n_past_, tokens, n);
 }
 
-long long GpuEngine::step(long long token, float* logits) {
-  check_tokens(&token, 1);
+void GpuEngine::submit(long long token) {
+  if (in_flight() == kMaxInFlight) {
+    throw std::logic_error("GpuEngine::submit: " + std::to_string(kMaxInFlight) + " steps in flight; collect first");
+  }
+  const bool on_device = token == kTokenOnDevice;
+  if (on_device && !device_state_current_) {
+    throw std::logic_error("GpuEngine::submit: no previous step's token on the device (before the first step or "
+                           "after truncate): pass the token id");
+  }
+  const long long checked = on_device ? 0 : token;  // the device's token came from an argmax: only the context
+  check_tokens(&checked, 1);
   Graph* graph = nullptr;
   if (persistent_) {  // one graph for every length: the kernel reads the position itself
     if (!persistent_graph_) {
@@ -748,32 +795,69 @@ long long GpuEngine::step(long long token, float* logits) {
     graph = &b.decode;
   }
   cudaStream_t s = stream_.get();
+  const int slot = static_cast<int>(submitted_ % kMaxInFlight);
+  int* io = step_io_.get() + slot * kStepSlotInts;  // free: its previous step was collected
   last_h2d_bytes_ = 0;
-  if (!device_state_current_ || token != last_argmax_) {
+  if (!on_device && (!device_state_current_ || token != last_argmax_)) {
     // The device holds the position n_past_ unless truncate() changed it; write what differs.
-    host_io_.get()[0] = static_cast<int>(token);
-    host_io_.get()[1] = static_cast<int>(n_past_);
+    io[0] = static_cast<int>(token);
+    io[1] = static_cast<int>(n_past_);
     const std::size_t bytes = device_state_current_ ? sizeof(int) : 2 * sizeof(int);
     device_state_current_ = false;  // until this step has run: a failure below leaves the device state unknown
-    EDGELLM_CUDA_CHECK(cudaMemcpyAsync(state_->data(), host_io_.get(), bytes, cudaMemcpyHostToDevice, s));
+    EDGELLM_CUDA_CHECK(cudaMemcpyAsync(state_->data(), io, bytes, cudaMemcpyHostToDevice, s));
     last_h2d_bytes_ = bytes;
   }
+  device_state_current_ = false;
   EDGELLM_CUDA_CHECK(cudaGraphLaunch(graph->exec, s));
-  EDGELLM_CUDA_CHECK(cudaStreamSynchronize(s));
-  last_argmax_ = host_io_.get()[0];
+  EDGELLM_CUDA_CHECK(cudaMemcpyAsync(io + 2, state_->data(), sizeof(int), cudaMemcpyDeviceToHost, s));
+  EDGELLM_CUDA_CHECK(cudaEventRecord(step_done_[slot].get(), s));
+  ++submitted_;
+  ++n_past_;
+  device_state_current_ = true;  // {this step's argmax, n_past_}
+  last_argmax_ = -1;             // known once collected
   last_d2h_bytes_ = sizeof(int);
   last_graph_nodes_ = graph->nodes;
-  ++n_past_;
-  device_state_current_ = true;
+}
+
+long long GpuEngine::collect() {
+  if (in_flight() == 0) throw std::logic_error("GpuEngine::collect: no step in flight");
+  const int slot = static_cast<int>(collected_ % kMaxInFlight);
+  const cudaError_t err = cudaEventSynchronize(step_done_[slot].get());
+  if (err != cudaSuccess) {  // the device state is unknown: the next step writes token and position again
+    device_state_current_ = false;
+    collected_ = submitted_;
+    EDGELLM_CUDA_CHECK(err);
+  }
+  const long long token = step_io_.get()[slot * kStepSlotInts + 2];
+  ++collected_;
+  if (in_flight() == 0) last_argmax_ = token;  // the newest step's: what the device holds
+  return token;
+}
+
+void GpuEngine::drain() {
+  if (in_flight() == 0) return;
+  collected_ = submitted_;
+  stream_.synchronize();
+}
+
+long long GpuEngine::step(long long token, float* logits) {
+  if (in_flight() > 0) {
+    throw std::logic_error("GpuEngine::step: " + std::to_string(in_flight()) + " submitted step(s) not collected");
+  }
+  submit(token);
+  const long long best = collect();
   if (logits) {
     EDGELLM_CUDA_CHECK(cudaMemcpy(logits, logits_->data(), config_.n_vocab * sizeof(float), cudaMemcpyDeviceToHost));
     last_d2h_bytes_ += config_.n_vocab * sizeof(float);
   }
-  return last_argmax_;
+  return best;
 }
 
 long long GpuEngine::prefill(const long long* tokens, std::size_t n, float* logits) {
   if (n == 0) throw std::invalid_argument("GpuEngine: no tokens to prefill");
+  if (in_flight() > 0) {
+    throw std::logic_error("GpuEngine::prefill: " + std::to_string(in_flight()) + " submitted step(s) not collected");
+  }
   check_tokens(tokens, n);
   // Batched steps of kPrefillTokens while more than that many remain (the last token always goes through a
   // decode step, which runs the LM head), then decode steps.
@@ -804,20 +888,30 @@ long long GpuEngine::prefill(const long long* tokens, std::size_t n, float* logi
 }
 
 void GpuEngine::enable_stage_trace() {
-  if (!persistent_) throw std::invalid_argument("enable_stage_trace: the engine does not run the persistent step");
   if (trace_) return;
+  drain();
   trace_ = std::make_unique<DeviceBuffer>(stage_trace_entries() * sizeof(unsigned long long));
   trace_->fill_bytes(0, stream_.get());  // zeros until a step has run
-  persistent_graph_.reset();  // recaptured with the trace pointer at the next step
+  stream_.synchronize();
+  persistent_graph_.reset();  // the step graphs are captured again with the trace at the next step
+  for (auto& b : buckets_) b->decode.reset();
 }
 
-std::size_t GpuEngine::stage_trace_entries() const { return 1 + 2 * (5 * config_.n_layer + 2); }
+std::size_t GpuEngine::stage_trace_entries() const {
+  return persistent_ ? 1 + 2 * (5 * config_.n_layer + 2) : 4 * (4 * config_.n_layer + 1);
+}
 
 std::vector<unsigned long long> GpuEngine::stage_trace() const {
   std::vector<unsigned long long> t;
   if (!trace_) return t;
   t.resize(stage_trace_entries());
   trace_->copy_to_host(t.data(), t.size() * sizeof(unsigned long long), 0, stream_.get());
+  if (!persistent_) {  // the latest times are stored complemented (gemv_q8_kernel); a slot never written stays 0
+    for (std::size_t i = 0; i < t.size(); ++i) {
+      if (i % 4 >= 2) t[i] = ~t[i];
+      if (t[i] == ~0ull) t[i] = 0;
+    }
+  }
   return t;
 }
 
@@ -825,6 +919,7 @@ void GpuEngine::truncate(std::size_t n) {
   if (n > n_past_) {
     throw std::invalid_argument("truncate: " + std::to_string(n) + " > n_past " + std::to_string(n_past_));
   }
+  drain();
   n_past_ = n;
   device_state_current_ = false;  // the next step writes token and position
 }

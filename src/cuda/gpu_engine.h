@@ -98,15 +98,30 @@ class GpuEngine {
 
   // One token at position n_past(); fills logits (n_vocab floats, host) when given; returns the argmax (the LM
   // head always runs). cpu::ContextFull when the cache is full, std::out_of_range for a bad id: nothing changed.
+  // std::logic_error while submitted steps are not collected.
   long long step(long long token, float* logits);
+  // Pipelined decode (greedy streams): submit() enqueues one step at position n_past() (n_past() + 1 at once)
+  // and returns without waiting; collect() waits for the oldest submitted step and returns its argmax. So the
+  // next step runs on the GPU while the host reads a token. token >= 0: that id; kTokenOnDevice: the argmax of
+  // the step before, as the device holds it (no copy; std::logic_error when there is none: before the first step,
+  // after truncate()). At most kMaxInFlight steps submitted and not collected (std::logic_error beyond that, or
+  // collecting with none). Errors of a submit as for step(), nothing enqueued.
+  static constexpr long long kTokenOnDevice = -1;
+  static constexpr int kMaxInFlight = 4;
+  void submit(long long token);
+  long long collect();
+  int in_flight() const { return static_cast<int>(submitted_ - collected_); }
   // The prompt: batched steps of 8 tokens (one graph per length bucket: the same kernels with every weight load
   // serving 8 tokens, the attention causal over the shared cache, no LM head) while more than 8 remain, then
   // decode steps; returns the last token's argmax (logits of the last).
   long long prefill(const long long* tokens, std::size_t n, float* logits);
+  // Also discards steps submitted and not collected (waiting for them first).
   void truncate(std::size_t n);
-  // Persistent step only (std::invalid_argument otherwise), for tuning: from the next step on, block 0 records the
-  // global timer (ns) at the start and at arrival/departure of each grid barrier; stage_trace() returns the last
-  // step's 1 + 2 (5 L + 2) values (zeros before the first step; empty when not enabled).
+  // For tuning, from the next step on (stage_trace() returns the last step's values, zeros before the first
+  // step, empty when not enabled). Persistent step: block 0 records the global timer (ns) at the start and at
+  // arrival/departure of each grid barrier: 1 + 2 (5 L + 2) values. Graph step: 4 values per GEMV launch (4 L + 1:
+  // per layer qkv, o-proj, gate/up, down, then the LM head): its first block's start, its first block past the
+  // programmatic wait, its last block past the wait, its last block's end.
   void enable_stage_trace();
   std::vector<unsigned long long> stage_trace() const;
 
@@ -119,7 +134,8 @@ class GpuEngine {
   // Matrices stored and multiplied as fp16 (the tied embedding/LM head counted once).
   int fp16_matrices() const { return fp16_matrices_; }
   bool float_activations() const { return float_activations_; }
-  // Graph nodes of the graph that ran the last step (kernels + the token copy); 0 before the first step.
+  // Graph nodes of the graph that ran the last step (its kernels and memsets; the token copy follows it); 0 before
+  // the first step.
   std::size_t graph_nodes() const { return last_graph_nodes_; }
   // Host<->device bytes moved by the last step (token in, token out, logits when asked for).
   std::size_t last_step_h2d_bytes() const { return last_h2d_bytes_; }
@@ -164,8 +180,16 @@ class GpuEngine {
   struct PinnedFree {
     void operator()(int* p) const { cudaFreeHost(p); }
   };
-  // Pinned {token, position} (the argmax comes back in [0]); a prefill chunk's tokens and position.
+  // Pinned: a prefill chunk's tokens and position.
   std::unique_ptr<int, PinnedFree> host_io_;
+  // Steps in flight (submit/collect): step i uses slot i % kMaxInFlight of step_io_ (pinned {token, position} in,
+  // argmax out) and of step_done_ (recorded after its token copy).
+  struct EventFree {
+    void operator()(cudaEvent_t e) const { cudaEventDestroy(e); }
+  };
+  std::unique_ptr<int, PinnedFree> step_io_;
+  std::vector<std::unique_ptr<CUevent_st, EventFree>> step_done_;
+  std::size_t submitted_ = 0, collected_ = 0;
   bool float_activations_ = false;
   bool batched_prefill_ = false;
   int fp16_matrices_ = 0;  // the 8-token GEMVs' shared memory fits this device
@@ -179,10 +203,11 @@ class GpuEngine {
   std::size_t persistent_smem_ = 0;
   std::unique_ptr<Graph> persistent_graph_;
   std::size_t n_past_ = 0;
-  // The device's {token, position} are {last_argmax_, n_past_} (false at first and after truncate()): a step
-  // given last_argmax_ then copies nothing to the device.
+  // The device's {token, position} are {the last step's argmax, n_past_} (false at first and after truncate()): a
+  // step given that token (last_argmax_ once collected, -1 while not) then copies nothing to the device.
   bool device_state_current_ = false;
   long long last_argmax_ = -1;
+  void drain();  // waits for the steps in flight and discards them
   std::size_t last_graph_nodes_ = 0, last_h2d_bytes_ = 0, last_d2h_bytes_ = 0;
 };
 

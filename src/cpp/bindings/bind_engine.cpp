@@ -276,7 +276,27 @@ void bind_engine(py::module_& m) {
         auto lock = claim(e.busy, "GpuEngine");
         e.engine->truncate(n);
       })
-      // Tuning aids (tools/engine_probe.py --trace): block 0's timer at each grid barrier of the persistent step.
+      // Pipelined decode (GpuEngine::submit/collect): token None = the previous step's argmax, on the device.
+      .def(
+          "submit",
+          [](PyGpuEngine& e, py::object token) {
+            auto lock = claim(e.busy, "GpuEngine");
+            long long t = cuda::GpuEngine::kTokenOnDevice;
+            if (!token.is_none()) {
+              t = token.cast<long long>();
+              if (t < 0) throw py::value_error("token: expected an id >= 0 or None, got " + std::to_string(t));
+            }
+            py::gil_scoped_release release;
+            e.engine->submit(t);
+          },
+          py::arg("token"))
+      .def("collect", [](PyGpuEngine& e) {
+        auto lock = claim(e.busy, "GpuEngine");
+        py::gil_scoped_release release;
+        return e.engine->collect();
+      })
+      .def_property_readonly("in_flight", [](PyGpuEngine& e) { return e.engine->in_flight(); })
+      // Tuning aids (tools/engine_probe.py --trace): per-stage timers of either step mode (GpuEngine::stage_trace).
       .def("_enable_stage_trace", [](PyGpuEngine& e) {
         auto lock = claim(e.busy, "GpuEngine");
         e.engine->enable_stage_trace();

@@ -13,6 +13,7 @@ matvecs, f16 KV cache): see docs/engine.md.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -247,6 +248,40 @@ class Model:
         [n_vocab]) when given; returns the argmax token. ContextFullError when the cache is full."""
         return int(self._engine.step(int(token), logits, True))
 
+    def greedy(self, token: int, n_new: int) -> Iterator[int]:
+        """Greedy continuation of the cache: feeds ``token`` at :attr:`n_past`, yields the argmax, feeds that
+        back, and so on: ``n_new`` tokens, every one but the last fed back (n_past grows by n_new). On the GPU each
+        step is submitted before the previous one's token is read (its input is already in device memory), so the
+        host's per-token work overlaps the GPU's. Closing the iterator early leaves n_past at the tokens fed for the
+        tokens yielded so far. ContextFullError (nothing run) when n_new steps do not fit in the cache."""
+        n_new = _check_positive_int(n_new, "n_new")
+        token = _check_positive_int(token, "token", minimum=0)
+        if self.n_past + n_new > self.n_ctx:
+            raise ContextFullError(f"n_past ({self.n_past}) + n_new ({n_new}) exceeds n_ctx ({self.n_ctx})")
+        return self._greedy(token, n_new)
+
+    def _greedy(self, token: int, n_new: int) -> Iterator[int]:
+        engine = self._engine
+        if self.device != "cuda":
+            for _ in range(n_new):
+                token = int(engine.step(token, None, True))
+                yield token
+            return
+        base = int(engine.n_past)
+        engine.submit(token)
+        fed, got = 1, 0
+        try:
+            while got < n_new:
+                if fed < n_new:  # the next step, fed the argmax the GPU is computing now
+                    engine.submit(None)
+                    fed += 1
+                token = int(engine.collect())
+                got += 1
+                yield token
+        finally:
+            if fed > got:  # steps for tokens not handed out: drop them (and their cache positions)
+                engine.truncate(base + got)
+
     def generate(
         self,
         prompt: Union[str, Sequence[int], np.ndarray],
@@ -298,14 +333,23 @@ class Model:
         yield token
         t1 = time.perf_counter()
         try:
-            for _ in range(max_new - 1):
-                if eos is not None and token == eos:
-                    break
-                best = int(engine.step(token, logits, True))
-                token = self._pick(best, logits, temperature, top_k, top_p, rng)
-                stats.n_generated += 1
-                stats.decode_s = time.perf_counter() - t1
-                yield token
+            if sampling:
+                for _ in range(max_new - 1):
+                    if eos is not None and token == eos:
+                        break
+                    best = int(engine.step(token, logits, True))
+                    token = self._pick(best, logits, temperature, top_k, top_p, rng)
+                    stats.n_generated += 1
+                    stats.decode_s = time.perf_counter() - t1
+                    yield token
+            elif max_new > 1 and token != eos:
+                with contextlib.closing(self._greedy(token, max_new - 1)) as tokens:
+                    for token in tokens:
+                        stats.n_generated += 1
+                        stats.decode_s = time.perf_counter() - t1
+                        yield token
+                        if token == eos:
+                            break
         finally:
             stats.decode_s = time.perf_counter() - t1 if stats.n_generated > 1 else 0.0
 
