@@ -803,11 +803,10 @@ void GpuEngine::submit(long long token) {
     io[0] = static_cast<int>(token);
     io[1] = static_cast<int>(n_past_);
     const std::size_t bytes = device_state_current_ ? sizeof(int) : 2 * sizeof(int);
-    device_state_current_ = false;  // until this step has run: a failure below leaves the device state unknown
     EDGELLM_CUDA_CHECK(cudaMemcpyAsync(state_->data(), io, bytes, cudaMemcpyHostToDevice, s));
     last_h2d_bytes_ = bytes;
   }
-  device_state_current_ = false;
+  device_state_current_ = false;  // until this step is enqueued: a failure below leaves the device state unknown
   EDGELLM_CUDA_CHECK(cudaGraphLaunch(graph->exec, s));
   EDGELLM_CUDA_CHECK(cudaMemcpyAsync(io + 2, state_->data(), sizeof(int), cudaMemcpyDeviceToHost, s));
   EDGELLM_CUDA_CHECK(cudaEventRecord(step_done_[slot].get(), s));
