@@ -115,9 +115,10 @@ def test_gqa_ratios_and_lengths(rng: np.random.Generator, q_heads: int, kv_heads
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("variant", ["simt", "mma"])
-@pytest.mark.parametrize("num_splits", [1, 2, 3, 64, None])
+@pytest.mark.parametrize("num_splits", [1, 2, 3, 61, 64, 128, None])
 def test_split_counts_including_empty_splits(rng: np.random.Generator, num_splits: int | None, variant: str) -> None:
     # 64 splits of 512 keys: chunks of 8 keys, so the tensor-core kernel's 16-key tiles cross every split's end.
+    # Up to the 128-split limit (chunks of 4 keys); most splits are past the lengths (empty).
     _run(rng, batch=3, q_heads=8, kv_heads=8, head_dim=128, lens=[5, 300, 129], dtype="float16",
          num_splits=num_splits, max_seq=512, variant=variant, nan_past_lengths=True)
 
