@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Experiment (not committed): fa2 split merge single-level vs two-level (groups of 8, 16).
+# Experiment (not kept; see README.md): fa2 split merge single-level vs two-level (groups of 8, 16).
 set -uo pipefail
 ROOT=$(pwd); OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 export CUDAARCHS=90 PYTHONUNBUFFERED=1
@@ -15,7 +15,7 @@ cd /tmp
 PYTHONPATH=/tmp/mg8:/tmp/site timeout 150 python3 -m pytest $ROOT/tests/test_fa2_decode.py -q -x -p no:cacheprovider 2>&1 | tail -3
 PYTHONPATH=/tmp/mg16:/tmp/site timeout 100 python3 -m pytest $ROOT/tests/test_fa2_decode.py -q -x -p no:cacheprovider -k split_counts 2>&1 | tail -2
 for l in single g8 g16; do
-  PYTHONPATH=/tmp/m$l:/tmp/site timeout 200 python3 $ROOT/bench/results/experiments_ninth_session/merge.py $l 2>&1 | tee -a $OUT/merge.jsonl | python3 -c "
+  PYTHONPATH=/tmp/m$l:/tmp/site timeout 200 python3 $ROOT/bench/results/experiments_ninth_session/time_fa2_mma.py $l 2>&1 | tee -a $OUT/merge.jsonl | python3 -c "
 import sys, json
 for line in sys.stdin:
     try: r = json.loads(line)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Experiment (not committed): fa2 mma ring 96 vs 192 vs 224 KB, three builds in parallel.
+# Experiment (not kept; see README.md): fa2 mma ring 96 vs 192 vs 224 KB, three builds in parallel.
 set -uo pipefail
 ROOT=$(pwd); OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 export CUDAARCHS=90 PYTHONUNBUFFERED=1
@@ -12,6 +12,6 @@ done
 wait
 cd /tmp
 for kb in 96 192 224; do
-  PYTHONPATH=/tmp/r$kb:/tmp/site timeout 200 python3 $ROOT/bench/results/experiments_ninth_session/ring.py $kb 2>&1 | tee -a $OUT/ring.jsonl | cut -c1-300
+  PYTHONPATH=/tmp/r$kb:/tmp/site timeout 200 python3 $ROOT/bench/results/experiments_ninth_session/time_fa2_mma.py $kb 2>&1 | tee -a $OUT/ring.jsonl | cut -c1-300
 done
 PYTHONPATH=/tmp/r192:/tmp/site timeout 150 python3 -m pytest $ROOT/tests/test_fa2_decode.py -q -x -p no:cacheprovider 2>&1 | tail -3
