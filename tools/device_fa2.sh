@@ -9,14 +9,8 @@
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/tools/device_lib.sh"
-device_build
-cd /tmp
-if [ -z "${SKIP_TESTS:-}" ]; then
-  timeout 400 python3 -m pytest "$ROOT/tests/test_fa2_decode.py" "$ROOT/tests/test_engine_gpu.py" -q -x -p no:cacheprovider 2>&1 | tee "$OUT/pytest_fa2.log" | tail -15
-fi
-[ -n "${SANITIZE:-}" ] && device_sanitize tests/test_fa2_decode.py "${SANITIZE_K:-both_variants and float16}"
-[ -z "${SKIP_SWEEP:-}" ] && timeout ${SWEEP_TIMEOUT:-300} python3 "$ROOT/tools/sweep_fa2.py" --out "$OUT/fa2_sweep.json" ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/fa2_sweep.log"
-[ -n "${KERNELS:-}" ] && device_kernels_suite
+device_kernel_call pytest_fa2.log tests/test_fa2_decode.py "both_variants and float16" tools/sweep_fa2.py fa2_sweep.json \
+  tests/test_fa2_decode.py tests/test_engine_gpu.py
 if [ -n "${PROBE:-}" ]; then
   mkdir -p /tmp/synth; M=/tmp/synth/smol_shaped.gguf
   [ -f $M ] || python3 "$ROOT/tools/engine_probe.py" --synthetic /tmp/synth --runs 0 > /dev/null

@@ -2,6 +2,7 @@
 # device_build: install the carried wheels (if any) into /tmp/site and build the package for sm_90.
 # device_sanitize TESTFILE K: compute-sanitizer memcheck and racecheck on the tests of TESTFILE matching K.
 # device_kernels_suite: bench/run.py --suite kernels under /tmp/bench; report.md and results.json into $OUT/bench.
+# device_kernel_call: the body shared by device_fa2.sh and device_tmac.sh (below).
 export PYTHONUNBUFFERED=1 CUDAARCHS=90
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 
@@ -32,4 +33,25 @@ device_kernels_suite() {
   local run_dir; run_dir=$(ls -d /tmp/bench/*/ | head -1); mkdir -p "$OUT/bench"
   cp "$run_dir/report.md" "$run_dir/results.json" "$OUT/bench/"
   grep -E "\| (tmac|fused|fa2)" "$OUT/bench/report.md" | grep -E "PASS|FAIL" | cut -c1-200
+}
+
+# device_kernel_call LOG SANITIZE_FILE SANITIZE_K SWEEP_TOOL SWEEP_JSON TESTFILE...: build; the test files into
+# $OUT/LOG (unless SKIP_TESTS; TEST_EXTRA: more pytest arguments); with SANITIZE, compute-sanitizer on the tests of
+# SANITIZE_FILE matching SANITIZE_K (env SANITIZE_K overrides); the sweep tool into $OUT/SWEEP_JSON and its .log
+# (unless SKIP_SWEEP; SWEEP_ARGS, SWEEP_TIMEOUT); with KERNELS, the kernels suite. Leaves the shell in /tmp.
+device_kernel_call() {
+  local log=$1 sanitize_file=$2 sanitize_k=$3 sweep=$4 sweep_json=$5 t
+  shift 5
+  local tests=()
+  for t in "$@"; do tests+=("$ROOT/$t"); done
+  device_build
+  cd /tmp
+  if [ -z "${SKIP_TESTS:-}" ]; then
+    timeout 400 python3 -m pytest "${tests[@]}" ${TEST_EXTRA:-} -q -x -p no:cacheprovider 2>&1 | tee "$OUT/$log" | tail -15
+  fi
+  if [ -n "${SANITIZE:-}" ]; then device_sanitize "$sanitize_file" "${SANITIZE_K:-$sanitize_k}"; fi
+  if [ -z "${SKIP_SWEEP:-}" ]; then
+    timeout ${SWEEP_TIMEOUT:-300} python3 "$ROOT/$sweep" --out "$OUT/$sweep_json" ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/${sweep_json%.json}.log"
+  fi
+  if [ -n "${KERNELS:-}" ]; then device_kernels_suite; fi
 }

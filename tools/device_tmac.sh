@@ -7,11 +7,5 @@
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/tools/device_lib.sh"
-device_build
-cd /tmp
-if [ -z "${SKIP_TESTS:-}" ]; then
-  timeout 400 python3 -m pytest "$ROOT/tests/test_tmac_gpu.py" ${TEST_EXTRA:-} -q -x -p no:cacheprovider 2>&1 | tee "$OUT/pytest_tmac.log" | tail -8
-fi
-[ -n "${SANITIZE:-}" ] && device_sanitize tests/test_tmac_gpu.py "${SANITIZE_K:-stream and (ragged or model_shapes or odd_k)}"
-[ -z "${SKIP_SWEEP:-}" ] && timeout ${SWEEP_TIMEOUT:-300} python3 "$ROOT/tools/sweep_tmac.py" --out "$OUT/tmac_sweep.json" ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/tmac_sweep.log"
-if [ -n "${KERNELS:-}" ]; then device_kernels_suite; fi
+device_kernel_call pytest_tmac.log tests/test_tmac_gpu.py "stream and (ragged or model_shapes or odd_k)" \
+  tools/sweep_tmac.py tmac_sweep.json tests/test_tmac_gpu.py
