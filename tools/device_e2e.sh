@@ -2,7 +2,8 @@
 # The end-to-end GPU measurement on the lent GPU machine, in two back-to-back device calls (the real model is
 # 98 MB; one call carries at most 64 MiB, and a machine left idle for 30 s is given back, /tmp with it):
 #   call 1: bash tools/device_e2e.sh prep     carry: .whl .devcarry/llama .devcarry/model1
-#           (env: SANITIZERS="memcheck racecheck" by default, KERNELS_BENCH=1 also runs the kernels suite)
+#           (env: SANITIZERS="memcheck racecheck" by default, KERNELS_BENCH=1 also runs the kernels suite,
+#           FA2_SWEEP=1 tools/sweep_fa2_splits.py)
 #           builds edgellm_ext, builds llama.cpp's llama-bench with CUDA (tools/build_llama_cpp.sh) in the
 #           background, runs the GPU engine and fa2 tests and compute-sanitizer memcheck/racecheck on the engine
 #           tests meanwhile, keeps the first half of the GGUF in /tmp
@@ -39,6 +40,11 @@ case "${1:-}" in
     if [ -n "${KERNELS_BENCH:-}" ]; then  # the kernels suite too (while llama.cpp builds)
       python3 "$ROOT/bench/run.py" --suite kernels --out "$OUT/prep/bench" > "$OUT/prep/bench_kernels.log" 2>&1
       echo "kernels bench exit $?"; grep -E "target" "$OUT/prep/bench_kernels.log" | head -5
+    fi
+    if [ -n "${FA2_SWEEP:-}" ]; then  # fa2_decode's split counts (tools/sweep_fa2_splits.py), also while llama.cpp builds
+      timeout ${FA2_SWEEP_TIMEOUT:-240} python3 "$ROOT/tools/sweep_fa2_splits.py" --out "$OUT/prep/fa2_splits.json" \
+        --md "$OUT/prep/fa2_splits.md" > "$OUT/prep/fa2_splits.log" 2>&1
+      echo "fa2 splits sweep exit $?"
     fi
     for i in $(seq 1 ${WAIT_S:-480}); do [ -f $LLAMA/DONE ] || [ -f $LLAMA/FAILED ] && break; sleep 1; done
     cat $LLAMA/DONE $LLAMA/FAILED 2>/dev/null; tail -3 $LLAMA/build.log

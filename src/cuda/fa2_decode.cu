@@ -17,9 +17,8 @@ using fa2_detail::warps_for;
 
 constexpr int kMaxSplits = 128;       // bounds the split workspace and the merge loop
 constexpr int kShortContextKeys = 2048;  // fa2_default_heads_per_block's crossover (measured)
-constexpr int kMinStepsPerSplit = 4;     // fa2_default_num_splits: least work per split (SIMT kernel)
-constexpr int kMinStepsPerSplitMma = 8;  // the same for the tensor-core kernel (measured: Qwen2.5-1.5B at 16384
-                                         // keys 21.2 us with 512 keys per split, 25.3 us with 256)
+constexpr int kMaxStepsUnsplit = 4;     // fa2_default_num_splits: the SIMT kernel splits only longer sequences
+constexpr int kMinStepsPerSplitMma = 3;  // fa2_default_num_splits: least work per split (tensor-core kernel)
 constexpr int kTensorCoreMinKeys = 8192;  // fa2_default_variant: crossover (measured)
 constexpr int kMinGroupForTensorCores = 3;  // fa2_default_variant: query heads per KV head (measured: 1 loses)
 constexpr float kLog2e = 1.4426950408889634f;
@@ -39,6 +38,18 @@ __global__ void kv_append_kernel(T* __restrict__ k_cache, T* __restrict__ v_cach
 }
 
 int itemsize(DType dtype) { return dtype == DType::F32 ? 4 : 2; }
+
+// Largest power of two <= x, and smallest >= x (both 1 for x <= 1).
+int pow2_floor(int x) {
+  int p = 1;
+  while (p <= x / 2) p *= 2;
+  return p;
+}
+int pow2_ceil(int x) {
+  int p = 1;
+  while (p < x) p *= 2;
+  return p;
+}
 
 void validate(const Fa2DecodeShape& s) {
   auto fail = [](const std::string& msg) { throw std::invalid_argument(msg); };
@@ -144,21 +155,34 @@ Fa2Variant fa2_default_variant(const Fa2DecodeShape& shape, int max_len, int cc_
              : Fa2Variant::Simt;
 }
 
-int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int resident_blocks, int heads_per_block) {
+int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multiprocessors, int heads_per_block) {
   validate(shape);
   const int group_size = shape.q_heads / shape.kv_heads;
   const int hpb = heads_per_block > 0 ? heads_per_block : fa2_default_heads_per_block(shape, max_len);
   const int blocks_without_split = shape.batch * shape.kv_heads * ((group_size + hpb - 1) / hpb);
   const int len = max_len < 1 ? 1 : (max_len > shape.max_seq ? shape.max_seq : max_len);
-  // One wave of resident blocks; floor, so that no second partial wave forms.
-  const int for_occupancy = resident_blocks / blocks_without_split;
-  // A split costs merge latency (partials written, fence, counter, one round of reads), about what a block needs
-  // for a few steps of keys: split only when every split keeps at least kMinStepsPerSplit steps (the tensor-core
-  // kernel's ring also takes a few steps to fill: kMinStepsPerSplitMma).
-  const int min_steps = hpb == fa2_detail::kMmaRows ? kMinStepsPerSplitMma : kMinStepsPerSplit;
-  const int min_keys = min_steps * keys_per_block_step(shape.dtype, shape.head_dim, hpb);
-  const int for_length = (len + min_keys - 1) / min_keys;
-  int splits = for_occupancy < for_length ? for_occupancy : for_length;
+  const int step_keys = keys_per_block_step(shape.dtype, shape.head_dim, hpb);
+  const int steps = (len + step_keys - 1) / step_keys;
+  const int sms = multiprocessors < 1 ? 1 : multiprocessors;
+  // Measured on an H200 (tools/sweep_fa2_splits.py: every power-of-two split count on the four model shapes at
+  // 64..65536 keys, events and CUDA graphs; bench/results/nvidia-h200/fa2_splits_sweep.md), both kernels best
+  // with about one block per SM, split on these rules:
+  int splits;
+  if (hpb == fa2_detail::kMmaRows) {
+    // Tensor cores (96 KB of ring per block): the largest power of two that keeps to one block per SM, each split
+    // >= kMinStepsPerSplitMma steps (SmolLM2-135M at 65536 keys: 32 splits 21.4 us in graphs, 64 splits 23.1;
+    // Qwen2.5-1.5B at 8192 keys: 32 splits 13.3 us, 16 splits 15.0).
+    const int per_sm = sms / blocks_without_split;
+    const int by_length = steps / kMinStepsPerSplitMma;
+    splits = pow2_floor(per_sm < by_length ? per_sm : by_length);
+  } else {
+    // SIMT: no split up to kMaxStepsUnsplit steps (the merge costs more than the steps it saves: SmolLM2-135M at
+    // 512 keys 4.2 us unsplit, 4.7 in 2 splits); beyond, the smallest power of two whose blocks cover every SM,
+    // down to one step per split (SmolLM2-135M at 4096 keys: 16 splits 6.2 us, 8 splits 7.4, 32 splits 7.6).
+    const int cover = pow2_ceil((sms + blocks_without_split - 1) / blocks_without_split);
+    const int by_length = pow2_floor(steps);
+    splits = steps <= kMaxStepsUnsplit ? 1 : (cover < by_length ? cover : by_length);
+  }
   splits = splits > kMaxSplits ? kMaxSplits : splits;
   return splits < 1 ? 1 : splits;
 }
@@ -197,16 +221,6 @@ Fa2Kernel prepared_kernel(const Fa2DecodeShape& shape, Fa2Variant requested, int
   return k;
 }
 
-// The blocks one wave of splits should fill: every resident block for the SIMT kernel; one per SM for the
-// tensor-core kernel (two fit, but on an H200 one longer split per SM measured faster at every length where the
-// kernel is chosen: Llama-3.1-8B at 16384 keys 35.6 vs 39.1 us, at 65536 keys 88.1 vs 92.2 us).
-int resident_blocks(const Fa2Kernel& k) {
-  if (k.variant == Fa2Variant::TensorCore) return device_attribute(cudaDevAttrMultiProcessorCount);
-  int per_sm = 0;
-  EDGELLM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k.fn, k.threads, k.smem_bytes));
-  return (per_sm < 1 ? 1 : per_sm) * device_attribute(cudaDevAttrMultiProcessorCount);
-}
-
 }  // namespace
 
 Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uintptr_t k_cache,
@@ -221,7 +235,8 @@ Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uin
       scale_(scale),
       kernel_(prepared_kernel(shape, variant, heads_per_block, max_len_hint)),
       num_splits_(num_splits > 0 ? num_splits
-                                 : fa2_default_num_splits(shape, max_len_hint, resident_blocks(kernel_),
+                                 : fa2_default_num_splits(shape, max_len_hint,
+                                                          device_attribute(cudaDevAttrMultiProcessorCount),
                                                           kernel_.heads_per_block)),
       partial_out_(num_splits_ > 1 ? static_cast<std::size_t>(shape.batch) * shape.q_heads * num_splits_ *
                                          shape.head_dim * sizeof(float)
@@ -250,13 +265,29 @@ void Fa2DecodeOp::launch(cudaStream_t stream) {
   float* plse = static_cast<float*>(partial_lse_.data());
   int* counters = static_cast<int*>(counters_.data());
   int q_heads = shape_.q_heads, kv_heads = shape_.kv_heads, max_seq = shape_.max_seq, splits = num_splits_;
-  int chunk = chunk_, kv_shared = shape_.kv_shared ? 1 : 0;
+  int chunk = chunk_, kv_shared = shape_.kv_shared ? 1 : 0, programmatic = programmatic_ ? 1 : 0;
   // The kernel's parameters in order (the storage-type pointers pass as void pointers: same representation).
   void* args[] = {&q_, &k_, &v_, &seq_lens_, &out_, &po, &plse, &counters, &q_heads, &kv_heads, &max_seq,
-                  &scale_log2, &splits, &chunk, &kv_shared};
-  EDGELLM_CUDA_CHECK(cudaLaunchKernel(kernel_.fn, grid, dim3(kernel_.threads), args,
-                                      static_cast<std::size_t>(kernel_.smem_bytes), stream));
+                  &scale_log2, &splits, &chunk, &kv_shared, &programmatic};
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(kernel_.threads);
+  cfg.dynamicSmemBytes = static_cast<std::size_t>(kernel_.smem_bytes);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = programmatic_ ? 1 : 0;
+  EDGELLM_CUDA_CHECK(cudaLaunchKernelExC(&cfg, kernel_.fn, args));
   EDGELLM_CUDA_CHECK_LAUNCH("fa2_decode_kernel");
+}
+
+void Fa2DecodeOp::set_programmatic(bool on) {
+  if (on && device_attribute(cudaDevAttrComputeCapabilityMajor) < 9) {
+    throw std::invalid_argument("fa2_decode: programmatic launch needs compute capability >= 9.0");
+  }
+  programmatic_ = on;
 }
 
 KvAppendOp::KvAppendOp(const Fa2DecodeShape& shape, std::uintptr_t k_cache, std::uintptr_t v_cache,

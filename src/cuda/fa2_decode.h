@@ -17,8 +17,8 @@
 // - Tensor cores (fp16/bf16, D 64 or 128, sm_80+): mma.sync m16n8k16 with the group's query heads as the 16 rows;
 //   grid (num_splits, Hkv * ceil(G / 16), B), 128 threads, 96 KB of shared memory; each warp streams 16-key
 //   tiles of K and V through its own cp.async ring in shared memory (see the kernel's comment for the ring and
-//   fragment layouts). Used beyond 8192 keys for GQA groups of 3 or more; the default split count launches one
-//   block per SM.
+//   fragment layouts). Used beyond 8192 keys for GQA groups of 3 or more; the default split count launches at
+//   most one block per SM.
 // Both end the same way (the block epilogue and the split merge below).
 //
 // SIMT launch: grid (num_splits, Hkv * ceil(G / HPB), B), 256 threads for HPB <= 2, 128 for HPB >= 4 (registers).
@@ -34,8 +34,8 @@
 // With num_splits > 1 each block writes its normalised partial output and log-sum-exp to a workspace; the last
 // block of each (sequence, head group) to finish, found with a counter (threadfence + atomicAdd, reset by that
 // block so that the op can be replayed in a CUDA graph), merges the partials in one pass (running maximum of the
-// log-sum-exps): one launch in all cases. num_splits <= 128; the default fills one wave of resident blocks
-// (SIMT) or one block per SM (tensor cores), see fa2_default_num_splits.
+// log-sum-exps): one launch in all cases. num_splits <= 128; the default aims at about one block per SM, see
+// fa2_default_num_splits.
 #pragma once
 
 #include <cstddef>
@@ -60,10 +60,11 @@ struct Fa2DecodeShape {
   bool kv_shared = false;
 };
 
-// Number of KV splits for a shape when the longest sequence is `max_len` keys: enough blocks for one wave of
-// `resident_blocks` (the op passes SMs x blocks resident per SM for the SIMT kernel, SMs for the tensor-core one),
-// but no split shorter than a few block steps (4 SIMT, 8 tensor-core steps; heads_per_block 16 means the latter).
-int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int resident_blocks, int heads_per_block);
+// Number of KV splits for a shape when the longest sequence is `max_len` keys on a device of `multiprocessors`
+// SMs (measured rules, see the definition): SIMT (heads_per_block 1..8) no split up to 4 block steps, beyond that
+// the smallest power of two whose blocks cover every SM, at most one split per step; tensor cores
+// (heads_per_block 16) the largest power of two keeping one block per SM, at least 3 steps per split.
+int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multiprocessors, int heads_per_block);
 
 // Query heads per block (1, 2, 4 or 8) of the SIMT variant for a shape when the longest sequence is `max_len` keys.
 int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len);
@@ -98,6 +99,14 @@ class Fa2DecodeOp : public Launchable {
               std::uintptr_t seq_lens, std::uintptr_t out, float scale, int max_len_hint, int num_splits,
               int heads_per_block, Fa2Variant variant = Fa2Variant::Auto);
   void launch(cudaStream_t stream) override;
+  // Programmatic dependent launch (sm_90+; std::invalid_argument below): the kernel starts while the previous one
+  // in the stream runs. Contract: that kernel (and those before it) may still be writing q, seq_lens and, of each
+  // sequence b's cache, the newest row (seq_lens[b] - 1), nothing else the op reads. Before its wait the SIMT
+  // kernel loads the first step's rows below the newest one (by a length read early, checked and completed
+  // after the wait); the tensor-core kernel reads nothing before it. Neither triggers its dependents early (the
+  // next kernel launches when this one ends: measured faster in the GPU engine than letting it start at the top).
+  // Used by the GPU engine's decode step (its QKV GEMV writes q and the newest cache row).
+  void set_programmatic(bool on);
   int num_splits() const { return num_splits_; }
   int heads_per_block() const { return kernel_.heads_per_block; }
   Fa2Variant variant() const { return kernel_.variant; }
@@ -113,6 +122,7 @@ class Fa2DecodeOp : public Launchable {
   float scale_;
   Fa2Kernel kernel_;
   int num_splits_;
+  bool programmatic_ = false;
   int chunk_ = 0;  // keys per split, from the host's length hint (the last split also covers the rest)
   DeviceBuffer partial_out_;  // [B, Hq, num_splits, D] fp32
   DeviceBuffer partial_lse_;  // [B, Hq, num_splits] fp32 (log2 domain)

@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "fa2_decode.h"
+#include "pdl.cuh"
 
 namespace edgellm::cuda::fa2_detail {
 
@@ -96,6 +97,29 @@ __device__ __forceinline__ void load_step(const T* k_base, const T* v_base, int 
         const size_t off = static_cast<size_t>(key) * D + vec * G::kVecElems;
         k_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(k_base + off));
         v_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(v_base + off));
+      }
+    }
+  }
+}
+
+// Reloads, through L2 (ld.global.cg), the keys in [from, key_end) of a step that load_step issued before a
+// programmatic wait: rows the previous kernel may have written (the newest one) or that were left out then.
+template <typename T, int D, int NW>
+__device__ __forceinline__ void reload_step(const T* k_base, const T* v_base, int step, int from, int key_end,
+                                            int warp, int key_group, int lane_in_key,
+                                            uint4 (&k_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
+                                            uint4 (&v_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane]) {
+  using G = Geometry<T, D, NW>;
+#pragma unroll
+  for (int u = 0; u < kKeysPerGroupStep; ++u) {
+    const int key = step + u * NW * G::kGroupsPerWarp + warp * G::kGroupsPerWarp + key_group;
+#pragma unroll
+    for (int i = 0; i < G::kVecsPerLane; ++i) {
+      const int vec = lane_in_key + i * G::kLanesPerKey;
+      if (key >= from && key < key_end && vec < G::kVecsPerRow) {
+        const size_t off = static_cast<size_t>(key) * D + vec * G::kVecElems;
+        k_raw[u][i] = __ldcg(reinterpret_cast<const uint4*>(k_base + off));
+        v_raw[u][i] = __ldcg(reinterpret_cast<const uint4*>(v_base + off));
       }
     }
   }
@@ -292,7 +316,7 @@ __global__ void __launch_bounds__(NW * 32)
 fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache,
                   const int* __restrict__ seq_lens, T* __restrict__ out, float* __restrict__ partial_out,
                   float* __restrict__ partial_lse, int* __restrict__ counters, int q_heads, int kv_heads,
-                  int max_seq, float scale_log2, int num_splits, int chunk, int kv_shared) {
+                  int max_seq, float scale_log2, int num_splits, int chunk, int kv_shared, int programmatic) {
   using G = Geometry<T, D, NW>;
   constexpr int E = G::kElemsPerLane;
   constexpr int TPK = G::kLanesPerKey;
@@ -310,7 +334,18 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
   const int lane_in_key = lane % TPK;
   uint4 k_a[KT][G::kVecsPerLane], v_a[KT][G::kVecsPerLane];
   uint4 k_b[KT][G::kVecsPerLane], v_b[KT][G::kVecsPerLane];
-  load_step<T, D, NW>(k_base, v_base, key_begin, key_stop, warp, key_group, lane_in_key, k_a, v_a);
+  // Programmatic launch (fa2_decode.h): before the wait, only cache rows below the newest one, by a length read
+  // now (its writer may still be running: the value can be stale, and the first step's rows from `fresh` on are
+  // loaded again after the wait).
+  int fresh = key_begin;
+  if (programmatic) {
+    const int pre_len = __ldcg(seq_lens + b);
+    fresh = max(key_begin, min(key_stop, pre_len - 1));
+    load_step<T, D, NW>(k_base, v_base, key_begin, fresh, warp, key_group, lane_in_key, k_a, v_a);
+    pdl_wait();
+  } else {
+    load_step<T, D, NW>(k_base, v_base, key_begin, key_stop, warp, key_group, lane_in_key, k_a, v_a);
+  }
 
   // Queries, pre-scaled into the log2 domain (scores then go through exp2).
   float q_reg[HPB][E];
@@ -322,16 +357,20 @@ fa2_decode_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const 
       float f[G::kVecElems] = {};
       if (h < heads_here && vec < G::kVecsPerRow) {
         const T* src = q + (static_cast<size_t>(b) * q_heads + head0 + h) * D + vec * G::kVecElems;
-        unpack(*reinterpret_cast<const uint4*>(src), f, src);
+        unpack(__ldcg(reinterpret_cast<const uint4*>(src)), f, src);  // L2: q may come from the previous kernel
       }
 #pragma unroll
       for (int e = 0; e < G::kVecElems; ++e) q_reg[h][i * G::kVecElems + e] = f[e] * scale_log2;
     }
   }
 
-  int len = seq_lens[b];
+  int len = __ldcg(seq_lens + b);
   len = len < 0 ? 0 : (len > max_seq ? max_seq : len);
   const int key_end = min(len, key_stop);
+  if (programmatic) {
+    reload_step<T, D, NW>(k_base, v_base, key_begin, min(fresh, len - 1), key_end, warp, key_group, lane_in_key, k_a,
+                          v_a);
+  }
 
   float m[HPB], l[HPB], acc[HPB][E];
 #pragma unroll
@@ -643,7 +682,8 @@ __global__ void __launch_bounds__(NW * 32)
 fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache,
                             const int* __restrict__ seq_lens, T* __restrict__ out, float* __restrict__ partial_out,
                             float* __restrict__ partial_lse, int* __restrict__ counters, int q_heads, int kv_heads,
-                            int max_seq, float scale_log2, int num_splits, int chunk, int kv_shared) {
+                            int max_seq, float scale_log2, int num_splits, int chunk, int kv_shared,
+                            int programmatic) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   static_assert(D % 64 == 0 && D <= 128, "tensor-core path: D = 64 or 128");
   using A = MmaRing<D>;
@@ -664,6 +704,9 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
   const uint32_t ring_addr = static_cast<uint32_t>(__cvta_generic_to_shared(ring));
   auto tile_base = [&](int i) { return key_begin + (i * NW + warp) * A::kTileKeys; };
 
+  // Programmatic launch: nothing is read before the wait (the ring's first tiles are bounded by the host's chunk,
+  // not by the length, so they may include the row the previous kernel writes).
+  if (programmatic) pdl_wait();
   // The first S - 1 tiles go out before the length is known, bounded by the host's chunk.
 #pragma unroll
   for (int i = 0; i < S - 1; ++i) ring_issue<T, D>(ring_addr + i * A::kTileBytes, k_base, v_base, tile_base(i), key_stop, lane);
@@ -672,8 +715,8 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
 #pragma unroll
   for (int j = 0; j < D / 32; ++j) {
     const T* row_lo = q + (static_cast<size_t>(b) * q_heads + head0 + r) * D + 32 * j + 8 * t;
-    const uint4 lo = r < heads_here ? *reinterpret_cast<const uint4*>(row_lo) : make_uint4(0, 0, 0, 0);
-    const uint4 hi = r + 8 < heads_here ? *reinterpret_cast<const uint4*>(row_lo + 8 * D) : make_uint4(0, 0, 0, 0);
+    const uint4 lo = r < heads_here ? __ldcg(reinterpret_cast<const uint4*>(row_lo)) : make_uint4(0, 0, 0, 0);
+    const uint4 hi = r + 8 < heads_here ? __ldcg(reinterpret_cast<const uint4*>(row_lo + 8 * D)) : make_uint4(0, 0, 0, 0);
     qa[2 * j][0] = lo.x;
     qa[2 * j][1] = hi.x;
     qa[2 * j][2] = lo.y;
@@ -684,7 +727,7 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
     qa[2 * j + 1][3] = hi.w;
   }
 
-  int len = seq_lens[b];
+  int len = __ldcg(seq_lens + b);
   len = len < 0 ? 0 : (len > max_seq ? max_seq : len);
   const int key_end = min(len, key_stop);
 

@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "pdl.cuh"
+
 namespace edgellm::cuda::gemv_q8 {
 
 // Loads of activations (x, o, act, the position): COHERENT when other blocks of the same launch may have written
@@ -125,20 +127,6 @@ struct Act {
 __device__ __forceinline__ int load_u16x2(const std::uint8_t* p) {  // p is 2-byte aligned (Q4_0, Q8_0 blocks)
   const unsigned short* h = reinterpret_cast<const unsigned short*>(p);
   return static_cast<int>(static_cast<unsigned>(h[0]) | (static_cast<unsigned>(h[1]) << 16));
-}
-
-// Programmatic dependent launch (sm_90+): a kernel lets the next one in the stream start (trigger), and a kernel
-// launched with programmatic stream serialization reads nothing the previous kernels wrote before wait().
-// Elsewhere both are no-ops and the launch attribute is not set (the host checks the compute capability).
-__device__ __forceinline__ void pdl_trigger() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
 }
 
 // The GPU's global timer in ns (stage traces).

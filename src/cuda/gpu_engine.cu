@@ -696,17 +696,20 @@ std::vector<std::unique_ptr<Fa2DecodeOp>>& GpuEngine::attention_ops(Bucket& b, b
                             : static_cast<int*>(state_->data()) + 2;
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   for (std::size_t l = 0; l < c.n_layer; ++l) {
-    // Plain launches for the attention (and the argmax): launching them programmatically changed the engine's
-    // outputs from run to run on the H200 and was no faster (twice: the second time, session 8, 1987 vs 2083 tok/s
-    // on the random SmolLM2-shaped model; a suspect: fa2_decode reads through const __restrict__ pointers, which
-    // may use the non-coherent load path, while a programmatic launch overlaps the kernel that writes q and the
-    // cache). Letting only the o-projection start early (the attention plain-launched, triggering its dependents
-    // at its top) was correct but no faster either: 2174 vs 2169 tok/s at depth 0, 1715 vs 1778 at depth 1000
-    // (the kernels after it then sit resident for longer). docs/engine.md has the stage trace behind this.
+    // Decode: the attention is launched programmatically like the GEMVs (Fa2DecodeOp::set_programmatic: before its
+    // wait it loads only cache rows the QKV GEMV does not write, q and the newest row after it, through L2), and
+    // lets the o-projection launch only when it ends. Random SmolLM2-shaped model, H200, tok/s at depths 0 / 1000 /
+    // 4000: 2243 / 1766 / 1774 against 2176 / 1766 / 1744 plain-launched, and 2115 / 1702 / 1729 when it also
+    // triggered the o-projection at its top (bench/results/experiments_tenth_session/).
+    // Two earlier attempts launched the kernel programmatically and got run-to-run differences (cause not found;
+    // candidates this version rules out: loads before the wait bounded by the split's chunk rather than by the
+    // length, which can reach the newest row, and q or that row read through the non-coherent path). Prefill
+    // chunks stay plain launches (they write several rows per sequence). docs/engine.md has the stage trace.
     ops.push_back(std::make_unique<Fa2DecodeOp>(
         shape, reinterpret_cast<std::uintptr_t>(q_->data()), k_base + l * layer_cache, v_base + l * layer_cache,
         reinterpret_cast<std::uintptr_t>(lens), reinterpret_cast<std::uintptr_t>(o_->data()), scale, b.length_hint,
         0, 0));
+    if (!prefill && programmatic_) ops.back()->set_programmatic(true);
   }
   return ops;
 }

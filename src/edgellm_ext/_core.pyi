@@ -135,7 +135,7 @@ def time_graph(op: Launchable, stream: int, launches_per_graph: int, warmup: int
 
 # FA2 decode attention and KV append (bind_attention.cpp); dtype 0 fp16, 1 bf16, 2 fp32; pointers as ints
 def fa2_default_num_splits(batch: int, q_heads: int, kv_heads: int, head_dim: int, max_seq: int, dtype: int,
-                           max_len: int, resident_blocks: int, heads_per_block: int) -> int: ...
+                           max_len: int, multiprocessors: int, heads_per_block: int) -> int: ...
 
 class Fa2DecodeOp(Launchable):
     def __init__(self, batch: int, q_heads: int, kv_heads: int, head_dim: int, max_seq: int, dtype: int, q: int,

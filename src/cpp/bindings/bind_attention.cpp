@@ -27,13 +27,13 @@ void bind_attention(py::module_& m) {
 #if defined(EDGELLM_WITH_CUDA)
   m.def(
       "fa2_default_num_splits",
-      [](int batch, int q_heads, int kv_heads, int head_dim, int max_seq, int dtype, int max_len, int resident_blocks,
+      [](int batch, int q_heads, int kv_heads, int head_dim, int max_seq, int dtype, int max_len, int multiprocessors,
          int heads_per_block) {
         return cuda::fa2_default_num_splits(make_shape(batch, q_heads, kv_heads, head_dim, max_seq, dtype), max_len,
-                                            resident_blocks, heads_per_block);
+                                            multiprocessors, heads_per_block);
       },
       py::arg("batch"), py::arg("q_heads"), py::arg("kv_heads"), py::arg("head_dim"), py::arg("max_seq"),
-      py::arg("dtype"), py::arg("max_len"), py::arg("resident_blocks"), py::arg("heads_per_block"));
+      py::arg("dtype"), py::arg("max_len"), py::arg("multiprocessors"), py::arg("heads_per_block"));
 
   py::class_<cuda::Fa2DecodeOp, cuda::Launchable>(m, "Fa2DecodeOp")
       .def(py::init([](int batch, int q_heads, int kv_heads, int head_dim, int max_seq, int dtype, std::uintptr_t q,
