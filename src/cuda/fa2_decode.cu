@@ -18,7 +18,7 @@ using fa2_detail::warps_for;
 constexpr int kMaxSplits = 128;       // bounds the split workspace and the merge loop
 constexpr int kShortContextKeys = 2048;  // fa2_default_heads_per_block's crossover (measured)
 constexpr int kMaxStepsUnsplit = 4;     // fa2_default_num_splits: the SIMT kernel splits only longer sequences
-constexpr int kMinStepsPerSplitMma = 3;  // fa2_default_num_splits: least work per split (tensor-core kernel)
+constexpr int kMinStepsPerSplitMma = 8;  // fa2_default_num_splits: least work per split (tensor-core kernel)
 constexpr int kTensorCoreMinKeys = 8192;  // fa2_default_variant: crossover (measured)
 constexpr int kMinGroupForTensorCores = 3;  // fa2_default_variant: query heads per KV head (measured: 1 loses)
 constexpr float kLog2e = 1.4426950408889634f;
@@ -170,18 +170,21 @@ int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multipr
   int splits;
   if (hpb == fa2_detail::kMmaRows) {
     // Tensor cores (96 KB of ring per block): the largest power of two that keeps to one block per SM, each split
-    // >= kMinStepsPerSplitMma steps (SmolLM2-135M at 65536 keys: 32 splits 21.4 us in graphs, 64 splits 23.1;
-    // Qwen2.5-1.5B at 8192 keys: 32 splits 13.3 us, 16 splits 15.0).
+    // >= kMinStepsPerSplitMma steps (SmolLM2-135M at 65536 keys: 32 splits 21.3 us in graphs, 64 splits 23.4;
+    // Qwen2.5-1.5B at 16384 keys: 32 splits 19.4 us with events, 64 splits 21.9).
     const int per_sm = sms / blocks_without_split;
     const int by_length = steps / kMinStepsPerSplitMma;
     splits = pow2_floor(per_sm < by_length ? per_sm : by_length);
   } else {
     // SIMT: no split up to kMaxStepsUnsplit steps (the merge costs more than the steps it saves: SmolLM2-135M at
-    // 512 keys 4.2 us unsplit, 4.7 in 2 splits); beyond, the smallest power of two whose blocks cover every SM,
-    // down to one step per split (SmolLM2-135M at 4096 keys: 16 splits 6.2 us, 8 splits 7.4, 32 splits 7.6).
+    // 512 keys 4.2 us unsplit, 4.7 in 4 splits); beyond, the smallest power of two whose blocks cover every SM,
+    // down to one step per split (SmolLM2-135M at 4096 keys: 16 splits 6.3 us, 8 splits 7.4, 32 splits 7.7;
+    // at 2048 keys 16 splits of one step 5.4 us, 8 of two 6.2). Where the length cannot cover the SMs anyway,
+    // two steps per split: the kernel loads its next step while it consumes one, so a second step adds little
+    // latency, and fewer splits save merge work (SmolLM2-135M at 1024 keys: 4 splits 5.2 us, 8 splits 5.7).
     const int cover = pow2_ceil((sms + blocks_without_split - 1) / blocks_without_split);
-    const int by_length = pow2_floor(steps);
-    splits = steps <= kMaxStepsUnsplit ? 1 : (cover < by_length ? cover : by_length);
+    const int by_length = pow2_floor(steps) >= cover ? cover : pow2_floor(steps / 2);
+    splits = steps <= kMaxStepsUnsplit ? 1 : by_length;
   }
   splits = splits > kMaxSplits ? kMaxSplits : splits;
   return splits < 1 ? 1 : splits;

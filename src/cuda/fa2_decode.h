@@ -62,8 +62,9 @@ struct Fa2DecodeShape {
 
 // Number of KV splits for a shape when the longest sequence is `max_len` keys on a device of `multiprocessors`
 // SMs (measured rules, see the definition): SIMT (heads_per_block 1..8) no split up to 4 block steps, beyond that
-// the smallest power of two whose blocks cover every SM, at most one split per step; tensor cores
-// (heads_per_block 16) the largest power of two keeping one block per SM, at least 3 steps per split.
+// the smallest power of two whose blocks cover every SM, one step per split at least (two where the length cannot
+// cover the SMs); tensor cores (heads_per_block 16) the largest power of two keeping one block per SM, at least 8
+// steps per split.
 int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multiprocessors, int heads_per_block);
 
 // Query heads per block (1, 2, 4 or 8) of the SIMT variant for a shape when the longest sequence is `max_len` keys.
