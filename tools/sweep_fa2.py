@@ -25,6 +25,34 @@ LENGTHS = (64, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
 MODELS = ("SmolLM2-135M", "Qwen2.5-0.5B", "Qwen2.5-1.5B", "Llama-3.1-8B")
 
 
+def attention_case(batch: int, n_q_heads: int, n_kv_heads: int, head_dim: int, length: int):
+    """Random fp16 q [B, Hq, D] and K/V caches [B, Hkv, length, D] on the GPU (seeded by the length), int32 lengths,
+    and the float64 attention reference [B, Hq, D]."""
+    group = n_q_heads // n_kv_heads
+    g = torch.Generator(device="cuda").manual_seed(length)
+    q = torch.randn((batch, n_q_heads, head_dim), device="cuda", dtype=torch.float16, generator=g)
+    k = torch.randn((batch, n_kv_heads, length, head_dim), device="cuda", dtype=torch.float16, generator=g)
+    v = torch.randn_like(k)
+    lens = np.full(batch, length, dtype=np.int32)
+    kr = k.double().repeat_interleave(group, dim=1)
+    vr = v.double().repeat_interleave(group, dim=1)
+    p = torch.softmax((kr @ q.double().unsqueeze(-1)).squeeze(-1) / math.sqrt(head_dim), dim=-1)
+    return q, k, v, lens, (p.unsqueeze(-1) * vr).sum(dim=2)
+
+
+def checked_plan(q, k, v, lens, out, ref, label: str, **kwargs):
+    """An attention.Fa2Decode plan, run once into a NaN-poisoned `out` and checked against `ref` (max abs error <
+    4e-3, fp16 storage); returns (plan, error)."""
+    plan = attention.Fa2Decode(q, k, v, lens, out, **kwargs)
+    out.fill_(float("nan"))
+    plan.launch()
+    torch.cuda.synchronize()
+    err = float((out.double() - ref).abs().max())
+    if not err < 4e-3:
+        raise RuntimeError(f"{label}: error {err}")
+    return plan, err
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -46,16 +74,8 @@ def main() -> None:
         for name, n_q_heads, n_kv_heads, head_dim, batch in shapes:
             group = n_q_heads // n_kv_heads
             for length in args.lengths:
-                g = torch.Generator(device="cuda").manual_seed(length)
-                q = torch.randn((batch, n_q_heads, head_dim), device="cuda", dtype=torch.float16, generator=g)
-                k = torch.randn((batch, n_kv_heads, length, head_dim), device="cuda", dtype=torch.float16, generator=g)
-                v = torch.randn_like(k)
+                q, k, v, lens, ref = attention_case(batch, n_q_heads, n_kv_heads, head_dim, length)
                 out = torch.empty_like(q)
-                lens = np.full(batch, length, dtype=np.int32)
-                kr = k.double().repeat_interleave(group, dim=1)
-                vr = v.double().repeat_interleave(group, dim=1)
-                p = torch.softmax((kr @ q.double().unsqueeze(-1)).squeeze(-1) / math.sqrt(head_dim), dim=-1)
-                ref = (p.unsqueeze(-1) * vr).sum(dim=2)
                 q4 = q.unsqueeze(2)
                 sdpa_us = float(np.median(timer.callable(
                     lambda: F.scaled_dot_product_attention(q4, k, v, enable_gqa=True), warmup=20,
@@ -71,13 +91,7 @@ def main() -> None:
                 choices += [{"variant": "mma"}, {"variant": "mma", "num_splits": max(1, mma_splits // 2)},
                             {"variant": "mma", "num_splits": min(128, 2 * mma_splits)}]
                 for kwargs in choices:
-                    plan = attention.Fa2Decode(q, k, v, lens, out, **kwargs)
-                    out.fill_(float("nan"))
-                    plan.launch()
-                    torch.cuda.synchronize()
-                    err = float((out.double() - ref).abs().max())
-                    if not err < 4e-3:
-                        raise RuntimeError(f"{name} S={length} {kwargs}: error {err}")
+                    plan, err = checked_plan(q, k, v, lens, out, ref, f"{name} S={length} {kwargs}", **kwargs)
                     us = float(np.median(timer.events(plan.op, warmup=20, iterations=args.iterations)))
                     row["variants"].append({"variant": plan.variant, "hpb": plan.heads_per_block,
                                             "splits": plan.num_splits, "us": us, "max_abs_error": err})

@@ -82,24 +82,15 @@ def measure(args: argparse.Namespace) -> list[dict]:
 
     from edgellm_ext import attention, cuda
     from edgellm_ext.models import get_model
+    from sweep_fa2 import attention_case, checked_plan  # tools/, beside this script
 
     rows = []
     with cuda.Timer() as timer:
         for name in args.models:
             m = get_model(name)
-            group = m.n_q_heads // m.n_kv_heads
             for length in args.lengths:
-                g = torch.Generator(device="cuda").manual_seed(length)
-                q = torch.randn((1, m.n_q_heads, m.head_dim), device="cuda", dtype=torch.float16, generator=g)
-                k = torch.randn((1, m.n_kv_heads, length, m.head_dim), device="cuda", dtype=torch.float16,
-                                generator=g)
-                v = torch.randn_like(k)
+                q, k, v, lens, ref = attention_case(1, m.n_q_heads, m.n_kv_heads, m.head_dim, length)
                 out = torch.empty_like(q)
-                lens = np.full(1, length, dtype=np.int32)
-                kr = k.double().repeat_interleave(group, dim=1)
-                vr = v.double().repeat_interleave(group, dim=1)
-                p = torch.softmax((kr @ q.double().unsqueeze(-1)).squeeze(-1) / math.sqrt(m.head_dim), dim=-1)
-                ref = (p.unsqueeze(-1) * vr).sum(dim=2)
                 for variant in ("simt", "mma"):
                     try:
                         auto = attention.Fa2Decode(q, k, v, lens, out, variant=variant)
@@ -113,13 +104,8 @@ def measure(args: argparse.Namespace) -> list[dict]:
                     row = {"model": name, "length": length, "variant": variant, "hpb": auto.heads_per_block,
                            "default_splits": auto.num_splits, "keys_per_step": step, "splits": []}
                     for splits in split_choices(length, step, attention.MAX_SPLITS):
-                        plan = attention.Fa2Decode(q, k, v, lens, out, variant=variant, num_splits=splits)
-                        out.fill_(float("nan"))
-                        plan.launch()
-                        torch.cuda.synchronize()
-                        err = float((out.double() - ref).abs().max())
-                        if not err < 4e-3:
-                            raise RuntimeError(f"{name} S={length} {variant} x{splits}: error {err}")
+                        plan, err = checked_plan(q, k, v, lens, out, ref, f"{name} S={length} {variant} x{splits}",
+                                                 variant=variant, num_splits=splits)
                         events = float(np.median(timer.events(plan.op, warmup=20, iterations=args.iterations)))
                         graph = float(np.median(timer.graph(plan.op, launches_per_graph=GRAPH_LAUNCHES, warmup=3,
                                                             replays=GRAPH_REPLAYS)))

@@ -272,16 +272,9 @@ void Fa2DecodeOp::launch(cudaStream_t stream) {
   // The kernel's parameters in order (the storage-type pointers pass as void pointers: same representation).
   void* args[] = {&q_, &k_, &v_, &seq_lens_, &out_, &po, &plse, &counters, &q_heads, &kv_heads, &max_seq,
                   &scale_log2, &splits, &chunk, &kv_shared, &programmatic};
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = dim3(kernel_.threads);
-  cfg.dynamicSmemBytes = static_cast<std::size_t>(kernel_.smem_bytes);
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = programmatic_ ? 1 : 0;
+  cudaLaunchAttribute attr;
+  const cudaLaunchConfig_t cfg = launch_config(grid, dim3(kernel_.threads), static_cast<std::size_t>(kernel_.smem_bytes),
+                                               stream, programmatic_, attr);
   EDGELLM_CUDA_CHECK(cudaLaunchKernelExC(&cfg, kernel_.fn, args));
   EDGELLM_CUDA_CHECK_LAUNCH("fa2_decode_kernel");
 }

@@ -78,12 +78,11 @@ constexpr int warps_for(int head_dim, int heads_per_block) {
   return heads_per_block >= 4 || head_dim * heads_per_block * 8 * 4 > 32768 ? 4 : 8;
 }
 
-// Loads one step of keys (KT per lane group) of K and V into registers; keys at or beyond `key_end` read nothing.
-template <typename T, int D, int NW>
-__device__ __forceinline__ void load_step(const T* k_base, const T* v_base, int step, int key_end, int warp,
-                                          int key_group, int lane_in_key,
-                                          uint4 (&k_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
-                                          uint4 (&v_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane]) {
+// Calls f(u, i, key, offset) for each of this lane's 16-byte vectors of one step of keys (KT per lane group):
+// u-th key of the group, i-th vector of the row, the key's index, the vector's element offset in the cache;
+// vectors past the row (D not a multiple of the lanes' share) are skipped.
+template <typename T, int D, int NW, class F>
+__device__ __forceinline__ void for_step_vectors(int step, int warp, int key_group, int lane_in_key, F f) {
   using G = Geometry<T, D, NW>;
 #pragma unroll
   for (int u = 0; u < kKeysPerGroupStep; ++u) {
@@ -91,15 +90,28 @@ __device__ __forceinline__ void load_step(const T* k_base, const T* v_base, int 
 #pragma unroll
     for (int i = 0; i < G::kVecsPerLane; ++i) {
       const int vec = lane_in_key + i * G::kLanesPerKey;
-      k_raw[u][i] = make_uint4(0, 0, 0, 0);
-      v_raw[u][i] = make_uint4(0, 0, 0, 0);
-      if (key < key_end && vec < G::kVecsPerRow) {
-        const size_t off = static_cast<size_t>(key) * D + vec * G::kVecElems;
-        k_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(k_base + off));
-        v_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(v_base + off));
-      }
+      if (vec < G::kVecsPerRow) f(u, i, key, static_cast<size_t>(key) * D + vec * G::kVecElems);
     }
   }
+}
+
+// Loads one step of keys of K and V into registers; keys at or beyond `key_end` read nothing (zeros).
+template <typename T, int D, int NW>
+__device__ __forceinline__ void load_step(const T* k_base, const T* v_base, int step, int key_end, int warp,
+                                          int key_group, int lane_in_key,
+                                          uint4 (&k_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
+                                          uint4 (&v_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane]) {
+#pragma unroll
+  for (int u = 0; u < kKeysPerGroupStep; ++u) {
+#pragma unroll
+    for (int i = 0; i < Geometry<T, D, NW>::kVecsPerLane; ++i) k_raw[u][i] = v_raw[u][i] = make_uint4(0, 0, 0, 0);
+  }
+  for_step_vectors<T, D, NW>(step, warp, key_group, lane_in_key, [&](int u, int i, int key, size_t off) {
+    if (key < key_end) {
+      k_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(k_base + off));
+      v_raw[u][i] = __ldg(reinterpret_cast<const uint4*>(v_base + off));
+    }
+  });
 }
 
 // Reloads, through L2 (ld.global.cg), the keys in [from, key_end) of a step that load_step issued before a
@@ -109,20 +121,12 @@ __device__ __forceinline__ void reload_step(const T* k_base, const T* v_base, in
                                             int warp, int key_group, int lane_in_key,
                                             uint4 (&k_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane],
                                             uint4 (&v_raw)[kKeysPerGroupStep][Geometry<T, D, NW>::kVecsPerLane]) {
-  using G = Geometry<T, D, NW>;
-#pragma unroll
-  for (int u = 0; u < kKeysPerGroupStep; ++u) {
-    const int key = step + u * NW * G::kGroupsPerWarp + warp * G::kGroupsPerWarp + key_group;
-#pragma unroll
-    for (int i = 0; i < G::kVecsPerLane; ++i) {
-      const int vec = lane_in_key + i * G::kLanesPerKey;
-      if (key >= from && key < key_end && vec < G::kVecsPerRow) {
-        const size_t off = static_cast<size_t>(key) * D + vec * G::kVecElems;
-        k_raw[u][i] = __ldcg(reinterpret_cast<const uint4*>(k_base + off));
-        v_raw[u][i] = __ldcg(reinterpret_cast<const uint4*>(v_base + off));
-      }
+  for_step_vectors<T, D, NW>(step, warp, key_group, lane_in_key, [&](int u, int i, int key, size_t off) {
+    if (key >= from && key < key_end) {
+      k_raw[u][i] = __ldcg(reinterpret_cast<const uint4*>(k_base + off));
+      v_raw[u][i] = __ldcg(reinterpret_cast<const uint4*>(v_base + off));
     }
-  }
+  });
 }
 
 // Folds one step of loaded keys into the online-softmax state of this lane's key group.
