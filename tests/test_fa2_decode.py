@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import edgellm_ext
-from edgellm_ext import attention, cuda
+from edgellm_ext import _core, attention, cuda
 
 TOL = {"float32": (1e-5, 1e-6), "float16": (2.0**-10, 1e-4), "bfloat16": (2.0**-7, 1e-3)}
 P_ROUNDING = {"float16": 2.0**-11, "bfloat16": 2.0**-8}  # relative rounding of p in the "mma" variant
@@ -292,3 +292,44 @@ def test_without_gpu_the_error_says_why() -> None:
     q, k, v = _arrays()
     with pytest.raises(RuntimeError, match=r"without CUDA|no CUDA device"):
         attention.fa2_decode(q, k, v, [8])
+
+
+# fa2_default_num_splits is host code (no device needed). These are the choices measured fastest on an H200 (132
+# SMs) in bench/results/nvidia-h200/fa2_splits_sweep.md; a rule change that moves one of them should come with a
+# new sweep. Arguments: (q heads, kv heads, head dim, keys, heads per block (16: tensor cores)) -> splits.
+@pytest.mark.parametrize("q_heads,kv_heads,head_dim,keys,hpb,expected", [
+    (9, 3, 64, 64, 1, 1),          # SmolLM2-135M: one step, no split
+    (9, 3, 64, 512, 1, 1),         # 4 steps: the merge costs more than it saves
+    (9, 3, 64, 1024, 1, 4),        # 8 steps cannot cover 132 SMs: two steps per split
+    (9, 3, 64, 2048, 1, 16),       # 16 splits x 9 blocks cover the SMs
+    (9, 3, 64, 4096, 1, 16),
+    (9, 3, 64, 4232, 1, 16),       # the e2e run's bucket at depth 4096 (n_ctx 4232)
+    (12, 2, 128, 512, 1, 4),       # Qwen2.5-1.5B, one head per block
+    (12, 2, 128, 8192, 2, 32),     # two heads per block: 6 blocks per split
+    (32, 8, 128, 8192, 4, 32),     # Llama-3.1-8B, four heads per block
+    (9, 3, 64, 65536, 16, 32),     # tensor cores: at most one block per SM
+    (14, 2, 64, 16384, 16, 32),    # ... and >= 8 steps of 64 keys per split
+    (32, 8, 128, 65536, 16, 16),
+])
+def test_default_split_counts_are_the_measured_ones(q_heads: int, kv_heads: int, head_dim: int, keys: int, hpb: int,
+                                                    expected: int) -> None:
+    if not _core.cuda_compiled():
+        pytest.skip("built without CUDA")
+    got = _core.fa2_default_num_splits(batch=1, q_heads=q_heads, kv_heads=kv_heads, head_dim=head_dim,
+                                       max_seq=65536, dtype=0, max_len=keys, multiprocessors=132,
+                                       heads_per_block=hpb)
+    assert got == expected
+
+
+def test_default_split_counts_stay_in_range() -> None:
+    if not _core.cuda_compiled():
+        pytest.skip("built without CUDA")
+    for batch in (1, 8, 64):
+        for keys in (1, 100, 4096, 65536):
+            for hpb in (1, 2, 4, 8, 16):
+                n = _core.fa2_default_num_splits(batch=batch, q_heads=32, kv_heads=8, head_dim=128, max_seq=65536,
+                                                 dtype=0, max_len=keys, multiprocessors=132, heads_per_block=hpb)
+                assert 1 <= n <= attention.MAX_SPLITS, (batch, keys, hpb, n)
+    with pytest.raises(ValueError, match="head_dim"):
+        _core.fa2_default_num_splits(batch=1, q_heads=8, kv_heads=8, head_dim=72, max_seq=16, dtype=0, max_len=16,
+                                     multiprocessors=132, heads_per_block=1)
