@@ -39,15 +39,10 @@ __global__ void kv_append_kernel(T* __restrict__ k_cache, T* __restrict__ v_cach
 
 int itemsize(DType dtype) { return dtype == DType::F32 ? 4 : 2; }
 
-// Largest power of two <= x, and smallest >= x (both 1 for x <= 1).
+// Largest power of two <= x (1 for x <= 1); next_pow2 (fa2_detail) is the smallest >= x.
 int pow2_floor(int x) {
   int p = 1;
   while (p <= x / 2) p *= 2;
-  return p;
-}
-int pow2_ceil(int x) {
-  int p = 1;
-  while (p < x) p *= 2;
   return p;
 }
 
@@ -182,7 +177,7 @@ int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multipr
     // at 2048 keys 16 splits of one step 5.4 us, 8 of two 6.2). Where the length cannot cover the SMs anyway,
     // two steps per split: the kernel loads its next step while it consumes one, so a second step adds little
     // latency, and fewer splits save merge work (SmolLM2-135M at 1024 keys: 4 splits 5.2 us, 8 splits 5.7).
-    const int cover = pow2_ceil((sms + blocks_without_split - 1) / blocks_without_split);
+    const int cover = next_pow2((sms + blocks_without_split - 1) / blocks_without_split);
     const int by_length = pow2_floor(steps) >= cover ? cover : pow2_floor(steps / 2);
     splits = steps <= kMaxStepsUnsplit ? 1 : by_length;
   }
