@@ -2,6 +2,8 @@
 # Profiler diagnosis of single kernels (issue 4): build, then ncu (speed of light, occupancy, warp states, memory,
 # source counters) on one launch of each op named in OPS, and the SASS of the T-MAC and fa2 kernels, into $OUT.
 # Usage on the device, from the repo root: OPS="tmac:14336,4096 fa2:32,8,128,65536" bash tools/device_diag.sh
+# (CLOCKS=base locks the clocks at base for ncu; the default leaves them as they are, as METHOD.md asks;
+# LAUNCH_COUNT=2 also catches a second kernel of an op, e.g. SDPA's split-KV combine.)
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -20,7 +22,7 @@ for spec in ${OPS:-}; do
     what="--section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis
       --section LaunchStats --section SchedulerStats --section SourceCounters"
   fi
-  ncu --cache-control all --clock-control base --launch-skip 2 --launch-count 1 -k "regex:${KREGEX:-tmac|fa2}" \
+  ncu --cache-control all --clock-control ${CLOCKS:-none} --launch-skip 2 --launch-count ${LAUNCH_COUNT:-1} -k "regex:${KREGEX:-tmac|fa2}" \
     $what python3 "$ROOT/tools/profile_op.py" $kind ${dims//,/ } >> "$OUT/ncu.txt" 2>&1
 done
 if [ -n "${SASS:-}" ]; then

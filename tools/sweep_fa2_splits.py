@@ -6,6 +6,7 @@ against a float64 reference. The evidence for fa2_default_num_splits (src/cuda/f
 per (model, length, kernel) and writes JSON.
 
     python tools/sweep_fa2_splits.py --out fa2_splits.json [--md fa2_splits.md] [--models ...] [--lengths ...]
+                                     [--kernels simt mma]
     python tools/sweep_fa2_splits.py --from-json fa2_splits.json --md fa2_splits.md   (table of an earlier run)
 """
 
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--from-json", help="only write --md from this earlier --out")
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--lengths", nargs="*", type=int, default=list(LENGTHS))
+    ap.add_argument("--kernels", nargs="*", choices=("simt", "mma"), default=["simt", "mma"])
     ap.add_argument("--iterations", type=int, default=60)
     args = ap.parse_args()
     if args.from_json:
@@ -91,7 +93,7 @@ def measure(args: argparse.Namespace) -> list[dict]:
             for length in args.lengths:
                 q, k, v, lens, ref = attention_case(1, m.n_q_heads, m.n_kv_heads, m.head_dim, length)
                 out = torch.empty_like(q)
-                for variant in ("simt", "mma"):
+                for variant in args.kernels:
                     try:
                         auto = attention.Fa2Decode(q, k, v, lens, out, variant=variant)
                     except ValueError:  # the tensor-core kernel does not take this shape
