@@ -64,7 +64,7 @@ def _reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, lens: np.ndarray,
 def _run(rng: np.random.Generator, *, batch: int, q_heads: int, kv_heads: int, head_dim: int, lens: list[int],
          dtype: str, num_splits: int | None = None, max_seq: int | None = None, device_lens: bool = False,
          heads_per_block: int | None = None, variant: str = "auto", nan_past_lengths: bool = False,
-         kv_shared: bool = False, cluster_size: int | None = None) -> None:
+         kv_shared: bool = False) -> None:
     max_seq = max_seq or max(lens)
     kv_shape = (1 if kv_shared else batch, kv_heads, max_seq, head_dim)
     k_host = rng.standard_normal(kv_shape, dtype=np.float32)
@@ -85,9 +85,6 @@ def _run(rng: np.random.Generator, *, batch: int, q_heads: int, kv_heads: int, h
         assert plan.heads_per_block == heads_per_block
     if variant != "auto":
         assert plan.variant == variant
-    if cluster_size is not None:
-        plan.op.set_cluster_size(cluster_size)
-        assert plan.cluster_size == cluster_size
     ref, weighted_abs = _reference(q, k, v, lens_arr, 1.0 / math.sqrt(head_dim))
     rtol, atol = TOL[dtype]
     if plan.variant == "mma":
@@ -124,43 +121,6 @@ def test_split_counts_including_empty_splits(rng: np.random.Generator, num_split
     # Up to the 128-split limit (chunks of 4 keys); most splits are past the lengths (empty).
     _run(rng, batch=3, q_heads=8, kv_heads=8, head_dim=128, lens=[5, 300, 129], dtype="float16",
          num_splits=num_splits, max_seq=512, variant=variant, nan_past_lengths=True)
-
-
-def _hopper() -> bool:
-    return cuda.device_info()["compute_capability"] >= (9, 0)
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("cluster_size", [1, 2, 4, 8])
-@pytest.mark.parametrize("num_splits", [8, 64, 128])
-@pytest.mark.parametrize("head_dim", [64, 128])
-def test_tensor_core_cluster_pre_merge(rng: np.random.Generator, cluster_size: int, num_splits: int,
-                                       head_dim: int) -> None:
-    # Clusters of 1 (none), 2, 4 and 8 splits pre-merge through distributed shared memory; 6 and 16 heads per
-    # block; a length of 3000 in 4096 leaves whole clusters of splits empty at 64 and 128 splits.
-    if cluster_size > 1 and not _hopper():
-        pytest.skip("clusters need compute capability >= 9.0")
-    for q_heads in (12, 32):
-        _run(rng, batch=2, q_heads=q_heads, kv_heads=2, head_dim=head_dim, lens=[4096, 3000], dtype="float16",
-             num_splits=num_splits, max_seq=4096, variant="mma", nan_past_lengths=True, cluster_size=cluster_size)
-
-
-@pytest.mark.gpu
-def test_tensor_core_cluster_defaults_and_limits() -> None:
-    q = cuda.empty((1, 12, 128), "float16")
-    k = cuda.empty((1, 2, 4096, 128), "float16")
-    expected = {1: 1, 2: 2, 3: 1, 12: 4, 64: 8} if _hopper() else {1: 1, 2: 1, 3: 1, 12: 1, 64: 1}
-    for splits, cluster in expected.items():
-        assert attention.Fa2Decode(q, k, k, [4096], variant="mma", num_splits=splits).cluster_size == cluster
-    assert attention.Fa2Decode(q, k, k, [4096], variant="simt", num_splits=64).cluster_size == 1
-    plan = attention.Fa2Decode(q, k, k, [4096], variant="mma", num_splits=12)
-    for bad in (0, 3, 16, -2):
-        with pytest.raises(ValueError, match=r"cluster_size: expected 1 or a divisor of num_splits \(12\) <= 8"):
-            plan.op.set_cluster_size(bad)
-    if _hopper():
-        simt = attention.Fa2Decode(q, k, k, [4096], variant="simt", num_splits=64)
-        with pytest.raises(ValueError, match=r"clusters need the tensor-core kernel"):
-            simt.op.set_cluster_size(8)
 
 
 @pytest.mark.gpu

@@ -12,10 +12,10 @@ namespace edgellm::cuda {
 namespace {
 
 using fa2_detail::kKeysPerGroupStep;
-using fa2_detail::kMaxSplits;
 using fa2_detail::next_pow2;
 using fa2_detail::warps_for;
 
+constexpr int kMaxSplits = 128;       // bounds the split workspace and the merge loop
 constexpr int kShortContextKeys = 2048;  // fa2_default_heads_per_block's crossover (measured)
 constexpr int kMaxStepsUnsplit = 4;     // fa2_default_num_splits: the SIMT kernel splits only longer sequences
 constexpr int kMinStepsPerSplitMma = 8;  // fa2_default_num_splits: least work per split (tensor-core kernel)
@@ -252,63 +252,12 @@ Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uin
   const int hint = max_len_hint < 1 ? 1 : (max_len_hint > shape.max_seq ? shape.max_seq : max_len_hint);
   chunk_ = (hint + num_splits_ - 1) / num_splits_;
   if (num_splits_ > 1) EDGELLM_CUDA_CHECK(cudaMemset(counters_.data(), 0, counters_.bytes()));
-  cluster_ = default_cluster_size();
-}
-
-dim3 Fa2DecodeOp::grid() const {
-  const int group_size = shape_.q_heads / shape_.kv_heads;
-  const int chunks = (group_size + kernel_.heads_per_block - 1) / kernel_.heads_per_block;
-  return dim3(num_splits_, shape_.kv_heads * chunks, shape_.batch);
-}
-
-bool Fa2DecodeOp::cluster_fits(int blocks) const {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid();
-  cfg.blockDim = dim3(kernel_.threads);
-  cfg.dynamicSmemBytes = static_cast<std::size_t>(kernel_.smem_bytes);
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = static_cast<unsigned>(blocks);
-  attr.val.clusterDim.y = 1;
-  attr.val.clusterDim.z = 1;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
-  int clusters = 0;
-  EDGELLM_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel_.fn, &cfg));
-  return clusters >= 1;
-}
-
-int Fa2DecodeOp::default_cluster_size() const {
-  if (kernel_.variant != Fa2Variant::TensorCore || num_splits_ < 2 ||
-      device_attribute(cudaDevAttrComputeCapabilityMajor) < 9) {
-    return 1;
-  }
-  int blocks = 1;
-  while (2 * blocks <= fa2_detail::kMaxCluster && num_splits_ % (2 * blocks) == 0) blocks *= 2;
-  while (blocks > 1 && !cluster_fits(blocks)) blocks /= 2;
-  return blocks;
-}
-
-void Fa2DecodeOp::set_cluster_size(int blocks) {
-  if (blocks == 1) {
-    cluster_ = 1;
-    return;
-  }
-  if (blocks < 1 || blocks > fa2_detail::kMaxCluster || num_splits_ % blocks != 0) {
-    throw std::invalid_argument("cluster_size: expected 1 or a divisor of num_splits (" + std::to_string(num_splits_) +
-                                ") <= " + std::to_string(fa2_detail::kMaxCluster) + ", got " + std::to_string(blocks));
-  }
-  if (kernel_.variant != Fa2Variant::TensorCore || device_attribute(cudaDevAttrComputeCapabilityMajor) < 9) {
-    throw std::invalid_argument("cluster_size: clusters need the tensor-core kernel and compute capability >= 9.0");
-  }
-  if (!cluster_fits(blocks)) {
-    throw std::invalid_argument("cluster_size: the device cannot co-schedule " + std::to_string(blocks) +
-                                " blocks of this kernel");
-  }
-  cluster_ = blocks;
 }
 
 void Fa2DecodeOp::launch(cudaStream_t stream) {
+  const int group_size = shape_.q_heads / shape_.kv_heads;
+  const int chunks = (group_size + kernel_.heads_per_block - 1) / kernel_.heads_per_block;
+  const dim3 grid(num_splits_, shape_.kv_heads * chunks, shape_.batch);
   float scale_log2 = scale_ * kLog2e;
   float* po = static_cast<float*>(partial_out_.data());
   float* plse = static_cast<float*>(partial_lse_.data());
@@ -318,10 +267,9 @@ void Fa2DecodeOp::launch(cudaStream_t stream) {
   // The kernel's parameters in order (the storage-type pointers pass as void pointers: same representation).
   void* args[] = {&q_, &k_, &v_, &seq_lens_, &out_, &po, &plse, &counters, &q_heads, &kv_heads, &max_seq,
                   &scale_log2, &splits, &chunk, &kv_shared, &programmatic};
-  LaunchAttrs attrs;
-  const cudaLaunchConfig_t cfg = launch_config(grid(), dim3(kernel_.threads),
-                                               static_cast<std::size_t>(kernel_.smem_bytes), stream, programmatic_,
-                                               attrs, cluster_);
+  cudaLaunchAttribute attr;
+  const cudaLaunchConfig_t cfg = launch_config(grid, dim3(kernel_.threads), static_cast<std::size_t>(kernel_.smem_bytes),
+                                               stream, programmatic_, attr);
   EDGELLM_CUDA_CHECK(cudaLaunchKernelExC(&cfg, kernel_.fn, args));
   EDGELLM_CUDA_CHECK_LAUNCH("fa2_decode_kernel");
 }

@@ -19,9 +19,7 @@
 //   tiles of K and V through its own cp.async ring in shared memory (see the kernel's comment for the ring and
 //   fragment layouts). Used beyond 8192 keys for GQA groups of 3 or more; the default split count launches at
 //   most one block per SM.
-// Both end the same way (the block epilogue and the split merge below); on sm_90+ the tensor-core kernel runs in
-// clusters of up to 8 splits that pre-merge their outputs through distributed shared memory, so that the last
-// block merges num_splits / cluster parts (the single-block merge was the kernel's tail at long contexts).
+// Both end the same way (the block epilogue and the split merge below).
 //
 // SIMT launch: grid (num_splits, Hkv * ceil(G / HPB), B), 256 threads for HPB <= 2, 128 for HPB >= 4 (registers).
 // HPB is 1 up to 2048 keys and beyond that the largest of 4, 2, 1 dividing G (measured; see
@@ -110,23 +108,12 @@ class Fa2DecodeOp : public Launchable {
   // next kernel launches when this one ends: measured faster in the GPU engine than letting it start at the top).
   // Used by the GPU engine's decode step (its QKV GEMV writes q and the newest cache row).
   void set_programmatic(bool on);
-  // Clusters of the tensor-core kernel (sm_90+): `blocks` consecutive splits pre-merge their outputs through
-  // distributed shared memory before the last block's merge (fa2_decode_kernel.cuh, finish_block_cluster). The
-  // default is the largest power of two <= 8 dividing num_splits that the device can co-schedule (1: none, also
-  // for the SIMT kernel). set_cluster_size(1) turns it off; other values must divide num_splits, be <= 8, and need
-  // the tensor-core kernel on sm_90+ (std::invalid_argument otherwise).
-  void set_cluster_size(int blocks);
-  int cluster_size() const { return cluster_; }
   int num_splits() const { return num_splits_; }
   int heads_per_block() const { return kernel_.heads_per_block; }
   Fa2Variant variant() const { return kernel_.variant; }
   std::size_t workspace_bytes() const { return partial_out_.bytes() + partial_lse_.bytes() + counters_.bytes(); }
 
  private:
-  dim3 grid() const;
-  bool cluster_fits(int blocks) const;
-  int default_cluster_size() const;
-
   Fa2DecodeShape shape_;
   const void* q_;
   const void* k_;
@@ -137,7 +124,6 @@ class Fa2DecodeOp : public Launchable {
   Fa2Kernel kernel_;
   int num_splits_;
   bool programmatic_ = false;
-  int cluster_ = 1;
   int chunk_ = 0;  // keys per split, from the host's length hint (the last split also covers the rest)
   DeviceBuffer partial_out_;  // [B, Hq, num_splits, D] fp32
   DeviceBuffer partial_lse_;  // [B, Hq, num_splits] fp32 (log2 domain)

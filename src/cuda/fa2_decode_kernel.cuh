@@ -4,7 +4,6 @@
 // compile in parallel.
 #pragma once
 
-#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -20,20 +19,6 @@ namespace edgellm::cuda::fa2_detail {
 constexpr int kKeysPerGroupStep = 4;  // keys each lane group loads per step (loads in flight)
 
 constexpr int next_pow2(int x) { return x <= 1 ? 1 : 2 * next_pow2((x + 1) / 2); }
-
-constexpr int kMaxSplits = 128;  // most splits of one op: bounds the split workspace and the merge
-constexpr int kMaxCluster = 8;   // most blocks of one cluster (the tensor-core kernel's pre-merge; portable size)
-
-// 16-byte copies global -> shared memory (cp.async, sm_80+: the tensor-core kernel's ring).
-__device__ __forceinline__ void cp_async_16(uint32_t smem_addr, const void* src, bool valid) {
-  // src-size 0 (invalid) reads nothing and fills the 16 bytes with zeros.
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(src), "r"(valid ? 16 : 0)
-               : "memory");
-}
-// "memory" clobbers: the compiler must not move shared-memory accesses across the copies, commits and waits.
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
 // Compile-time geometry of one (storage type, head dim, warps per block) triple.
 template <typename T, int D, int NW>
@@ -211,28 +196,72 @@ __device__ __forceinline__ void consume_step(const T* tag, int step, int key_end
   }
 }
 
-// The merge of every split's partial output, by the last block of a (sequence, head group) to finish (see
-// finish_block): out[h] = sum_s w[h][s] partial[h][s], w[h][s] = 2^(lse[h][s] - max_s lse[h][s]) / sum of those (an
-// empty split has lse -inf, weight 0; no split with keys: zeros). Workspace rows: partial_out [B * Hq][n_parts][D],
-// partial_lse [B * Hq][n_parts]. 4 columns per thread, one pass over the parts with a running maximum (every load
-// independent of the arithmetic, 16 in flight per thread). This reads every part through one SM: a tail of 2-6 us
-// after the last key loop at 16-64 parts of 3-6 heads (measured, H200), hence the cluster pre-merge below.
-template <typename T, int D, int NW>
-__device__ __forceinline__ void merge_parts(int heads_here, size_t bh0, int n_parts,
-                                            const float* __restrict__ partial_out,
-                                            const float* __restrict__ partial_lse, T* __restrict__ out) {
+// The end of a block, shared by both kernels: combines the warps' online-softmax states published in shared
+// memory (s_m, s_l: [NW][HPB]; s_acc: [NW][HPB][D]; the caller has synchronised), then writes the output
+// (num_splits == 1) or this split's normalised partial and log-sum-exp; the last block of each (sequence, head
+// group) to finish, found with a counter (threadfence + atomicAdd, reset by that block so that the op can be
+// replayed in a CUDA graph), merges every split's partial.
+template <typename T, int D, int NW, int HPB>
+__device__ __forceinline__ void finish_block(const float* s_m, const float* s_l, const float* s_acc, int heads_here,
+                                             int b, int q_heads, int head0, int num_splits, T* __restrict__ out,
+                                             float* __restrict__ partial_out, float* __restrict__ partial_lse,
+                                             int* __restrict__ counters) {
+  const int split = blockIdx.x;
+  const size_t bh0 = static_cast<size_t>(b) * q_heads + head0;  // first (sequence, head) row of this block
+  for (int idx = threadIdx.x; idx < heads_here * D; idx += (NW * 32)) {
+    const int h = idx / D;
+    const int d = idx % D;
+    float block_max = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) block_max = fmaxf(block_max, s_m[w * HPB + h]);
+    float sum = 0.0f, o = 0.0f;
+    if (block_max != -INFINITY) {
+#pragma unroll
+      for (int w = 0; w < NW; ++w) {
+        const float c = exp2_fast(s_m[w * HPB + h] - block_max);
+        sum += s_l[w * HPB + h] * c;
+        o += s_acc[(w * HPB + h) * D + d] * c;
+      }
+    }
+    if (num_splits == 1) {
+      store(out + (bh0 + h) * D + d, sum > 0.0f ? o / sum : 0.0f);
+    } else {
+      const size_t row = (bh0 + h) * num_splits + split;
+      partial_out[row * D + d] = sum > 0.0f ? o / sum : 0.0f;
+      if (d == 0) partial_lse[row] = sum > 0.0f ? block_max + log2f(sum) : -INFINITY;
+    }
+  }
+  if (num_splits == 1) return;
+
+  // The last block of this (sequence, head group) to finish merges every split's partial output.
+  __shared__ bool s_is_last;
+  __threadfence();  // make this block's partials visible device-wide before announcing completion
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* counter = counters + static_cast<size_t>(b) * gridDim.y + blockIdx.y;
+    const int done = atomicAdd(counter, 1);
+    s_is_last = (done == num_splits - 1);
+    if (s_is_last) *counter = 0;  // ready for the next launch (graph replays reuse the workspace)
+  }
+  __syncthreads();
+  if (!s_is_last) return;
+  __threadfence();
+
+  // Weighted sum of the partial outputs, 4 columns per thread: one pass with a running maximum of the splits'
+  // log-sum-exps (as in the online softmax), so that every load is independent of the arithmetic and the merge
+  // costs one round trip to L2.
   constexpr int kCols = D / 4;
   for (int idx = threadIdx.x; idx < heads_here * kCols; idx += (NW * 32)) {
     const int h = idx / kCols;
     const int c = idx % kCols;
-    const size_t row0 = (bh0 + h) * n_parts;
+    const size_t row0 = (bh0 + h) * num_splits;
     const float4* src = reinterpret_cast<const float4*>(partial_out + row0 * D) + c;
     float mx = -INFINITY, total = 0.0f;
     float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
     // Branch-free (an empty split has lse -inf and weight 0), so that the unrolled iterations' loads can all be
     // issued before the first result is needed.
 #pragma unroll 16
-    for (int sp = 0; sp < n_parts; ++sp) {
+    for (int sp = 0; sp < num_splits; ++sp) {
       const float lse = __ldcg(partial_lse + row0 + sp);
       const float4 p = __ldcg(src + static_cast<size_t>(sp) * kCols);
       const float m_new = fmaxf(mx, lse);
@@ -251,75 +280,6 @@ __device__ __forceinline__ void merge_parts(int heads_here, size_t bh0, int n_pa
     store(dst + 1, o.y * inv);
     store(dst + 2, o.z * inv);
     store(dst + 3, o.w * inv);
-  }
-}
-
-// The block's output from the warps' online-softmax states published in shared memory (s_m, s_l: [NW][HPB]; s_acc:
-// [NW][HPB] rows of kAccStride floats, the first D used; the caller has synchronised): emit(h, d, value, lse) for
-// each head h < heads_here and column d, value normalised by the block's softmax sum, lse its log2-sum-exp
-// (-inf, with value 0, when the block saw no key).
-template <int D, int NW, int HPB, int kAccStride, class Emit>
-__device__ __forceinline__ void combine_warps(const float* s_m, const float* s_l, const float* s_acc, int heads_here,
-                                              Emit emit) {
-  for (int idx = threadIdx.x; idx < heads_here * D; idx += (NW * 32)) {
-    const int h = idx / D;
-    const int d = idx % D;
-    float block_max = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < NW; ++w) block_max = fmaxf(block_max, s_m[w * HPB + h]);
-    float sum = 0.0f, o = 0.0f;
-    if (block_max != -INFINITY) {
-#pragma unroll
-      for (int w = 0; w < NW; ++w) {
-        const float c = exp2_fast(s_m[w * HPB + h] - block_max);
-        sum += s_l[w * HPB + h] * c;
-        o += s_acc[(w * HPB + h) * kAccStride + d] * c;
-      }
-    }
-    emit(h, d, sum > 0.0f ? o / sum : 0.0f, sum > 0.0f ? block_max + log2f(sum) : -INFINITY);
-  }
-}
-
-// True in the last block of this (sequence, head group) to announce its partials (num_splits blocks do): a counter
-// (threadfence + atomicAdd, reset by that block so that the op can be replayed in a CUDA graph). Every thread of
-// the block calls it after writing its part of the partials.
-__device__ __forceinline__ bool last_to_finish(int* __restrict__ counters, int b, int num_splits) {
-  __shared__ bool s_is_last;
-  __threadfence();  // make this block's partials visible device-wide before announcing completion
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int* counter = counters + static_cast<size_t>(b) * gridDim.y + blockIdx.y;
-    const int done = atomicAdd(counter, 1);
-    s_is_last = (done == num_splits - 1);
-    if (s_is_last) *counter = 0;  // ready for the next launch (graph replays reuse the workspace)
-  }
-  __syncthreads();
-  if (s_is_last) __threadfence();
-  return s_is_last;
-}
-
-// The end of a block (the SIMT kernel; the tensor-core kernel without a cluster): the block's output
-// (combine_warps) goes to out (num_splits == 1) or to this split's partial and log-sum-exp; the last block to finish
-// merges every split's partial (merge_parts).
-template <typename T, int D, int NW, int HPB, int kAccStride = D>
-__device__ __forceinline__ void finish_block(const float* s_m, const float* s_l, const float* s_acc, int heads_here,
-                                             int b, int q_heads, int head0, int num_splits, T* __restrict__ out,
-                                             float* __restrict__ partial_out, float* __restrict__ partial_lse,
-                                             int* __restrict__ counters) {
-  const int split = blockIdx.x;
-  const size_t bh0 = static_cast<size_t>(b) * q_heads + head0;  // first (sequence, head) row of this block
-  combine_warps<D, NW, HPB, kAccStride>(s_m, s_l, s_acc, heads_here, [&](int h, int d, float value, float lse) {
-    if (num_splits == 1) {
-      store(out + (bh0 + h) * D + d, value);
-    } else {
-      const size_t row = (bh0 + h) * num_splits + split;
-      partial_out[row * D + d] = value;
-      if (d == 0) partial_lse[row] = lse;
-    }
-  });
-  if (num_splits == 1) return;
-  if (last_to_finish(counters, b, num_splits)) {
-    merge_parts<T, D, NW>(heads_here, bh0, num_splits, partial_out, partial_lse, out);
   }
 }
 
@@ -627,7 +587,7 @@ __device__ __forceinline__ void mma_consume(const MmaLoads<D>& x, const uint32_t
 // consumed in iteration i - 1 (a __syncwarp orders the two), then reads tile i's fragments from shared memory;
 // V rows past the length are zeroed in registers (the first tiles may hold anything there) and K's scores masked.
 // Launch: grid (num_splits, Hkv * ceil(G / 16), B), kMmaWarps warps, dynamic shared memory mma_smem_bytes<D>()
-// (the ring; reused at the end for the warps' partial accumulators and, with a cluster, the block's output).
+// (the ring; reused for the warps' partial accumulators at the end).
 template <int D>
 struct MmaRing {
   static constexpr int kTileKeys = 16;
@@ -636,10 +596,7 @@ struct MmaRing {
   static constexpr int kRingBytes = 96 * 1024;                    // per block: two blocks fit an SM's 228 KB
   static constexpr int kStages = kRingBytes / (kMmaWarps * kTileBytes);  // D = 128: 3, D = 64: 6
   static_assert(kStages >= 2, "the ring needs two tiles per warp");
-  // The end of a block reuses the ring: the warps' accumulators, then (with a cluster) the block's output.
-  static constexpr int kAccStride = D + 1;  // floats per accumulator row (padding: see the kernel's end)
-  static constexpr int kOutOffset = (kMmaWarps * kMmaRows * kAccStride + 3) / 4 * 4;  // floats
-  static_assert(4 * (kOutOffset + kMmaRows * (D + 1)) <= kRingBytes, "the block's output after the accumulators");
+  static_assert(kMmaWarps * kMmaRows * D * 4 <= kRingBytes, "the partial accumulators reuse the ring");
 };
 
 template <int D>
@@ -648,6 +605,15 @@ constexpr int mma_smem_bytes() { return MmaRing<D>::kRingBytes; }
 // Chunk permutation of key row k (see the ring layout above): XOR with bits (k & 1) << 2 and k & 6.
 __device__ __forceinline__ int ring_swizzle(int key) { return ((key & 1) << 2) ^ (key & 6); }
 
+__device__ __forceinline__ void cp_async_16(uint32_t smem_addr, const void* src, bool valid) {
+  // src-size 0 (invalid) reads nothing and fills the 16 bytes with zeros.
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(src), "r"(valid ? 16 : 0)
+               : "memory");
+}
+// "memory" clobbers: the compiler must not move shared-memory accesses across the copies, commits and waits.
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
 // Issues one warp tile (keys base .. base + 15, those at or past `bound` zero-filled) into ring slot `slot_addr`,
 // then commits the group (an empty group when the whole tile is past the bound, so that group i is tile i).
@@ -713,74 +679,6 @@ __device__ __forceinline__ void ring_fill(MmaLoads<D>& x, const unsigned char* s
       x.v[i][j] = live ? v : make_uint4(0, 0, 0, 0);
     }
   }
-}
-
-// Blocks in this block's cluster: 1 without a cluster launch (or below sm_90).
-__device__ __forceinline__ int cluster_blocks() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  return static_cast<int>(cooperative_groups::this_cluster().num_blocks());
-#else
-  return 1;
-#endif
-}
-
-// The tensor-core kernel's end when launched in clusters of C > 1 consecutive splits (sm_90+; fa2_decode.cu picks
-// C): the C blocks of a cluster pre-merge their outputs through distributed shared memory (each block one C-th of
-// the (head, column) items, reading all C blocks' outputs and log-sum-exps), so that the workspace holds
-// num_splits / C parts and the last block's merge (merge_parts, the kernel's serial tail) reads C times less.
-// s_out: this block's output, [kMmaRows][D] values then [kMmaRows] log-sum-exps, in its shared memory.
-template <typename T, int D, int NW, int kAccStride>
-__device__ __forceinline__ void finish_block_cluster(const float* s_m, const float* s_l, const float* s_acc,
-                                                     float* s_out, int heads_here, int b, int q_heads, int head0,
-                                                     int num_splits, T* __restrict__ out,
-                                                     float* __restrict__ partial_out,
-                                                     float* __restrict__ partial_lse, int* __restrict__ counters) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  namespace cg = cooperative_groups;
-  cg::cluster_group cluster = cg::this_cluster();
-  const int c_size = static_cast<int>(cluster.num_blocks());
-  const int rank = static_cast<int>(cluster.block_rank());
-  const int n_parts = num_splits / c_size;
-  const int part = blockIdx.x / c_size;
-  const size_t bh0 = static_cast<size_t>(b) * q_heads + head0;
-  float* s_lse = s_out + kMmaRows * D;
-  combine_warps<D, NW, kMmaRows, kAccStride>(s_m, s_l, s_acc, heads_here, [&](int h, int d, float value, float lse) {
-    s_out[h * D + d] = value;
-    if (d == 0) s_lse[h] = lse;
-  });
-  cluster.sync();  // every block's output is in its shared memory (and visible to the cluster)
-  for (int idx = rank * NW * 32 + static_cast<int>(threadIdx.x); idx < heads_here * D; idx += c_size * NW * 32) {
-    const int h = idx / D;
-    const int d = idx % D;
-    float lse[kMaxCluster], value[kMaxCluster];
-    float mx = -INFINITY;
-#pragma unroll
-    for (int r = 0; r < kMaxCluster; ++r) {
-      if (r < c_size) {
-        const float* remote = cluster.map_shared_rank(s_out, r);
-        lse[r] = remote[kMmaRows * D + h];
-        value[r] = remote[h * D + d];
-        mx = fmaxf(mx, lse[r]);
-      }
-    }
-    float total = 0.0f, o = 0.0f;
-#pragma unroll
-    for (int r = 0; r < kMaxCluster; ++r) {
-      if (r < c_size) {
-        const float w = lse[r] == -INFINITY ? 0.0f : exp2_fast(lse[r] - mx);
-        total += w;
-        o = fmaf(w, value[r], o);
-      }
-    }
-    const size_t row = (bh0 + h) * n_parts + part;
-    partial_out[row * D + d] = total > 0.0f ? o / total : 0.0f;
-    if (d == 0) partial_lse[row] = total > 0.0f ? mx + log2f(total) : -INFINITY;
-  }
-  cluster.sync();  // no block leaves (its shared memory) while another reads it
-  if (last_to_finish(counters, b, num_splits)) {
-    merge_parts<T, D, NW>(heads_here, bh0, n_parts, partial_out, partial_lse, out);
-  }
-#endif
 }
 
 template <typename T, int D, int NW = kMmaWarps>
@@ -870,11 +768,7 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
   __syncthreads();
   __shared__ float s_m[NW][kMmaRows];
   __shared__ float s_l[NW][kMmaRows];
-  // [NW][kMmaRows] rows of kAccStride = D + 1 floats: the padding spreads the stores below over 16 banks (2-way
-  // conflicts; with rows of D floats the 8 rows x 4 column groups of a store fell on 2 banks, and the block's end
-  // took ~1 us longer).
-  constexpr int kAccStride = A::kAccStride;
-  float* s_acc = reinterpret_cast<float*>(mma_smem);
+  float* s_acc = reinterpret_cast<float*>(mma_smem);  // [NW][kMmaRows][D]
   if (t == 0) {
     s_m[warp][r] = m[0];
     s_m[warp][r + 8] = m[1];
@@ -889,19 +783,13 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
       for (int e = 0; e < 4; ++e) {
         const int row = r + 8 * (e >> 1);
         const int d = 64 * j + 8 * (2 * t + (e & 1)) + u;
-        s_acc[(warp * kMmaRows + row) * kAccStride + d] = o[8 * j + u][e];
+        s_acc[(warp * kMmaRows + row) * D + d] = o[8 * j + u][e];
       }
     }
   }
   __syncthreads();
-  if (num_splits > 1 && cluster_blocks() > 1) {
-    finish_block_cluster<T, D, NW, kAccStride>(&s_m[0][0], &s_l[0][0], s_acc,
-                                               reinterpret_cast<float*>(mma_smem) + A::kOutOffset, heads_here, b,
-                                               q_heads, head0, num_splits, out, partial_out, partial_lse, counters);
-  } else {
-    finish_block<T, D, NW, kMmaRows, kAccStride>(&s_m[0][0], &s_l[0][0], s_acc, heads_here, b, q_heads, head0,
-                                                 num_splits, out, partial_out, partial_lse, counters);
-  }
+  finish_block<T, D, NW, kMmaRows>(&s_m[0][0], &s_l[0][0], s_acc, heads_here, b, q_heads, head0, num_splits, out,
+                                   partial_out, partial_lse, counters);
 #endif
 }
 

@@ -168,10 +168,10 @@ void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool program
   for (int i = 1; i < n_segments; ++i) {
     if (p.seg[i].type != type) type = 0;
   }
-  LaunchAttrs attrs;
+  cudaLaunchAttribute attr;
   const cudaLaunchConfig_t cfg =
       launch_config(dim3(blocks), dim3(kGemvThreads),
-                    gemv_smem_bytes(p.k, kGemvWarps, NT, float_act || float_activations(type)), stream, programmatic, attrs);
+                    gemv_smem_bytes(p.k, kGemvWarps, NT, float_act || float_activations(type)), stream, programmatic, attr);
   EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_kernel<P, E, NT>(type, float_act), p));
 }
 

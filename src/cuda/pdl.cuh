@@ -10,34 +10,19 @@
 
 namespace edgellm::cuda {
 
-// Launch attributes for launch_config (they must outlive the launch call).
-struct LaunchAttrs {
-  cudaLaunchAttribute attr[2];
-};
-
-// A launch configuration for cudaLaunchKernelEx(C): programmatic stream serialization when `programmatic`;
-// clusters of `cluster_x` consecutive blocks along x when cluster_x > 1 (sm_90+; the grid's x a multiple of it).
+// A launch configuration for cudaLaunchKernelEx(C), with programmatic stream serialization when `programmatic`;
+// `attr` holds the attribute and must outlive the launch call.
 inline cudaLaunchConfig_t launch_config(dim3 grid, dim3 block, std::size_t smem_bytes, cudaStream_t stream,
-                                        bool programmatic, LaunchAttrs& attrs, int cluster_x = 1) {
+                                        bool programmatic, cudaLaunchAttribute& attr) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem_bytes;
   cfg.stream = stream;
-  cfg.attrs = attrs.attr;
-  cfg.numAttrs = 0;
-  if (programmatic) {
-    cudaLaunchAttribute& a = attrs.attr[cfg.numAttrs++];
-    a.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    a.val.programmaticStreamSerializationAllowed = 1;
-  }
-  if (cluster_x > 1) {
-    cudaLaunchAttribute& a = attrs.attr[cfg.numAttrs++];
-    a.id = cudaLaunchAttributeClusterDimension;
-    a.val.clusterDim.x = static_cast<unsigned>(cluster_x);
-    a.val.clusterDim.y = 1;
-    a.val.clusterDim.z = 1;
-  }
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = programmatic ? 1 : 0;
   return cfg;
 }
 

@@ -147,9 +147,6 @@ class Fa2DecodeOp(Launchable):
     def heads_per_block(self) -> int: ...
     @property
     def variant(self) -> int: ...  # 0 SIMT, 1 tensor cores
-    @property
-    def cluster_size(self) -> int: ...  # splits per cluster (tensor cores, sm_90+); 1: none
-    def set_cluster_size(self, blocks: int) -> None: ...
 
 class KvAppendOp(Launchable):
     def __init__(self, batch: int, kv_heads: int, head_dim: int, max_seq: int, dtype: int, k_cache: int,

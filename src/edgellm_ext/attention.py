@@ -24,7 +24,7 @@ __all__ = ["DTYPE_CODES", "HEAD_DIMS", "Fa2Decode", "fa2_decode", "kv_append", "
 
 DTYPE_CODES = {"float16": 0, "bfloat16": 1, "float32": 2}
 HEAD_DIMS = (64, 80, 96, 128, 256)
-MAX_SPLITS = 128  # kMaxSplits in src/cuda/fa2_decode_kernel.cuh
+MAX_SPLITS = 128  # kMaxSplits in src/cuda/fa2_decode.cu
 # Kernel variants (Fa2Variant in src/cuda/fa2_decode.h): "auto" picks per shape and device; "simt" runs fp32 FMAs
 # with heads_per_block query heads per block (any dtype and head_dim); "mma" runs the products on tensor cores
 # with the whole GQA group per block (fp16/bf16, head_dim 64 or 128, compute capability >= 8.0).
@@ -139,12 +139,6 @@ class Fa2Decode:
     def variant(self) -> str:
         """The kernel chosen: "simt" (fp32 FMAs, heads_per_block heads per block) or "mma" (tensor cores)."""
         return "mma" if self.op.variant == VARIANTS["mma"] else "simt"
-
-    @property
-    def cluster_size(self) -> int:
-        """Splits per cluster that pre-merge through distributed shared memory (tensor cores on sm_90+; 1: none).
-        ``op.set_cluster_size(n)`` changes it (1 turns it off)."""
-        return int(self.op.cluster_size)
 
     def launch(self, stream: object = None) -> None:
         self.op.launch(stream_handle(stream))

@@ -51,9 +51,7 @@ void bind_attention(py::module_& m) {
            py::arg("variant") = -1, py::arg("kv_shared") = false)
       .def_property_readonly("num_splits", &cuda::Fa2DecodeOp::num_splits)
       .def_property_readonly("heads_per_block", &cuda::Fa2DecodeOp::heads_per_block)
-      .def_property_readonly("variant", [](const cuda::Fa2DecodeOp& op) { return static_cast<int>(op.variant()); })
-      .def_property_readonly("cluster_size", &cuda::Fa2DecodeOp::cluster_size)
-      .def("set_cluster_size", &cuda::Fa2DecodeOp::set_cluster_size, py::arg("blocks"));
+      .def_property_readonly("variant", [](const cuda::Fa2DecodeOp& op) { return static_cast<int>(op.variant()); });
 
   py::class_<cuda::KvAppendOp, cuda::Launchable>(m, "KvAppendOp")
       .def(py::init([](int batch, int kv_heads, int head_dim, int max_seq, int dtype, std::uintptr_t k_cache,
