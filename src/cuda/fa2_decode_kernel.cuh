@@ -197,11 +197,12 @@ __device__ __forceinline__ void consume_step(const T* tag, int step, int key_end
 }
 
 // The end of a block, shared by both kernels: combines the warps' online-softmax states published in shared
-// memory (s_m, s_l: [NW][HPB]; s_acc: [NW][HPB][D]; the caller has synchronised), then writes the output
+// memory (s_m, s_l: [NW][HPB]; s_acc: [NW][HPB] rows of kAccStride floats, the first D used; the caller has
+// synchronised), then writes the output
 // (num_splits == 1) or this split's normalised partial and log-sum-exp; the last block of each (sequence, head
 // group) to finish, found with a counter (threadfence + atomicAdd, reset by that block so that the op can be
 // replayed in a CUDA graph), merges every split's partial.
-template <typename T, int D, int NW, int HPB>
+template <typename T, int D, int NW, int HPB, int kAccStride = D>
 __device__ __forceinline__ void finish_block(const float* s_m, const float* s_l, const float* s_acc, int heads_here,
                                              int b, int q_heads, int head0, int num_splits, T* __restrict__ out,
                                              float* __restrict__ partial_out, float* __restrict__ partial_lse,
@@ -220,7 +221,7 @@ __device__ __forceinline__ void finish_block(const float* s_m, const float* s_l,
       for (int w = 0; w < NW; ++w) {
         const float c = exp2_fast(s_m[w * HPB + h] - block_max);
         sum += s_l[w * HPB + h] * c;
-        o += s_acc[(w * HPB + h) * D + d] * c;
+        o += s_acc[(w * HPB + h) * kAccStride + d] * c;
       }
     }
     if (num_splits == 1) {
@@ -248,9 +249,12 @@ __device__ __forceinline__ void finish_block(const float* s_m, const float* s_l,
   __threadfence();
 
   // Weighted sum of the partial outputs, 4 columns per thread: one pass with a running maximum of the splits'
-  // log-sum-exps (as in the online softmax), so that every load is independent of the arithmetic and the merge
-  // costs one round trip to L2.
+  // log-sum-exps (as in the online softmax), in batches of kMergeBatch splits whose loads are all issued before
+  // any is used (past the last split they load nothing: lse -inf, weight 0), so that the merge costs
+  // ceil(num_splits / kMergeBatch) round trips to L2. (A loop unrolled by 16 ran its remainder one split, one
+  // round trip, at a time: 8 splits took ~3 us; measured, bench/results/experiments_eleventh_session.)
   constexpr int kCols = D / 4;
+  constexpr int kMergeBatch = 16;
   for (int idx = threadIdx.x; idx < heads_here * kCols; idx += (NW * 32)) {
     const int h = idx / kCols;
     const int c = idx % kCols;
@@ -258,21 +262,27 @@ __device__ __forceinline__ void finish_block(const float* s_m, const float* s_l,
     const float4* src = reinterpret_cast<const float4*>(partial_out + row0 * D) + c;
     float mx = -INFINITY, total = 0.0f;
     float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
-    // Branch-free (an empty split has lse -inf and weight 0), so that the unrolled iterations' loads can all be
-    // issued before the first result is needed.
-#pragma unroll 16
-    for (int sp = 0; sp < num_splits; ++sp) {
-      const float lse = __ldcg(partial_lse + row0 + sp);
-      const float4 p = __ldcg(src + static_cast<size_t>(sp) * kCols);
-      const float m_new = fmaxf(mx, lse);
-      const float c_old = mx == m_new ? 1.0f : exp2_fast(mx - m_new);  // mx < m_new here, m_new finite
-      const float w = lse == -INFINITY ? 0.0f : exp2_fast(lse - m_new);
-      total = total * c_old + w;
-      o.x = fmaf(w, p.x, o.x * c_old);
-      o.y = fmaf(w, p.y, o.y * c_old);
-      o.z = fmaf(w, p.z, o.z * c_old);
-      o.w = fmaf(w, p.w, o.w * c_old);
-      mx = m_new;
+    for (int sp0 = 0; sp0 < num_splits; sp0 += kMergeBatch) {
+      float lse[kMergeBatch];
+      float4 p[kMergeBatch];
+#pragma unroll
+      for (int u = 0; u < kMergeBatch; ++u) {
+        const int sp = sp0 + u;
+        lse[u] = sp < num_splits ? __ldcg(partial_lse + row0 + sp) : -INFINITY;
+        p[u] = sp < num_splits ? __ldcg(src + static_cast<size_t>(sp) * kCols) : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+#pragma unroll
+      for (int u = 0; u < kMergeBatch; ++u) {
+        const float m_new = fmaxf(mx, lse[u]);
+        const float c_old = mx == m_new ? 1.0f : exp2_fast(mx - m_new);  // mx < m_new here, m_new finite
+        const float w = lse[u] == -INFINITY ? 0.0f : exp2_fast(lse[u] - m_new);
+        total = total * c_old + w;
+        o.x = fmaf(w, p[u].x, o.x * c_old);
+        o.y = fmaf(w, p[u].y, o.y * c_old);
+        o.z = fmaf(w, p[u].z, o.z * c_old);
+        o.w = fmaf(w, p[u].w, o.w * c_old);
+        mx = m_new;
+      }
     }
     const float inv = total > 0.0f ? 1.0f / total : 0.0f;
     T* dst = out + (bh0 + h) * D + 4 * c;
@@ -596,7 +606,7 @@ struct MmaRing {
   static constexpr int kRingBytes = 96 * 1024;                    // per block: two blocks fit an SM's 228 KB
   static constexpr int kStages = kRingBytes / (kMmaWarps * kTileBytes);  // D = 128: 3, D = 64: 6
   static_assert(kStages >= 2, "the ring needs two tiles per warp");
-  static_assert(kMmaWarps * kMmaRows * D * 4 <= kRingBytes, "the partial accumulators reuse the ring");
+  static_assert(kMmaWarps * kMmaRows * (D + 1) * 4 <= kRingBytes, "the partial accumulators reuse the ring");
 };
 
 template <int D>
@@ -768,7 +778,11 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
   __syncthreads();
   __shared__ float s_m[NW][kMmaRows];
   __shared__ float s_l[NW][kMmaRows];
-  float* s_acc = reinterpret_cast<float*>(mma_smem);  // [NW][kMmaRows][D]
+  // [NW][kMmaRows] rows of D + 1 floats: the padding spreads the stores below over 16 banks (2-way conflicts;
+  // with rows of D floats the 8 rows x 4 column groups of a store fell on 2 banks: the block's end took 0.3-1.5 us
+  // longer, bench/results/experiments_eleventh_session/README.md).
+  constexpr int kAccStride = D + 1;
+  float* s_acc = reinterpret_cast<float*>(mma_smem);
   if (t == 0) {
     s_m[warp][r] = m[0];
     s_m[warp][r + 8] = m[1];
@@ -783,13 +797,13 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
       for (int e = 0; e < 4; ++e) {
         const int row = r + 8 * (e >> 1);
         const int d = 64 * j + 8 * (2 * t + (e & 1)) + u;
-        s_acc[(warp * kMmaRows + row) * D + d] = o[8 * j + u][e];
+        s_acc[(warp * kMmaRows + row) * kAccStride + d] = o[8 * j + u][e];
       }
     }
   }
   __syncthreads();
-  finish_block<T, D, NW, kMmaRows>(&s_m[0][0], &s_l[0][0], s_acc, heads_here, b, q_heads, head0, num_splits, out,
-                                   partial_out, partial_lse, counters);
+  finish_block<T, D, NW, kMmaRows, kAccStride>(&s_m[0][0], &s_l[0][0], s_acc, heads_here, b, q_heads, head0,
+                                               num_splits, out, partial_out, partial_lse, counters);
 #endif
 }
 
