@@ -124,6 +124,17 @@ def test_split_counts_including_empty_splits(rng: np.random.Generator, num_split
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("num_splits", [8, 64, 128])
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_tensor_core_many_heads_and_splits(rng: np.random.Generator, num_splits: int, head_dim: int) -> None:
+    # 6 and 16 heads per block (the padded accumulator rows, the merge of many heads), up to the 128-split limit;
+    # a length of 3000 in 4096 leaves the last splits empty.
+    for q_heads in (12, 32):
+        _run(rng, batch=2, q_heads=q_heads, kv_heads=2, head_dim=head_dim, lens=[4096, 3000], dtype="float16",
+             num_splits=num_splits, max_seq=4096, variant="mma", nan_past_lengths=True)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("heads_per_block", [1, 2, 4, 8])
 @pytest.mark.parametrize("head_dim", [64, 256])
 def test_every_heads_per_block(rng: np.random.Generator, heads_per_block: int, head_dim: int) -> None:

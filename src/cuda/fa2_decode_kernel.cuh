@@ -196,58 +196,6 @@ __device__ __forceinline__ void consume_step(const T* tag, int step, int key_end
   }
 }
 
-// The merge of every split's partial output by the last block of a (sequence, head group) (finish_block).
-// Not inlined: inlined, its batch of loads changed the code of the kernels' key loops (measured 6-9% slower
-// with one split, where the merge does not even run; bench/results/experiments_eleventh_session).
-template <typename T, int D, int NW>
-__device__ __noinline__ void merge_splits(int heads_here, size_t bh0, int num_splits,
-                                          const float* __restrict__ partial_out,
-                                          const float* __restrict__ partial_lse, T* __restrict__ out) {
-  // Weighted sum of the partial outputs, 4 columns per thread: one pass with a running maximum of the splits'
-  // log-sum-exps (as in the online softmax), in batches of kMergeBatch splits whose loads are all issued before
-  // any is used (past the last split they load nothing: lse -inf, weight 0), so that the merge costs
-  // ceil(num_splits / kMergeBatch) round trips to L2. (A loop unrolled by 16 ran its remainder one split, one
-  // round trip, at a time: 8 splits took ~3 us; measured, bench/results/experiments_eleventh_session.)
-  constexpr int kCols = D / 4;
-  constexpr int kMergeBatch = 16;
-  for (int idx = threadIdx.x; idx < heads_here * kCols; idx += (NW * 32)) {
-    const int h = idx / kCols;
-    const int c = idx % kCols;
-    const size_t row0 = (bh0 + h) * num_splits;
-    const float4* src = reinterpret_cast<const float4*>(partial_out + row0 * D) + c;
-    float mx = -INFINITY, total = 0.0f;
-    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
-    for (int sp0 = 0; sp0 < num_splits; sp0 += kMergeBatch) {
-      float lse[kMergeBatch];
-      float4 p[kMergeBatch];
-#pragma unroll
-      for (int u = 0; u < kMergeBatch; ++u) {
-        const int sp = sp0 + u;
-        lse[u] = sp < num_splits ? __ldcg(partial_lse + row0 + sp) : -INFINITY;
-        p[u] = sp < num_splits ? __ldcg(src + static_cast<size_t>(sp) * kCols) : make_float4(0.f, 0.f, 0.f, 0.f);
-      }
-#pragma unroll
-      for (int u = 0; u < kMergeBatch; ++u) {
-        const float m_new = fmaxf(mx, lse[u]);
-        const float c_old = mx == m_new ? 1.0f : exp2_fast(mx - m_new);  // mx < m_new here, m_new finite
-        const float w = lse[u] == -INFINITY ? 0.0f : exp2_fast(lse[u] - m_new);
-        total = total * c_old + w;
-        o.x = fmaf(w, p[u].x, o.x * c_old);
-        o.y = fmaf(w, p[u].y, o.y * c_old);
-        o.z = fmaf(w, p[u].z, o.z * c_old);
-        o.w = fmaf(w, p[u].w, o.w * c_old);
-        mx = m_new;
-      }
-    }
-    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
-    T* dst = out + (bh0 + h) * D + 4 * c;
-    store(dst, o.x * inv);
-    store(dst + 1, o.y * inv);
-    store(dst + 2, o.z * inv);
-    store(dst + 3, o.w * inv);
-  }
-}
-
 // The end of a block, shared by both kernels: combines the warps' online-softmax states published in shared
 // memory (s_m, s_l: [NW][HPB]; s_acc: [NW][HPB] rows of kAccStride floats, the first D used; the caller has
 // synchronised), then writes the output
@@ -300,7 +248,40 @@ __device__ __forceinline__ void finish_block(const float* s_m, const float* s_l,
   if (!s_is_last) return;
   __threadfence();
 
-  merge_splits<T, D, NW>(heads_here, bh0, num_splits, partial_out, partial_lse, out);
+  // Weighted sum of the partial outputs, 4 columns per thread: one pass with a running maximum of the splits'
+  // log-sum-exps (as in the online softmax), so that every load is independent of the arithmetic and the merge
+  // costs one round trip to L2.
+  constexpr int kCols = D / 4;
+  for (int idx = threadIdx.x; idx < heads_here * kCols; idx += (NW * 32)) {
+    const int h = idx / kCols;
+    const int c = idx % kCols;
+    const size_t row0 = (bh0 + h) * num_splits;
+    const float4* src = reinterpret_cast<const float4*>(partial_out + row0 * D) + c;
+    float mx = -INFINITY, total = 0.0f;
+    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+    // Branch-free (an empty split has lse -inf and weight 0), so that the unrolled iterations' loads can all be
+    // issued before the first result is needed.
+#pragma unroll 16
+    for (int sp = 0; sp < num_splits; ++sp) {
+      const float lse = __ldcg(partial_lse + row0 + sp);
+      const float4 p = __ldcg(src + static_cast<size_t>(sp) * kCols);
+      const float m_new = fmaxf(mx, lse);
+      const float c_old = mx == m_new ? 1.0f : exp2_fast(mx - m_new);  // mx < m_new here, m_new finite
+      const float w = lse == -INFINITY ? 0.0f : exp2_fast(lse - m_new);
+      total = total * c_old + w;
+      o.x = fmaf(w, p.x, o.x * c_old);
+      o.y = fmaf(w, p.y, o.y * c_old);
+      o.z = fmaf(w, p.z, o.z * c_old);
+      o.w = fmaf(w, p.w, o.w * c_old);
+      mx = m_new;
+    }
+    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+    T* dst = out + (bh0 + h) * D + 4 * c;
+    store(dst, o.x * inv);
+    store(dst + 1, o.y * inv);
+    store(dst + 2, o.z * inv);
+    store(dst + 3, o.w * inv);
+  }
 }
 
 // What one block works on (both kernels): sequence b (blockIdx.z), a KV head and up to HPB of its group's query
@@ -789,8 +770,9 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
   __shared__ float s_m[NW][kMmaRows];
   __shared__ float s_l[NW][kMmaRows];
   // [NW][kMmaRows] rows of D + 1 floats: the padding spreads the stores below over 16 banks (2-way conflicts;
-  // with rows of D floats the 8 rows x 4 column groups of a store fell on 2 banks: the block's end took 0.3-1.5 us
-  // longer, bench/results/experiments_eleventh_session/README.md).
+  // with rows of D floats the 8 rows x 4 column groups of a store fell on 2 banks). Measured on an H200
+  // (bench/results/experiments_eleventh_session/README.md): the block's end 0.3-1.5 us shorter, Qwen2.5-1.5B at
+  // 16384 keys 19.6 -> 17.7 us.
   constexpr int kAccStride = D + 1;
   float* s_acc = reinterpret_cast<float*>(mma_smem);
   if (t == 0) {
