@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Eleventh session, device A/B of the split merge in predicated batches (b76d2d2): the working tree against the
-# same tree with the kernel header of 07b1e4c (fa2_decode_kernel_before_merge_batches.cuh: merge loop unrolled
-# by 16, accumulator rows unpadded), both built side by side; tools/sweep_fa2_splits.py on the SIMT kernel
+# same tree with the kernel header of 07b1e4c (merge loop unrolled by 16, accumulator rows unpadded), both built
+# side by side. As run this session, a copy of that header replaced the tree's; kept here as header_07b1e4c.patch,
+# which turns the header of a7d0a4c (and later, while it is unchanged) into it; tools/sweep_fa2_splits.py on the SIMT kernel
 # (Qwen2.5-1.5B and SmolLM2-135M at 4096 / 8192 keys) and the tensor-core kernel (Qwen2.5-1.5B 16384 / 65536),
 # A B A B (ROUNDS=2); and the timeline of the working tree (mma_timeline.sh; TIMELINE= skips it). Run from the
 # repo root (carry .whl).
@@ -10,7 +11,7 @@ ROOT="$(pwd)"; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; E="$ROOT/bench/results/exp
 export PYTHONUNBUFFERED=1 CUDAARCHS=90
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 for v in new old; do rm -rf /tmp/$v && mkdir -p /tmp/$v && cp -r CMakeLists.txt pyproject.toml README.md src /tmp/$v/; done
-cp "$E/fa2_decode_kernel_before_merge_batches.cuh" /tmp/old/src/cuda/fa2_decode_kernel.cuh
+patch -p1 -s -d /tmp/old < "$E/header_07b1e4c.patch" || exit 2  # the header of 07b1e4c (see the header comment)
 t0=$(date +%s)
 [ -n "${TIMELINE-1}" ] && (OUT=$OUT/tl bash "$E/mma_timeline.sh" > "$OUT/timeline.log" 2>&1; echo "timeline exit $?" >> "$OUT/timeline.log") &
 for v in new old; do

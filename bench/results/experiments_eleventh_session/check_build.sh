@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Eleventh session, device check of the cluster pre-merge (working tree): build; fa2 tests; memcheck and racecheck
-# on the cluster tests; the timeline (mma_timeline.sh: each case without and with clusters); the tensor-core
-# split sweep at 16384 / 65536 keys; the kernels suite. Run from the repo root on the device (carry .whl).
+# Eleventh session, device check of a kernel change (working tree): build; fa2 tests; memcheck and racecheck on
+# the tests selected by K; the timeline (mma_timeline.sh); the tensor-core split sweep at 16384 / 65536 keys (NAME
+# in its file name); with KERNELS_BENCH=1 the kernels suite. Run from the repo root on the device (carry .whl).
+# Runs this session: the staged merge (K="several_rounds or (split_counts and mma)" NAME=staged_merge, no kernels
+# suite), the cluster pre-merge (K=${K:-"cluster or (split_counts and mma)"} NAME=cluster), b76d2d2 (the same, with
+# KERNELS_BENCH=1).
 set -uo pipefail
 ROOT="$(pwd)"; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; E="$ROOT/bench/results/experiments_eleventh_session"
 export PYTHONUNBUFFERED=1 CUDAARCHS=90
@@ -14,13 +17,13 @@ cd /tmp
 PYTHONPATH=/tmp/site timeout 300 python3 -m pytest "$ROOT/tests/test_fa2_decode.py" -q -x -p no:cacheprovider > "$OUT/pytest.log" 2>&1
 rc=$?; echo "pytest exit $rc"; tail -3 "$OUT/pytest.log"
 wait; grep -E '^\{|exit|Error|error' "$OUT/timeline.log" | cut -c1-400
-K="cluster or (split_counts and mma)"
+K=${K:-"cluster or (split_counts and mma)"}
 for tool in memcheck racecheck; do
   PYTHONPATH=/tmp/site timeout ${SANITIZE_TIMEOUT:-150} compute-sanitizer --tool $tool --target-processes all \
     python3 -m pytest "$ROOT/tests/test_fa2_decode.py" -q -x -p no:cacheprovider -k "$K" > "$OUT/$tool.log" 2>&1
   echo "$tool exit $?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|passed|failed' "$OUT/$tool.log" | tr '\n' ' ' | cut -c1-200)"
 done
 (cd "$ROOT/tools" && PYTHONPATH=/tmp/site timeout 200 python3 sweep_fa2_splits.py --kernels mma \
-  --lengths 16384 65536 --iterations 40 --out "$OUT/sweep_cluster.json" 2>&1 | cut -c1-200)
+  --lengths 16384 65536 --iterations 40 --out "$OUT/sweep_${NAME:-cluster}.json" 2>&1 | cut -c1-200)
 [ $rc = 0 ] && [ -n "${KERNELS_BENCH:-}" ] && (cd "$ROOT" && PYTHONPATH=/tmp/site EDGELLM_GIT_COMMIT=${EDGELLM_GIT_COMMIT:-} \
   timeout 240 python3 bench/run.py --suite kernels --out "$OUT/bench" > "$OUT/bench.log" 2>&1; echo "bench exit $?"; tail -3 "$OUT/bench.log")
