@@ -771,7 +771,7 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
   __shared__ float s_l[NW][kMmaRows];
   // [NW][kMmaRows] rows of D + 1 floats: the padding spreads the stores below over 16 banks (2-way conflicts;
   // with rows of D floats the 8 rows x 4 column groups of a store fell on 2 banks). Measured on an H200
-  // (bench/results/experiments_eleventh_session/README.md): the block's end 0.3-1.5 us shorter, Qwen2.5-1.5B at
+  // (bench/results/experiments_eleventh_session/README.md): the block's end 0.5-1.5 us shorter, Qwen2.5-1.5B at
   // 16384 keys 19.6 -> 17.7 us.
   constexpr int kAccStride = D + 1;
   float* s_acc = reinterpret_cast<float*>(mma_smem);
