@@ -4,7 +4,9 @@ write), one launch, stamps read back; 7 repeats, medians printed (us, from the f
 start spread, the warps' key loops (shortest / median / longest), the last block past its loop, the last
 non-merging block's end, finish_block of the other blocks (median: partial, fence, counter), the merging blocks'
 finish_block (the last block of each head group; the longest) and the whole kernel; plus the kernel's event time
-(L2 flushed) for scale. Each case without clusters (cluster 1), then with the op's default cluster size. Run with the instrumented build first on PYTHONPATH."""
+(L2 flushed) for scale. With a build that has clusters (the cluster pre-merge, ffd9b5e), each case without
+clusters (cluster 1), then with the op's default cluster size; otherwise each case once. Run with the
+instrumented build first on PYTHONPATH."""
 import json
 import statistics
 import sys
@@ -12,7 +14,7 @@ import sys
 import numpy as np
 import torch
 
-from edgellm_ext import attention, cuda
+from edgellm_ext import _core, attention, cuda
 
 CASES = [  # (name, q heads, kv heads, head dim, keys, splits)
     ("SmolLM2-135M", 9, 3, 64, 65536, 32),
@@ -34,7 +36,7 @@ def one(name, hq, hkv, d, keys, splits, flush, timer, cluster=None):
     buf = torch.zeros(64 + 2 * 8 * blocks, dtype=torch.int32, device="cuda")
     buf[0] = keys
     plan = attention.Fa2Decode(q, k, v, buf[:1], variant="mma", num_splits=splits)
-    if cluster is not None and hasattr(plan.op, "set_cluster_size"):  # builds before the cluster pre-merge: none
+    if cluster is not None:
         plan.op.set_cluster_size(cluster)
     stats = []
     for _ in range(7):
@@ -69,9 +71,10 @@ def one(name, hq, hkv, d, keys, splits, flush, timer, cluster=None):
 def main():
     flush = torch.empty(128 * 1024 * 1024, dtype=torch.float32, device="cuda")
     rows = []
+    has_clusters = hasattr(_core.Fa2DecodeOp, "set_cluster_size")
     with cuda.Timer() as timer:
         for case in CASES:
-            for cluster in (1, None):  # none, then the op's default
+            for cluster in ((1, None) if has_clusters else (None,)):  # none, then the op's default
                 rows.append(one(*case, flush, timer, cluster))
     if len(sys.argv) > 1:
         json.dump(rows, open(sys.argv[1], "w"), indent=1)
