@@ -64,7 +64,7 @@ def _reference(q: np.ndarray, k: np.ndarray, v: np.ndarray, lens: np.ndarray,
 def _run(rng: np.random.Generator, *, batch: int, q_heads: int, kv_heads: int, head_dim: int, lens: list[int],
          dtype: str, num_splits: int | None = None, max_seq: int | None = None, device_lens: bool = False,
          heads_per_block: int | None = None, variant: str = "auto", nan_past_lengths: bool = False,
-         kv_shared: bool = False) -> None:
+         kv_shared: bool = False, merge: str = "auto") -> None:
     max_seq = max_seq or max(lens)
     kv_shape = (1 if kv_shared else batch, kv_heads, max_seq, head_dim)
     k_host = rng.standard_normal(kv_shape, dtype=np.float32)
@@ -80,7 +80,9 @@ def _run(rng: np.random.Generator, *, batch: int, q_heads: int, kv_heads: int, h
     lens_arr = np.asarray(lens, dtype=np.int32)
     seq_lens = cuda.from_host(lens_arr) if device_lens else lens_arr
     plan = attention.Fa2Decode(q_dev, k_dev, v_dev, seq_lens, out, num_splits=num_splits,
-                               heads_per_block=heads_per_block, variant=variant, kv_shared=kv_shared)
+                               heads_per_block=heads_per_block, variant=variant, kv_shared=kv_shared, merge=merge)
+    if merge != "auto" and plan.num_splits > 1:
+        assert plan.merge == merge
     if heads_per_block is not None:
         assert plan.heads_per_block == heads_per_block
     if variant != "auto":
@@ -104,6 +106,10 @@ def _run(rng: np.random.Generator, *, batch: int, q_heads: int, kv_heads: int, h
 @pytest.mark.parametrize("head_dim", attention.HEAD_DIMS)
 def test_every_head_dim_and_dtype(rng: np.random.Generator, dtype: str, head_dim: int) -> None:
     _run(rng, batch=2, q_heads=6, kv_heads=2, head_dim=head_dim, lens=[1000, 37], dtype=dtype)
+    # Both merges of every merge-kernel instantiation (its column groups and split slices depend on D).
+    for merge in ("block", "kernel"):
+        _run(rng, batch=2, q_heads=6, kv_heads=2, head_dim=head_dim, lens=[1000, 37], dtype=dtype, num_splits=21,
+             merge=merge, nan_past_lengths=True)
 
 
 @pytest.mark.gpu
@@ -114,24 +120,28 @@ def test_gqa_ratios_and_lengths(rng: np.random.Generator, q_heads: int, kv_heads
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("merge", ["block", "kernel"])
 @pytest.mark.parametrize("variant", ["simt", "mma"])
 @pytest.mark.parametrize("num_splits", [1, 2, 3, 61, 64, 128, None])
-def test_split_counts_including_empty_splits(rng: np.random.Generator, num_splits: int | None, variant: str) -> None:
+def test_split_counts_including_empty_splits(rng: np.random.Generator, num_splits: int | None, variant: str,
+                                             merge: str) -> None:
     # 64 splits of 512 keys: chunks of 8 keys, so the tensor-core kernel's 16-key tiles cross every split's end.
     # Up to the 128-split limit (chunks of 4 keys); most splits are past the lengths (empty).
     _run(rng, batch=3, q_heads=8, kv_heads=8, head_dim=128, lens=[5, 300, 129], dtype="float16",
-         num_splits=num_splits, max_seq=512, variant=variant, nan_past_lengths=True)
+         num_splits=num_splits, max_seq=512, variant=variant, nan_past_lengths=True, merge=merge)
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("merge", ["block", "kernel"])
 @pytest.mark.parametrize("num_splits", [8, 64, 128])
 @pytest.mark.parametrize("head_dim", [64, 128])
-def test_tensor_core_many_heads_and_splits(rng: np.random.Generator, num_splits: int, head_dim: int) -> None:
+def test_tensor_core_many_heads_and_splits(rng: np.random.Generator, num_splits: int, head_dim: int,
+                                           merge: str) -> None:
     # 6 and 16 heads per block (the padded accumulator rows, the merge of many heads), up to the 128-split limit;
     # a length of 3000 in 4096 leaves the last splits empty.
     for q_heads in (12, 32):
         _run(rng, batch=2, q_heads=q_heads, kv_heads=2, head_dim=head_dim, lens=[4096, 3000], dtype="float16",
-             num_splits=num_splits, max_seq=4096, variant="mma", nan_past_lengths=True)
+             num_splits=num_splits, max_seq=4096, variant="mma", nan_past_lengths=True, merge=merge)
 
 
 @pytest.mark.gpu
@@ -161,14 +171,15 @@ def test_both_variants(rng: np.random.Generator, variant: str, head_dim: int, dt
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("merge", ["block", "kernel"])
 @pytest.mark.parametrize("variant", ["simt", "mma"])
 @pytest.mark.parametrize("head_dim", [64, 128])
-def test_kv_shared_queries_of_one_sequence(rng: np.random.Generator, variant: str, head_dim: int) -> None:
+def test_kv_shared_queries_of_one_sequence(rng: np.random.Generator, variant: str, head_dim: int, merge: str) -> None:
     # The GPU engine's batched prefill: 8 queries of one sequence over its one cache, each with its own (causal)
     # length; the keys between a query's length and the longest one are real values that it must not see.
     lens = [9001 + i for i in range(8)]
     _run(rng, batch=8, q_heads=9, kv_heads=3, head_dim=head_dim, lens=lens, dtype="float16", variant=variant,
-         max_seq=9016, nan_past_lengths=True, kv_shared=True, device_lens=True)
+         max_seq=9016, nan_past_lengths=True, kv_shared=True, device_lens=True, merge=merge, num_splits=16)
     _run(rng, batch=8, q_heads=9, kv_heads=3, head_dim=head_dim, lens=[1, 2, 3, 4, 5, 6, 7, 8], dtype="bfloat16",
          variant=variant, nan_past_lengths=True, kv_shared=True)
 
@@ -215,13 +226,14 @@ def test_numpy_in_numpy_out(rng: np.random.Generator) -> None:
 
 
 @pytest.mark.gpu
-def test_graph_replay_matches_eager(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("merge", ["block", "kernel"])
+def test_graph_replay_matches_eager(rng: np.random.Generator, merge: str) -> None:
     q_dev, q = _to_storage(rng.standard_normal((1, 32, 128), dtype=np.float32), "float16")
     k_dev, k = _to_storage(rng.standard_normal((1, 8, 2048, 128), dtype=np.float32), "float16")
     v_dev, v = _to_storage(rng.standard_normal((1, 8, 2048, 128), dtype=np.float32), "float16")
     out = cuda.empty(q.shape, "float16")
-    plan = attention.Fa2Decode(q_dev, k_dev, v_dev, [2048], out)
-    assert plan.num_splits > 1
+    plan = attention.Fa2Decode(q_dev, k_dev, v_dev, [2048], out, merge=merge)
+    assert plan.num_splits > 1 and plan.merge == merge
     with cuda.Timer(flush_l2=False) as timer:
         out.owner.fill_bytes(0xFF, 0)
         times = timer.graph(plan.op, launches_per_graph=5, warmup=1, replays=3)
@@ -283,6 +295,8 @@ def test_rejects_bad_shapes_and_dtypes_before_touching_the_gpu() -> None:
         attention.Fa2Decode(q, k, v, [8], num_splits=129)
     with pytest.raises(ValueError, match=r"variant: expected one of \['auto', 'mma', 'simt'\], got 'tc'"):
         attention.Fa2Decode(q, k, v, [8], variant="tc")
+    with pytest.raises(ValueError, match=r"merge: expected one of \['auto', 'block', 'kernel'\], got 'grid'"):
+        attention.Fa2Decode(q, k, v, [8], merge="grid")
     with pytest.raises(ValueError, match=r"heads_per_block: only the 'simt' variant takes it"):
         attention.Fa2Decode(q, k, v, [8], variant="mma", heads_per_block=2)
     with pytest.raises(ValueError, match=r"scale: expected a finite value > 0, got -1"):

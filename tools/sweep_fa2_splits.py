@@ -1,12 +1,13 @@
 """fa2_decode's split count swept on the kernels suite's model shapes: for each kernel (SIMT at its default heads
 per block, tensor cores) every power-of-two split count from 1 up to the kernel's split limit (and no split
 shorter than one block step), timed with CUDA events (L2 flushed; median of `--iterations` after 20 warm-ups) and
-in CUDA graphs (replay time / launches, L2 warm, as inside the GPU engine's step). Every choice is first checked
-against a float64 reference. The evidence for fa2_default_num_splits (src/cuda/fa2_decode.cu). Prints one line
-per (model, length, kernel) and writes JSON.
+in CUDA graphs (replay time / launches, L2 warm, as inside the GPU engine's step), with the splits merged in the
+attention kernel ("block") and/or by the merge kernel ("kernel"). Every choice is first checked against a float64
+reference. The evidence for fa2_default_num_splits and fa2_default_merge (src/cuda/fa2_decode.cu). Prints one
+line per (model, length, kernel, merge) and writes JSON.
 
     python tools/sweep_fa2_splits.py --out fa2_splits.json [--md fa2_splits.md] [--models ...] [--lengths ...]
-                                     [--kernels simt mma]
+                                     [--kernels simt mma] [--merges block kernel]
     python tools/sweep_fa2_splits.py --from-json fa2_splits.json --md fa2_splits.md   (table of an earlier run)
 """
 
@@ -41,6 +42,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--lengths", nargs="*", type=int, default=list(LENGTHS))
     ap.add_argument("--kernels", nargs="*", choices=("simt", "mma"), default=["simt", "mma"])
+    ap.add_argument("--merges", nargs="*", choices=("block", "kernel"), default=["block"])
     ap.add_argument("--iterations", type=int, default=60)
     args = ap.parse_args()
     if args.from_json:
@@ -59,8 +61,8 @@ def markdown(rows: list[dict]) -> str:
     """One table row per (model, length, kernel): events / graph us per split count; the default marked *, the
     fastest of each mode in bold."""
     counts = sorted({x["splits"] for r in rows for x in r["splits"]})
-    lines = ["| model | keys | kernel | default | " + " | ".join(f"x{n}" for n in counts) + " |",
-             "|---|---|---|---|" + "---|" * len(counts)]
+    lines = ["| model | keys | kernel | merge | default | " + " | ".join(f"x{n}" for n in counts) + " |",
+             "|---|---|---|---|---|" + "---|" * len(counts)]
     for r in rows:
         by = {x["splits"]: x for x in r["splits"]}
         best_e = min(by.values(), key=lambda x: x["events_us"])["splits"]
@@ -75,7 +77,9 @@ def markdown(rows: list[dict]) -> str:
             mark = "*" if n == r["default_splits"] else ""
             cells.append(f"{mark}{'**' + e + '**' if n == best_e else e} / {'**' + g + '**' if n == best_g else g}")
         kernel = "mma" if r["variant"] == "mma" else f"simt h{r['hpb']}"
-        lines.append(f"| {r['model']} | {r['length']} | {kernel} | x{r['default_splits']} | " + " | ".join(cells) + " |")
+        default = f"x{r['default_splits']} {r.get('default_merge', 'block')}"
+        lines.append(f"| {r['model']} | {r['length']} | {kernel} | {r.get('merge', 'block')} | {default} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -103,24 +107,31 @@ def measure(args: argparse.Namespace) -> list[dict]:
                     lanes = min(32, 1 << (vecs - 1).bit_length())
                     warps = 4 if auto.heads_per_block >= 4 or m.head_dim * auto.heads_per_block * 32 > 32768 else 8
                     step = 64 if variant == "mma" else warps * (32 // lanes) * 4
-                    row = {"model": name, "length": length, "variant": variant, "hpb": auto.heads_per_block,
-                           "default_splits": auto.num_splits, "keys_per_step": step, "splits": []}
-                    for splits in split_choices(length, step, attention.MAX_SPLITS):
-                        plan, err = checked_plan(q, k, v, lens, out, ref, f"{name} S={length} {variant} x{splits}",
-                                                 variant=variant, num_splits=splits)
-                        events = float(np.median(timer.events(plan.op, warmup=20, iterations=args.iterations)))
-                        graph = float(np.median(timer.graph(plan.op, launches_per_graph=GRAPH_LAUNCHES, warmup=3,
-                                                            replays=GRAPH_REPLAYS)))
-                        row["splits"].append({"splits": splits, "events_us": events, "graph_us": graph,
-                                              "max_abs_error": err})
-                    rows.append(row)
-                    best_e = min(row["splits"], key=lambda x: x["events_us"])
-                    best_g = min(row["splits"], key=lambda x: x["graph_us"])
-                    print(f"{name:13s} S={length:6d} {variant} h{auto.heads_per_block} default x{auto.num_splits} | "
-                          f"best events x{best_e['splits']} {best_e['events_us']:.2f} | best graph "
-                          f"x{best_g['splits']} {best_g['graph_us']:.2f} | "
-                          + " ".join(f"x{x['splits']}:{x['events_us']:.2f}/{x['graph_us']:.2f}"
-                                     for x in row["splits"]), flush=True)
+                    for merge in args.merges:
+                        row = {"model": name, "length": length, "variant": variant, "hpb": auto.heads_per_block,
+                               "default_splits": auto.num_splits, "default_merge": auto.merge, "merge": merge,
+                               "keys_per_step": step, "splits": []}
+                        for splits in split_choices(length, step, attention.MAX_SPLITS):
+                            if splits == 1 and merge == "kernel":
+                                continue  # nothing to merge
+                            plan, err = checked_plan(q, k, v, lens, out, ref,
+                                                     f"{name} S={length} {variant} x{splits} {merge}",
+                                                     variant=variant, num_splits=splits, merge=merge)
+                            events = float(np.median(timer.events(plan.op, warmup=20, iterations=args.iterations)))
+                            graph = float(np.median(timer.graph(plan.op, launches_per_graph=GRAPH_LAUNCHES,
+                                                                warmup=3, replays=GRAPH_REPLAYS)))
+                            row["splits"].append({"splits": splits, "events_us": events, "graph_us": graph,
+                                                  "max_abs_error": err})
+                        if not row["splits"]:
+                            continue
+                        rows.append(row)
+                        best_e = min(row["splits"], key=lambda x: x["events_us"])
+                        best_g = min(row["splits"], key=lambda x: x["graph_us"])
+                        print(f"{name:13s} S={length:6d} {variant} h{auto.heads_per_block} {merge:6s} default "
+                              f"x{auto.num_splits} {auto.merge} | best events x{best_e['splits']} "
+                              f"{best_e['events_us']:.2f} | best graph x{best_g['splits']} {best_g['graph_us']:.2f} | "
+                              + " ".join(f"x{x['splits']}:{x['events_us']:.2f}/{x['graph_us']:.2f}"
+                                         for x in row["splits"]), flush=True)
     with open(args.out, "w") as f:
         json.dump(rows, f, indent=1)
     return rows

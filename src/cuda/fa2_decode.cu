@@ -185,7 +185,23 @@ int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multipr
   return splits < 1 ? 1 : splits;
 }
 
+Fa2Merge fa2_default_merge(const Fa2DecodeShape& shape, int num_splits, int heads_per_block, int cc_major) {
+  validate(shape);
+  (void)heads_per_block;
+  if (num_splits <= 1 || cc_major < 9) return Fa2Merge::InBlock;
+  return Fa2Merge::InBlock;
+}
+
 namespace {
+
+Fa2Merge checked_merge(Fa2Merge requested, const Fa2DecodeShape& shape, int num_splits, int heads_per_block) {
+  if (requested != Fa2Merge::Auto && requested != Fa2Merge::InBlock && requested != Fa2Merge::Kernel) {
+    throw std::invalid_argument("merge: expected auto, in-block or kernel");
+  }
+  if (num_splits <= 1) return Fa2Merge::InBlock;  // nothing to merge
+  if (requested != Fa2Merge::Auto) return requested;
+  return fa2_default_merge(shape, num_splits, heads_per_block, device_attribute(cudaDevAttrComputeCapabilityMajor));
+}
 
 // The kernel for a shape, requested variant and heads per block (0: default), with its dynamic shared memory
 // enabled. An explicit request the device or shape cannot run is an error.
@@ -223,7 +239,8 @@ Fa2Kernel prepared_kernel(const Fa2DecodeShape& shape, Fa2Variant requested, int
 
 Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uintptr_t k_cache,
                          std::uintptr_t v_cache, std::uintptr_t seq_lens, std::uintptr_t out, float scale,
-                         int max_len_hint, int num_splits, int heads_per_block, Fa2Variant variant)
+                         int max_len_hint, int num_splits, int heads_per_block, Fa2Variant variant,
+                         Fa2Merge merge)
     : shape_(validated(shape)),
       q_(reinterpret_cast<const void*>(q)),
       k_(reinterpret_cast<const void*>(k_cache)),
@@ -236,12 +253,16 @@ Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uin
                                  : fa2_default_num_splits(shape, max_len_hint,
                                                           device_attribute(cudaDevAttrMultiProcessorCount),
                                                           kernel_.heads_per_block)),
+      merge_(checked_merge(merge, shape, num_splits_, kernel_.heads_per_block)),
+      merge_programmatic_(device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9),
       partial_out_(num_splits_ > 1 ? static_cast<std::size_t>(shape.batch) * shape.q_heads * num_splits_ *
                                          shape.head_dim * sizeof(float)
                                    : 0),
       partial_lse_(num_splits_ > 1 ? static_cast<std::size_t>(shape.batch) * shape.q_heads * num_splits_ * sizeof(float)
                                    : 0),
-      counters_(num_splits_ > 1 ? static_cast<std::size_t>(shape.batch) * shape.q_heads * sizeof(int) : 0) {
+      counters_(num_splits_ > 1 && merge_ == Fa2Merge::InBlock
+                    ? static_cast<std::size_t>(shape.batch) * shape.q_heads * sizeof(int)
+                    : 0) {
   require_aligned(q, "q");
   require_aligned(k_cache, "k_cache");
   require_aligned(v_cache, "v_cache");
@@ -251,7 +272,7 @@ Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uin
   if (num_splits_ > kMaxSplits) throw std::invalid_argument("num_splits: at most " + std::to_string(kMaxSplits));
   const int hint = max_len_hint < 1 ? 1 : (max_len_hint > shape.max_seq ? shape.max_seq : max_len_hint);
   chunk_ = (hint + num_splits_ - 1) / num_splits_;
-  if (num_splits_ > 1) EDGELLM_CUDA_CHECK(cudaMemset(counters_.data(), 0, counters_.bytes()));
+  if (counters_.bytes() > 0) EDGELLM_CUDA_CHECK(cudaMemset(counters_.data(), 0, counters_.bytes()));
 }
 
 void Fa2DecodeOp::launch(cudaStream_t stream) {
@@ -261,7 +282,8 @@ void Fa2DecodeOp::launch(cudaStream_t stream) {
   float scale_log2 = scale_ * kLog2e;
   float* po = static_cast<float*>(partial_out_.data());
   float* plse = static_cast<float*>(partial_lse_.data());
-  int* counters = static_cast<int*>(counters_.data());
+  const bool merge_kernel = num_splits_ > 1 && merge_ == Fa2Merge::Kernel;
+  int* counters = merge_kernel ? nullptr : static_cast<int*>(counters_.data());  // null: no in-block merge
   int q_heads = shape_.q_heads, kv_heads = shape_.kv_heads, max_seq = shape_.max_seq, splits = num_splits_;
   int chunk = chunk_, kv_shared = shape_.kv_shared ? 1 : 0, programmatic = programmatic_ ? 1 : 0;
   // The kernel's parameters in order (the storage-type pointers pass as void pointers: same representation).
@@ -272,6 +294,14 @@ void Fa2DecodeOp::launch(cudaStream_t stream) {
                                                stream, programmatic_, attr);
   EDGELLM_CUDA_CHECK(cudaLaunchKernelExC(&cfg, kernel_.fn, args));
   EDGELLM_CUDA_CHECK_LAUNCH("fa2_decode_kernel");
+  if (!merge_kernel) return;
+  void* merge_args[] = {&po, &plse, &out_, &splits};
+  cudaLaunchAttribute merge_attr;
+  const cudaLaunchConfig_t merge_cfg =
+      launch_config(dim3(shape_.batch * shape_.q_heads), dim3(fa2_detail::kMergeThreads), 0, stream,
+                    merge_programmatic_, merge_attr);
+  EDGELLM_CUDA_CHECK(cudaLaunchKernelExC(&merge_cfg, kernel_.merge_fn, merge_args));
+  EDGELLM_CUDA_CHECK_LAUNCH("fa2_merge_kernel");
 }
 
 void Fa2DecodeOp::set_programmatic(bool on) {

@@ -31,11 +31,13 @@
 // in 16-byte vectors; warps x (32 / TPK) groups walk the chunk, 4 keys per group per step, with the next step's
 // loads in flight while the current one is consumed; each group keeps its own online-softmax state (running
 // max, sum, fp32 accumulator), merged across groups by shuffles and across warps through shared memory.
-// With num_splits > 1 each block writes its normalised partial output and log-sum-exp to a workspace; the last
-// block of each (sequence, head group) to finish, found with a counter (threadfence + atomicAdd, reset by that
-// block so that the op can be replayed in a CUDA graph), merges the partials in one pass (running maximum of the
-// log-sum-exps): one launch in all cases. num_splits <= 128; the default aims at about one block per SM, see
-// fa2_default_num_splits.
+// With num_splits > 1 each block writes its normalised partial output and log-sum-exp to a workspace, merged
+// (running maximum of the log-sum-exps) in one of two ways (Fa2Merge): in the attention kernel, by the last block
+// of each (sequence, head group) to finish, found with a counter (threadfence + atomicAdd, reset by that block so
+// that the op can be replayed in a CUDA graph): one launch; or by a second kernel, fa2_merge_kernel, one block per
+// (sequence, query head), launched programmatically on sm_90+ so that it starts as the attention blocks end.
+// num_splits <= 128; the default aims at about one block per SM, see fa2_default_num_splits; the merge default
+// is fa2_default_merge.
 #pragma once
 
 #include <cstddef>
@@ -79,14 +81,23 @@ enum class Fa2Variant : int { Auto = -1, Simt = 0, TensorCore = 1 };
 Fa2Variant fa2_default_variant(const Fa2DecodeShape& shape, int max_len, int cc_major);
 
 // One kernel instantiation: entry point (null: none for this shape), threads per block, dynamic shared memory,
-// variant, query heads per block.
+// variant, query heads per block, and the split-merge kernel of its storage type and head dim.
 struct Fa2Kernel {
   const void* fn = nullptr;
   int threads = 0;
   int smem_bytes = 0;
   Fa2Variant variant = Fa2Variant::Simt;
   int heads_per_block = 0;
+  const void* merge_fn = nullptr;
 };
+
+// Where the splits' partial outputs are merged (only with num_splits > 1): by the last block of each head group
+// inside the attention kernel, or by a second kernel over all query heads.
+enum class Fa2Merge : int { Auto = -1, InBlock = 0, Kernel = 1 };
+
+// Merge for a shape run in num_splits splits with heads_per_block query heads per block (16: tensor cores) on a
+// device of compute capability cc_major (measured rule, see the definition; InBlock for a single split).
+Fa2Merge fa2_default_merge(const Fa2DecodeShape& shape, int num_splits, int heads_per_block, int cc_major);
 
 class Fa2DecodeOp : public Launchable {
  public:
@@ -95,22 +106,25 @@ class Fa2DecodeOp : public Launchable {
   // picks fa2_default_num_splits(...); heads_per_block 0 picks fa2_default_heads_per_block(shape, max_len_hint)
   // for the SIMT kernel and must be 0 for the tensor-core one (which reports 16). A variant the shape or device
   // cannot run is std::invalid_argument. max_len_hint must be >= every length for full speed (a longer sequence is
-  // still computed correctly, by the last split).
+  // still computed correctly, by the last split). merge Auto picks fa2_default_merge(...).
   Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uintptr_t k_cache, std::uintptr_t v_cache,
               std::uintptr_t seq_lens, std::uintptr_t out, float scale, int max_len_hint, int num_splits,
-              int heads_per_block, Fa2Variant variant = Fa2Variant::Auto);
+              int heads_per_block, Fa2Variant variant = Fa2Variant::Auto, Fa2Merge merge = Fa2Merge::Auto);
   void launch(cudaStream_t stream) override;
   // Programmatic dependent launch (sm_90+; std::invalid_argument below): the kernel starts while the previous one
   // in the stream runs. Contract: that kernel (and those before it) may still be writing q, seq_lens and, of each
   // sequence b's cache, the newest row (seq_lens[b] - 1), nothing else the op reads. Before its wait the SIMT
   // kernel loads the first step's rows below the newest one (by a length read early, checked and completed
   // after the wait); the tensor-core kernel reads nothing before it. Neither triggers its dependents early (the
-  // next kernel launches when this one ends: measured faster in the GPU engine than letting it start at the top).
+  // next kernel launches when this one ends: measured faster in the GPU engine than letting it start at the top),
+  // except the merge kernel (Fa2Merge::Kernel), which the attention blocks let start when their key loops end.
   // Used by the GPU engine's decode step (its QKV GEMV writes q and the newest cache row).
   void set_programmatic(bool on);
   int num_splits() const { return num_splits_; }
   int heads_per_block() const { return kernel_.heads_per_block; }
   Fa2Variant variant() const { return kernel_.variant; }
+  // InBlock also when there is nothing to merge (one split).
+  Fa2Merge merge() const { return merge_; }
   std::size_t workspace_bytes() const { return partial_out_.bytes() + partial_lse_.bytes() + counters_.bytes(); }
 
  private:
@@ -123,11 +137,13 @@ class Fa2DecodeOp : public Launchable {
   float scale_;
   Fa2Kernel kernel_;
   int num_splits_;
+  Fa2Merge merge_;
+  bool merge_programmatic_;  // sm_90+: the merge kernel launches programmatically after the attention kernel
   bool programmatic_ = false;
   int chunk_ = 0;  // keys per split, from the host's length hint (the last split also covers the rest)
   DeviceBuffer partial_out_;  // [B, Hq, num_splits, D] fp32
   DeviceBuffer partial_lse_;  // [B, Hq, num_splits] fp32 (log2 domain)
-  DeviceBuffer counters_;     // [B, head groups] int32, zero between launches
+  DeviceBuffer counters_;     // [B, head groups] int32, zero between launches (in-block merge only)
 };
 
 // Writes this step's K and V rows, k_new/v_new [B, Hkv, D], into the caches at positions[b] (int32 [B], device).

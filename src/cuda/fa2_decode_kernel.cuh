@@ -201,13 +201,15 @@ __device__ __forceinline__ void consume_step(const T* tag, int step, int key_end
 // synchronised), then writes the output
 // (num_splits == 1) or this split's normalised partial and log-sum-exp; the last block of each (sequence, head
 // group) to finish, found with a counter (threadfence + atomicAdd, reset by that block so that the op can be
-// replayed in a CUDA graph), merges every split's partial.
+// replayed in a CUDA graph), merges every split's partial. counters == nullptr: the merge is a kernel of its own
+// (fa2_merge_kernel, launched next); the block lets it start (programmatic trigger) and only writes its partial.
 template <typename T, int D, int NW, int HPB, int kAccStride = D>
 __device__ __forceinline__ void finish_block(const float* s_m, const float* s_l, const float* s_acc, int heads_here,
                                              int b, int q_heads, int head0, int num_splits, T* __restrict__ out,
                                              float* __restrict__ partial_out, float* __restrict__ partial_lse,
                                              int* __restrict__ counters) {
   const int split = blockIdx.x;
+  if (counters == nullptr) pdl_trigger();
   const size_t bh0 = static_cast<size_t>(b) * q_heads + head0;  // first (sequence, head) row of this block
   for (int idx = threadIdx.x; idx < heads_here * D; idx += (NW * 32)) {
     const int h = idx / D;
@@ -232,7 +234,7 @@ __device__ __forceinline__ void finish_block(const float* s_m, const float* s_l,
       if (d == 0) partial_lse[row] = sum > 0.0f ? block_max + log2f(sum) : -INFINITY;
     }
   }
-  if (num_splits == 1) return;
+  if (num_splits == 1 || counters == nullptr) return;
 
   // The last block of this (sequence, head group) to finish merges every split's partial output.
   __shared__ bool s_is_last;
@@ -282,6 +284,79 @@ __device__ __forceinline__ void finish_block(const float* s_m, const float* s_l,
     store(dst + 2, o.z * inv);
     store(dst + 3, o.w * inv);
   }
+}
+
+// The split merge as its own kernel (Fa2Merge::Kernel in fa2_decode.h), for when one block per head group would
+// merge many splits alone (its loads then wait on one SM's few requests in flight; here every query row has a
+// block and every load goes out at once):
+//   out[row, :] = sum_s 2^(lse_s - M) partial[row, s, :] / sum_s 2^(lse_s - M),   M = max_s lse_s
+// with row = b * Hq + h, partial / lse as the attention kernels write them (lse in the log2 domain, -inf for an
+// empty split, whose weight is 0; a row with every split empty gives zeros, as the in-block merge does).
+// Launch: grid (B * Hq), kMergeThreads threads: thread = (column group of 4 floats c, split slice j); slice j
+// folds splits j, j + kSlices, ... with a running maximum (as the in-block merge), then slice 0 combines the
+// slices through shared memory. Launched programmatically on sm_90+ (it waits before reading the partials, so it
+// may start while the attention kernel's last blocks run; their blocks trigger it when their key loops end).
+constexpr int kMergeThreads = 256;
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kMergeThreads)
+fa2_merge_kernel(const float* __restrict__ partial_out, const float* __restrict__ partial_lse, T* __restrict__ out,
+                 int num_splits) {
+  constexpr int kCols = D / 4;
+  constexpr int kSlices = kMergeThreads / kCols;  // D = 64: 16, 80: 12, 96: 10, 128: 8, 256: 4
+  __shared__ float s_mx[kSlices][kCols];
+  __shared__ float s_total[kSlices][kCols];
+  __shared__ float4 s_o[kSlices][kCols];
+  const int c = threadIdx.x % kCols;
+  const int slice = threadIdx.x / kCols;
+  const size_t row0 = static_cast<size_t>(blockIdx.x) * num_splits;
+  pdl_wait();  // the partials are the previous kernel's output
+  const float4* src = reinterpret_cast<const float4*>(partial_out + row0 * D) + c;
+  float mx = -INFINITY, total = 0.0f;
+  float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+  // Threads past kSlices * kCols (D = 80, 96) take no split and stay for the barrier.
+  const int first = slice < kSlices ? slice : num_splits;
+#pragma unroll 8
+  for (int sp = first; sp < num_splits; sp += kSlices) {
+    const float lse = __ldcg(partial_lse + row0 + sp);
+    const float4 p = __ldcg(src + static_cast<size_t>(sp) * (D / 4));
+    const float m_new = fmaxf(mx, lse);
+    const float c_old = mx == m_new ? 1.0f : exp2_fast(mx - m_new);  // mx < m_new here, m_new finite
+    const float w = lse == -INFINITY ? 0.0f : exp2_fast(lse - m_new);
+    total = total * c_old + w;
+    o.x = fmaf(w, p.x, o.x * c_old);
+    o.y = fmaf(w, p.y, o.y * c_old);
+    o.z = fmaf(w, p.z, o.z * c_old);
+    o.w = fmaf(w, p.w, o.w * c_old);
+    mx = m_new;
+  }
+  if (slice < kSlices) {  // a slice past the splits leaves -inf / 0: weight 0 below
+    s_mx[slice][c] = mx;
+    s_total[slice][c] = total;
+    s_o[slice][c] = o;
+  }
+  __syncthreads();
+  if (slice != 0) return;
+  float m_all = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < kSlices; ++j) m_all = fmaxf(m_all, s_mx[j][c]);
+  float sum = 0.0f;
+  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+  for (int j = 0; j < kSlices; ++j) {
+    const float w = s_mx[j][c] == -INFINITY ? 0.0f : exp2_fast(s_mx[j][c] - m_all);
+    sum = fmaf(w, s_total[j][c], sum);
+    acc.x = fmaf(w, s_o[j][c].x, acc.x);
+    acc.y = fmaf(w, s_o[j][c].y, acc.y);
+    acc.z = fmaf(w, s_o[j][c].z, acc.z);
+    acc.w = fmaf(w, s_o[j][c].w, acc.w);
+  }
+  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  T* dst = out + static_cast<size_t>(blockIdx.x) * D + 4 * c;
+  store(dst, acc.x * inv);
+  store(dst + 1, acc.y * inv);
+  store(dst + 2, acc.z * inv);
+  store(dst + 3, acc.w * inv);
 }
 
 // What one block works on (both kernels): sequence b (blockIdx.z), a KV head and up to HPB of its group's query
@@ -803,7 +878,8 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
 template <typename T, int D, int HPB>
 Fa2Kernel simt_choice() {
   constexpr int NW = warps_for(D, HPB);
-  return {reinterpret_cast<const void*>(&fa2_decode_kernel<T, D, HPB>), NW * 32, 0, Fa2Variant::Simt, HPB};
+  return {reinterpret_cast<const void*>(&fa2_decode_kernel<T, D, HPB>), NW * 32, 0, Fa2Variant::Simt, HPB,
+          reinterpret_cast<const void*>(&fa2_merge_kernel<T, D>)};
 }
 
 template <typename T, int D>
@@ -812,7 +888,7 @@ Fa2Kernel mma_choice() {
     return {};  // no tensor-core instantiation (fp32 storage, or a head dim other than 64 / 128)
   } else {
     return {reinterpret_cast<const void*>(&fa2_decode_mma_kernel<T, D>), kMmaWarps * 32, mma_smem_bytes<D>(),
-            Fa2Variant::TensorCore, kMmaRows};
+            Fa2Variant::TensorCore, kMmaRows, reinterpret_cast<const void*>(&fa2_merge_kernel<T, D>)};
   }
 }
 

@@ -140,13 +140,16 @@ def fa2_default_num_splits(batch: int, q_heads: int, kv_heads: int, head_dim: in
 class Fa2DecodeOp(Launchable):
     def __init__(self, batch: int, q_heads: int, kv_heads: int, head_dim: int, max_seq: int, dtype: int, q: int,
                  k_cache: int, v_cache: int, seq_lens: int, out: int, scale: float, max_len_hint: int,
-                 num_splits: int, heads_per_block: int, variant: int = -1, kv_shared: bool = False) -> None: ...
+                 num_splits: int, heads_per_block: int, variant: int = -1, kv_shared: bool = False,
+                 merge: int = -1) -> None: ...
     @property
     def num_splits(self) -> int: ...
     @property
     def heads_per_block(self) -> int: ...
     @property
     def variant(self) -> int: ...  # 0 SIMT, 1 tensor cores
+    @property
+    def merge(self) -> int: ...  # 0 in the attention kernel (or one split), 1 a merge kernel
 
 class KvAppendOp(Launchable):
     def __init__(self, batch: int, kv_heads: int, head_dim: int, max_seq: int, dtype: int, k_cache: int,

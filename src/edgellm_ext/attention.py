@@ -29,6 +29,10 @@ MAX_SPLITS = 128  # kMaxSplits in src/cuda/fa2_decode.cu
 # with heads_per_block query heads per block (any dtype and head_dim); "mma" runs the products on tensor cores
 # with the whole GQA group per block (fp16/bf16, head_dim 64 or 128, compute capability >= 8.0).
 VARIANTS = {"auto": -1, "simt": 0, "mma": 1}
+# Where the splits' partial outputs are merged (Fa2Merge in src/cuda/fa2_decode.h): "auto" picks per shape and
+# device; "block" in the attention kernel, by the last block of each head group to finish; "kernel" in a second
+# kernel with one block per query head (launched programmatically on compute capability >= 9.0).
+MERGES = {"auto": -1, "block": 0, "kernel": 1}
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ class Fa2Decode:
     def __init__(self, q: Any, k_cache: Any, v_cache: Any, seq_lens: Any, out: Any = None, *,
                  scale: Optional[float] = None, num_splits: Optional[int] = None,
                  heads_per_block: Optional[int] = None, variant: str = "auto", kv_shared: bool = False,
-                 stream: object = None) -> None:
+                 merge: str = "auto", stream: object = None) -> None:
         s = self.shapes = _check_qkv(q, k_cache, v_cache, kv_shared)
         self.kv_shared = bool(kv_shared)
         if out is not None:
@@ -109,6 +113,8 @@ class Fa2Decode:
             raise ValueError(f"heads_per_block: expected None (auto), 1, 2, 4 or 8, got {heads_per_block}")
         if variant not in VARIANTS:
             raise ValueError(f"variant: expected one of {sorted(VARIANTS)}, got {variant!r}")
+        if merge not in MERGES:
+            raise ValueError(f"merge: expected one of {sorted(MERGES)}, got {merge!r}")
         if variant == "mma" and heads_per_block is not None:
             raise ValueError("heads_per_block: only the 'simt' variant takes it (the 'mma' one takes the whole group)")
         self._lens, max_len_hint = _lengths(seq_lens, s, stream)
@@ -125,7 +131,8 @@ class Fa2Decode:
         self.op = _core.Fa2DecodeOp(
             s.batch, s.q_heads, s.kv_heads, s.head_dim, s.max_seq, DTYPE_CODES[s.dtype], self._q.address,
             self._k.address, self._v.address, self._lens.address, self._out.address, self.scale, max_len_hint,
-            0 if num_splits is None else int(num_splits), heads_per_block or 0, VARIANTS[variant], bool(kv_shared))
+            0 if num_splits is None else int(num_splits), heads_per_block or 0, VARIANTS[variant], bool(kv_shared),
+            MERGES[merge])
 
     @property
     def num_splits(self) -> int:
@@ -139,6 +146,12 @@ class Fa2Decode:
     def variant(self) -> str:
         """The kernel chosen: "simt" (fp32 FMAs, heads_per_block heads per block) or "mma" (tensor cores)."""
         return "mma" if self.op.variant == VARIANTS["mma"] else "simt"
+
+    @property
+    def merge(self) -> str:
+        """Where the splits are merged: "block" (in the attention kernel; also with a single split, which needs no
+        merge) or "kernel" (a second kernel)."""
+        return "kernel" if self.op.merge == MERGES["kernel"] else "block"
 
     def launch(self, stream: object = None) -> None:
         self.op.launch(stream_handle(stream))

@@ -39,19 +39,21 @@ void bind_attention(py::module_& m) {
       .def(py::init([](int batch, int q_heads, int kv_heads, int head_dim, int max_seq, int dtype, std::uintptr_t q,
                        std::uintptr_t k_cache, std::uintptr_t v_cache, std::uintptr_t seq_lens, std::uintptr_t out,
                        float scale, int max_len_hint, int num_splits, int heads_per_block, int variant,
-                       bool kv_shared) {
+                       bool kv_shared, int merge) {
              cuda::Fa2DecodeShape shape = make_shape(batch, q_heads, kv_heads, head_dim, max_seq, dtype);
              shape.kv_shared = kv_shared;
              return new cuda::Fa2DecodeOp(shape, q, k_cache, v_cache, seq_lens, out, scale, max_len_hint, num_splits,
-                                          heads_per_block, static_cast<cuda::Fa2Variant>(variant));
+                                          heads_per_block, static_cast<cuda::Fa2Variant>(variant),
+                                          static_cast<cuda::Fa2Merge>(merge));
            }),
            py::arg("batch"), py::arg("q_heads"), py::arg("kv_heads"), py::arg("head_dim"), py::arg("max_seq"),
            py::arg("dtype"), py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("seq_lens"),
            py::arg("out"), py::arg("scale"), py::arg("max_len_hint"), py::arg("num_splits"), py::arg("heads_per_block"),
-           py::arg("variant") = -1, py::arg("kv_shared") = false)
+           py::arg("variant") = -1, py::arg("kv_shared") = false, py::arg("merge") = -1)
       .def_property_readonly("num_splits", &cuda::Fa2DecodeOp::num_splits)
       .def_property_readonly("heads_per_block", &cuda::Fa2DecodeOp::heads_per_block)
-      .def_property_readonly("variant", [](const cuda::Fa2DecodeOp& op) { return static_cast<int>(op.variant()); });
+      .def_property_readonly("variant", [](const cuda::Fa2DecodeOp& op) { return static_cast<int>(op.variant()); })
+      .def_property_readonly("merge", [](const cuda::Fa2DecodeOp& op) { return static_cast<int>(op.merge()); });
 
   py::class_<cuda::KvAppendOp, cuda::Launchable>(m, "KvAppendOp")
       .def(py::init([](int batch, int kv_heads, int head_dim, int max_seq, int dtype, std::uintptr_t k_cache,
