@@ -319,21 +319,24 @@ def test_without_gpu_the_error_says_why() -> None:
         attention.fa2_decode(q, k, v, [8])
 
 
-# fa2_default_num_splits is host code (no device needed). These are the choices measured fastest on an H200 (132
-# SMs) in bench/results/nvidia-h200/fa2_splits_sweep.md; a rule change that moves one of them should come with a
-# new sweep. Arguments: (q heads, kv heads, head dim, keys, heads per block (16: tensor cores)) -> splits.
+# fa2_default_num_splits is host code (no device needed). These are the choices of the rule measured on an H200 (132
+# SMs) with the merge kernel in bench/results/nvidia-h200/fa2_merge_sweep.md; a rule change that moves one of them
+# should come with a new sweep. Arguments: (q heads, kv heads, head dim, keys, heads per block (16: tensor cores))
+# -> splits.
 @pytest.mark.parametrize("q_heads,kv_heads,head_dim,keys,hpb,expected", [
-    (9, 3, 64, 64, 1, 1),          # SmolLM2-135M: one step, no split
-    (9, 3, 64, 512, 1, 1),         # 4 steps: the merge costs more than it saves
-    (9, 3, 64, 1024, 1, 4),        # 8 steps cannot cover 132 SMs: two steps per split
-    (9, 3, 64, 2048, 1, 16),       # 16 splits x 9 blocks cover the SMs
+    (9, 3, 64, 64, 1, 1),          # SmolLM2-135M: one block step, no split
+    (9, 3, 64, 256, 1, 2),         # one step per split ...
+    (9, 3, 64, 512, 1, 4),
+    (9, 3, 64, 1024, 1, 8),
+    (9, 3, 64, 2048, 1, 16),       # ... until 16 splits x 9 blocks cover the SMs
     (9, 3, 64, 4096, 1, 16),
-    (9, 3, 64, 4232, 1, 16),       # the e2e run's bucket at depth 4096 (n_ctx 4232)
-    (12, 2, 128, 512, 1, 4),       # Qwen2.5-1.5B, one head per block
+    (9, 3, 64, 4232, 16, 32),      # the e2e run's bucket at depth 4096 (n_ctx 4232): tensor cores
+    (12, 2, 128, 512, 1, 8),       # Qwen2.5-1.5B, one head per block
     (12, 2, 128, 8192, 2, 32),     # two heads per block: 6 blocks per split
     (32, 8, 128, 8192, 4, 32),     # Llama-3.1-8B, four heads per block
     (9, 3, 64, 65536, 16, 32),     # tensor cores: at most one block per SM
-    (14, 2, 64, 16384, 16, 32),    # ... and >= 8 steps of 64 keys per split
+    (14, 2, 64, 16384, 16, 64),    # ... and >= 2 steps of 64 keys per split
+    (12, 2, 128, 16384, 16, 64),
     (32, 8, 128, 65536, 16, 16),
 ])
 def test_default_split_counts_are_the_measured_ones(q_heads: int, kv_heads: int, head_dim: int, keys: int, hpb: int,

@@ -17,9 +17,8 @@ using fa2_detail::warps_for;
 
 constexpr int kMaxSplits = 128;       // bounds the split workspace and the merge loop
 constexpr int kShortContextKeys = 2048;  // fa2_default_heads_per_block's crossover (measured)
-constexpr int kMaxStepsUnsplit = 4;     // fa2_default_num_splits: the SIMT kernel splits only longer sequences
-constexpr int kMinStepsPerSplitMma = 8;  // fa2_default_num_splits: least work per split (tensor-core kernel)
-constexpr int kTensorCoreMinKeys = 8192;  // fa2_default_variant: crossover (measured)
+constexpr int kMinStepsPerSplitMma = 2;  // fa2_default_num_splits: least work per split (tensor-core kernel)
+constexpr int kTensorCoreMinKeys = 4096;  // fa2_default_variant: crossover (measured)
 constexpr int kMinGroupForTensorCores = 3;  // fa2_default_variant: query heads per KV head (measured: 1 loses)
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -135,15 +134,15 @@ int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len) {
 
 Fa2Variant fa2_default_variant(const Fa2DecodeShape& shape, int max_len, int cc_major) {
   validate(shape);
-  // Measured on an H200 (tools/sweep_fa2.py; bench/results/nvidia-h200/fa2_variants_sweep.md), against the SIMT
-  // kernel at its default heads per block: beyond 8192 keys the tensor-core kernel wins on every model shape but one
-  // (16384 keys: SmolLM2 14.5 vs 16.6 us, Qwen2.5-1.5B 19.5 vs 21.0; 65536 keys: Qwen2.5-1.5B 41.2 vs 46.6,
-  // Llama-3.1-8B 88.0 vs 92.2; the exception, Llama-3.1-8B at 16384 keys, 35.5 vs 34.0), and on 8 sequences of the
-  // Llama shape (65536 keys: 571 vs 655 us); up to 8192 keys the SIMT kernel wins everywhere (fewer, lighter steps;
-  // Llama-3.1-8B at 8192 keys 22.2 vs 24.0 us). Without GQA (one query head per KV head: 15 of the 16 mma rows
-  // idle) the SIMT kernel wins at every length (32 heads of 128 at 65536 keys: 254 vs 292 us; 4 x 16 heads of 64:
-  // 254 vs 292 us; the sweep's extra shapes). Groups of 2 were not measured: SIMT, whose 2 heads per block then
-  // read each K/V row once too.
+  // Measured on an H200 with the default split counts and merge (tools/sweep_fa2_splits.py --merges block kernel;
+  // bench/results/nvidia-h200/fa2_merge_sweep.md): beyond 4096 keys the tensor-core kernel wins on every model
+  // shape (8192 keys, events / CUDA graphs: SmolLM2 11.39 / 7.36 us vs SIMT 11.57 / 7.39, Qwen2.5-0.5B 11.10 /
+  // 7.31 vs 11.65 / 7.78, Qwen2.5-1.5B 13.47 / 9.08 vs 14.13 / 10.38, Llama-3.1-8B 22.02 / 13.18 vs 22.29 / 14.17;
+  // 65536 keys: Qwen2.5-1.5B 34.4 vs 51.3); at 4096 keys and below the SIMT kernel wins or ties on three of the
+  // four (Qwen2.5-1.5B at 4096 keys 11.39 vs 11.65 with events; Llama-3.1-8B, the fourth, 15.68 vs 14.80).
+  // Without GQA (one query head per KV head: 15 of the 16 mma rows idle) the SIMT kernel wins at every length
+  // (32 heads of 128 at 65536 keys: 254 vs 292 us; bench/results/nvidia-h200/fa2_variants_sweep.md). Groups of 2
+  // were not measured: SIMT, whose 2 heads per block then read each K/V row once too.
   const int group = shape.q_heads / shape.kv_heads;
   return tensor_cores_available(shape, cc_major) && group >= kMinGroupForTensorCores && max_len > kTensorCoreMinKeys
              ? Fa2Variant::TensorCore
@@ -159,48 +158,39 @@ int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multipr
   const int step_keys = keys_per_block_step(shape.dtype, shape.head_dim, hpb);
   const int steps = (len + step_keys - 1) / step_keys;
   const int sms = multiprocessors < 1 ? 1 : multiprocessors;
-  // Measured on an H200 (tools/sweep_fa2_splits.py: every power-of-two split count on the four model shapes at
-  // 64..65536 keys, events and CUDA graphs; bench/results/nvidia-h200/fa2_splits_sweep.md), both kernels best
-  // with about one block per SM, split on these rules:
+  // Measured on an H200 with the merge kernel (Fa2Merge::Kernel, the default; tools/sweep_fa2_splits.py --merges
+  // block kernel: every power-of-two split count on the four model shapes at 512..65536 keys, events and CUDA
+  // graphs; bench/results/nvidia-h200/fa2_merge_sweep.md). A merge spread over one block per query head costs far
+  // less than the last block's merge did, so both kernels now split down to little work per split:
   int splits;
   if (hpb == fa2_detail::kMmaRows) {
     // Tensor cores (96 KB of ring per block): the largest power of two that keeps to one block per SM, each split
-    // >= kMinStepsPerSplitMma steps (SmolLM2-135M at 65536 keys: 32 splits 21.3 us in graphs, 64 splits 23.4;
-    // Qwen2.5-1.5B at 16384 keys: 32 splits 19.4 us with events, 64 splits 21.9).
+    // >= kMinStepsPerSplitMma steps (over the sweep's 28 cases: at most 0.75 us from the fastest count with
+    // events, 0.89 in graphs; with >= 8 steps, the rule measured with the in-block merge, up to 4.4 us).
     const int per_sm = sms / blocks_without_split;
     const int by_length = steps / kMinStepsPerSplitMma;
     splits = pow2_floor(per_sm < by_length ? per_sm : by_length);
   } else {
-    // SIMT: no split up to kMaxStepsUnsplit steps (the merge costs more than the steps it saves: SmolLM2-135M at
-    // 512 keys 4.2 us unsplit, 4.7 in 4 splits); beyond, the smallest power of two whose blocks cover every SM,
-    // down to one step per split (SmolLM2-135M at 4096 keys: 16 splits 6.3 us, 8 splits 7.4, 32 splits 7.7;
-    // at 2048 keys 16 splits of one step 5.4 us, 8 of two 6.2). Where the length cannot cover the SMs anyway,
-    // two steps per split: the kernel loads its next step while it consumes one, so a second step adds little
-    // latency, and fewer splits save merge work (SmolLM2-135M at 1024 keys: 4 splits 5.2 us, 8 splits 5.7).
+    // SIMT: the smallest power of two whose blocks cover every SM, down to one block step per split (over the
+    // sweep's 28 cases at most 0.16 us from the fastest count with events; Qwen2.5-1.5B at 512 keys: 8 splits
+    // 6.96 / 3.96 us against 7.98 / 5.27 for the earlier rule's 4 splits merged in the kernel).
     const int cover = next_pow2((sms + blocks_without_split - 1) / blocks_without_split);
-    const int by_length = pow2_floor(steps) >= cover ? cover : pow2_floor(steps / 2);
-    splits = steps <= kMaxStepsUnsplit ? 1 : by_length;
+    splits = pow2_floor(steps) < cover ? pow2_floor(steps) : cover;
   }
   splits = splits > kMaxSplits ? kMaxSplits : splits;
   return splits < 1 ? 1 : splits;
 }
 
-Fa2Merge fa2_default_merge(const Fa2DecodeShape& shape, int num_splits, int heads_per_block, int cc_major) {
-  validate(shape);
-  (void)heads_per_block;
-  if (num_splits <= 1 || cc_major < 9) return Fa2Merge::InBlock;
-  return Fa2Merge::InBlock;
-}
-
 namespace {
 
-Fa2Merge checked_merge(Fa2Merge requested, const Fa2DecodeShape& shape, int num_splits, int heads_per_block) {
+// Auto is the merge kernel: faster than the in-block merge in CUDA graphs on every measured case with splits and
+// within the events' noise where it is not (bench/results/nvidia-h200/fa2_merge_sweep.md).
+Fa2Merge checked_merge(Fa2Merge requested, int num_splits) {
   if (requested != Fa2Merge::Auto && requested != Fa2Merge::InBlock && requested != Fa2Merge::Kernel) {
     throw std::invalid_argument("merge: expected auto, in-block or kernel");
   }
   if (num_splits <= 1) return Fa2Merge::InBlock;  // nothing to merge
-  if (requested != Fa2Merge::Auto) return requested;
-  return fa2_default_merge(shape, num_splits, heads_per_block, device_attribute(cudaDevAttrComputeCapabilityMajor));
+  return requested == Fa2Merge::Auto ? Fa2Merge::Kernel : requested;
 }
 
 // The kernel for a shape, requested variant and heads per block (0: default), with its dynamic shared memory
@@ -253,7 +243,7 @@ Fa2DecodeOp::Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uin
                                  : fa2_default_num_splits(shape, max_len_hint,
                                                           device_attribute(cudaDevAttrMultiProcessorCount),
                                                           kernel_.heads_per_block)),
-      merge_(checked_merge(merge, shape, num_splits_, kernel_.heads_per_block)),
+      merge_(checked_merge(merge, num_splits_)),
       merge_programmatic_(device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9),
       partial_out_(num_splits_ > 1 ? static_cast<std::size_t>(shape.batch) * shape.q_heads * num_splits_ *
                                          shape.head_dim * sizeof(float)

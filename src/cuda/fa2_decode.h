@@ -17,7 +17,7 @@
 // - Tensor cores (fp16/bf16, D 64 or 128, sm_80+): mma.sync m16n8k16 with the group's query heads as the 16 rows;
 //   grid (num_splits, Hkv * ceil(G / 16), B), 128 threads, 96 KB of shared memory; each warp streams 16-key
 //   tiles of K and V through its own cp.async ring in shared memory (see the kernel's comment for the ring and
-//   fragment layouts). Used beyond 8192 keys for GQA groups of 3 or more; the default split count launches at
+//   fragment layouts). Used beyond 4096 keys for GQA groups of 3 or more; the default split count launches at
 //   most one block per SM.
 // Both end the same way (the block epilogue and the split merge below).
 //
@@ -36,8 +36,8 @@
 // of each (sequence, head group) to finish, found with a counter (threadfence + atomicAdd, reset by that block so
 // that the op can be replayed in a CUDA graph): one launch; or by a second kernel, fa2_merge_kernel, one block per
 // (sequence, query head), launched programmatically on sm_90+ so that it starts as the attention blocks end.
-// num_splits <= 128; the default aims at about one block per SM, see fa2_default_num_splits; the merge default
-// is fa2_default_merge.
+// num_splits <= 128; the default aims at about one block per SM, see fa2_default_num_splits; the default merge is
+// the kernel.
 #pragma once
 
 #include <cstddef>
@@ -92,12 +92,9 @@ struct Fa2Kernel {
 };
 
 // Where the splits' partial outputs are merged (only with num_splits > 1): by the last block of each head group
-// inside the attention kernel, or by a second kernel over all query heads.
+// inside the attention kernel, or by a second kernel over all query heads (Auto: the kernel; measured, see
+// checked_merge in fa2_decode.cu).
 enum class Fa2Merge : int { Auto = -1, InBlock = 0, Kernel = 1 };
-
-// Merge for a shape run in num_splits splits with heads_per_block query heads per block (16: tensor cores) on a
-// device of compute capability cc_major (measured rule, see the definition; InBlock for a single split).
-Fa2Merge fa2_default_merge(const Fa2DecodeShape& shape, int num_splits, int heads_per_block, int cc_major);
 
 class Fa2DecodeOp : public Launchable {
  public:
@@ -106,7 +103,7 @@ class Fa2DecodeOp : public Launchable {
   // picks fa2_default_num_splits(...); heads_per_block 0 picks fa2_default_heads_per_block(shape, max_len_hint)
   // for the SIMT kernel and must be 0 for the tensor-core one (which reports 16). A variant the shape or device
   // cannot run is std::invalid_argument. max_len_hint must be >= every length for full speed (a longer sequence is
-  // still computed correctly, by the last split). merge Auto picks fa2_default_merge(...).
+  // still computed correctly, by the last split). merge Auto is Fa2Merge::Kernel (with more than one split).
   Fa2DecodeOp(const Fa2DecodeShape& shape, std::uintptr_t q, std::uintptr_t k_cache, std::uintptr_t v_cache,
               std::uintptr_t seq_lens, std::uintptr_t out, float scale, int max_len_hint, int num_splits,
               int heads_per_block, Fa2Variant variant = Fa2Variant::Auto, Fa2Merge merge = Fa2Merge::Auto);
