@@ -1,10 +1,10 @@
 """fa2_decode's split count swept on the kernels suite's model shapes: for each kernel (SIMT at its default heads
 per block, tensor cores) every power-of-two split count from 1 up to the kernel's split limit (and no split
-shorter than one block step), timed with CUDA events (L2 flushed; median of `--iterations` after 20 warm-ups) and
-in CUDA graphs (replay time / launches, L2 warm, as inside the GPU engine's step), with the splits merged in the
-attention kernel ("block") and/or by the merge kernel ("kernel"). Every choice is first checked against a float64
-reference. The evidence for fa2_default_num_splits and fa2_default_merge (src/cuda/fa2_decode.cu). Prints one
-line per (model, length, kernel, merge) and writes JSON.
+shorter than one block step) and the default count, timed with CUDA events (L2 flushed; median of `--iterations`
+after 20 warm-ups) and in CUDA graphs (replay time / launches, L2 warm, as inside the GPU engine's step), with the
+splits merged in the attention kernel ("block") and/or by the merge kernel ("kernel"). Every choice is first
+checked against a float64 reference. The evidence for fa2_default_num_splits and the default merge
+(src/cuda/fa2_decode.cu). Prints one line per (model, length, kernel, merge) and writes JSON.
 
     python tools/sweep_fa2_splits.py --out fa2_splits.json [--md fa2_splits.md] [--models ...] [--lengths ...]
                                      [--kernels simt mma] [--merges block kernel]
@@ -111,7 +111,9 @@ def measure(args: argparse.Namespace) -> list[dict]:
                         row = {"model": name, "length": length, "variant": variant, "hpb": auto.heads_per_block,
                                "default_splits": auto.num_splits, "default_merge": auto.merge, "merge": merge,
                                "keys_per_step": step, "splits": []}
-                        for splits in split_choices(length, step, attention.MAX_SPLITS):
+                        # The default too where it is not a power of two (the tensor-core rule's).
+                        choices = sorted(set(split_choices(length, step, attention.MAX_SPLITS)) | {auto.num_splits})
+                        for splits in choices:
                             if splits == 1 and merge == "kernel":
                                 continue  # nothing to merge
                             plan, err = checked_plan(q, k, v, lens, out, ref,

@@ -17,6 +17,7 @@ using fa2_detail::warps_for;
 
 constexpr int kMaxSplits = 128;       // bounds the split workspace and the merge loop
 constexpr int kShortContextKeys = 2048;  // fa2_default_heads_per_block's crossover (measured)
+constexpr int kMaxStepsUnsplit = 4;      // fa2_default_num_splits: the SIMT kernel splits only longer sequences
 constexpr int kMinStepsPerSplitMma = 2;  // fa2_default_num_splits: least work per split (tensor-core kernel)
 constexpr int kTensorCoreMinKeys = 4096;  // fa2_default_variant: crossover (measured)
 constexpr int kMinGroupForTensorCores = 3;  // fa2_default_variant: query heads per KV head (measured: 1 loses)
@@ -159,23 +160,27 @@ int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multipr
   const int steps = (len + step_keys - 1) / step_keys;
   const int sms = multiprocessors < 1 ? 1 : multiprocessors;
   // Measured on an H200 with the merge kernel (Fa2Merge::Kernel, the default; tools/sweep_fa2_splits.py --merges
-  // block kernel: every power-of-two split count on the four model shapes at 512..65536 keys, events and CUDA
+  // block kernel: every power-of-two split count on the four model shapes at 64..65536 keys, events and CUDA
   // graphs; bench/results/nvidia-h200/fa2_merge_sweep.md). A merge spread over one block per query head costs far
-  // less than the last block's merge did, so both kernels now split down to little work per split:
+  // less than the last block's merge did, so both kernels split down to little work per split:
   int splits;
   if (hpb == fa2_detail::kMmaRows) {
-    // Tensor cores (96 KB of ring per block): the largest power of two that keeps to one block per SM, each split
-    // >= kMinStepsPerSplitMma steps (over the sweep's 28 cases: at most 0.75 us from the fastest count with
-    // events, 0.89 in graphs; with >= 8 steps, the rule measured with the in-block merge, up to 4.4 us).
+    // Tensor cores (96 KB of ring per block): as many splits as keep to one block per SM (not rounded to a power of
+    // two: SmolLM2-135M's 3 KV heads x 44 splits fill 132 SMs where 32 splits left 36 idle), each split
+    // >= kMinStepsPerSplitMma steps (over the sweep's 28 power-of-two cases, that bound was at most 0.75 us from
+    // the fastest count with events, 0.89 in graphs; >= 8 steps, the rule measured with the in-block merge, up
+    // to 4.4 us).
     const int per_sm = sms / blocks_without_split;
     const int by_length = steps / kMinStepsPerSplitMma;
-    splits = pow2_floor(per_sm < by_length ? per_sm : by_length);
+    splits = per_sm < by_length ? per_sm : by_length;
   } else {
-    // SIMT: the smallest power of two whose blocks cover every SM, down to one block step per split (over the
-    // sweep's 28 cases at most 0.16 us from the fastest count with events; Qwen2.5-1.5B at 512 keys: 8 splits
-    // 6.96 / 3.96 us against 7.98 / 5.27 for the earlier rule's 4 splits merged in the kernel).
+    // SIMT: no split up to kMaxStepsUnsplit steps (the second kernel costs more than the steps it saves: 2 splits
+    // at 256 keys, SmolLM2-135M, 7.49 us with events against 5.73 unsplit); beyond, the smallest power of two whose
+    // blocks cover every SM, down to one block step per split (over the sweep's cases from 512 keys at most
+    // 0.16 us from the fastest count with events; Qwen2.5-1.5B at 512 keys: 8 splits 6.96 / 3.96 us against
+    // 7.98 / 5.27 for the earlier rule's 4 splits merged in the kernel).
     const int cover = next_pow2((sms + blocks_without_split - 1) / blocks_without_split);
-    splits = pow2_floor(steps) < cover ? pow2_floor(steps) : cover;
+    splits = steps <= kMaxStepsUnsplit ? 1 : (pow2_floor(steps) < cover ? pow2_floor(steps) : cover);
   }
   splits = splits > kMaxSplits ? kMaxSplits : splits;
   return splits < 1 ? 1 : splits;

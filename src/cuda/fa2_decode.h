@@ -63,10 +63,9 @@ struct Fa2DecodeShape {
 };
 
 // Number of KV splits for a shape when the longest sequence is `max_len` keys on a device of `multiprocessors`
-// SMs (measured rules, see the definition): SIMT (heads_per_block 1..8) no split up to 4 block steps, beyond that
-// the smallest power of two whose blocks cover every SM, one step per split at least (two where the length cannot
-// cover the SMs); tensor cores (heads_per_block 16) the largest power of two keeping one block per SM, at least 8
-// steps per split.
+// SMs (measured with the merge kernel, see the definition): SIMT (heads_per_block 1..8) no split up to 4 block
+// steps, beyond that the smallest power of two whose blocks cover every SM, one step per split at least; tensor
+// cores (heads_per_block 16) as many as keep one block per SM, at least 2 steps per split.
 int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multiprocessors, int heads_per_block);
 
 // Query heads per block (1, 2, 4 or 8) of the SIMT variant for a shape when the longest sequence is `max_len` keys.
@@ -122,6 +121,8 @@ class Fa2DecodeOp : public Launchable {
   Fa2Variant variant() const { return kernel_.variant; }
   // InBlock also when there is nothing to merge (one split).
   Fa2Merge merge() const { return merge_; }
+  // Kernels one launch() enqueues: the attention, plus the merge kernel where there is one.
+  int kernels_per_launch() const { return num_splits_ > 1 && merge_ == Fa2Merge::Kernel ? 2 : 1; }
   std::size_t workspace_bytes() const { return partial_out_.bytes() + partial_lse_.bytes() + counters_.bytes(); }
 
  private:

@@ -790,6 +790,8 @@ void GpuEngine::submit(long long token) {
       capture(b.decode, [&](cudaStream_t st) { enqueue_step(b, st); });
     }
     graph = &b.decode;
+    last_merge_kernels_ = 0;
+    for (const auto& op : b.attention) last_merge_kernels_ += op->kernels_per_launch() - 1;
   }
   cudaStream_t s = stream_.get();
   const int slot = static_cast<int>(submitted_ % kMaxInFlight);

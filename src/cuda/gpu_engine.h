@@ -129,7 +129,11 @@ class GpuEngine {
   const cpu::EngineConfig& config() const { return config_; }
   std::size_t weight_bytes_per_token() const { return weight_bytes_per_token_; }
   std::size_t device_bytes() const;  // everything this engine allocated on the device
-  int kernels_per_step() const { return persistent_ ? 1 : 5 * static_cast<int>(config_.n_layer) + 3; }
+  // Kernels of the last step: 1 (persistent), or 5 per layer + 3, plus one per layer where the bucket's attention
+  // runs its split-merge kernel (before the first step: without those).
+  int kernels_per_step() const {
+    return persistent_ ? 1 : 5 * static_cast<int>(config_.n_layer) + 3 + last_merge_kernels_;
+  }
   bool persistent() const { return persistent_; }
   // Matrices stored and multiplied as fp16 (the tied embedding/LM head counted once).
   int fp16_matrices() const { return fp16_matrices_; }
@@ -209,6 +213,7 @@ class GpuEngine {
   long long last_argmax_ = -1;
   void drain();  // waits for the steps in flight and discards them
   std::size_t last_graph_nodes_ = 0, last_h2d_bytes_ = 0, last_d2h_bytes_ = 0;
+  int last_merge_kernels_ = 0;  // the last graph step's attention merge kernels (kernels_per_step)
 };
 
 }  // namespace edgellm::cuda
