@@ -7,6 +7,7 @@
 # at depths 0, 1000, 4000 (5 runs each, the two builds alternating); last, compute-sanitizer memcheck + racecheck on
 # the merge-kernel tests. Few output files (the device returns only a handful): pytest.log, bench.tgz, probe.jsonl,
 # sweep.tgz, sanitize.log, build logs. Run from the repo root on the device; carry .whl and the .tgz above.
+# ONLY_PROBE=1: the builds, the tests and the probe only (the last call of the session).
 set -uo pipefail
 ROOT="$(pwd)"; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 CUDAARCHS=90
@@ -20,10 +21,12 @@ cd /tmp
 export PYTHONPATH=/tmp/new_site:/tmp/site
 timeout 150 python3 -m pytest "$ROOT/tests/test_fa2_decode.py" "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider > "$OUT/pytest.log" 2>&1
 echo "pytest exit $?"; tail -2 "$OUT/pytest.log"
+if [ -z "${ONLY_PROBE:-}" ]; then
 rm -rf /tmp/bench && timeout 100 python3 "$ROOT/bench/run.py" --suite kernels --out /tmp/bench > /tmp/bench.log 2>&1
 echo "kernels suite exit $?"
 run_dir=$(ls -d /tmp/bench/*/ | head -1); tar -czf "$OUT/bench.tgz" -C "$run_dir" report.md results.json -C /tmp bench.log
 tar -xzf "$OUT/bench.tgz" -O report.md | grep -E "\| (fa2)" | grep -E "PASS|FAIL" | cut -c1-160
+fi
 mkdir -p /tmp/synth; M=/tmp/synth/smol_shaped.gguf
 [ -f $M ] || timeout 60 python3 "$ROOT/tools/engine_probe.py" --synthetic /tmp/synth --runs 0 > /dev/null
 for depth in 0 1000 4000; do
@@ -32,6 +35,7 @@ for depth in 0 1000 4000; do
       | sed "s/^/{\"build\": \"$v\", \"line\": /; s/$/}/" | tee -a "$OUT/probe.jsonl" | grep -E "\"run\": 5|Error" | cut -c1-150
   done
 done
+[ -n "${ONLY_PROBE:-}" ] && exit 0
 timeout 150 python3 "$ROOT/tools/sweep_fa2_splits.py" --out /tmp/sweep.json --md /tmp/sweep.md --merges block kernel \
   --lengths 64 256 512 1024 2048 4096 8192 16384 65536 --iterations 40 > /tmp/sweep.log 2>&1; echo "sweep exit $?"
 tar -czf "$OUT/sweep.tgz" -C /tmp sweep.json sweep.md sweep.log
