@@ -234,6 +234,7 @@ def test_graph_replay_matches_eager(rng: np.random.Generator, merge: str) -> Non
     out = cuda.empty(q.shape, "float16")
     plan = attention.Fa2Decode(q_dev, k_dev, v_dev, [2048], out, merge=merge)
     assert plan.num_splits > 1 and plan.merge == merge
+    assert plan.op.kernels_per_launch == (2 if merge == "kernel" else 1)
     with cuda.Timer(flush_l2=False) as timer:
         out.owner.fill_bytes(0xFF, 0)
         times = timer.graph(plan.op, launches_per_graph=5, warmup=1, replays=3)

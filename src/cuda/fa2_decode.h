@@ -121,8 +121,8 @@ class Fa2DecodeOp : public Launchable {
   Fa2Variant variant() const { return kernel_.variant; }
   // InBlock also when there is nothing to merge (one split).
   Fa2Merge merge() const { return merge_; }
-  // Kernels one launch() enqueues: the attention, plus the merge kernel where there is one.
-  int kernels_per_launch() const { return num_splits_ > 1 && merge_ == Fa2Merge::Kernel ? 2 : 1; }
+  // The attention, plus the merge kernel where there is one.
+  int kernels_per_launch() const override { return num_splits_ > 1 && merge_ == Fa2Merge::Kernel ? 2 : 1; }
   std::size_t workspace_bytes() const { return partial_out_.bytes() + partial_lse_.bytes() + counters_.bytes(); }
 
  private:

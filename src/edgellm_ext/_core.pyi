@@ -100,6 +100,9 @@ class Launchable:
 class NullKernelOp(Launchable):
     def __init__(self) -> None: ...
 
+class ColdReadOp(Launchable):  # reads `bytes` at src once (16 B per thread); see null_kernel.h
+    def __init__(self, src: int, bytes: int, sink: int) -> None: ...
+
 class DeviceBuffer:
     def __init__(self, nbytes: int) -> None: ...
     @property

@@ -47,6 +47,17 @@ def timer_floor_samples(timer: cuda.Timer, *, warmup: int, iterations: int) -> d
             "graph": timer.graph(op, launches_per_graph=100, warmup=3, replays=max(10, iterations // 10))}
 
 
+def cold_read_samples(timer: cuda.Timer, nbytes: int, *, warmup: int, iterations: int) -> np.ndarray:
+    """Events-timed samples (us, L2 flushed) of a kernel that only reads `nbytes` (rounded up to 16) once, one
+    16-byte load per thread (_core.ColdReadOp): the floor for any kernel that must read that many bytes."""
+    nbytes = max(16, -(-int(nbytes) // 16) * 16)
+    src = cuda.empty((nbytes,), "uint8")
+    src.owner.fill_bytes(0, 0)  # zeros: the kernel's store (of an all-ones vector) never happens
+    sink = cuda.empty((16,), "uint8")
+    op = _core.ColdReadOp(src.address, nbytes, sink.address)
+    return timer.events(op, warmup=warmup, iterations=iterations)
+
+
 def copy_bandwidth_samples(timer: cuda.Timer, *, nbytes: int = 1 << 30, iterations: int = 20) -> np.ndarray:
     """Device-to-device copy bandwidth samples in GB/s (bytes read + written per second / 1e9)."""
     import torch

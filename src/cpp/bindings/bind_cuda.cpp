@@ -38,6 +38,8 @@ void bind_cuda(py::module_& m) {
       .def_property_readonly("kernels_per_launch", &Launchable::kernels_per_launch);
 
   py::class_<NullKernelOp, Launchable>(m, "NullKernelOp").def(py::init<>());
+  py::class_<ColdReadOp, Launchable>(m, "ColdReadOp")
+      .def(py::init<std::uintptr_t, std::size_t, std::uintptr_t>(), py::arg("src"), py::arg("bytes"), py::arg("sink"));
 
   py::class_<DeviceBuffer>(m, "DeviceBuffer")
       .def(py::init<std::size_t>(), py::arg("nbytes"))
@@ -118,8 +120,8 @@ void bind_cuda(py::module_& m) {
 #else
   m.def("cuda_compiled", []() { return false; });
   m.def("cuda_device_count", []() { return 0; });
-  bind_unavailable(m, {"cuda_device_info", "Launchable", "NullKernelOp", "DeviceBuffer", "Stream", "stream_synchronize",
-                       "L2Flusher", "EventPair", "time_events", "time_graph"});
+  bind_unavailable(m, {"cuda_device_info", "Launchable", "NullKernelOp", "ColdReadOp", "DeviceBuffer", "Stream",
+                       "stream_synchronize", "L2Flusher", "EventPair", "time_events", "time_graph"});
 #endif
 }
 
