@@ -400,6 +400,20 @@ def test_programmatic_launch_changes_no_result(tmp_path: Path) -> None:
 
 
 @pytest.mark.gpu
+def test_programmatic_launch_with_split_attention(tmp_path: Path) -> None:
+    # Beyond 512 keys the decode attention runs in splits merged by a second kernel: the chain QKV GEMV ->
+    # attention -> merge kernel -> o-projection, each launched programmatically, must compute what plain launches
+    # compute. 700 tokens: the last steps run in the 1024-key bucket (8 splits).
+    path = _tiny(tmp_path / "m.gguf", "llama", {}, True, seed=6)
+    a = Model.load(path, device="cuda", n_ctx=1100, programmatic_launch=True, step_mode="graph")
+    b = Model.load(path, device="cuda", n_ctx=1100, programmatic_launch=False, step_mode="graph")
+    tokens = [int(t) for t in np.random.default_rng(12).integers(0, 258 + EXTRA_TOKENS, size=700)]
+    assert np.array_equal(_teacher_forced(a, tokens), _teacher_forced(b, tokens))
+    c = a.gpu_counters()
+    assert c["graph_nodes"] == c["kernels_per_step"] == 6 * a.config.n_layer + 3  # a merge kernel per layer
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("dims", [(512, 8, 1, 64, 1536), (512, 4, 2, 128, 1536), (256, 2, 1, 256, 512)])
 def test_persistent_step_other_head_shapes(tmp_path: Path, dims: tuple[int, ...]) -> None:
     # The persistent kernel's attention for GQA 8 (MQA), head_dim 128 (2 dimension pairs per lane) and 256 (4),
