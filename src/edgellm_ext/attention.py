@@ -93,7 +93,9 @@ class Fa2Decode:
     ``op`` is the ``_core.Launchable`` for the timers and CUDA graphs. Lengths may change between launches when
     ``seq_lens`` is a device array (the kernel reads them on the device; the split count stays fixed).
     ``kv_shared``: the caches are ``[1, Hkv, max_seq, D]`` and every query b of ``q`` reads them with its own
-    length ``seq_lens[b]`` (several tokens of one sequence at once, e.g. a causal prefill chunk)."""
+    length ``seq_lens[b]`` (several tokens of one sequence at once, e.g. a causal prefill chunk). ``merge``: where
+    the splits' partial outputs are merged ("auto" = "kernel": a second kernel; "block": inside the attention
+    kernel; see MERGES); with one split there is nothing to merge and ``merge`` reads "block"."""
 
     def __init__(self, q: Any, k_cache: Any, v_cache: Any, seq_lens: Any, out: Any = None, *,
                  scale: Optional[float] = None, num_splits: Optional[int] = None,
