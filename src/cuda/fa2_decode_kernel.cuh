@@ -196,6 +196,28 @@ __device__ __forceinline__ void consume_step(const T* tag, int step, int key_end
   }
 }
 
+// A running merge of split partials (both merges): the largest log-sum-exp so far, the sum of the splits' weights
+// 2^(lse - mx) and the weighted sum of their partial outputs (4 columns).
+struct MergeState {
+  float mx = -INFINITY;
+  float total = 0.0f;
+  float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+};
+
+// Folds one split (log-sum-exp lse, -inf when empty, and its 4 columns p) into st. Branch-free, so that unrolled
+// iterations' loads can all be issued before the first result is needed.
+__device__ __forceinline__ void merge_fold(MergeState& st, float lse, const float4& p) {
+  const float m_new = fmaxf(st.mx, lse);
+  const float c_old = st.mx == m_new ? 1.0f : exp2_fast(st.mx - m_new);  // st.mx < m_new here, m_new finite
+  const float w = lse == -INFINITY ? 0.0f : exp2_fast(lse - m_new);
+  st.total = st.total * c_old + w;
+  st.o.x = fmaf(w, p.x, st.o.x * c_old);
+  st.o.y = fmaf(w, p.y, st.o.y * c_old);
+  st.o.z = fmaf(w, p.z, st.o.z * c_old);
+  st.o.w = fmaf(w, p.w, st.o.w * c_old);
+  st.mx = m_new;
+}
+
 // The end of a block, shared by both kernels: combines the warps' online-softmax states published in shared
 // memory (s_m, s_l: [NW][HPB]; s_acc: [NW][HPB] rows of kAccStride floats, the first D used; the caller has
 // synchronised), then writes the output
@@ -262,30 +284,17 @@ __device__ __forceinline__ void finish_block(const float* s_m, const float* s_l,
     const int c = idx % kCols;
     const size_t row0 = (bh0 + h) * num_splits;
     const float4* src = reinterpret_cast<const float4*>(partial_out + row0 * D) + c;
-    float mx = -INFINITY, total = 0.0f;
-    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
-    // Branch-free (an empty split has lse -inf and weight 0), so that the unrolled iterations' loads can all be
-    // issued before the first result is needed.
+    MergeState st;
 #pragma unroll 16
     for (int sp = 0; sp < num_splits; ++sp) {
-      const float lse = __ldcg(partial_lse + row0 + sp);
-      const float4 p = __ldcg(src + static_cast<size_t>(sp) * kCols);
-      const float m_new = fmaxf(mx, lse);
-      const float c_old = mx == m_new ? 1.0f : exp2_fast(mx - m_new);  // mx < m_new here, m_new finite
-      const float w = lse == -INFINITY ? 0.0f : exp2_fast(lse - m_new);
-      total = total * c_old + w;
-      o.x = fmaf(w, p.x, o.x * c_old);
-      o.y = fmaf(w, p.y, o.y * c_old);
-      o.z = fmaf(w, p.z, o.z * c_old);
-      o.w = fmaf(w, p.w, o.w * c_old);
-      mx = m_new;
+      merge_fold(st, __ldcg(partial_lse + row0 + sp), __ldcg(src + static_cast<size_t>(sp) * kCols));
     }
-    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+    const float inv = st.total > 0.0f ? 1.0f / st.total : 0.0f;
     T* dst = out + (bh0 + h) * D + 4 * c;
-    store(dst, o.x * inv);
-    store(dst + 1, o.y * inv);
-    store(dst + 2, o.z * inv);
-    store(dst + 3, o.w * inv);
+    store(dst, st.o.x * inv);
+    store(dst + 1, st.o.y * inv);
+    store(dst + 2, st.o.z * inv);
+    store(dst + 3, st.o.w * inv);
   }
 }
 
@@ -315,28 +324,17 @@ fa2_merge_kernel(const float* __restrict__ partial_out, const float* __restrict_
   const size_t row0 = static_cast<size_t>(blockIdx.x) * num_splits;
   pdl_wait();  // the partials are the previous kernel's output
   const float4* src = reinterpret_cast<const float4*>(partial_out + row0 * D) + c;
-  float mx = -INFINITY, total = 0.0f;
-  float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+  MergeState st;
   // Threads past kSlices * kCols (D = 80, 96) take no split and stay for the barrier.
   const int first = slice < kSlices ? slice : num_splits;
 #pragma unroll 8
   for (int sp = first; sp < num_splits; sp += kSlices) {
-    const float lse = __ldcg(partial_lse + row0 + sp);
-    const float4 p = __ldcg(src + static_cast<size_t>(sp) * (D / 4));
-    const float m_new = fmaxf(mx, lse);
-    const float c_old = mx == m_new ? 1.0f : exp2_fast(mx - m_new);  // mx < m_new here, m_new finite
-    const float w = lse == -INFINITY ? 0.0f : exp2_fast(lse - m_new);
-    total = total * c_old + w;
-    o.x = fmaf(w, p.x, o.x * c_old);
-    o.y = fmaf(w, p.y, o.y * c_old);
-    o.z = fmaf(w, p.z, o.z * c_old);
-    o.w = fmaf(w, p.w, o.w * c_old);
-    mx = m_new;
+    merge_fold(st, __ldcg(partial_lse + row0 + sp), __ldcg(src + static_cast<size_t>(sp) * kCols));
   }
   if (slice < kSlices) {  // a slice past the splits leaves -inf / 0: weight 0 below
-    s_mx[slice][c] = mx;
-    s_total[slice][c] = total;
-    s_o[slice][c] = o;
+    s_mx[slice][c] = st.mx;
+    s_total[slice][c] = st.total;
+    s_o[slice][c] = st.o;
   }
   __syncthreads();
   if (slice != 0) return;
