@@ -140,7 +140,8 @@ Fa2Variant fa2_default_variant(const Fa2DecodeShape& shape, int max_len, int cc_
   // shape (8192 keys, events / CUDA graphs: SmolLM2 11.39 / 7.36 us vs SIMT 11.57 / 7.39, Qwen2.5-0.5B 11.10 /
   // 7.31 vs 11.65 / 7.78, Qwen2.5-1.5B 13.47 / 9.08 vs 14.13 / 10.38, Llama-3.1-8B 22.02 / 13.18 vs 22.29 / 14.17;
   // 65536 keys: Qwen2.5-1.5B 34.4 vs 51.3); at 4096 keys and below the SIMT kernel wins or ties on three of the
-  // four (Qwen2.5-1.5B at 4096 keys 11.39 vs 11.65 with events; Llama-3.1-8B, the fourth, 15.68 vs 14.80).
+  // four (Qwen2.5-1.5B at 4096 keys SIMT 11.39 vs 11.65 us with events; on Llama-3.1-8B, the fourth, tensor cores
+  // win there too, 14.80 vs 15.68).
   // Without GQA (one query head per KV head: 15 of the 16 mma rows idle) the SIMT kernel wins at every length
   // (32 heads of 128 at 65536 keys: 254 vs 292 us; bench/results/nvidia-h200/fa2_variants_sweep.md). Groups of 2
   // were not measured: SIMT, whose 2 heads per block then read each K/V row once too.
@@ -167,18 +168,18 @@ int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multipr
   if (hpb == fa2_detail::kMmaRows) {
     // Tensor cores (96 KB of ring per block): as many splits as keep to one block per SM (not rounded to a power of
     // two: SmolLM2-135M's 3 KV heads x 44 splits fill 132 SMs where 32 splits left 36 idle), each split
-    // >= kMinStepsPerSplitMma steps (over the sweep's 28 power-of-two cases, that bound was at most 0.75 us from
-    // the fastest count with events, 0.89 in graphs; >= 8 steps, the rule measured with the in-block merge, up
-    // to 4.4 us).
+    // >= kMinStepsPerSplitMma steps (in the first sweep's 28 rows, that bound was at most 0.75 us from the fastest
+    // power-of-two count with events, 0.89 in graphs; >= 8 steps, the rule measured with the in-block merge, up to
+    // 4.4 us; in the check, at most 0.94 us from the fastest choice with events, 0.51 in graphs).
     const int per_sm = sms / blocks_without_split;
     const int by_length = steps / kMinStepsPerSplitMma;
     splits = per_sm < by_length ? per_sm : by_length;
   } else {
     // SIMT: no split up to kMaxStepsUnsplit steps (the second kernel costs more than the steps it saves: 2 splits
-    // at 256 keys, SmolLM2-135M, 7.49 us with events against 5.73 unsplit); beyond, the smallest power of two whose
-    // blocks cover every SM, down to one block step per split (over the sweep's cases from 512 keys at most
-    // 0.16 us from the fastest count with events; Qwen2.5-1.5B at 512 keys: 8 splits 6.96 / 3.96 us against
-    // 7.98 / 5.27 for the earlier rule's 4 splits merged in the kernel).
+    // at 256 keys, SmolLM2-135M, 7.49 us with events against 5.73 unsplit in the kernels suites); beyond, the
+    // smallest power of two whose blocks cover every SM, down to one block step per split (in the check at most
+    // 0.38 us from the fastest choice with events, 0.55 in graphs; Qwen2.5-1.5B at 512 keys: 8 splits 6.96 / 3.96
+    // us against 7.98 / 5.27 for the earlier rule's 4 splits merged in the kernel).
     const int cover = next_pow2((sms + blocks_without_split - 1) / blocks_without_split);
     splits = steps <= kMaxStepsUnsplit ? 1 : (pow2_floor(steps) < cover ? pow2_floor(steps) : cover);
   }
@@ -188,8 +189,10 @@ int fa2_default_num_splits(const Fa2DecodeShape& shape, int max_len, int multipr
 
 namespace {
 
-// Auto is the merge kernel: faster than the in-block merge in CUDA graphs on every measured case with splits and
-// within the events' noise where it is not (bench/results/nvidia-h200/fa2_merge_sweep.md).
+// Auto is the merge kernel. At the default split counts of the rules' check (bench/results/nvidia-h200/
+// fa2_merge_sweep.md, 26 rows with splits) it is faster than the in-block merge in CUDA graphs in every row (by
+// 0.6-5.5 us), and with events faster in 16 rows (by up to 4.0 us: Qwen2.5-1.5B at 16384-65536 keys) and slower in
+// 10 (by at most 0.7 us).
 Fa2Merge checked_merge(Fa2Merge requested, int num_splits) {
   if (requested != Fa2Merge::Auto && requested != Fa2Merge::InBlock && requested != Fa2Merge::Kernel) {
     throw std::invalid_argument("merge: expected auto, in-block or kernel");
