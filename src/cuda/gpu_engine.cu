@@ -204,6 +204,7 @@ struct GpuEngine::Bucket {
   int length_hint = 0;  // the graphs are used while the longest attention length <= length_hint
   std::vector<std::unique_ptr<Fa2DecodeOp>> attention;          // decode: one per layer (its own split workspace)
   std::vector<std::unique_ptr<Fa2DecodeOp>> prefill_attention;  // kPrefillTokens queries, one cache
+  int decode_merge_kernels = 0;  // split-merge kernels the decode attention ops launch (kernels_per_step)
   Graph decode, prefill;
 };
 
@@ -704,6 +705,7 @@ std::vector<std::unique_ptr<Fa2DecodeOp>>& GpuEngine::attention_ops(Bucket& b, b
         reinterpret_cast<std::uintptr_t>(lens), reinterpret_cast<std::uintptr_t>(o_->data()), scale, b.length_hint,
         0, 0));
     if (!prefill && programmatic_) ops.back()->set_programmatic(true);
+    if (!prefill) b.decode_merge_kernels += ops.back()->kernels_per_launch() - 1;
   }
   return ops;
 }
@@ -790,8 +792,7 @@ void GpuEngine::submit(long long token) {
       capture(b.decode, [&](cudaStream_t st) { enqueue_step(b, st); });
     }
     graph = &b.decode;
-    last_merge_kernels_ = 0;
-    for (const auto& op : b.attention) last_merge_kernels_ += op->kernels_per_launch() - 1;
+    last_merge_kernels_ = b.decode_merge_kernels;
   }
   cudaStream_t s = stream_.get();
   const int slot = static_cast<int>(submitted_ % kMaxInFlight);
