@@ -58,7 +58,7 @@ def main() -> None:
 
 
 def markdown(rows: list[dict]) -> str:
-    """One table row per (model, length, kernel): events / graph us per split count; the default marked *, the
+    """One table row per (model, length, kernel, merge): events / graph us per split count; the default marked *, the
     fastest of each mode in bold."""
     counts = sorted({x["splits"] for r in rows for x in r["splits"]})
     lines = ["| model | keys | kernel | merge | default | " + " | ".join(f"x{n}" for n in counts) + " |",
