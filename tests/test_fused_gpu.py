@@ -143,7 +143,18 @@ def test_batch_and_dtypes(rng, batch: int, w_dtype: str, x_dtype: str, variant: 
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["auto", "warp", "block"])
+@pytest.mark.parametrize("norm", [True, False])
+@pytest.mark.parametrize("x_dtype", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("w_dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("k", [8, 256, 520, 576, 1024, 1032, 1536, 2048])
+def test_resident_every_k(rng, k: int, w_dtype: str, x_dtype: str, norm: bool) -> None:
+    # "resident" keeps 2, 4 or 8 x chunks per lane (K <= 512, 1024, 2048): each bucket's edges and a K inside
+    # it; 4097 rows: an odd last row group, and more groups than some grids have warps.
+    _run_matmul(rng, m=4097, k=k, batch=1, w_dtype=w_dtype, x_dtype=x_dtype, variant="resident", norm=norm)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["auto", "warp", "block", "resident"])
 @pytest.mark.parametrize("m", M_LIST)
 def test_fused_every_m(rng, m: int, variant: str) -> None:
     # K = 576 (SmolLM2's hidden size): 151936 rows is Qwen2.5's LM head height.
@@ -352,6 +363,9 @@ def _np(shape, dtype="float16"):
         (dict(eps="1e-5"), TypeError, "eps: expected a float"),
         (dict(variant="fast"), ValueError, "variant: expected one of"),
         (dict(variant=None), TypeError, "variant: expected one of"),
+        (dict(x=_np((2, 4)), variant="resident"), ValueError, "'resident' needs batch 1 and K <= 2048, got batch 2"),
+        (dict(x=_np((2056,)), g=_np((2056,)), w=_np((3, 2056)), variant="resident"), ValueError,
+         "'resident' needs batch 1 and K <= 2048, got batch 1, K=2056"),
         (dict(out=_np((3,))), TypeError, "out: expected a device array"),
         (dict(out=DeviceArray(0, (4,), "float16", None)), ValueError, r"out: expected shape \(3,\)"),
         (dict(out=DeviceArray(0, (3,), "float32", None)), TypeError, "out: expected dtype float16"),
@@ -479,6 +493,8 @@ def test_op_keeps_owners_alive_and_reports_bytes() -> None:
         (dict(w_dtype="float32", variant="scalar"), "weights must be float16 or bfloat16"),
         (dict(x_dtype="int8", variant="scalar"), "dtype: expected"),
         (dict(variant="fast"), "variant: expected"),
+        (dict(variant="resident", batch=2), "'resident' needs batch 1 and K <= 2048"),
+        (dict(variant="resident", k=2056, g=16384, y=32768), "'resident' needs batch 1 and K <= 2048"),
         (dict(y=512, variant="scalar"), "y must not overlap"),  # y on x
         (dict(y=W_FAKE + 2 * 49152 * 576 - 2, variant="scalar"), "y must not overlap"),  # y on w's last element
         (dict(y=1024, x=960, variant="scalar", m=7, k=64), "y must not overlap"),  # y inside x's 128 bytes

@@ -20,6 +20,8 @@ namespace gemv_detail {
 extern template void launch_gemv_for_weight<__half>(const GemvArgs&, DType, bool, GemvVariant, dim3, dim3, cudaStream_t);
 extern template void launch_gemv_for_weight<__nv_bfloat16>(const GemvArgs&, DType, bool, GemvVariant, dim3, dim3,
                                                            cudaStream_t);
+extern template int resident_blocks_per_sm<__half>(DType, bool, int);
+extern template int resident_blocks_per_sm<__nv_bfloat16>(DType, bool, int);
 }  // namespace gemv_detail
 
 DType parse_dtype(const std::string& name) {
@@ -36,7 +38,8 @@ GemvVariant parse_gemv_variant(const std::string& name) {
   if (name == "warp") return GemvVariant::Warp;
   if (name == "block") return GemvVariant::Block;
   if (name == "scalar") return GemvVariant::Scalar;
-  throw std::invalid_argument("variant: expected 'auto', 'warp', 'block' or 'scalar', got '" + name + "'");
+  if (name == "resident") return GemvVariant::Resident;
+  throw std::invalid_argument("variant: expected 'auto', 'warp', 'block', 'scalar' or 'resident', got '" + name + "'");
 }
 
 const char* gemv_variant_name(GemvVariant variant) {
@@ -45,6 +48,7 @@ const char* gemv_variant_name(GemvVariant variant) {
     case GemvVariant::Warp: return "warp";
     case GemvVariant::Block: return "block";
     case GemvVariant::Scalar: return "scalar";
+    case GemvVariant::Resident: return "resident";
   }
   return "?";
 }
@@ -142,6 +146,11 @@ GemvOp::GemvOp(std::uintptr_t w_address, DType w_dtype, std::uintptr_t x_address
                            "' needs K % 8 == 0 and 16-byte aligned w, x and g (got K=" + std::to_string(k) +
                            "); use 'auto' or 'scalar'");
   }
+  if (variant_ == GemvVariant::Resident) {
+    require(batch == 1 && k <= gemv_detail::kResidentMaxK,
+            op + ": variant 'resident' needs batch 1 and K <= " + std::to_string(gemv_detail::kResidentMaxK) +
+                " (got batch " + std::to_string(batch) + ", K=" + std::to_string(k) + ")");
+  }
 
   switch (variant_) {
     case GemvVariant::Warp: {
@@ -162,6 +171,18 @@ GemvOp::GemvOp(std::uintptr_t w_address, DType w_dtype, std::uintptr_t x_address
       block_ = gemv_detail::kScalarWarps * gemv_detail::kWarpSize;
       grid_ = static_cast<int>(ceil_div(m, gemv_detail::kScalarWarps));
       break;
+    case GemvVariant::Resident: {
+      // Every warp resident at once (more blocks would only queue behind them), none without a row group.
+      const int nch = gemv_detail::resident_chunks_per_lane(k);
+      const int per_sm = w_dtype == DType::F16 ? gemv_detail::resident_blocks_per_sm<__half>(x_dtype, norm, nch)
+                                               : gemv_detail::resident_blocks_per_sm<__nv_bfloat16>(x_dtype, norm, nch);
+      const std::int64_t warps_per_block = 8;
+      const std::int64_t groups = ceil_div(m, gemv_detail::rows_per_group(1));
+      block_ = static_cast<int>(warps_per_block) * gemv_detail::kWarpSize;
+      grid_ = static_cast<int>(std::min<std::int64_t>(ceil_div(groups, warps_per_block),
+                                                      std::max(1, per_sm) * static_cast<std::int64_t>(current_sm_count())));
+      break;
+    }
     case GemvVariant::Auto: break;  // resolved above
   }
 }
@@ -186,6 +207,9 @@ std::size_t GemvOp::bytes_moved() const {
 std::size_t GemvOp::activation_reads_bytes() const {
   const std::size_t per_group = (static_cast<std::size_t>(batch_) + (norm_ ? 1 : 0)) * static_cast<std::size_t>(k_) *
                                 dtype_bytes(x_dtype_);
+  if (variant_ == GemvVariant::Resident) {  // once per warp of the grid
+    return static_cast<std::size_t>(grid_) * static_cast<std::size_t>(block_ / gemv_detail::kWarpSize) * per_group;
+  }
   const std::int64_t rows_per_group =
       variant_ == GemvVariant::Scalar ? 1 : gemv_detail::rows_per_group(gemv_detail::max_batch_for(batch_));
   return static_cast<std::size_t>(ceil_div(m_, rows_per_group)) * per_group;
