@@ -146,15 +146,16 @@ def test_batch_and_dtypes(rng, batch: int, w_dtype: str, x_dtype: str, variant: 
 @pytest.mark.parametrize("norm", [True, False])
 @pytest.mark.parametrize("x_dtype", ["float16", "bfloat16", "float32"])
 @pytest.mark.parametrize("w_dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("k", [8, 256, 520, 576, 1024, 1032, 1536, 2048])
-def test_resident_every_k(rng, k: int, w_dtype: str, x_dtype: str, norm: bool) -> None:
-    # "resident" keeps 2, 4 or 8 x chunks per lane (K <= 512, 1024, 2048): each bucket's edges and a K inside
-    # it; 4097 rows: an odd last row group, and more groups than some grids have warps.
-    _run_matmul(rng, m=4097, k=k, batch=1, w_dtype=w_dtype, x_dtype=x_dtype, variant="resident", norm=norm)
+@pytest.mark.parametrize("k", [8, 256, 576, 1024, 1032, 2048, 4104, 8192])
+def test_shared_every_k(rng, k: int, w_dtype: str, x_dtype: str, norm: bool) -> None:
+    # "shared": one chunk per thread or less (K <= 2048), the staging loop's second pass (4104), the dot
+    # products' later weight batches (K > 1024) and the longest K; 4097 rows: an odd last row, and a last block
+    # with warps that own no rows (they stage x, meet the barrier and leave).
+    _run_matmul(rng, m=4097, k=k, batch=1, w_dtype=w_dtype, x_dtype=x_dtype, variant="shared", norm=norm)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["auto", "warp", "block", "resident"])
+@pytest.mark.parametrize("variant", ["auto", "warp", "block", "shared"])
 @pytest.mark.parametrize("m", M_LIST)
 def test_fused_every_m(rng, m: int, variant: str) -> None:
     # K = 576 (SmolLM2's hidden size): 151936 rows is Qwen2.5's LM head height.
@@ -330,7 +331,8 @@ def test_rmsnorm_out_overlapping_x_is_rejected(rng) -> None:
 def test_choose_variant_table() -> None:
     # The table's answers for the model shapes are what "auto" launches (whatever the measured crossover is).
     for m, k in [(576, 576), (960, 576), (576, 1536), (49152, 576), (896, 4864), (14336, 4096), (1, 16384)]:
-        assert G.choose_variant(m, k) in ("warp", "block")
+        assert G.choose_variant(m, k) in ("shared", "block")
+        assert G.choose_variant(m, k, 2) in ("warp", "block")
 
 
 # -------------------------------------------------------------------------- validation (no GPU needed)
@@ -363,9 +365,9 @@ def _np(shape, dtype="float16"):
         (dict(eps="1e-5"), TypeError, "eps: expected a float"),
         (dict(variant="fast"), ValueError, "variant: expected one of"),
         (dict(variant=None), TypeError, "variant: expected one of"),
-        (dict(x=_np((2, 4)), variant="resident"), ValueError, "'resident' needs batch 1 and K <= 2048, got batch 2"),
-        (dict(x=_np((2056,)), g=_np((2056,)), w=_np((3, 2056)), variant="resident"), ValueError,
-         "'resident' needs batch 1 and K <= 2048, got batch 1, K=2056"),
+        (dict(x=_np((2, 4)), variant="shared"), ValueError, "'shared' needs batch 1 and K <= 8192, got batch 2"),
+        (dict(x=_np((8200,)), g=_np((8200,)), w=_np((3, 8200)), variant="shared"), ValueError,
+         "'shared' needs batch 1 and K <= 8192, got batch 1, K=8200"),
         (dict(out=_np((3,))), TypeError, "out: expected a device array"),
         (dict(out=DeviceArray(0, (4,), "float16", None)), ValueError, r"out: expected shape \(3,\)"),
         (dict(out=DeviceArray(0, (3,), "float32", None)), TypeError, "out: expected dtype float16"),
@@ -493,8 +495,8 @@ def test_op_keeps_owners_alive_and_reports_bytes() -> None:
         (dict(w_dtype="float32", variant="scalar"), "weights must be float16 or bfloat16"),
         (dict(x_dtype="int8", variant="scalar"), "dtype: expected"),
         (dict(variant="fast"), "variant: expected"),
-        (dict(variant="resident", batch=2), "'resident' needs batch 1 and K <= 2048"),
-        (dict(variant="resident", k=2056, g=16384, y=32768), "'resident' needs batch 1 and K <= 2048"),
+        (dict(variant="shared", batch=2), "'shared' needs batch 1 and K <= 8192"),
+        (dict(variant="shared", k=8200, g=32768, y=65536), "'shared' needs batch 1 and K <= 8192"),
         (dict(y=512, variant="scalar"), "y must not overlap"),  # y on x
         (dict(y=W_FAKE + 2 * 49152 * 576 - 2, variant="scalar"), "y must not overlap"),  # y on w's last element
         (dict(y=1024, x=960, variant="scalar", m=7, k=64), "y must not overlap"),  # y inside x's 128 bytes
@@ -522,12 +524,16 @@ def test_rmsnorm_op_rejects_bad_arguments() -> None:
 @needs_cuda_build
 def test_crossover_table_measured() -> None:
     # The "auto" table (measured on an H200, src/cuda/fused_rmsnorm_gemv.cu) on the anchor shapes with 132 SMs:
-    # the block variant for few rows or K >= 4096, the warp variant for many rows of short K.
+    # the block variant for few rows or K >= 4096; for many rows of short K the shared variant at batch 1, the
+    # warp variant at batch 2..8.
     from edgellm_ext import _core
 
-    expect = {(960, 576): "block", (576, 576): "block", (3072, 576): "warp", (576, 1536): "block",
-              (49152, 576): "warp", (9728, 896): "warp", (896, 4864): "block", (17920, 1536): "warp",
-              (1536, 8960): "block", (4096, 4096): "block", (14336, 4096): "block", (151936, 896): "warp",
+    expect = {(960, 576): "block", (576, 576): "block", (3072, 576): "shared", (576, 1536): "block",
+              (49152, 576): "shared", (9728, 896): "shared", (896, 4864): "block", (17920, 1536): "shared",
+              (1536, 8960): "block", (4096, 4096): "block", (14336, 4096): "block", (151936, 896): "shared",
               (1, 16384): "block"}
     got = {shape: _core.gemv_choose_variant(shape[0], shape[1], 1, 132) for shape in expect}
     assert got == expect
+    for batch in (2, 8):
+        got = {shape: _core.gemv_choose_variant(shape[0], shape[1], batch, 132) for shape in expect}
+        assert got == {shape: "warp" if v == "shared" else v for shape, v in expect.items()}

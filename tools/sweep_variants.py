@@ -1,7 +1,7 @@
 """Every variant of the GEMV family and of the T-MAC GEMV on the benchmark shapes, batch 1, fp16 x: the evidence
 for the "auto" tables (src/cuda/fused_rmsnorm_gemv.cu kMinWarpsPerSm/kMinKForBlock, edgellm_ext.tmac
-AUTO_VARIANT_TABLE). Events with the L2 flushed (median of 100 after 20 warm-ups); prints a table. "resident"
-(batch 1, K <= 2048) also in CUDA graphs (replay time / launches), next to "warp". --no-tmac: the GEMV family only;
+AUTO_VARIANT_TABLE). Events with the L2 flushed (median of 100 after 20 warm-ups); prints a table. "shared"
+(batch 1, K <= 8192) also in CUDA graphs (replay time / launches), next to "warp". --no-tmac: the GEMV family only;
 --out FILE: the rows as JSON too.
 
     python tools/sweep_variants.py [--no-tmac] [--out FILE]
@@ -39,14 +39,14 @@ def cells(times: list) -> str:
 rows = []
 with cuda.Timer() as timer:
     sms = cuda.device_info()["multiprocessor_count"]
-    print(f"{'shape':15s} {'auto gemv':>10s} | gemv warp / block / scalar / resident us | fused warp / block / resident us"
-          " | graphs: gemv warp / resident, fused warp / resident us" + ("" if args.no_tmac else " | tmac auto, simple / mma us"))
+    print(f"{'shape':15s} {'auto gemv':>10s} | gemv warp / block / scalar / shared us | fused warp / block / shared us"
+          " | graphs: gemv warp / shared, fused warp / shared us" + ("" if args.no_tmac else " | tmac auto, simple / mma us"))
     for name, (m, k) in GEMV_SHAPES.items():
         w = (torch.randn((m, k), device="cuda") / k**0.5).half()
         x = torch.randn((1, k), device="cuda").half()
         g = torch.ones((k,), device="cuda").half()
         out = torch.empty((1, m), device="cuda", dtype=torch.float16)
-        resident_ok = k <= gemv.RESIDENT_MAX_K
+        shared_ok = k <= gemv.SHARED_MAX_K
 
         def plain_op(v):
             return gemv.prepare_gemv(x, w, out=out, variant=v)
@@ -55,16 +55,16 @@ with cuda.Timer() as timer:
             return gemv.prepare_fused_rmsnorm_matmul(x, g, w, out=out, variant=v)
 
         plain = [median_us(timer, plain_op(v)) for v in ("warp", "block", "scalar")]
-        plain.append(median_us(timer, plain_op("resident")) if resident_ok else None)
+        plain.append(median_us(timer, plain_op("shared")) if shared_ok else None)
         fused = [median_us(timer, fused_op(v)) for v in ("warp", "block")]
-        fused.append(median_us(timer, fused_op("resident")) if resident_ok else None)
-        graphs = [graph_us(timer, make(v)) if v == "warp" or resident_ok else None
-                  for make in (plain_op, fused_op) for v in ("warp", "resident")]
+        fused.append(median_us(timer, fused_op("shared")) if shared_ok else None)
+        graphs = [graph_us(timer, make(v)) if v == "warp" or shared_ok else None
+                  for make in (plain_op, fused_op) for v in ("warp", "shared")]
         row = dict(shape=name, m=m, k=k, auto=gemv.choose_variant(m, k, 1, sm_count=sms),
-                   gemv_events_us=dict(zip(("warp", "block", "scalar", "resident"), plain)),
-                   fused_events_us=dict(zip(("warp", "block", "resident"), fused)),
-                   gemv_graph_us=dict(zip(("warp", "resident"), graphs[:2])),
-                   fused_graph_us=dict(zip(("warp", "resident"), graphs[2:])))
+                   gemv_events_us=dict(zip(("warp", "block", "scalar", "shared"), plain)),
+                   fused_events_us=dict(zip(("warp", "block", "shared"), fused)),
+                   gemv_graph_us=dict(zip(("warp", "shared"), graphs[:2])),
+                   fused_graph_us=dict(zip(("warp", "shared"), graphs[2:])))
         line = (f"{name:15s} {gemv.choose_variant(m, k, 1, sm_count=sms):>10s} | {cells(plain)} | {cells(fused)}"
                 f" | {cells(graphs)}")
         if not args.no_tmac:

@@ -20,8 +20,6 @@ namespace gemv_detail {
 extern template void launch_gemv_for_weight<__half>(const GemvArgs&, DType, bool, GemvVariant, dim3, dim3, cudaStream_t);
 extern template void launch_gemv_for_weight<__nv_bfloat16>(const GemvArgs&, DType, bool, GemvVariant, dim3, dim3,
                                                            cudaStream_t);
-extern template int resident_blocks_per_sm<__half>(DType, bool, int);
-extern template int resident_blocks_per_sm<__nv_bfloat16>(DType, bool, int);
 }  // namespace gemv_detail
 
 DType parse_dtype(const std::string& name) {
@@ -38,8 +36,8 @@ GemvVariant parse_gemv_variant(const std::string& name) {
   if (name == "warp") return GemvVariant::Warp;
   if (name == "block") return GemvVariant::Block;
   if (name == "scalar") return GemvVariant::Scalar;
-  if (name == "resident") return GemvVariant::Resident;
-  throw std::invalid_argument("variant: expected 'auto', 'warp', 'block', 'scalar' or 'resident', got '" + name + "'");
+  if (name == "shared") return GemvVariant::Shared;
+  throw std::invalid_argument("variant: expected 'auto', 'warp', 'block', 'scalar' or 'shared', got '" + name + "'");
 }
 
 const char* gemv_variant_name(GemvVariant variant) {
@@ -48,7 +46,7 @@ const char* gemv_variant_name(GemvVariant variant) {
     case GemvVariant::Warp: return "warp";
     case GemvVariant::Block: return "block";
     case GemvVariant::Scalar: return "scalar";
-    case GemvVariant::Resident: return "resident";
+    case GemvVariant::Shared: return "shared";
   }
   return "?";
 }
@@ -62,6 +60,11 @@ const char* gemv_variant_name(GemvVariant variant) {
 // many-row, short-K shapes (3072x576: 6.1 vs 7.7; 49152x576: 19.9 vs 54.1; 9728x896: 11.0 vs 15.3; 17920x1536:
 // 20.8 vs 25.9). In warps: "block" when the warp variant has fewer than kMinWarpsPerSm warps per SM, or K >=
 // kMinKForBlock. Batch 2..8 follows the same rule (not swept separately).
+// At batch 1 "shared" (the warp split with x staged once per block) replaces "warp" there: in the thirteenth
+// session's sweep it beat "warp" on all four of those shapes fused (49152x576: 19.1 vs 22.4 us; 3072x576: 6.5 vs
+// 6.8; 9728x896: 10.3 vs 12.1; 17920x1536: 19.7 vs 22.5) and on the two K > 576 ones plain (10.6 vs 11.1; 20.2 vs
+// 20.9), and lost plain on the K = 576 ones by 2% (6.3 vs 6.2; 20.5 vs 20.1). It lost to "block" on every shape
+// "block" wins.
 namespace {
 constexpr std::int64_t kMinWarpsPerSm = 4;    // 960 rows = 480 warps < 4 x 132; 3072 rows = 1536 warps
 constexpr std::int64_t kMinKForBlock = 4096;  // every K >= 4096 shape was faster with "block"
@@ -71,7 +74,7 @@ GemvVariant choose_gemv_variant(std::int64_t m, std::int64_t k, int batch, int s
   const int rows = gemv_detail::rows_per_group(gemv_detail::max_batch_for(batch));
   const std::int64_t warp_variant_warps = (m + rows - 1) / rows;
   if (warp_variant_warps < kMinWarpsPerSm * sm_count || k >= kMinKForBlock) return GemvVariant::Block;
-  return GemvVariant::Warp;
+  return batch == 1 && k <= gemv_detail::kSharedMaxK ? GemvVariant::Shared : GemvVariant::Warp;
 }
 
 namespace {
@@ -146,9 +149,9 @@ GemvOp::GemvOp(std::uintptr_t w_address, DType w_dtype, std::uintptr_t x_address
                            "' needs K % 8 == 0 and 16-byte aligned w, x and g (got K=" + std::to_string(k) +
                            "); use 'auto' or 'scalar'");
   }
-  if (variant_ == GemvVariant::Resident) {
-    require(batch == 1 && k <= gemv_detail::kResidentMaxK,
-            op + ": variant 'resident' needs batch 1 and K <= " + std::to_string(gemv_detail::kResidentMaxK) +
+  if (variant_ == GemvVariant::Shared) {
+    require(batch == 1 && k <= gemv_detail::kSharedMaxK,
+            op + ": variant 'shared' needs batch 1 and K <= " + std::to_string(gemv_detail::kSharedMaxK) +
                 " (got batch " + std::to_string(batch) + ", K=" + std::to_string(k) + ")");
   }
 
@@ -171,18 +174,10 @@ GemvOp::GemvOp(std::uintptr_t w_address, DType w_dtype, std::uintptr_t x_address
       block_ = gemv_detail::kScalarWarps * gemv_detail::kWarpSize;
       grid_ = static_cast<int>(ceil_div(m, gemv_detail::kScalarWarps));
       break;
-    case GemvVariant::Resident: {
-      // Every warp resident at once (more blocks would only queue behind them), none without a row group.
-      const int nch = gemv_detail::resident_chunks_per_lane(k);
-      const int per_sm = w_dtype == DType::F16 ? gemv_detail::resident_blocks_per_sm<__half>(x_dtype, norm, nch)
-                                               : gemv_detail::resident_blocks_per_sm<__nv_bfloat16>(x_dtype, norm, nch);
-      const std::int64_t warps_per_block = 8;
-      const std::int64_t groups = ceil_div(m, gemv_detail::rows_per_group(1));
-      block_ = static_cast<int>(warps_per_block) * gemv_detail::kWarpSize;
-      grid_ = static_cast<int>(std::min<std::int64_t>(ceil_div(groups, warps_per_block),
-                                                      std::max(1, per_sm) * static_cast<std::int64_t>(current_sm_count())));
+    case GemvVariant::Shared:
+      block_ = 8 * gemv_detail::kWarpSize;
+      grid_ = static_cast<int>(ceil_div(m, 8 * gemv_detail::rows_per_group(1)));
       break;
-    }
     case GemvVariant::Auto: break;  // resolved above
   }
 }
@@ -207,9 +202,7 @@ std::size_t GemvOp::bytes_moved() const {
 std::size_t GemvOp::activation_reads_bytes() const {
   const std::size_t per_group = (static_cast<std::size_t>(batch_) + (norm_ ? 1 : 0)) * static_cast<std::size_t>(k_) *
                                 dtype_bytes(x_dtype_);
-  if (variant_ == GemvVariant::Resident) {  // once per warp of the grid
-    return static_cast<std::size_t>(grid_) * static_cast<std::size_t>(block_ / gemv_detail::kWarpSize) * per_group;
-  }
+  if (variant_ == GemvVariant::Shared) return static_cast<std::size_t>(grid_) * per_group;  // once per block
   const std::int64_t rows_per_group =
       variant_ == GemvVariant::Scalar ? 1 : gemv_detail::rows_per_group(gemv_detail::max_batch_for(batch_));
   return static_cast<std::size_t>(ceil_div(m_, rows_per_group)) * per_group;

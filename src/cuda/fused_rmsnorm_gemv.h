@@ -16,9 +16,10 @@
 //            many rows (M large) or small K.
 //   "block"  each block of 8 warps owns R rows and splits K across its 256 threads; warp-shuffle then a
 //            shared-memory reduction (8 x 40 floats at most, fixed). For few rows with long K (all SMs busy).
-//   "resident" batch 1, K <= 2048: as "warp" (R = 2 rows per warp-step), but each warp reads x (and g, sum x^2)
-//            once into registers and then loops over row groups (as many warps as fit on the device at once).
-//            For many rows with short K, where "warp" spends as many instructions on x as on the weights.
+//   "shared" batch 1, K <= 8192: as "warp" (2 rows per warp), but each block of 8 warps converts x (and g,
+//            sum x^2) once into shared memory (K * 4 bytes) while its first weight loads are in flight; the
+//            warps read x from there. For many rows with short K, where "warp" spends as many instructions on
+//            x as on the weights.
 //   "scalar" each warp owns 1 row, element-wise loads: any K and any alignment (K % 8 != 0, or addresses not
 //            16-byte aligned). Slow; also an independent check of the vector variants in the tests.
 //   "auto"   chooses by shape: see choose_gemv_variant() in fused_rmsnorm_gemv.cu (the one crossover table).
@@ -36,25 +37,26 @@
 namespace edgellm::cuda {
 
 enum class DType { F16, BF16, F32 };
-enum class GemvVariant { Auto, Warp, Block, Scalar, Resident };
+enum class GemvVariant { Auto, Warp, Block, Scalar, Shared };
 
 // "float16" | "bfloat16" | "float32"; throws std::invalid_argument otherwise.
 DType parse_dtype(const std::string& name);
 std::size_t dtype_bytes(DType dtype);
-// "auto" | "warp" | "block" | "scalar" | "resident"; throws std::invalid_argument otherwise.
+// "auto" | "warp" | "block" | "scalar" | "shared"; throws std::invalid_argument otherwise.
 GemvVariant parse_gemv_variant(const std::string& name);
 const char* gemv_variant_name(GemvVariant variant);
 
 // The crossover table (measured on an H200; see fused_rmsnorm_gemv.cu): the variant "auto" picks for an aligned
-// problem of M rows, K columns and batch B on a device with `sm_count` multiprocessors. Never returns Scalar.
+// problem of M rows, K columns and batch B on a device with `sm_count` multiprocessors: "block", "warp" or (batch
+// 1) "shared"; never "scalar".
 GemvVariant choose_gemv_variant(std::int64_t m, std::int64_t k, int batch, int sm_count);
 
 class GemvOp : public Launchable {
  public:
   // g_address is used only when `norm` (then it must be non-zero); eps only when `norm` (finite, >= 0).
   // Throws std::invalid_argument for bad shapes/dtypes/eps, a null address, or a forced vector variant on
-  // unaligned data (K % 8 != 0 or an address not 16-byte aligned), or "resident" forced with batch > 1 or
-  // K > 2048. "auto" falls back to "scalar" on unaligned data.
+  // unaligned data (K % 8 != 0 or an address not 16-byte aligned), or "shared" forced with batch > 1 or
+  // K > 8192. "auto" falls back to "scalar" on unaligned data.
   GemvOp(std::uintptr_t w_address, DType w_dtype, std::uintptr_t x_address, DType x_dtype, std::uintptr_t g_address,
          std::uintptr_t y_address, std::int64_t m, std::int64_t k, int batch, bool norm, float eps,
          GemvVariant variant);
@@ -64,7 +66,7 @@ class GemvOp : public Launchable {
   GemvVariant variant() const { return variant_; }
   // Compulsory device-memory traffic of one launch: W + x + g (when norm) + y, each once.
   std::size_t bytes_moved() const;
-  // On-chip re-reads of the activations (x, and g when norm) by every row group ("resident": by every warp):
+  // On-chip re-reads of the activations (x, and g when norm) by every row group ("shared": by every block):
   // the cost of each warp or block recomputing sum x^2 itself instead of a second launch (served by L1/L2,
   // not DRAM).
   std::size_t activation_reads_bytes() const;

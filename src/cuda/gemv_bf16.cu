@@ -5,6 +5,5 @@
 namespace edgellm::cuda::gemv_detail {
 
 template void launch_gemv_for_weight<__nv_bfloat16>(const GemvArgs&, DType, bool, GemvVariant, dim3, dim3, cudaStream_t);
-template int resident_blocks_per_sm<__nv_bfloat16>(DType, bool, int);
 
 }  // namespace edgellm::cuda::gemv_detail

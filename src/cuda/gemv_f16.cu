@@ -5,6 +5,5 @@
 namespace edgellm::cuda::gemv_detail {
 
 template void launch_gemv_for_weight<__half>(const GemvArgs&, DType, bool, GemvVariant, dim3, dim3, cudaStream_t);
-template int resident_blocks_per_sm<__half>(DType, bool, int);
 
 }  // namespace edgellm::cuda::gemv_detail

@@ -10,9 +10,9 @@
 //   vector, KSPLIT == 8 ("block"): block = 256 threads, grid = ceil(M / R); block i owns rows R*i + {0 .. R-1}
 //                                  and thread t reads chunks t, t + 256, ...; static shared memory 8 * NV floats
 //                                  (NV = R * MAXB + MAXB <= 40: fixed by the template, independent of K and M).
-//   resident (batch 1, K <= 2048): block = 256 threads, grid = min(ceil(M / (R * 8)), blocks resident at once);
-//                                  warp w of the grid owns row groups w, w + (warps in the grid), ...; x in
-//                                  registers (NCH = 2, 4 or 8 chunks per lane). No shared memory.
+//   shared (batch 1, K <= 8192):   block = 256 threads, grid = ceil(M / (R * 8)); warp w of block i owns rows
+//                                  R * (8 i + w) + {0 .. R-1}; x staged once per block in K * 4 bytes of dynamic
+//                                  shared memory.
 //   scalar:                        block = 256 threads, grid = ceil(M / 8); one warp per row, element loads.
 // A "chunk" is 8 consecutive elements of a row (16 bytes of fp16/bf16 weights). The vector kernels need
 // K % 8 == 0 and 16-byte aligned W, x and g (the host checks; "auto" uses the scalar kernel otherwise).
@@ -41,12 +41,10 @@ constexpr int kSplitWarps = 8;    // "block": warps splitting K within a block
 constexpr int kChunkElems = 8;    // one 16-byte load of fp16/bf16
 constexpr int kScalarWarps = 8;   // "scalar": warps (rows) per block
 
-// "resident": the longest K (kResidentMaxK) and the x chunks per lane its kernel is instantiated for (2, 4 or 8:
-// 512, 1024 or 2048 elements; a lane keeps NCH * 8 floats of x in registers).
-constexpr std::int64_t kResidentMaxK = 2048;
-constexpr int resident_chunks_per_lane(std::int64_t k) {
-  return k <= 32 * 2 * kChunkElems ? 2 : (k <= 32 * 4 * kChunkElems ? 4 : 8);
-}
+// "shared": the longest K (x staged as fp32 in K * 4 bytes of dynamic shared memory; 8192: 32 KB, under the 48 KB
+// a launch may use without opting in).
+constexpr std::int64_t kSharedMaxK = 8192;
+constexpr std::size_t shared_smem_bytes(std::int64_t k) { return static_cast<std::size_t>(k) * sizeof(float); }
 
 struct GemvArgs {
   const void* w;
@@ -58,7 +56,6 @@ struct GemvArgs {
   int batch;
   float eps;
 };
-using ResidentKernel = void (*)(GemvArgs);
 
 // ------------------------------------------------------------------------------------ element conversions
 __device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
@@ -267,117 +264,108 @@ __global__ void __launch_bounds__(256) gemv_vector_kernel(GemvArgs a) {
   }
 }
 
-// ---------------------------------------------------------------------------------------- resident kernel
-// Batch 1, K <= kResidentMaxK: each warp reads its share of x once (chunks lane + 32 u, u < NCH, kept as floats in
-// registers; with NORM already multiplied by g, and sum x^2 reduced once), then loops over row groups
-// first, first + (warps in the grid), ... of R rows: per row only the weight loads, their conversions and the
-// FMAs. The "warp" kernel instead redoes the x (and g, x^2) work for every R-row group, which for K = 576 is as
-// many instructions per chunk as the R rows' own. Launch: block = 256 threads, grid = at most the blocks that fit
-// on the device at once (the host asks the occupancy API), so that every warp is resident and loops.
-template <typename TW, typename TX, bool NORM, int NCH>
-__global__ void __launch_bounds__(256) gemv_resident_kernel(GemvArgs a) {
+// ----------------------------------------------------------------------------------------- shared kernel
+// Batch 1, K <= kSharedMaxK: the "warp" kernel's work split (warp w of block i owns rows R (8 i + w) + {0, 1}),
+// but the activation work is done once per block instead of once per warp: each warp first issues its first
+// U chunks of weight loads, then the block's 256 threads convert x (NORM: times g, and sum x^2) into shared
+// memory as fp32, one barrier, and the warps' dot products read x from there (two conflict-free 16-byte shared
+// loads per chunk instead of a global load, conversions and, NORM, the g load, product and square). Measured
+// against the "warp" kernel in tools/sweep_variants.py (H200 rows in fused_rmsnorm_gemv.cu's crossover note).
+// Shared layout (dynamic, K * 4 bytes): elements 8c .. 8c+3 of chunk c at float4 index c, 8c+4 .. 8c+7 at n + c.
+// Launch: block = 256 threads, grid = ceil(M / (R * 8)), dynamic shared memory K * 4 bytes.
+template <typename TW, typename TX, bool NORM>
+__global__ void __launch_bounds__(256, 4) gemv_shared_kernel(GemvArgs a) {
   constexpr int R = rows_per_group(1);
+  constexpr int U = 4;
+  constexpr int kWarps = 8;
+  extern __shared__ float4 staged[];
+  __shared__ float warp_sq[kWarps];
   const int lane = threadIdx.x % kWarpSize;
-  const int warps_per_block = blockDim.x / kWarpSize;
-  const std::int64_t first_group = static_cast<std::int64_t>(blockIdx.x) * warps_per_block + threadIdx.x / kWarpSize;
-  const std::int64_t group_stride = static_cast<std::int64_t>(gridDim.x) * warps_per_block;
-  const std::int64_t groups = (a.m + R - 1) / R;
-  const int n = static_cast<int>(a.k / kChunkElems);  // chunks per row, <= 32 * NCH (the host checks)
-  const TX* x = static_cast<const TX*>(a.x);
-  const TX* g = static_cast<const TX*>(a.g);
-
-  float xf[NCH][8];
-  float sum_sq = 0.0f;
+  const int warp = threadIdx.x / kWarpSize;
+  const std::int64_t row0 = (static_cast<std::int64_t>(blockIdx.x) * kWarps + warp) * R;
+  const int n = static_cast<int>(a.k / kChunkElems);
+  const uint4* wrow[R];
 #pragma unroll
-  for (int u = 0; u < NCH; ++u) {
+  for (int r = 0; r < R; ++r) {
+    // Rows past the end (odd M, or a warp of the last block with no rows) re-read the last row; never stored.
+    const std::int64_t row = row0 + r < a.m ? row0 + r : a.m - 1;
+    wrow[r] = static_cast<const uint4*>(a.w) + row * n;
+  }
+  uint4 wv[R][U];  // the first U chunks: in flight while the block stages x
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
     const int c = lane + u * kWarpSize;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) xf[u][j] = 0.0f;
-    if (c < n) {
-      load_act8(x, c, xf[u]);
-      if constexpr (NORM) {
-        float gf[8];
-        load_act8(g, c, gf);
+    for (int r = 0; r < R; ++r) wv[r][u] = c < n ? load_weights_streaming(wrow[r] + c) : make_uint4(0, 0, 0, 0);
+  }
+
+  const TX* x = static_cast<const TX*>(a.x);
+  const TX* g = static_cast<const TX*>(a.g);
+  float sum_sq = 0.0f;
+  for (int c = threadIdx.x; c < n; c += kWarps * kWarpSize) {
+    float xf[8];
+    load_act8(x, c, xf);
+    if constexpr (NORM) {
+      float gf[8];
+      load_act8(g, c, gf);
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          sum_sq = fmaf(xf[u][j], xf[u][j], sum_sq);
-          xf[u][j] *= gf[j];
+      for (int j = 0; j < 8; ++j) {
+        sum_sq = fmaf(xf[j], xf[j], sum_sq);
+        xf[j] *= gf[j];
+      }
+    }
+    staged[c] = make_float4(xf[0], xf[1], xf[2], xf[3]);
+    staged[n + c] = make_float4(xf[4], xf[5], xf[6], xf[7]);
+  }
+  if constexpr (NORM) {
+    sum_sq = warp_sum(sum_sq);
+    if (lane == 0) warp_sq[warp] = sum_sq;
+  }
+  __syncthreads();
+  if (row0 >= a.m) return;  // after the only barrier; uniform per warp
+  float scale = 1.0f;
+  if constexpr (NORM) {
+    float total = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) total += warp_sq[w];
+    scale = inv_rms(total, a.k, a.eps);
+  }
+
+  float acc[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+  for (int c0 = lane; c0 < n; c0 += kWarpSize * U) {
+    if (c0 != lane) {  // later batches (K > 32 * 8 * U): load them now
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int c = c0 + u * kWarpSize;
+#pragma unroll
+        for (int r = 0; r < R; ++r) wv[r][u] = c < n ? load_weights_streaming(wrow[r] + c) : make_uint4(0, 0, 0, 0);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = c0 + u * kWarpSize;
+      if (c < n) {
+        const float4 lo = staged[c];
+        const float4 hi = staged[n + c];
+        const float xf[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          float wf[8];
+          unpack8(wv[r][u], TW{}, wf);
+#pragma unroll
+          for (int j = 0; j < 8; ++j) acc[r] = fmaf(wf[j], xf[j], acc[r]);
         }
       }
     }
   }
-  const float scale = NORM ? inv_rms(warp_sum(sum_sq), a.k, a.eps) : 1.0f;
-
   TX* y = static_cast<TX*>(a.y);
-  for (std::int64_t group = first_group; group < groups; group += group_stride) {  // uniform per warp
-    const std::int64_t row0 = group * R;
-    const uint4* wrow[R];
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
-      // A row past the end (odd M) re-reads the last row; it is never stored.
-      const std::int64_t row = row0 + r < a.m ? row0 + r : a.m - 1;
-      wrow[r] = static_cast<const uint4*>(a.w) + row * n;
-    }
-    uint4 wv[R][NCH];  // every load of the group in flight before the first FMA
-#pragma unroll
-    for (int u = 0; u < NCH; ++u) {
-      const int c = lane + u * kWarpSize;
-#pragma unroll
-      for (int r = 0; r < R; ++r) wv[r][u] = c < n ? load_weights_streaming(wrow[r] + c) : make_uint4(0, 0, 0, 0);
-    }
-    float acc[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) acc[r] = 0.0f;
-#pragma unroll
-    for (int u = 0; u < NCH; ++u) {
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-        float wf[8];
-        unpack8(wv[r][u], TW{}, wf);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[r] = fmaf(wf[j], xf[u][j], acc[r]);
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      acc[r] = warp_sum(acc[r]);
-      if (lane == r && row0 + r < a.m) y[row0 + r] = from_f32<TX>(acc[r] * scale);
-    }
+  for (int r = 0; r < R; ++r) {
+    acc[r] = warp_sum(acc[r]);
+    if (lane == r && row0 + r < a.m) y[row0 + r] = from_f32<TX>(acc[r] * scale);
   }
-}
-
-// The resident kernel for one (x dtype, norm, chunks per lane) choice: one dispatch shared by the launch and the
-// occupancy query. nch: resident_chunks_per_lane(K).
-template <typename TW, typename TX, bool NORM>
-ResidentKernel resident_kernel_for_chunks(int nch) {
-  switch (nch) {
-    case 2: return &gemv_resident_kernel<TW, TX, NORM, 2>;
-    case 4: return &gemv_resident_kernel<TW, TX, NORM, 4>;
-    default: return &gemv_resident_kernel<TW, TX, NORM, 8>;
-  }
-}
-
-template <typename TW>
-ResidentKernel resident_kernel(DType x_dtype, bool norm, int nch) {
-  switch (x_dtype) {
-    case DType::F16:
-      return norm ? resident_kernel_for_chunks<TW, __half, true>(nch) : resident_kernel_for_chunks<TW, __half, false>(nch);
-    case DType::BF16:
-      return norm ? resident_kernel_for_chunks<TW, __nv_bfloat16, true>(nch)
-                  : resident_kernel_for_chunks<TW, __nv_bfloat16, false>(nch);
-    case DType::F32:
-      return norm ? resident_kernel_for_chunks<TW, float, true>(nch) : resident_kernel_for_chunks<TW, float, false>(nch);
-  }
-  return nullptr;
-}
-
-// Blocks of 256 threads of that kernel that one SM holds at once.
-template <typename TW>
-int resident_blocks_per_sm(DType x_dtype, bool norm, int nch) {
-  int blocks = 0;
-  EDGELLM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      &blocks, reinterpret_cast<const void*>(resident_kernel<TW>(x_dtype, norm, nch)), 256, 0));
-  return blocks;
 }
 
 // ------------------------------------------------------------------------------------------ scalar kernel
@@ -427,8 +415,8 @@ __global__ void __launch_bounds__(256) gemv_scalar_kernel(GemvArgs a) {
 // ---------------------------------------------------------------------------------------------- launcher
 template <typename TW, typename TX, bool NORM>
 void launch_for_act(const GemvArgs& a, GemvVariant variant, dim3 grid, dim3 block, cudaStream_t stream) {
-  if (variant == GemvVariant::Resident) {
-    resident_kernel_for_chunks<TW, TX, NORM>(resident_chunks_per_lane(a.k))<<<grid, block, 0, stream>>>(a);
+  if (variant == GemvVariant::Shared) {
+    gemv_shared_kernel<TW, TX, NORM><<<grid, block, shared_smem_bytes(a.k), stream>>>(a);
     return;
   }
   if (variant == GemvVariant::Scalar) {

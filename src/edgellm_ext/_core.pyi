@@ -158,7 +158,7 @@ class KvAppendOp(Launchable):
     def __init__(self, batch: int, kv_heads: int, head_dim: int, max_seq: int, dtype: int, k_cache: int,
                  v_cache: int, k_new: int, v_new: int, positions: int) -> None: ...
 # GEMV / fused RMSNorm + GEMV / RMSNorm prepared ops (bind_fused.cpp); dtypes are "float16", "bfloat16",
-# "float32"; variant is "auto", "warp", "block", "scalar" or "resident". `owners` is kept alive as long as the op.
+# "float32"; variant is "auto", "warp", "block", "scalar" or "shared". `owners` is kept alive as long as the op.
 class GemvOp(Launchable):
     def __init__(self, w: int, w_dtype: str, x: int, x_dtype: str, g: int, y: int, m: int, k: int, batch: int,
                  norm: bool, eps: float, variant: str, owners: object) -> None: ...

@@ -16,8 +16,8 @@ numpy-input result copied back); :class:`edgellm_ext.cuda.DeviceArray` (e.g. fro
 numpy weight resident. All arrays C-contiguous. ``out`` (optional) must be a device array.
 
 ``variant``: "auto" (the crossover table in src/cuda/fused_rmsnorm_gemv.cu, chosen by shape), "warp" (2 rows
-per warp: many rows), "block" (a block of 8 warps splits K for 2 rows: few rows, long K), "resident" (batch 1,
-K <= 2048: each warp keeps x in registers and loops over 2-row groups) or "scalar" (any K and alignment; slow).
+per warp: many rows), "block" (a block of 8 warps splits K for 2 rows: few rows, long K), "shared" (batch 1,
+K <= 8192: as "warp", with x converted once per block into shared memory) or "scalar" (any K and alignment; slow).
 The vector variants (all but "scalar") need K % 8 == 0 and 16-byte aligned w, x, g ("auto" falls back to
 "scalar" otherwise; forcing one raises ValueError).
 
@@ -42,7 +42,7 @@ from .cuda import DeviceArray
 __all__ = [
     "ACTIVATION_DTYPES",
     "MAX_BATCH",
-    "RESIDENT_MAX_K",
+    "SHARED_MAX_K",
     "VARIANTS",
     "WEIGHT_DTYPES",
     "choose_variant",
@@ -57,8 +57,8 @@ __all__ = [
 
 WEIGHT_DTYPES = ("float16", "bfloat16")
 ACTIVATION_DTYPES = ("float16", "bfloat16", "float32")
-VARIANTS = ("auto", "warp", "block", "scalar", "resident")
-RESIDENT_MAX_K = 2048  # the "resident" variant's longest K (kResidentMaxK in src/cuda/gemv_kernels.cuh)
+VARIANTS = ("auto", "warp", "block", "scalar", "shared")
+SHARED_MAX_K = 8192  # the "shared" variant's longest K (kSharedMaxK in src/cuda/gemv_kernels.cuh)
 MAX_BATCH = 8
 _MAX_DIM = 2**31 - 1  # the kernels index rows and columns with 32-bit integers
 
@@ -154,8 +154,8 @@ def _check_matmul(x: object, w: object, g: object, out: object, *, norm: bool, e
     if out is not None:
         _check_out(out, out_shape, x_dtype)
     variant = _check_variant(variant)
-    if variant == "resident" and (batch != 1 or k > RESIDENT_MAX_K):
-        raise ValueError(f"variant 'resident' needs batch 1 and K <= {RESIDENT_MAX_K}, got batch {batch}, K={k}")
+    if variant == "shared" and (batch != 1 or k > SHARED_MAX_K):
+        raise ValueError(f"variant 'shared' needs batch 1 and K <= {SHARED_MAX_K}, got batch {batch}, K={k}")
     return dict(x_dtype=x_dtype, w_dtype=w_dtype, batch=batch, k=k, m=m, eps=eps_value,
                 variant=variant, out_shape=out_shape)
 
