@@ -26,6 +26,9 @@ constexpr int kBlocksPerSm = 4;   // GEMV grid cap: row pairs beyond it are loop
 constexpr int kEmbedThreads = 256;
 constexpr int kArgmaxThreads = 1024;
 constexpr int kPrefillTokens = 8;  // prompt tokens per batched prefill step (each GEMV weight load serves all 8)
+// Decode attention runs the SIMT fa2 kernel for buckets up to this many keys, whatever fa2_default_variant (measured
+// on isolated launches with the L2 flushed) picks: see attention_ops.
+constexpr int kDecodeSimtMaxKeys = 8192;
 constexpr int kStepSlotInts = 4;   // a step in flight's pinned slot: {token, position} in, argmax out, padding
 
 // ------------------------------------------------------------------------------------------------ GEMV kernel
@@ -700,10 +703,17 @@ std::vector<std::unique_ptr<Fa2DecodeOp>>& GpuEngine::attention_ops(Bucket& b, b
     // candidates this version rules out: loads before the wait bounded by the split's chunk rather than by the
     // length, which can reach the newest row, and q or that row read through the non-coherent path). Prefill
     // chunks stay plain launches (they write several rows per sequence). docs/engine.md has the stage trace.
+    // Up to kDecodeSimtMaxKeys keys, decode uses the SIMT kernel even where the tensor-core one wins in isolation
+    // (fa2_default_variant: beyond 4096 keys): here the caches of all layers stay in L2 from step to step
+    // (SmolLM2-135M at 4300 keys: 9.9 MB), and the SIMT kernel loads its first rows before its programmatic
+    // wait. Random SmolLM2-shaped model, H200, both builds in one call, decode tok/s (two rounds): depth 4096
+    // 1752 / 1752 SIMT vs 1668 / 1677 tensor cores, depth 7000 1644 / 1652 vs 1606 / 1610
+    // (bench/results/experiments_thirteenth_session/). Beyond 8192 keys not measured in the engine.
+    const Fa2Variant variant = !prefill && b.length_hint <= kDecodeSimtMaxKeys ? Fa2Variant::Simt : Fa2Variant::Auto;
     ops.push_back(std::make_unique<Fa2DecodeOp>(
         shape, reinterpret_cast<std::uintptr_t>(q_->data()), k_base + l * layer_cache, v_base + l * layer_cache,
         reinterpret_cast<std::uintptr_t>(lens), reinterpret_cast<std::uintptr_t>(o_->data()), scale, b.length_hint,
-        0, 0));
+        0, 0, variant));
     if (!prefill && programmatic_) ops.back()->set_programmatic(true);
     if (!prefill) b.decode_merge_kernels += ops.back()->kernels_per_launch() - 1;
   }
