@@ -6,15 +6,16 @@
 #           FA2_SWEEP=1 tools/sweep_fa2_splits.py)
 #           builds edgellm_ext, builds llama.cpp's llama-bench with CUDA (tools/build_llama_cpp.sh) in the
 #           background, runs the GPU engine and fa2 tests and compute-sanitizer memcheck/racecheck on the engine
-#           tests meanwhile, keeps the first half of the gzipped GGUF in /tmp
+#           tests meanwhile, keeps the first half of the xz-compressed GGUF in /tmp
 #   call 2: bash tools/device_e2e.sh run SHA256     carry: .devcarry/model2 (the wheels stay installed in /tmp/site)
 #           joins and checks the GGUF, runs the GPU tests (the real-model GPU-vs-CPU test included) and
 #           bench/run.py --suite e2e-gpu with EDGELLM_LLAMA_BENCH set (SKIP_BENCH=1: not), then tools/engine_probe.py
 #           in both step modes; results packed into $OUT/e2e_gpu.tar.gz
-# Make the parts here with: gzip -6 -c MODEL > /tmp/smol.gguf.gz (92.7 MB);
-#                           head -c 46400000 /tmp/smol.gguf.gz > .devcarry/model1/smol.gz.part1;
-#                           tail -c +46400001 /tmp/smol.gguf.gz > .devcarry/model2/smol.gz.part2
-# (a call carries at most 64 MiB with the tracked tree, ~16 MB now: the raw 98 MB model no longer fits two calls)
+# Make the parts here with: xz -T2 -6 -c MODEL > /tmp/smol.gguf.xz (90.5 MB);
+#                           head -c 45300000 /tmp/smol.gguf.xz > .devcarry/model1/smol.xz.part1;
+#                           tail -c +45300001 /tmp/smol.gguf.xz > .devcarry/model2/smol.xz.part2
+# (a call carries at most 64 MiB with the tracked tree, ~18 MB now: the raw 98 MB model no longer fits two calls;
+# with prep's wheels and llama.cpp source ~0.7 MB are left: a bigger tree needs a third call for the model)
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -28,7 +29,7 @@ MODEL=$MODEL_DIR/SmolLM2-135M-Instruct.Q4_1.gguf
 LLAMA=/tmp/llama_build
 case "${1:-}" in
   prep)
-    mkdir -p /tmp/smol && cp "$ROOT/.devcarry/model1/smol.gz.part1" /tmp/smol/
+    mkdir -p /tmp/smol && cp "$ROOT/.devcarry/model1/smol.xz.part1" /tmp/smol/
     rm -rf "$LLAMA"
     setsid nohup bash "$ROOT/tools/build_llama_cpp.sh" "$ROOT/.devcarry/llama/llama_cpp_src.tar.xz" "$LLAMA" > /tmp/llama_nohup.log 2>&1 &
     rm -rf "$ROOT/build"; t0=$(date +%s)
@@ -55,8 +56,8 @@ case "${1:-}" in
     cat $LLAMA/DONE $LLAMA/FAILED 2>/dev/null; tail -3 $LLAMA/build.log
     tar -C "$OUT" -czf "$OUT/prep.tar.gz" prep && rm -rf "$OUT/prep" ;;
   run)
-    [ -f /tmp/smol/smol.gz.part1 ] || { echo "no /tmp/smol/smol.gz.part1: call 'prep' first (the machine was given back?)"; exit 3; }
-    mkdir -p $MODEL_DIR && cat /tmp/smol/smol.gz.part1 "$ROOT/.devcarry/model2/smol.gz.part2" | gunzip > $MODEL
+    [ -f /tmp/smol/smol.xz.part1 ] || { echo "no /tmp/smol/smol.xz.part1: call 'prep' first (the machine was given back?)"; exit 3; }
+    mkdir -p $MODEL_DIR && cat /tmp/smol/smol.xz.part1 "$ROOT/.devcarry/model2/smol.xz.part2" | python3 -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)" > $MODEL
     echo "${2:-} $MODEL" | sha256sum -c - || exit 4
     python3 -c "import edgellm_ext" || { echo "edgellm_ext not installed: call 'prep' first"; exit 3; }
     for i in $(seq 1 ${WAIT_S:-300}); do [ -f $LLAMA/DONE ] || [ -f $LLAMA/FAILED ] && break; sleep 1; done
