@@ -125,6 +125,31 @@ __device__ __forceinline__ float inv_rms(float sum_sq, std::int64_t k, float eps
   return 1.0f / sqrtf(sum_sq / static_cast<float>(k) + eps);
 }
 
+// The R rows' chunks c0 + u * stride (u < U) into registers, all loads in flight at once; chunks at or past n are
+// zeros (never multiplied: the callers test c < n).
+template <int R, int U>
+__device__ __forceinline__ void load_weight_batch(uint4 (&wv)[R][U], const uint4* const (&wrow)[R], int c0, int stride,
+                                                  int n) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int c = c0 + u * stride;
+#pragma unroll
+    for (int r = 0; r < R; ++r) wv[r][u] = c < n ? load_weights_streaming(wrow[r] + c) : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// Row pointers (in 16-byte chunks) of the R rows from row0; a row past the end (odd M, or a warp with no rows)
+// re-reads the last row instead of branching in the loops; it is never stored.
+template <int R>
+__device__ __forceinline__ void weight_rows(const uint4* (&wrow)[R], const void* w, std::int64_t row0, std::int64_t m,
+                                            int n) {
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const std::int64_t row = row0 + r < m ? row0 + r : m - 1;
+    wrow[r] = static_cast<const uint4*>(w) + row * n;
+  }
+}
+
 // ------------------------------------------------------------------------------------------ vector kernel
 // MAXB: compile-time bound on the batch (1, 4 or 8; the runtime batch <= MAXB). KSPLIT: 1 ("warp") or
 // kSplitWarps ("block"). NORM: fused RMSNorm on.
@@ -157,12 +182,7 @@ __global__ void __launch_bounds__(256) gemv_vector_kernel(GemvArgs a) {
   const TX* g = static_cast<const TX*>(a.g);
   const int batch = a.batch;
   const uint4* wrow[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    // A row past the end (odd M) re-reads the last row instead of branching in the loop; it is never stored.
-    const std::int64_t row = row0 + r < a.m ? row0 + r : a.m - 1;
-    wrow[r] = static_cast<const uint4*>(a.w) + row * n;
-  }
+  weight_rows(wrow, a.w, row0, a.m, n);
 
   float acc[R][MAXB];
   float sum_sq[MAXB];
@@ -175,12 +195,7 @@ __global__ void __launch_bounds__(256) gemv_vector_kernel(GemvArgs a) {
 
   for (int c0 = t; c0 < n; c0 += T * U) {
     uint4 wv[R][U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int c = c0 + u * T;
-#pragma unroll
-      for (int r = 0; r < R; ++r) wv[r][u] = c < n ? load_weights_streaming(wrow[r] + c) : make_uint4(0, 0, 0, 0);
-    }
+    load_weight_batch(wv, wrow, c0, T, n);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + u * T;
@@ -285,19 +300,9 @@ __global__ void __launch_bounds__(256, 4) gemv_shared_kernel(GemvArgs a) {
   const std::int64_t row0 = (static_cast<std::int64_t>(blockIdx.x) * kWarps + warp) * R;
   const int n = static_cast<int>(a.k / kChunkElems);
   const uint4* wrow[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    // Rows past the end (odd M, or a warp of the last block with no rows) re-read the last row; never stored.
-    const std::int64_t row = row0 + r < a.m ? row0 + r : a.m - 1;
-    wrow[r] = static_cast<const uint4*>(a.w) + row * n;
-  }
+  weight_rows(wrow, a.w, row0, a.m, n);
   uint4 wv[R][U];  // the first U chunks: in flight while the block stages x
-#pragma unroll
-  for (int u = 0; u < U; ++u) {
-    const int c = lane + u * kWarpSize;
-#pragma unroll
-    for (int r = 0; r < R; ++r) wv[r][u] = c < n ? load_weights_streaming(wrow[r] + c) : make_uint4(0, 0, 0, 0);
-  }
+  load_weight_batch(wv, wrow, lane, kWarpSize, n);
 
   const TX* x = static_cast<const TX*>(a.x);
   const TX* g = static_cast<const TX*>(a.g);
@@ -335,14 +340,7 @@ __global__ void __launch_bounds__(256, 4) gemv_shared_kernel(GemvArgs a) {
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = 0.0f;
   for (int c0 = lane; c0 < n; c0 += kWarpSize * U) {
-    if (c0 != lane) {  // later batches (K > 32 * 8 * U): load them now
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int c = c0 + u * kWarpSize;
-#pragma unroll
-        for (int r = 0; r < R; ++r) wv[r][u] = c < n ? load_weights_streaming(wrow[r] + c) : make_uint4(0, 0, 0, 0);
-      }
-    }
+    if (c0 != lane) load_weight_batch(wv, wrow, c0, kWarpSize, n);  // later batches (K > 32 * 8 * U)
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + u * kWarpSize;
