@@ -522,6 +522,13 @@ def test_rmsnorm_op_rejects_bad_arguments() -> None:
 
 
 @needs_cuda_build
+def test_shared_max_k_matches_the_kernel() -> None:
+    from edgellm_ext import _core
+
+    assert G.SHARED_MAX_K == _core.gemv_shared_max_k
+
+
+@needs_cuda_build
 def test_crossover_table_measured() -> None:
     # The "auto" table (measured on an H200, src/cuda/fused_rmsnorm_gemv.cu) on the anchor shapes with 132 SMs:
     # the block variant for few rows or K >= 4096; for many rows of short K the shared variant at batch 1, the

@@ -74,7 +74,7 @@ GemvVariant choose_gemv_variant(std::int64_t m, std::int64_t k, int batch, int s
   const int rows = gemv_detail::rows_per_group(gemv_detail::max_batch_for(batch));
   const std::int64_t warp_variant_warps = (m + rows - 1) / rows;
   if (warp_variant_warps < kMinWarpsPerSm * sm_count || k >= kMinKForBlock) return GemvVariant::Block;
-  return batch == 1 && k <= gemv_detail::kSharedMaxK ? GemvVariant::Shared : GemvVariant::Warp;
+  return batch == 1 && k <= kGemvSharedMaxK ? GemvVariant::Shared : GemvVariant::Warp;
 }
 
 namespace {
@@ -150,8 +150,8 @@ GemvOp::GemvOp(std::uintptr_t w_address, DType w_dtype, std::uintptr_t x_address
                            "); use 'auto' or 'scalar'");
   }
   if (variant_ == GemvVariant::Shared) {
-    require(batch == 1 && k <= gemv_detail::kSharedMaxK,
-            op + ": variant 'shared' needs batch 1 and K <= " + std::to_string(gemv_detail::kSharedMaxK) +
+    require(batch == 1 && k <= kGemvSharedMaxK,
+            op + ": variant 'shared' needs batch 1 and K <= " + std::to_string(kGemvSharedMaxK) +
                 " (got batch " + std::to_string(batch) + ", K=" + std::to_string(k) + ")");
   }
 

@@ -38,6 +38,9 @@ namespace edgellm::cuda {
 
 enum class DType { F16, BF16, F32 };
 enum class GemvVariant { Auto, Warp, Block, Scalar, Shared };
+// "shared": the longest K (x staged as fp32 in K * 4 bytes of dynamic shared memory; 8192: 32 KB, under the 48 KB a
+// launch may use without opting in).
+constexpr std::int64_t kGemvSharedMaxK = 8192;
 
 // "float16" | "bfloat16" | "float32"; throws std::invalid_argument otherwise.
 DType parse_dtype(const std::string& name);

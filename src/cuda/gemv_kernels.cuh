@@ -41,9 +41,7 @@ constexpr int kSplitWarps = 8;    // "block": warps splitting K within a block
 constexpr int kChunkElems = 8;    // one 16-byte load of fp16/bf16
 constexpr int kScalarWarps = 8;   // "scalar": warps (rows) per block
 
-// "shared": the longest K (x staged as fp32 in K * 4 bytes of dynamic shared memory; 8192: 32 KB, under the 48 KB
-// a launch may use without opting in).
-constexpr std::int64_t kSharedMaxK = 8192;
+// "shared": x staged as fp32 (K <= kGemvSharedMaxK, fused_rmsnorm_gemv.h).
 constexpr std::size_t shared_smem_bytes(std::int64_t k) { return static_cast<std::size_t>(k) * sizeof(float); }
 
 struct GemvArgs {
@@ -280,7 +278,7 @@ __global__ void __launch_bounds__(256) gemv_vector_kernel(GemvArgs a) {
 }
 
 // ----------------------------------------------------------------------------------------- shared kernel
-// Batch 1, K <= kSharedMaxK: the "warp" kernel's work split (warp w of block i owns rows R (8 i + w) + {0, 1}),
+// Batch 1, K <= kGemvSharedMaxK: the "warp" kernel's work split (warp w of block i owns rows R (8 i + w) + {0, 1}),
 // but the activation work is done once per block instead of once per warp: each warp first issues its first
 // U chunks of weight loads, then the block's 256 threads convert x (NORM: times g, and sum x^2) into shared
 // memory as fp32, one barrier, and the warps' dot products read x from there (two conflict-free 16-byte shared

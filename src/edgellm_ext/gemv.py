@@ -58,7 +58,9 @@ __all__ = [
 WEIGHT_DTYPES = ("float16", "bfloat16")
 ACTIVATION_DTYPES = ("float16", "bfloat16", "float32")
 VARIANTS = ("auto", "warp", "block", "scalar", "shared")
-SHARED_MAX_K = 8192  # the "shared" variant's longest K (kSharedMaxK in src/cuda/gemv_kernels.cuh)
+# The "shared" variant's longest K (kGemvSharedMaxK in src/cuda/fused_rmsnorm_gemv.h; a test checks the two agree),
+# here so that the check runs before any CUDA call, also in builds without CUDA.
+SHARED_MAX_K = 8192
 MAX_BATCH = 8
 _MAX_DIM = 2**31 - 1  # the kernels index rows and columns with 32-bit integers
 
