@@ -525,7 +525,7 @@ def test_rmsnorm_op_rejects_bad_arguments() -> None:
 def test_shared_max_k_matches_the_kernel() -> None:
     from edgellm_ext import _core
 
-    assert G.SHARED_MAX_K == _core.gemv_shared_max_k
+    assert G.SHARED_MAX_K == _core.gemv_shared_max_k()
 
 
 @needs_cuda_build

@@ -61,9 +61,9 @@ void bind_fused(py::module_& m) {
         return std::string(gemv_variant_name(choose_gemv_variant(m_rows, k, batch, sm_count)));
       },
       py::arg("m"), py::arg("k"), py::arg("batch"), py::arg("sm_count"));
-  m.attr("gemv_shared_max_k") = kGemvSharedMaxK;
+  m.def("gemv_shared_max_k", [] { return kGemvSharedMaxK; });
 #else
-  bind_unavailable(m, {"GemvOp", "RmsnormOp", "RmsnormThenGemvOp", "gemv_choose_variant"});
+  bind_unavailable(m, {"GemvOp", "RmsnormOp", "RmsnormThenGemvOp", "gemv_choose_variant", "gemv_shared_max_k"});
 #endif
 }
 
