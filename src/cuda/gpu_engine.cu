@@ -704,10 +704,11 @@ std::vector<std::unique_ptr<Fa2DecodeOp>>& GpuEngine::attention_ops(Bucket& b, b
     // length, which can reach the newest row, and q or that row read through the non-coherent path). Prefill
     // chunks stay plain launches (they write several rows per sequence). docs/engine.md has the stage trace.
     // Up to kDecodeSimtMaxKeys keys, decode uses the SIMT kernel even where the tensor-core one wins in isolation
-    // (fa2_default_variant: beyond 4096 keys): here the caches of all layers stay in L2 from step to step
-    // (SmolLM2-135M at 4300 keys: 9.9 MB), and the SIMT kernel loads its first rows before its programmatic
-    // wait. Random SmolLM2-shaped model, H200, both builds in one call, decode tok/s (two rounds): depth 4096
-    // 1752 / 1752 SIMT vs 1668 / 1677 tensor cores, depth 7000 1644 / 1652 vs 1606 / 1610
+    // (fa2_default_variant: beyond 4096 keys, on single launches with the L2 flushed). Why it loses in the engine
+    // is not established: not L2 residency (SmolLM2-135M's 30 layers hold 97.5 MB of cache at 4232 keys, twice the
+    // L2); one difference is that the SIMT kernel loads its first rows before its programmatic wait and the
+    // tensor-core kernel nothing. Random SmolLM2-shaped model, H200, both builds in one call, decode tok/s (two
+    // rounds): depth 4096 1752 / 1752 SIMT vs 1668 / 1677 tensor cores, depth 7000 1644 / 1652 vs 1606 / 1610
     // (bench/results/experiments_thirteenth_session/). Beyond 8192 keys not measured in the engine.
     const Fa2Variant variant = !prefill && b.length_hint <= kDecodeSimtMaxKeys ? Fa2Variant::Simt : Fa2Variant::Auto;
     ops.push_back(std::make_unique<Fa2DecodeOp>(
