@@ -671,13 +671,16 @@ struct MmaRing {
   static constexpr int kRowBytes = D * 2;                         // fp16 / bf16 row
   static constexpr int kTileBytes = 2 * kTileKeys * kRowBytes;    // K and V
   static constexpr int kRingBytes = 96 * 1024;                    // per block: two blocks fit an SM's 228 KB
+  // The ring starts on a 128-byte boundary (see the kernel's first lines): the dynamic allocation is this much
+  // larger than the ring.
+  static constexpr int kAlignBytes = 128;
   static constexpr int kStages = kRingBytes / (kMmaWarps * kTileBytes);  // D = 128: 3, D = 64: 6
   static_assert(kStages >= 2, "the ring needs two tiles per warp");
   static_assert(kMmaWarps * kMmaRows * (D + 1) * 4 <= kRingBytes, "the partial accumulators reuse the ring");
 };
 
 template <int D>
-constexpr int mma_smem_bytes() { return MmaRing<D>::kRingBytes; }
+constexpr int mma_smem_bytes() { return MmaRing<D>::kRingBytes + MmaRing<D>::kAlignBytes; }
 
 // Chunk permutation of key row k (see the ring layout above): XOR with bits (k & 1) << 2 and k & 6.
 __device__ __forceinline__ int ring_swizzle(int key) { return ((key & 1) << 2) ^ (key & 6); }
@@ -780,7 +783,15 @@ fa2_decode_mma_kernel(const T* __restrict__ q, const T* __restrict__ k_cache, co
   const int r = lane >> 2;
   const int t = lane & 3;
 
-  extern __shared__ __align__(16) unsigned char mma_smem[];
+  // The ring on a 128-byte boundary: the block's static shared memory (s_m, s_l, the merge flag) is placed before
+  // the dynamic allocation, whose base is then only 16-byte aligned. With the ring 16 bytes off a 128-byte line,
+  // every cp.async of a quarter warp (128 contiguous global bytes) straddles two shared-memory lines and went to
+  // L2 as two requests: ncu on Llama-3.1-8B's shape at 65536 keys counted 3x the L2 requests of a plain copy,
+  // every sector read twice (50% L2 hits), and the kernel took 80.5 us against 66.0 us aligned
+  // (bench/results/experiments_fourteenth_session/README.md).
+  extern __shared__ __align__(16) unsigned char mma_smem_raw[];
+  const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(mma_smem_raw));
+  unsigned char* mma_smem = mma_smem_raw + ((A::kAlignBytes - (raw_addr % A::kAlignBytes)) % A::kAlignBytes);
   unsigned char* ring = mma_smem + warp * S * A::kTileBytes;
   const uint32_t ring_addr = static_cast<uint32_t>(__cvta_generic_to_shared(ring));
   auto tile_base = [&](int i) { return key_begin + (i * NW + warp) * A::kTileKeys; };

@@ -28,7 +28,7 @@ constexpr int kArgmaxThreads = 1024;
 constexpr int kPrefillTokens = 8;  // prompt tokens per batched prefill step (each GEMV weight load serves all 8)
 // Decode attention runs the SIMT fa2 kernel for buckets up to this many keys, whatever fa2_default_variant (measured
 // on isolated launches with the L2 flushed) picks: see attention_ops.
-constexpr int kDecodeSimtMaxKeys = 8192;
+constexpr int kDecodeSimtMaxKeys = 6144;
 constexpr int kStepSlotInts = 4;   // a step in flight's pinned slot: {token, position} in, argmax out, padding
 
 // ------------------------------------------------------------------------------------------------ GEMV kernel
@@ -704,12 +704,15 @@ std::vector<std::unique_ptr<Fa2DecodeOp>>& GpuEngine::attention_ops(Bucket& b, b
     // length, which can reach the newest row, and q or that row read through the non-coherent path). Prefill
     // chunks stay plain launches (they write several rows per sequence). docs/engine.md has the stage trace.
     // Up to kDecodeSimtMaxKeys keys, decode uses the SIMT kernel even where the tensor-core one wins in isolation
-    // (fa2_default_variant: beyond 4096 keys, on single launches with the L2 flushed). Why it loses in the engine
-    // is not established: not L2 residency (SmolLM2-135M's 30 layers hold 97.5 MB of cache at 4232 keys, twice the
-    // L2); one difference is that the SIMT kernel loads its first rows before its programmatic wait and the
-    // tensor-core kernel nothing. Random SmolLM2-shaped model, H200, both builds in one call, decode tok/s (two
-    // rounds): depth 4096 1752 / 1752 SIMT vs 1668 / 1677 tensor cores, depth 7000 1644 / 1652 vs 1606 / 1610
-    // (bench/results/experiments_thirteenth_session/). Beyond 8192 keys not measured in the engine.
+    // (fa2_default_variant: beyond 4096 keys, on single launches with the L2 flushed). Random SmolLM2-shaped model,
+    // H200, decode tok/s, both choices built and run alternately in one call (two rounds;
+    // bench/results/experiments_fourteenth_session/): since the tensor-core kernel's ring is 128-byte aligned,
+    // the 4232-key bucket (depth 4096) 1745 / 1745 SIMT vs 1726 / 1729 tensor cores, the 7136-key bucket (depth
+    // 7000) 1647 / 1641 vs 1660 / 1664: the crossover lies between the two; 6144 is halfway, not itself measured.
+    // (Before the alignment fix the tensor-core kernel lost at both, 1668-1677 vs 1752 and 1606-1610 vs
+    // 1644-1652: experiments_thirteenth_session.) Why SIMT still wins at 4232 keys in the engine but not in
+    // isolation is not established; one difference is that the SIMT kernel loads its first rows before its
+    // programmatic wait and the tensor-core kernel nothing.
     const Fa2Variant variant = !prefill && b.length_hint <= kDecodeSimtMaxKeys ? Fa2Variant::Simt : Fa2Variant::Auto;
     ops.push_back(std::make_unique<Fa2DecodeOp>(
         shape, reinterpret_cast<std::uintptr_t>(q_->data()), k_base + l * layer_cache, v_base + l * layer_cache,
