@@ -19,7 +19,7 @@ constexpr int kMaxSplits = 128;       // bounds the split workspace and the merg
 constexpr int kShortContextKeys = 2048;  // fa2_default_heads_per_block's crossover (measured)
 constexpr int kMaxStepsUnsplit = 4;      // fa2_default_num_splits: the SIMT kernel splits only longer sequences
 constexpr int kMinStepsPerSplitMma = 2;  // fa2_default_num_splits: least work per split (tensor-core kernel)
-constexpr int kTensorCoreMinKeys = 4096;  // fa2_default_variant: crossover (measured)
+constexpr int kTensorCoreMinKeys = 4096;  // fa2_default_variant: tensor cores from this many keys (measured)
 constexpr int kMinGroupForTensorCores = 3;  // fa2_default_variant: query heads per KV head (measured: 1 loses)
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -135,18 +135,20 @@ int fa2_default_heads_per_block(const Fa2DecodeShape& shape, int max_len) {
 
 Fa2Variant fa2_default_variant(const Fa2DecodeShape& shape, int max_len, int cc_major) {
   validate(shape);
-  // Measured on an H200 with the default split counts and merge (tools/sweep_fa2_splits.py --merges block kernel;
-  // bench/results/nvidia-h200/fa2_merge_sweep.md): beyond 4096 keys the tensor-core kernel wins on every model
-  // shape (8192 keys, events / CUDA graphs: SmolLM2 11.39 / 7.36 us vs SIMT 11.57 / 7.39, Qwen2.5-0.5B 11.10 /
-  // 7.31 vs 11.65 / 7.78, Qwen2.5-1.5B 13.47 / 9.08 vs 14.13 / 10.38, Llama-3.1-8B 22.02 / 13.18 vs 22.29 / 14.17;
-  // 65536 keys: Qwen2.5-1.5B 34.4 vs 51.3); at 4096 keys and below the SIMT kernel wins or ties on three of the
-  // four (Qwen2.5-1.5B at 4096 keys SIMT 11.39 vs 11.65 us with events; on Llama-3.1-8B, the fourth, tensor cores
-  // win there too, 14.80 vs 15.68).
+  // Measured on an H200 with the default split counts and the merge kernel, after the tensor-core ring's
+  // alignment fix (tools/sweep_fa2_splits.py --kernels simt mma --merges kernel;
+  // bench/results/experiments_fourteenth_session/fa2_splits.md), events / CUDA graphs, us: from 8192 keys the
+  // tensor-core kernel wins on every model shape (8192 keys: SmolLM2 10.99 / 6.29 vs SIMT 11.60 / 7.46,
+  // Qwen2.5-0.5B 11.18 / 6.90 vs 11.65 / 7.81, Qwen2.5-1.5B 13.12 / 8.26 vs 14.21 / 10.36, Llama-3.1-8B 19.50 /
+  // 10.29 vs 22.26 / 14.18; 65536 keys: Llama-3.1-8B 76.2 vs 92.9); at 4096 keys it wins on the head-dim-128
+  // shapes (Qwen2.5-1.5B 11.28 / 7.14 vs 11.57 / 7.91, Llama-3.1-8B 14.40 / 8.19 vs 15.79 / 10.35) and ties on
+  // the others (SmolLM2 9.50 / 5.36 vs 9.47 / 5.71, Qwen2.5-0.5B 9.28 / 5.73 vs 9.17 / 5.86); at 2048 keys SIMT
+  // wins with events on all four (8.34 vs 8.40 .. 9.12 vs 10.02). Lengths between 2048 and 4096 were not measured.
   // Without GQA (one query head per KV head: 15 of the 16 mma rows idle) the SIMT kernel wins at every length
   // (32 heads of 128 at 65536 keys: 254 vs 292 us; bench/results/nvidia-h200/fa2_variants_sweep.md). Groups of 2
   // were not measured: SIMT, whose 2 heads per block then read each K/V row once too.
   const int group = shape.q_heads / shape.kv_heads;
-  return tensor_cores_available(shape, cc_major) && group >= kMinGroupForTensorCores && max_len > kTensorCoreMinKeys
+  return tensor_cores_available(shape, cc_major) && group >= kMinGroupForTensorCores && max_len >= kTensorCoreMinKeys
              ? Fa2Variant::TensorCore
              : Fa2Variant::Simt;
 }

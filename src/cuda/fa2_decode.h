@@ -17,7 +17,7 @@
 // - Tensor cores (fp16/bf16, D 64 or 128, sm_80+): mma.sync m16n8k16 with the group's query heads as the 16 rows;
 //   grid (num_splits, Hkv * ceil(G / 16), B), 128 threads, 96 KB (+128 B) of shared memory; each warp streams 16-key
 //   tiles of K and V through its own cp.async ring in shared memory (see the kernel's comment for the ring and
-//   fragment layouts). Used beyond 4096 keys for GQA groups of 3 or more; the default split count launches at
+//   fragment layouts). Used from 4096 keys for GQA groups of 3 or more; the default split count launches at
 //   most one block per SM.
 // Both end the same way (the block epilogue and the split merge below).
 //

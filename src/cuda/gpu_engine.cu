@@ -704,7 +704,7 @@ std::vector<std::unique_ptr<Fa2DecodeOp>>& GpuEngine::attention_ops(Bucket& b, b
     // length, which can reach the newest row, and q or that row read through the non-coherent path). Prefill
     // chunks stay plain launches (they write several rows per sequence). docs/engine.md has the stage trace.
     // Up to kDecodeSimtMaxKeys keys, decode uses the SIMT kernel even where the tensor-core one wins in isolation
-    // (fa2_default_variant: beyond 4096 keys, on single launches with the L2 flushed). Random SmolLM2-shaped model,
+    // (fa2_default_variant: from 4096 keys, on single launches with the L2 flushed). Random SmolLM2-shaped model,
     // H200, decode tok/s, both choices built and run alternately in one call (two rounds;
     // bench/results/experiments_fourteenth_session/): since the tensor-core kernel's ring is 128-byte aligned,
     // the 4232-key bucket (depth 4096) 1745 / 1745 SIMT vs 1726 / 1729 tensor cores, the 7136-key bucket (depth
