@@ -708,7 +708,7 @@ std::vector<std::unique_ptr<Fa2DecodeOp>>& GpuEngine::attention_ops(Bucket& b, b
     // H200, decode tok/s, both choices built and run alternately in one call (two rounds;
     // bench/results/experiments_fourteenth_session/): since the tensor-core kernel's ring is 128-byte aligned,
     // the 4232-key bucket (depth 4096) 1745 / 1745 SIMT vs 1726 / 1729 tensor cores, the 7136-key bucket (depth
-    // 7000) 1647 / 1641 vs 1660 / 1664: the crossover lies between the two; 6144 is halfway, not itself measured.
+    // 7000) 1647 / 1641 vs 1660 / 1664: the crossover lies between the two; 6144 lies between, not itself measured.
     // (Before the alignment fix the tensor-core kernel lost at both, 1668-1677 vs 1752 and 1606-1610 vs
     // 1644-1652: experiments_thirteenth_session.) Why SIMT still wins at 4232 keys in the engine but not in
     // isolation is not established; one difference is that the SIMT kernel loads its first rows before its
