@@ -330,7 +330,7 @@ def test_without_gpu_the_error_says_why() -> None:
     (9, 3, 64, 1024, 1, 8),        # then one step per split ...
     (9, 3, 64, 2048, 1, 16),       # ... until 16 splits x 9 blocks cover the SMs
     (9, 3, 64, 4096, 1, 16),
-    (9, 3, 64, 4232, 16, 33),      # the e2e run's bucket at depth 4096 (n_ctx 4232): tensor cores, >= 2 steps each
+    (9, 3, 64, 4232, 16, 33),      # the e2e run's 4232-key bucket with tensor cores (its prefill), >= 2 steps each
     (12, 2, 128, 512, 1, 8),       # Qwen2.5-1.5B, one head per block
     (12, 2, 128, 8192, 2, 32),     # two heads per block: 6 blocks per split
     (32, 8, 128, 8192, 4, 32),     # Llama-3.1-8B, four heads per block
