@@ -29,7 +29,7 @@ from edgellm_ext.formats import pack_ternary  # the shared reference packer
 
 
 X_OUT_DTYPES = [("float16", "float16"), ("float16", "float32"), ("float32", "float32")]
-VARIANTS = ["simple", "mma", "stream", "bulk"]  # "stream" and "bulk" refuse float32 x (tested in _run)
+VARIANTS = ["simple", "mma", "stream"]  # "stream" refuses float32 x (tested in _run)
 
 
 def _weights(rng: np.random.Generator, m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,17 +77,8 @@ def _run(rng, m, k, batch, x_dtype, out_dtype, variant):
     x_dev = cuda.from_host(x)
     out_dev = cuda.empty((batch, m), out_dtype)
     out_dev.owner.fill_bytes(0xFF, 0)  # NaN poison
-    match = None
     if variant == "stream" and (x_dtype == "float32" or not _core.tmac_stream_fits(k, batch)):
         match = "'stream' takes float16 x" if x_dtype == "float32" else "'stream' stages x in shared memory"
-    if variant == "bulk" and (x_dtype == "float32" or not _core.tmac_bulk_fits(k, batch)):
-        if x_dtype == "float32":
-            match = "'bulk' takes float16 x"
-        elif not _core.tmac_bulk_supported():
-            match = "'bulk' needs compute capability 9.0"
-        else:
-            match = "'bulk' needs two ring stages"
-    if match is not None:
         with pytest.raises(ValueError, match=match):
             weights.matmul(x_dev, out=out_dev, out_dtype=out_dtype, variant=variant)
         return
@@ -200,86 +191,8 @@ def test_stream_size_limit_and_auto_choice(rng):
         weights.prepare(_activations(rng, 8, 16384, "float16"), cuda.empty((8, m), "float16"), variant="stream")
 
 
-def _require_bulk() -> None:
-    if not _core.tmac_bulk_supported():
-        pytest.skip("variant 'bulk' needs compute capability 9.0 (its refusal is tested in _run)")
-
-
 @pytest.mark.gpu
-@pytest.mark.parametrize("max_k_slices", [1, 2, 4, 8])
-@pytest.mark.parametrize("batch", [1, 8])
-def test_bulk_matches_stream_bitwise(rng, max_k_slices, batch):
-    # With the same K split the bulk kernel does the stream kernel's arithmetic in the same order, so the two agree
-    # bit for bit; both against float64 too. M: more stage groups than resident blocks, ragged last group (9 rows
-    # past a tile boundary, so the last group also holds tiles wholly past M); K = 2240: 9 steps of 256, the last
-    # partial (with 8 or 4 K-slices some warps' last item is past the row; with 1 or 2, 4 or 8 tiles per stage).
-    _require_bulk()
-    sms = cuda.device_info()["multiprocessor_count"]
-    m, k = 16 * 6 * sms + 9, 2240
-    w, scale = _weights(rng, m, k)
-    weights = tmac.TernaryWeights(pack_ternary(w), scale, k)
-    x = _activations(rng, batch, k, "float16")
-    outs = {}
-    for variant in ("bulk", "stream"):
-        out_dev = cuda.empty((batch, m), "float32")
-        out_dev.owner.fill_bytes(0xFF, 0)
-        op = weights.prepare(x, out_dev, variant=variant, max_k_slices=max_k_slices)
-        assert op.launch_shape["k_slices"] == max_k_slices
-        if variant == "bulk":
-            shape = op.launch_shape
-            assert shape["rows_per_block"] == 16 * 8 // max_k_slices and shape["stages"] >= 2
-            assert shape["items_per_tile"] == -(-9 // max_k_slices)
-        op.launch(0)
-        _core.stream_synchronize(0)
-        outs[variant] = cuda.to_host(out_dev)
-    _check(outs["bulk"], w, scale, x, "float32")
-    assert np.array_equal(outs["bulk"], outs["stream"])
-
-
-@pytest.mark.gpu
-def test_bulk_ring_wraps_many_times(rng):
-    # K = 64 (one step: one warp per tile, 8 tiles = 128 rows per stage): so many groups that every block refills
-    # each ring stage more than twice (the mbarrier phase flips back), and a last group with 77 rows (tiles 5..7 of
-    # it past M). Checked in row chunks against float64 (the full float64 matrix would not fit the host).
-    _require_bulk()
-    sms = cuda.device_info()["multiprocessor_count"]
-    m, k, batch = 128 * 64 * sms + 77, 64, 2
-    w, scale = _weights(rng, m, k)
-    weights = tmac.TernaryWeights(pack_ternary(w), scale, k)
-    x = _activations(rng, batch, k, "float16")
-    out_dev = cuda.empty((batch, m), "float32")
-    out_dev.owner.fill_bytes(0xFF, 0)
-    op = weights.prepare(x, out_dev, variant="bulk")
-    shape = op.launch_shape
-    groups = -(-m // shape["rows_per_block"])
-    assert shape["rows_per_block"] == 128 and groups // shape["blocks"] > 2 * shape["stages"], shape
-    op.launch(0)
-    _core.stream_synchronize(0)
-    out = cuda.to_host(out_dev)
-    for r0 in range(0, m, 65536):
-        _check(np.ascontiguousarray(out[:, r0:r0 + 65536]), w[r0:r0 + 65536], scale[r0:r0 + 65536], x, "float32")
-
-
-@pytest.mark.gpu
-def test_bulk_size_limit(rng):
-    # Two stages of 16 rows plus x must fit one block's shared memory: 8 rows of K = 16384 (x alone ~295 KB) do not.
-    _require_bulk()
-    assert _core.tmac_bulk_fits(16384, 1) and not _core.tmac_bulk_fits(16384, 8)
-    m = 40
-    w, scale = _weights(rng, m, 16384)
-    weights = tmac.TernaryWeights(pack_ternary(w), scale, 16384)
-    with pytest.raises(ValueError, match="'bulk' needs two ring stages"):
-        weights.prepare(_activations(rng, 8, 16384, "float16"), cuda.empty((8, m), "float16"), variant="bulk")
-    x = _activations(rng, 1, 16384, "float16")
-    out_dev = cuda.empty((1, m), "float16")
-    out_dev.owner.fill_bytes(0xFF, 0)
-    weights.matmul(x, out=out_dev, variant="bulk")
-    _check(cuda.to_host(out_dev), w, scale, x, "float16")
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("x_dtype,variant", [("float16", "mma"), ("float32", "mma"), ("float16", "stream"),
-                                             ("float16", "bulk")])
+@pytest.mark.parametrize("x_dtype,variant", [("float16", "mma"), ("float32", "mma"), ("float16", "stream")])
 def test_unaligned_x_uses_element_loads(rng, x_dtype, variant):
     # K % 8 == 0 but x starts 1 element past a 16-byte boundary: the mma kernel must not use 16-byte loads.
     m, k, batch = 100, 1024, 3
@@ -551,7 +464,7 @@ def test_resolve_variant_and_out_dtype():
     assert tmac.resolve_variant("auto", 960, 576, "float32", True) == "mma"
     assert tmac.resolve_variant("auto", 960, 576, "float16", False) == "mma"
     assert tmac.resolve_variant("mma", 960, 576, "float16", True) == "mma"
-    with pytest.raises(ValueError, match="variant: expected 'auto', 'simple', 'mma', 'stream' or 'bulk', got 'fast'"):
+    with pytest.raises(ValueError, match="variant: expected 'auto', 'simple', 'mma' or 'stream', got 'fast'"):
         tmac.resolve_variant("fast", 5, 5)
     with pytest.raises(TypeError, match="variant"):
         tmac.resolve_variant(1, 5, 5)

@@ -65,18 +65,11 @@ TmacVariant parse_tmac_variant(const std::string& name) {
   if (name == "simple") return TmacVariant::Simple;
   if (name == "mma") return TmacVariant::Mma;
   if (name == "stream") return TmacVariant::Stream;
-  if (name == "bulk") return TmacVariant::Bulk;
-  throw std::invalid_argument("variant: expected 'simple', 'mma', 'stream' or 'bulk', got '" + name + "'");
+  throw std::invalid_argument("variant: expected 'simple', 'mma' or 'stream', got '" + name + "'");
 }
 
 const char* tmac_variant_name(TmacVariant v) {
-  switch (v) {
-    case TmacVariant::Simple: return "simple";
-    case TmacVariant::Mma: return "mma";
-    case TmacVariant::Stream: return "stream";
-    case TmacVariant::Bulk: return "bulk";
-  }
-  return "?";
+  return v == TmacVariant::Simple ? "simple" : (v == TmacVariant::Mma ? "mma" : "stream");
 }
 
 TmacDType parse_tmac_dtype(const std::string& name) {
@@ -537,48 +530,6 @@ __device__ __forceinline__ void stream_item(float (&c)[2][4], const uint4& wa, c
   }
 }
 
-// Stages x [batch, K] (fp16) in shared memory in B-fragment order, by all threads of the block (no barrier here):
-// 16-byte chunk k8 = elements 8 k8 .. 8 k8 + 7 of row n; element e of it is x[k0 + 32p + 8j + e] of step s, quad
-// lane t (k0 = 256 s + 64 t), which is half (j & 1) of word 2 (8p + e) + (j >> 1): byte 64p + 2j + 8e of the lane
-// block. Elements k >= K are zeros. x_vec: x rows 16-byte aligned and K % 8 == 0 (16-byte loads).
-__device__ __forceinline__ void stage_x_fragments(unsigned char* xs, const __half* __restrict__ x, int K, int steps,
-                                                  int batch, int x_vec) {
-  const int chunks_per_row = steps * 32;
-  for (int idx = threadIdx.x; idx < batch * chunks_per_row; idx += blockDim.x) {
-    const int n = idx / chunks_per_row, k8 = idx - n * chunks_per_row, k = 8 * k8;
-    const unsigned short* row = reinterpret_cast<const unsigned short*>(x + static_cast<std::size_t>(n) * K);
-    unsigned short h[8];
-    if (x_vec && k + 8 <= K) {
-      const uint4 v = ldg16(row + k);
-      const std::uint32_t wv[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-      for (int e = 0; e < 8; ++e) h[e] = static_cast<unsigned short>(wv[e >> 1] >> (16 * (e & 1)));
-    } else {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) h[e] = k + e < K ? __ldg(row + k + e) : static_cast<unsigned short>(0);
-    }
-    const int s = k8 >> 5, tq = (k8 >> 3) & 3, p = (k8 >> 2) & 1, j = k8 & 3;
-    unsigned char* dst = xs + x_block_offset(n, s, tq, steps) + 64 * p + 2 * j;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) *reinterpret_cast<unsigned short*>(dst + 8 * e) = h[e];
-  }
-}
-
-// One output of a 16-row tile: (row rr, batch row n) for idx = 16 n + rr (rows fastest: coalesced stores), the
-// sum in slice order of the C fragments of the tile's k_slices warps, stored slice-major at `parts` ([k_slices]
-// [32 lanes][4]). C fragment: e = 0, 1: (row g, cols 2t, 2t+1); e = 2, 3: (row g + 8, cols 2t, 2t+1).
-template <typename YT>
-__device__ __forceinline__ void tile_output(const float* parts, int k_slices, int idx, int row0, int M, int batch,
-                                            const float* __restrict__ scale, YT* __restrict__ y) {
-  const int rr = idx & 15, n = idx >> 4;
-  const int row = row0 + rr;
-  if (n >= batch || row >= M) return;
-  const int src = ((rr & 7) * 4 + (n >> 1)) * 4 + (rr >> 3) * 2 + (n & 1);
-  float sum = 0.0f;
-  for (int ks = 0; ks < k_slices; ++ks) sum += parts[ks * 128 + src];
-  y[static_cast<std::size_t>(n) * M + row] = from_f32<YT>(scale[row] * sum);
-}
-
 template <typename YT>
 __global__ void __launch_bounds__(kMaxStreamSlices * 32, 3)
     tmac_stream_kernel(const std::uint8_t* __restrict__ packed, const float* __restrict__ scale,
@@ -614,8 +565,28 @@ __global__ void __launch_bounds__(kMaxStreamSlices * 32, 3)
 #pragma unroll
   for (int r = 0; r < kStreamDepth; ++r) load_next(wa[r], wb[r]);
 
-  // Stage x (the weight loads above are in flight meanwhile).
-  stage_x_fragments(xs, x, K, steps, batch, x_vec);
+  // Stage x (the weight loads above are in flight meanwhile): 16-byte chunk k8 = elements 8 k8 .. 8 k8 + 7 of row
+  // n; element e of it is x[k0 + 32p + 8j + e] of step s, quad lane t (k0 = 256 s + 64 t), which is half (j & 1)
+  // of word 2 (8p + e) + (j >> 1): byte 64p + 2j + 8e of the lane block. Elements k >= K are zeros.
+  const int chunks_per_row = steps * 32;
+  for (int idx = threadIdx.x; idx < batch * chunks_per_row; idx += blockDim.x) {
+    const int n = idx / chunks_per_row, k8 = idx - n * chunks_per_row, k = 8 * k8;
+    const unsigned short* row = reinterpret_cast<const unsigned short*>(x + static_cast<std::size_t>(n) * K);
+    unsigned short h[8];
+    if (x_vec && k + 8 <= K) {
+      const uint4 v = ldg16(row + k);
+      const std::uint32_t wv[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int e = 0; e < 8; ++e) h[e] = static_cast<unsigned short>(wv[e >> 1] >> (16 * (e & 1)));
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) h[e] = k + e < K ? __ldg(row + k + e) : static_cast<unsigned short>(0);
+    }
+    const int s = k8 >> 5, tq = (k8 >> 3) & 3, p = (k8 >> 2) & 1, j = k8 & 3;
+    unsigned char* dst = xs + x_block_offset(n, s, tq, steps) + 64 * p + 2 * j;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) *reinterpret_cast<unsigned short*>(dst + 8 * e) = h[e];
+  }
   __syncthreads();
 
   float c[2][4];
@@ -637,8 +608,15 @@ __global__ void __launch_bounds__(kMaxStreamSlices * 32, 3)
             c[0][e] = c[1][e] = 0.0f;
           }
           __syncthreads();
+          // C fragment: e = 0, 1: (row g, cols 2t, 2t+1); e = 2, 3: (row g + 8, cols 2t, 2t+1). Rows fastest.
           for (int idx = threadIdx.x; idx < 128; idx += blockDim.x) {
-            tile_output(partial + parity * k_slices * 128, k_slices, idx, tile * 16, M, batch, scale, y);
+            const int rr = idx & 15, n = idx >> 4;
+            const int row = tile * 16 + rr;
+            if (n >= batch || row >= M) continue;
+            const int src = ((rr & 7) * 4 + (n >> 1)) * 4 + (rr >> 3) * 2 + (n & 1);
+            float sum = 0.0f;
+            for (int ks = 0; ks < k_slices; ++ks) sum += partial[(parity * k_slices + ks) * 128 + src];
+            y[static_cast<std::size_t>(n) * M + row] = from_f32<YT>(scale[row] * sum);
           }
           parity ^= 1;
           u = 0;
@@ -646,174 +624,6 @@ __global__ void __launch_bounds__(kMaxStreamSlices * 32, 3)
         }
       }
     }
-  }
-}
-
-
-// ------------------------------------------------------------------------------------------ bulk kernel (sm_90)
-// Variant "bulk" (fp16 x, tensor cores, compute capability 9.0): the stream kernel's arithmetic per tile (same
-// decode, MMAs, k order, two accumulator chains, slice-order sum of the warp partials; with the same k_slices the
-// results are bit-identical), but the weights travel global -> shared memory by the copy engine
-// (cp.async.bulk, one copy per row, completion counted in bytes on a per-stage mbarrier) instead of through
-// registers. Why: "stream" re-issues a warp's next load only after computing the previous item, so the load rate
-// is tied to the (issue-bound) compute rate and the memory system idles at the start and is slow at the end;
-// here a block requests `stages` groups of rows up front (on H100/H200 a whole 14336 x 4096 matrix is in flight
-// at once) and computes each group as it lands.
-//   Block: 8 warps = `group` tiles x k_slices warps (k_slices in {1, 2, 4, 8}); warp (gi, slice) takes steps
-//   slice, slice + k_slices, ... of tile gi of the current group (16 * group consecutive rows).
-//   Shared memory (dynamic, base rounded up to 128 bytes): a ring of `stages` stages, each one group's rows at a
-//   stride of row_bytes rounded up to 64 mod 128 (a quarter warp's LDS.128 then reads rows g and g + 1 from the
-//   two halves of the 128-byte bank window: no bank conflicts), then x in B-fragment order (stage_x_fragments),
-//   then the warp partials ([2 tile parities][8 warps][32][4] floats), then the stages' mbarriers.
-//   Loop: block b takes groups b, b + gridDim.x, ...; local group j sits in stage j % stages, its mbarrier phase is
-//   (j / stages) & 1. All threads wait for the stage, compute, write partials, __syncthreads; then warp 0 refills
-//   the stage with group j + stages (every warp is past its reads of it) and the block writes y from the partials.
-//   Rows >= M and steps past the row end are zero codes, never copied or read.
-// Launch: tmac_bulk_launch_shape(); grid = min(groups, blocks that fit at once), 256 threads.
-constexpr int kBulkWarps = 8;
-constexpr int kMaxBulkStages = 8;
-constexpr int kBulkSmemTargetBytes = 110 * 1024;  // per block: two blocks per SM on H100/H200 (227 KB each)
-
-__host__ __device__ constexpr int bulk_row_stride(int row_bytes) {
-  return row_bytes + ((64 - row_bytes % 128) + 128) % 128;
-}
-// Bytes of dynamic shared memory before the ring's stages, after it: alignment slack, x, partials, mbarriers.
-__host__ __device__ constexpr std::int64_t bulk_fixed_bytes(int batch, std::int64_t steps) {
-  return 128 + stream_x_bytes(batch, steps) + 2 * kBulkWarps * 128 * 4 + kMaxBulkStages * 8;
-}
-
-__device__ __forceinline__ std::uint32_t smem_addr(const void* p) {
-  return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void mbar_init(std::uint32_t bar, std::uint32_t count) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-#else
-  __trap();
-#endif
-}
-
-__device__ __forceinline__ void mbar_expect_tx(std::uint32_t bar, std::uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-#else
-  __trap();
-#endif
-}
-
-__device__ __forceinline__ void mbar_wait(std::uint32_t bar, std::uint32_t parity) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile(
-      "{\n.reg .pred p;\nTMAC_WAIT_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      "@!p bra TMAC_WAIT_%=;\n}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
-#else
-  __trap();
-#endif
-}
-
-// Global -> shared copy by the copy engine, completing `bytes` transaction bytes on mbarrier `bar`. The proxy fence
-// first orders this thread's (and, after the caller's barrier, the block's) earlier generic reads of the
-// destination before the async proxy writes it.
-__device__ __forceinline__ void bulk_copy_to_shared(std::uint32_t dst, const void* src, std::uint32_t bytes,
-                                                    std::uint32_t bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
-               "l"(src), "r"(bytes), "r"(bar)
-               : "memory");
-#else
-  __trap();
-#endif
-}
-
-template <typename YT>
-__global__ void __launch_bounds__(kBulkWarps * 32, 2)
-    tmac_bulk_kernel(const std::uint8_t* __restrict__ packed, const float* __restrict__ scale,
-                     const __half* __restrict__ x, YT* __restrict__ y, int M, int K, int row_bytes, int steps,
-                     int batch, int k_slices, int items_per_tile, int stages, int x_vec) {
-  extern __shared__ uint4 smem[];
-  const int row_stride = bulk_row_stride(row_bytes);
-  const int group = kBulkWarps / k_slices;  // tiles per stage
-  const int rows_per_stage = 16 * group;
-  const int stage_bytes = rows_per_stage * row_stride;
-  unsigned char* ring = reinterpret_cast<unsigned char*>((reinterpret_cast<std::uintptr_t>(smem) + 127) & ~std::uintptr_t{127});
-  unsigned char* xs = ring + static_cast<std::size_t>(stages) * stage_bytes;
-  float* partial = reinterpret_cast<float*>(xs + stream_x_bytes(batch, steps));  // [2][kBulkWarps][32][4]
-  std::uint64_t* bars = reinterpret_cast<std::uint64_t*>(partial + 2 * kBulkWarps * 128);
-  const std::uint32_t ring_addr = smem_addr(ring), bar_addr = smem_addr(bars);
-
-  const int groups = (M + rows_per_stage - 1) / rows_per_stage;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int gi = warp / k_slices, slice = warp - gi * k_slices;
-  const int g = lane >> 2, t = lane & 3;
-
-  if (threadIdx.x == 0) {
-    for (int st = 0; st < stages; ++st) mbar_init(bar_addr + 8 * st, 1);
-  }
-  __syncthreads();
-
-  // Warp 0: request local group j (this block's j-th) into stage j % stages: one copy per existing row.
-  auto request = [&](int j) {
-    const int grp = blockIdx.x + j * gridDim.x;
-    if (grp >= groups) return;
-    const int st = j % stages;
-    const int row0 = grp * rows_per_stage;
-    const int rows = min(rows_per_stage, M - row0);
-    const std::uint32_t bar = bar_addr + 8 * st;
-    if (lane == 0) mbar_expect_tx(bar, static_cast<std::uint32_t>(rows) * row_bytes);
-    __syncwarp();
-    for (int r = lane; r < rows; r += 32) {
-      bulk_copy_to_shared(ring_addr + st * stage_bytes + r * row_stride,
-                          packed + static_cast<std::size_t>(row0 + r) * row_bytes, row_bytes, bar);
-    }
-  };
-  if (warp == 0) {
-    for (int j = 0; j < stages; ++j) request(j);
-  }
-  stage_x_fragments(xs, x, K, steps, batch, x_vec);  // while the first groups are in flight
-  __syncthreads();
-
-  const uint4 zero_codes = make_uint4(kZeroCodes, kZeroCodes, kZeroCodes, kZeroCodes);
-  float c[2][4];
-#pragma unroll
-  for (int p = 0; p < 2; ++p) c[p][0] = c[p][1] = c[p][2] = c[p][3] = 0.0f;
-  int parity = 0;  // which half of the partials this group writes
-  for (int j = 0; blockIdx.x + j * gridDim.x < groups; ++j) {
-    const int grp = blockIdx.x + j * gridDim.x;
-    const int st = j % stages;
-    mbar_wait(bar_addr + 8 * st, static_cast<std::uint32_t>((j / stages) & 1));
-    const int tile_row0 = grp * rows_per_stage + 16 * gi;
-    const unsigned char* rows_a = ring + st * stage_bytes + (16 * gi + g) * row_stride;  // row g of tile gi
-    const unsigned char* rows_b = rows_a + 8 * row_stride;                               // row g + 8
-    const bool has_a = tile_row0 + g < M, has_b = tile_row0 + g + 8 < M;
-    for (int u = 0; u < items_per_tile; ++u) {
-      const int s = u * k_slices + slice;
-      if (s >= steps) break;
-      const int byte = s * kStepBytes + 16 * t;
-      const bool in_row = byte < row_bytes;
-      const uint4 wa = in_row && has_a ? *reinterpret_cast<const uint4*>(rows_a + byte) : zero_codes;
-      const uint4 wb = in_row && has_b ? *reinterpret_cast<const uint4*>(rows_b + byte) : zero_codes;
-      stream_item(c, wa, wb, xs, g < batch ? x_block_offset(g, s, t, steps) : -1);
-    }
-    float* mine = partial + ((parity * kBulkWarps + warp) * 32 + lane) * 4;
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      mine[e] = c[0][e] + c[1][e];
-      c[0][e] = c[1][e] = 0.0f;
-    }
-    __syncthreads();
-    if (warp == 0) request(j + stages);
-    for (int idx = threadIdx.x; idx < group * 128; idx += blockDim.x) {
-      const int tg = idx >> 7;
-      tile_output(partial + (parity * kBulkWarps + tg * k_slices) * 128, k_slices, idx & 127,
-                  grp * rows_per_stage + 16 * tg, M, batch, scale, y);
-    }
-    parity ^= 1;
   }
 }
 
@@ -890,67 +700,18 @@ TmacLaunchShape tmac_stream_launch_shape(std::int64_t m, std::int64_t k, int bat
   return s;
 }
 
-// The bulk grid (the one place it is tuned): k_slices = the largest of 8, 4, 2, 1 not above min(steps, cap) (cap
-// 8 by default: tools/sweep_tmac.py sweeps it), so 8 / k_slices tiles share a stage; as many ring stages (at most
-// kMaxBulkStages) as fit kBulkSmemTargetBytes of shared memory with x and the partials (two blocks per SM on
-// H100/H200), or two stages in up to max_smem_per_block; as many blocks as fit at once, never more than groups.
-TmacLaunchShape tmac_bulk_launch_shape(std::int64_t m, std::int64_t k, int batch, int sm_count, int blocks_per_sm,
-                                       int max_smem_per_block, int max_k_slices) {
-  if (max_k_slices < 0 || max_k_slices > kBulkWarps) {
-    throw std::invalid_argument("max_k_slices: expected 0 (auto) or 1.." + std::to_string(kBulkWarps) + ", got " +
-                                std::to_string(max_k_slices));
-  }
-  const std::int64_t cap = max_k_slices > 0 ? max_k_slices : kBulkWarps;
-  const std::int64_t row_bytes = round_up(k, kTmacKAlign) / 4;
-  const std::int64_t steps = (row_bytes + kStepBytes - 1) / kStepBytes;
-  const std::int64_t limit = steps < cap ? steps : cap;
-  TmacLaunchShape s;
-  s.k_slices = limit >= 8 ? 8 : (limit >= 4 ? 4 : (limit >= 2 ? 2 : 1));
-  s.tiles_per_warp = 1;
-  s.items_per_tile = static_cast<int>((steps + s.k_slices - 1) / s.k_slices);
-  s.threads = 32 * kBulkWarps;
-  s.rows_per_block = 16 * (kBulkWarps / s.k_slices);
-  const std::int64_t stage_bytes = s.rows_per_block * static_cast<std::int64_t>(bulk_row_stride(static_cast<int>(row_bytes)));
-  const std::int64_t fixed = bulk_fixed_bytes(batch, steps);
-  std::int64_t budget = kBulkSmemTargetBytes;
-  if (budget < fixed + 2 * stage_bytes) budget = fixed + 2 * stage_bytes;
-  if (budget > max_smem_per_block) return s;  // stages = 0: does not fit (tmac_bulk_fits)
-  const std::int64_t stages = (budget - fixed) / stage_bytes;
-  s.stages = static_cast<int>(stages < kMaxBulkStages ? stages : kMaxBulkStages);
-  s.smem_bytes = static_cast<int>(fixed + s.stages * stage_bytes);
-  const std::int64_t groups = (m + s.rows_per_block - 1) / s.rows_per_block;
-  const std::int64_t resident = static_cast<std::int64_t>(sm_count) * (blocks_per_sm > 0 ? blocks_per_sm : 1);
-  s.blocks = static_cast<int>(groups < resident ? groups : resident);
-  return s;
-}
-
-bool tmac_bulk_fits(std::int64_t k, int batch, int max_smem_per_block) {
-  if (k < 1 || k > kMaxK || batch < 1 || batch > kTmacMaxBatch) return false;
-  return tmac_bulk_launch_shape(1, k, batch, 1, 1, max_smem_per_block, 0).stages >= 2;
-}
-
 bool tmac_stream_fits(std::int64_t k, int batch) {
   const std::int64_t steps = (round_up(k, kTmacKAlign) / 4 + kStepBytes - 1) / kStepBytes;
   return k >= 1 && k <= kMaxK && batch >= 1 && batch <= kTmacMaxBatch && stream_x_bytes(batch, steps) <= kMaxStreamXBytes;
 }
 
 // ------------------------------------------------------------------------------------------ the op
-namespace {
-
-int device_attribute(cudaDeviceAttr attr) {
-  int device = 0, value = 0;
+bool tmac_mma_supported() {
+  int device = 0, major = 0;
   EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
-  EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&value, attr, device));
-  return value;
+  EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major >= 8;
 }
-
-}  // namespace
-
-bool tmac_mma_supported() { return device_attribute(cudaDevAttrComputeCapabilityMajor) >= 8; }
-
-bool tmac_bulk_supported() { return device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9; }
-
-int tmac_max_smem_per_block() { return device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin); }
 
 TmacGemvOp::TmacGemvOp(std::shared_ptr<const TernaryWeights> weights, std::uintptr_t x, std::uintptr_t y, int batch,
                        TmacDType x_dtype, TmacDType y_dtype, TmacVariant variant, int max_k_slices)
@@ -982,8 +743,9 @@ TmacGemvOp::TmacGemvOp(std::shared_ptr<const TernaryWeights> weights, std::uintp
     if (!tmac_mma_supported()) {
       throw std::invalid_argument("TmacGemvOp: variant 'stream' needs compute capability 8.0 or newer; use 'simple'");
     }
-    const int sm_count = device_attribute(cudaDevAttrMultiProcessorCount);
-    int blocks_per_sm = 0;
+    int device = 0, sm_count = 0, blocks_per_sm = 0;
+    EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
+    EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
     // First pass: block size and shared memory (independent of the grid), which the occupancy query needs.
     shape_ = tmac_stream_launch_shape(w_->m(), w_->k(), batch, sm_count, 1, max_k_slices);
     const void* kernel = y_dtype == TmacDType::F16 ? reinterpret_cast<const void*>(&tmac_stream_kernel<__half>)
@@ -997,39 +759,14 @@ TmacGemvOp::TmacGemvOp(std::shared_ptr<const TernaryWeights> weights, std::uintp
                                   std::to_string(shape_.smem_bytes) + " bytes per block); use 'mma'");
     }
     shape_ = tmac_stream_launch_shape(w_->m(), w_->k(), batch, sm_count, blocks_per_sm, max_k_slices);
-  } else if (variant == TmacVariant::Bulk) {
-    if (x_dtype != TmacDType::F16) {
-      throw std::invalid_argument("TmacGemvOp: variant 'bulk' takes float16 x (use 'mma' for float32 x)");
-    }
-    if (!tmac_bulk_supported()) {
-      throw std::invalid_argument("TmacGemvOp: variant 'bulk' needs compute capability 9.0 or newer (cp.async.bulk); use 'stream' or 'mma'");
-    }
-    const int sm_count = device_attribute(cudaDevAttrMultiProcessorCount);
-    const int max_smem = tmac_max_smem_per_block();
-    // First pass: shared memory per block (independent of the grid), which the occupancy query needs.
-    shape_ = tmac_bulk_launch_shape(w_->m(), w_->k(), batch, sm_count, 1, max_smem, max_k_slices);
-    if (shape_.stages < 2) {
-      throw std::invalid_argument("TmacGemvOp: variant 'bulk' needs two ring stages of 16 rows plus x in shared memory: batch " +
-                                  std::to_string(batch) + " x k " + std::to_string(w_->k()) + " needs more than " +
-                                  std::to_string(max_smem) + " bytes per block; use 'mma'");
-    }
-    const void* kernel = y_dtype == TmacDType::F16 ? reinterpret_cast<const void*>(&tmac_bulk_kernel<__half>)
-                                                   : reinterpret_cast<const void*>(&tmac_bulk_kernel<float>);
-    EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shape_.smem_bytes));
-    int blocks_per_sm = 0;
-    EDGELLM_CUDA_CHECK(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, shape_.threads, shape_.smem_bytes));
-    if (blocks_per_sm < 1) {
-      throw std::invalid_argument("TmacGemvOp: variant 'bulk' does not fit this device (shared memory " +
-                                  std::to_string(shape_.smem_bytes) + " bytes per block); use 'mma'");
-    }
-    shape_ = tmac_bulk_launch_shape(w_->m(), w_->k(), batch, sm_count, blocks_per_sm, max_smem, max_k_slices);
   } else {
     if (!tmac_mma_supported()) {
       throw std::invalid_argument(
           "TmacGemvOp: variant 'mma' needs compute capability 8.0 or newer (mma.sync m16n8k16, bf16); use 'simple'");
     }
-    const int sm_count = device_attribute(cudaDevAttrMultiProcessorCount);
+    int device = 0, sm_count = 0;
+    EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
+    EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
     shape_ = tmac_mma_launch_shape(w_->m(), w_->k(), sm_count, x_vector_loads_ && x_dtype == TmacDType::F16,
                                    max_k_slices);
   }
@@ -1060,15 +797,6 @@ void launch_typed(const TernaryWeights& w, std::uintptr_t x, std::uintptr_t y, i
       tmac_stream_kernel<YT><<<s.blocks, s.threads, s.smem_bytes, stream>>>(
           w.packed(), w.scale(), xp, yp, M, K, row_bytes, steps, batch, s.k_slices, s.items_per_tile, x_vec ? 1 : 0);
       EDGELLM_CUDA_CHECK_LAUNCH("tmac_stream_kernel");
-    }
-    return;  // float32 x never reaches here (the constructor refuses it)
-  }
-  if (variant == TmacVariant::Bulk) {
-    if constexpr (std::is_same_v<XT, __half>) {
-      tmac_bulk_kernel<YT><<<s.blocks, s.threads, s.smem_bytes, stream>>>(w.packed(), w.scale(), xp, yp, M, K, row_bytes,
-                                                                          steps, batch, s.k_slices, s.items_per_tile,
-                                                                          s.stages, x_vec ? 1 : 0);
-      EDGELLM_CUDA_CHECK_LAUNCH("tmac_bulk_kernel");
     }
     return;  // float32 x never reaches here (the constructor refuses it)
   }

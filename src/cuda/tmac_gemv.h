@@ -16,8 +16,7 @@
 // Variants (see tmac_gemv.cu for launch shapes): "simple" (CUDA cores, one warp per row: the reference), "mma"
 // (tensor cores, mma.sync m16n8k16 with the batch as N, one block per 16-row tile) and "stream" (the same
 // arithmetic for float16 x, with x staged in shared memory and a persistent grid streaming the weights; x must
-// fit: tmac_stream_fits) and "bulk" (the same arithmetic again, the weights copied to shared memory by the copy
-// engine, cp.async.bulk, compute capability 9.0; tmac_bulk_fits). The Python layer picks one for "auto".
+// fit: tmac_stream_fits). The Python layer picks one for "auto".
 #pragma once
 
 #include <cstddef>
@@ -32,10 +31,10 @@
 
 namespace edgellm::cuda {
 
-enum class TmacVariant { Simple, Mma, Stream, Bulk };
+enum class TmacVariant { Simple, Mma, Stream };
 enum class TmacDType { F16, F32 };
 
-// "simple" | "mma" | "stream" | "bulk" (std::invalid_argument otherwise; "auto" is resolved by the caller).
+// "simple" | "mma" | "stream" (std::invalid_argument otherwise; "auto" is resolved by the caller).
 TmacVariant parse_tmac_variant(const std::string& name);
 const char* tmac_variant_name(TmacVariant v);
 // "float16" | "float32" (std::invalid_argument otherwise).
@@ -79,8 +78,7 @@ struct TmacLaunchShape {
   int tiles_per_warp = 1;  // mma: 16-row tiles each warp computes (sharing its x fragments)
   int rows_per_block = 0;
   int items_per_tile = 1;  // stream: 256-weight steps each warp takes per tile
-  int smem_bytes = 0;      // stream, bulk: dynamic shared memory per block (staged x + partial sums (+ ring))
-  int stages = 0;          // bulk: ring stages of 16 * 8 / k_slices rows in shared memory (0: does not fit)
+  int smem_bytes = 0;      // stream: dynamic shared memory per block (staged x + partial sums)
 };
 
 // The prepared op: y = tmac(W, x) with device addresses, batch, dtypes and variant fixed at construction
@@ -121,15 +119,5 @@ TmacLaunchShape tmac_stream_launch_shape(std::int64_t m, std::int64_t k, int bat
                                          int max_k_slices = 0);
 // Whether "stream" can stage a batch x k activation block in shared memory (its only size limit).
 bool tmac_stream_fits(std::int64_t k, int batch);
-// Whether the current device can run "bulk" (compute capability >= 9.0: cp.async.bulk, mbarrier tx counts), and
-// its opt-in shared memory per block.
-bool tmac_bulk_supported();
-int tmac_max_smem_per_block();
-// The bulk variant's grid; blocks_per_sm from the occupancy API; stages == 0 when two stages of 16 rows plus x do
-// not fit max_smem_per_block.
-TmacLaunchShape tmac_bulk_launch_shape(std::int64_t m, std::int64_t k, int batch, int sm_count, int blocks_per_sm,
-                                       int max_smem_per_block, int max_k_slices = 0);
-// Whether "bulk" fits a batch x k problem in max_smem_per_block bytes of shared memory (default K split).
-bool tmac_bulk_fits(std::int64_t k, int batch, int max_smem_per_block);
 
 }  // namespace edgellm::cuda

@@ -14,9 +14,7 @@ exactly into three bf16 terms on the tensor-core path. Rounding happens only in 
 Variants: ``"simple"`` (CUDA cores, one warp per row; the reference), ``"mma"`` (tensor cores:
 ``mma.sync.m16n8k16`` with the weights decoded to fp16/bf16 and the batch as N; compute capability >= 8.0),
 ``"stream"`` (the same arithmetic for float16 x, with x staged in shared memory and a persistent grid that
-streams the weights; x of B x K must fit, ``_core.tmac_stream_fits(K, B)``), ``"bulk"`` (the same arithmetic again,
-with the weights copied into a shared-memory ring by the copy engine, cp.async.bulk: compute capability >= 9.0,
-``_core.tmac_bulk_fits(K, B)``), ``"auto"`` (:func:`choose_variant`;
+streams the weights; x of B x K must fit, ``_core.tmac_stream_fits(K, B)``), ``"auto"`` (:func:`choose_variant`;
 "simple" on GPUs older than compute capability 8.0).
 """
 
@@ -62,7 +60,7 @@ __all__ = [
 
 MAX_BATCH = 8
 K_ALIGN = TERNARY_K_ALIGN  # K is zero-padded (code 1) to a multiple of this many weights
-VARIANTS = ("simple", "mma", "stream", "bulk")
+VARIANTS = ("simple", "mma", "stream")
 _X_DTYPES = ("float16", "float32")
 _ITEMSIZE = {"float16": 2, "float32": 4}
 
@@ -94,15 +92,15 @@ def choose_variant(m: int, k: int, x_dtype: str = "float32", stream_fits: bool =
 
 
 def resolve_variant(variant: object, m: int, k: int, x_dtype: str = "float32", stream_fits: bool = False) -> str:
-    """The concrete variant for ``variant`` ("auto", "simple", "mma", "stream" or "bulk"; None means "auto")."""
+    """The concrete variant for ``variant`` ("auto", "simple", "mma" or "stream"; None means "auto")."""
     if variant is None:
         variant = "auto"
     if not isinstance(variant, str):
-        raise TypeError(f"variant: expected 'auto', 'simple', 'mma', 'stream' or 'bulk', got {type(variant).__name__}")
+        raise TypeError(f"variant: expected 'auto', 'simple', 'mma' or 'stream', got {type(variant).__name__}")
     if variant == "auto":
         return choose_variant(m, k, x_dtype, stream_fits)
     if variant not in VARIANTS:
-        raise ValueError(f"variant: expected 'auto', 'simple', 'mma', 'stream' or 'bulk', got {variant!r}")
+        raise ValueError(f"variant: expected 'auto', 'simple', 'mma' or 'stream', got {variant!r}")
     return variant
 
 
@@ -301,8 +299,7 @@ class TernaryWeights:
         timers (:class:`edgellm_ext.cuda.Timer`) and CUDA graphs. ``out`` must be a device array of shape
         [B, M] (or [M]) in x's dtype or float32. The op keeps the weights, x and out alive (a numpy x is copied
         to the device once, here). ``op.bytes_per_launch`` gives the bytes one launch moves at least.
-        ``max_k_slices`` ("mma", "stream" and "bulk"; 0: the tuned default) caps the warps that split K, for tuning
-        sweeps."""
+        ``max_k_slices`` ("mma" and "stream"; 0: the tuned default) caps the warps that split K, for tuning sweeps."""
         batch, x_dtype, x_shape = validate_activations(x, self.k)
         if out is None or isinstance(out, np.ndarray):
             raise TypeError("out: prepare() needs a device output array (torch, cupy or edgellm_ext.cuda.empty)")

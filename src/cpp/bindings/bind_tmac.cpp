@@ -19,10 +19,6 @@ void bind_tmac(py::module_& m) {
   m.def("tmac_mma_supported", []() { return tmac_mma_supported(); });
   m.def("tmac_stream_fits", [](std::int64_t k, int batch) { return tmac_stream_fits(k, batch); }, py::arg("k"),
         py::arg("batch"));
-  m.def("tmac_bulk_supported", []() { return tmac_bulk_supported(); });
-  m.def("tmac_bulk_fits",
-        [](std::int64_t k, int batch) { return tmac_bulk_supported() && tmac_bulk_fits(k, batch, tmac_max_smem_per_block()); },
-        py::arg("k"), py::arg("batch"));
 
   py::class_<TernaryWeights, std::shared_ptr<TernaryWeights>>(m, "TernaryWeights")
       .def(py::init([](const U8Array& packed, const F32Array& scale, std::int64_t k, std::uintptr_t stream) {
@@ -68,12 +64,10 @@ void bind_tmac(py::module_& m) {
         d["rows_per_block"] = s.rows_per_block;
         d["items_per_tile"] = s.items_per_tile;
         d["smem_bytes"] = s.smem_bytes;
-        d["stages"] = s.stages;
         return d;
       });
 #else
-  bind_unavailable(m, {"TernaryWeights", "TmacGemvOp", "tmac_mma_supported", "tmac_stream_fits", "tmac_bulk_supported",
-                       "tmac_bulk_fits"});
+  bind_unavailable(m, {"TernaryWeights", "TmacGemvOp", "tmac_mma_supported", "tmac_stream_fits"});
 #endif
 }
 
