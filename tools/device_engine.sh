@@ -5,7 +5,8 @@
 # graph step.
 # Usage on the device, from the repo root: bash tools/device_engine.sh      Carried: .whl (gguf + deps).
 # Switches: SKIP_BUILD=1 (edgellm_ext already installed by an earlier script of the same call), SKIP_TESTS=1,
-# SANITIZE=1 (+ SANITIZE_K: pytest -k of the memcheck/racecheck runs), SKIP_PERSISTENT=1, NCU=1, TEST_TIMEOUT, CUT.
+# SANITIZE=1 (+ SANITIZE_K: pytest -k of the memcheck/racecheck runs, SANITIZERS: which of the two, SANITIZE_TIMEOUT:
+# seconds per tool, 600 by default), SKIP_PERSISTENT=1, NCU=1, TEST_TIMEOUT, CUT.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -21,7 +22,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
 fi
 cd /tmp
 [ -z "${SKIP_TESTS:-}" ] && timeout ${TEST_TIMEOUT:-300} python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider 2>&1 | tee "$OUT/pytest_engine.log" | tail -${TAIL:-25}
-[ -n "${SANITIZE:-}" ] && for tool in memcheck racecheck; do compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider -k "${SANITIZE_K:-bad_input or greedy}" > "$OUT/$tool.log" 2>&1; echo "$tool exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$OUT/$tool.log" | tail -3; done
+[ -n "${SANITIZE:-}" ] && for tool in ${SANITIZERS:-memcheck racecheck}; do timeout ${SANITIZE_TIMEOUT:-600} compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider -k "${SANITIZE_K:-bad_input or greedy}" > "$OUT/$tool.log" 2>&1; echo "$tool exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$OUT/$tool.log" | tail -3; done
 mkdir -p /tmp/synth
 M=/tmp/synth/smol_shaped.gguf
 [ -f $M ] || python3 "$ROOT/tools/engine_probe.py" --synthetic /tmp/synth --runs 0 > /dev/null
