@@ -7,14 +7,8 @@
 # (default "all", ncu's own default); outputs get the suffix _$CACHE_CONTROL.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../../.." && pwd)"
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 CUDAARCHS=90
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$ROOT"/.whl/*.whl && export PYTHONPATH=/tmp/site
-if [ -z "${SKIP_BUILD:-}" ]; then
-  rm -rf "$ROOT/build"; t0=$(date +%s)
-  python3 -m pip install -q --no-build-isolation --no-deps "$ROOT" > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
-  echo "build $(( $(date +%s) - t0 )) s"
-fi
+source "$ROOT/tools/device_lib.sh"  # OUT, device_build (wheels into /tmp/site, then the package)
+if [ -z "${SKIP_BUILD:-}" ]; then device_build; else export PYTHONPATH=/tmp/site; fi
 CC=${CACHE_CONTROL:-all}
 cd /tmp; mkdir -p /tmp/synth; M=/tmp/synth/smol_shaped.gguf
 [ -f $M ] || python3 "$ROOT/tools/engine_probe.py" --synthetic /tmp/synth --runs 0 > /dev/null
