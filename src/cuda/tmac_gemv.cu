@@ -489,6 +489,11 @@ __global__ void __launch_bounds__(kMaxMmaWarps * 32, (sizeof(XT) == 2 && T == 1)
 // (a ring of 4 takes 93 registers, 2 blocks per SM; bounded at 3 blocks it spills). ncu on 14336 x 4096 with the
 // ring of 4: 4.7 M warp instructions (the mma kernel: 6.5 M), issue slots 52% busy, DRAM 18%: still bound by
 // instruction latency and issue (the decode is 128 of ~200 instructions per item), not by bandwidth.
+// Seventeenth session (bench/results/experiments_seventeenth_session/): x read lazily in stream_item and the scales
+// prefetched with the weights (this code, 80 registers) took 2-5% off every benchmark shape against the earlier
+// form (14336 x 4096: 15.04 vs 15.70-15.84 us with events, 10.0 vs 10.3-10.4 in graphs). Not kept: bounded to 64
+// registers for 4 blocks per SM (slower on 14336 x 4096 and the LM head; with 16 warps per block faster only where
+// K >= 4864), and warp 0 alone reducing each tile behind named barriers (no faster, and racecheck flagged it).
 constexpr int kStreamDepth = 3;            // items in flight per warp
 constexpr int kMaxStreamSlices = 8;        // warps per block
 constexpr int kXLaneBlockBytes = 144;      // one lane's 128 bytes of B fragments for one step, + 16 (bank spread)
@@ -506,21 +511,21 @@ __device__ __forceinline__ int x_block_offset(int n, int s, int t, int steps) {
 
 // One item: the lane's 16 bytes of rows g (wa) and g + 8 (wb) at step s against the staged x (xoff < 0: this
 // lane's batch row does not exist, B = 0). MMA (p, i) = mi = 8p + i takes words 2 mi (b0) and 2 mi + 1 (b1).
+// x is read from shared memory 16 bytes (two MMAs' B fragments) at a time as the MMAs need it, not all 128 bytes
+// up front: that holds 4 registers instead of 32, which keeps the kernel at 80 registers with the scale prefetch
+// below (3 blocks of 8 warps per SM) and measured 2-4% faster by itself (seventeenth session, form 1).
 __device__ __forceinline__ void stream_item(float (&c)[2][4], const uint4& wa, const uint4& wb,
                                             const unsigned char* xs, int xoff) {
-  uint4 xb[8];
-#pragma unroll
-  for (int q = 0; q < 8; ++q) {
-    xb[q] = xoff >= 0 ? *reinterpret_cast<const uint4*>(xs + xoff + 16 * q) : make_uint4(0, 0, 0, 0);
-  }
 #pragma unroll
   for (int p = 0; p < 2; ++p) {
     const std::uint32_t ga0 = word_of(wa, 2 * p), ga1 = word_of(wa, 2 * p + 1);
     const std::uint32_t gb0 = word_of(wb, 2 * p), gb1 = word_of(wb, 2 * p + 1);
+    uint4 xq = make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const int mi = 8 * p + i;
-      const std::uint32_t b0 = word_of(xb[mi >> 1], 2 * (mi & 1)), b1 = word_of(xb[mi >> 1], 2 * (mi & 1) + 1);
+      if ((mi & 1) == 0 && xoff >= 0) xq = *reinterpret_cast<const uint4*>(xs + xoff + 8 * mi);
+      const std::uint32_t b0 = word_of(xq, 2 * (mi & 1)), b1 = word_of(xq, 2 * (mi & 1) + 1);
       const std::uint32_t a0 = decode_pair_f16(i, ga0, ga0 >> 10);
       const std::uint32_t a1 = decode_pair_f16(i, gb0, gb0 >> 10);
       const std::uint32_t a2 = decode_pair_f16(i, ga1, ga1 >> 10);
@@ -543,12 +548,19 @@ __global__ void __launch_bounds__(kMaxStreamSlices * 32, 3)
   const int g = lane >> 2, t = lane & 3;
   const uint4 zero_codes = make_uint4(kZeroCodes, kZeroCodes, kZeroCodes, kZeroCodes);
 
-  // The load position runs kStreamDepth items ahead of the compute position, over this block's tiles.
+  // The load position runs kStreamDepth items ahead of the compute position, over this block's tiles. With a
+  // tile's last item it also loads the scale that this thread applies in the tile's reduction (row tile * 16 +
+  // threadIdx.x % 16: blockDim.x is a multiple of 16, so every idx a thread reduces has that row): loaded there
+  // rather than after the tile's barrier, its DRAM latency no longer sits in front of the block's next barrier.
   int ld_tile = blockIdx.x, ld_u = 0;
-  auto load_next = [&](uint4& a, uint4& b) {
+  auto load_next = [&](uint4& a, uint4& b, float& tile_scale) {
     a = zero_codes;
     b = zero_codes;
     if (ld_tile >= tiles) return;
+    if (ld_u == items_per_tile - 1) {
+      const int row = ld_tile * 16 + (threadIdx.x & 15);
+      tile_scale = threadIdx.x < 16 * batch && row < M ? __ldg(scale + row) : 0.0f;
+    }
     const int s = ld_u * k_slices + slice;
     const int byte = s * kStepBytes + 16 * t;
     if (s < steps && byte < row_bytes) {
@@ -562,8 +574,9 @@ __global__ void __launch_bounds__(kMaxStreamSlices * 32, 3)
     }
   };
   uint4 wa[kStreamDepth], wb[kStreamDepth];
+  float sc[kStreamDepth] = {};  // slot r: the scale of the tile whose last item is in slot r (set when it is loaded)
 #pragma unroll
-  for (int r = 0; r < kStreamDepth; ++r) load_next(wa[r], wb[r]);
+  for (int r = 0; r < kStreamDepth; ++r) load_next(wa[r], wb[r], sc[r]);
 
   // Stage x (the weight loads above are in flight meanwhile): 16-byte chunk k8 = elements 8 k8 .. 8 k8 + 7 of row
   // n; element e of it is x[k0 + 32p + 8j + e] of step s, quad lane t (k0 = 256 s + 64 t), which is half (j & 1)
@@ -599,7 +612,8 @@ __global__ void __launch_bounds__(kMaxStreamSlices * 32, 3)
       if (tile < tiles) {  // block-uniform: every warp of the block walks the same (tile, u) sequence
         const int s = u * k_slices + slice;
         if (s < steps) stream_item(c, wa[r], wb[r], xs, g < batch ? x_block_offset(g, s, t, steps) : -1);
-        load_next(wa[r], wb[r]);
+        const float tile_scale = sc[r];
+        load_next(wa[r], wb[r], sc[r]);
         if (++u == items_per_tile) {
           float* mine = partial + ((parity * k_slices + slice) * 32 + lane) * 4;
 #pragma unroll
@@ -616,7 +630,7 @@ __global__ void __launch_bounds__(kMaxStreamSlices * 32, 3)
             const int src = ((rr & 7) * 4 + (n >> 1)) * 4 + (rr >> 3) * 2 + (n & 1);
             float sum = 0.0f;
             for (int ks = 0; ks < k_slices; ++ks) sum += partial[(parity * k_slices + ks) * 128 + src];
-            y[static_cast<std::size_t>(n) * M + row] = from_f32<YT>(scale[row] * sum);
+            y[static_cast<std::size_t>(n) * M + row] = from_f32<YT>(tile_scale * sum);
           }
           parity ^= 1;
           u = 0;
