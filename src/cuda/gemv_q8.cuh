@@ -737,6 +737,23 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
   const int gl = sub * 32 + lane, gs = 32 * ksplit;
   const int nb = p.k / kQK;
   constexpr bool kFloatAct = FLOAT_ACT || float_activations(TYPE);
+  // AddResidual: the residual values the epilogue adds (read by the thread that writes them: sub 0, lane 0 of a
+  // group), loaded for the first round after the prologue and for each next round after this one's epilogue. The
+  // previous kernels wrote them (visible: the caller waited for them) and nothing in this launch writes them
+  // before the epilogue, so their latency hides behind the dot products instead of being the last step of the
+  // chain. (Loaded before the prologue, they made the decode kernels spill: the prologue needs the registers.)
+  // One token only: with NT tokens the 2 NT values made the prefill kernels spill, and prefill is not latency-bound.
+  constexpr bool kPrefetchResidual = E == Epilogue::AddResidual && NT == 1;
+  const bool residual_thread = kPrefetchResidual && sub == 0 && lane == 0;
+  float res_a[NT], res_b[NT];
+  auto load_residual = [&](const PairRows& r) {
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const float* out = p.out + static_cast<std::size_t>(t) * p.out_stride;
+      res_a[t] = load_act<COHERENT>(out + r.row_a);
+      res_b[t] = r.row_b >= 0 ? load_act<COHERENT>(out + r.row_b) : 0.0f;
+    }
+  };
   Act act[NT];
   if constexpr (NT == 1) {
     build_activation<P, WARPS, COHERENT, kFloatAct>(p, c.norm_w, s.sv, s.sq, s.sd, s.ss, s.red);
@@ -753,6 +770,7 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
     }
   }
 
+  if (residual_thread && block * groups + group < p.n_pairs) load_residual(c.r);
   const int stride = n_blocks * groups;
   // The first pair's epilogue values from gemv_prefetch (the cursor moves on to the next round's pair below).
   const float first_freq = c.rope_freq, first_bias_a = c.bias_a, first_bias_b = c.bias_b;
@@ -817,8 +835,8 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
           if (has_b) argmax_update(*best, d.y, cur.row_b);
         }
       } else if constexpr (E == Epilogue::AddResidual) {
-        out[cur.row_a] = load_act<COHERENT>(out + cur.row_a) + d.x;
-        if (has_b) out[cur.row_b] = load_act<COHERENT>(out + cur.row_b) + d.y;
+        out[cur.row_a] = (kPrefetchResidual ? res_a[t] : load_act<COHERENT>(out + cur.row_a)) + d.x;
+        if (has_b) out[cur.row_b] = (kPrefetchResidual ? res_b[t] : load_act<COHERENT>(out + cur.row_b)) + d.y;
       } else if constexpr (E == Epilogue::SwiGlu) {
         const float g = d.x;
         out[cur.row_a] = g / (1.0f + expf(-g)) * d.y;  // silu(gate) * up
@@ -849,6 +867,7 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
         }
       }
     }
+    if (residual_thread && pair + stride < p.n_pairs) load_residual(c.r);  // c.r: the next round's pair
   }
 }
 
