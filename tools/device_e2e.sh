@@ -14,8 +14,10 @@
 # Make the parts here with: xz -T2 -6 -c MODEL > /tmp/smol.gguf.xz (90.5 MB);
 #                           head -c 45300000 /tmp/smol.gguf.xz > .devcarry/model1/smol.xz.part1;
 #                           tail -c +45300001 /tmp/smol.gguf.xz > .devcarry/model2/smol.xz.part2
-# (a call carries at most 64 MiB with the tracked tree, ~18 MB now: the raw 98 MB model no longer fits two calls;
-# with prep's wheels and llama.cpp source ~0.7 MB are left: a bigger tree needs a third call for the model)
+# (a call carries at most 64 MiB with the working tree: the raw 98 MB model no longer fits two calls. The tracked
+# tree is ~22 MB now (mostly bench/results/*/results.json), too big for prep with the wheels, llama.cpp source and
+# part 1: the seventeenth session moved seven older results.json files out of the working tree for the prep call
+# and back after it. A bigger tree needs that again, or a third call for the model.)
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
