@@ -169,6 +169,48 @@ def test_stream_tiles_per_block_and_ragged_steps(rng, max_k_slices, batch):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("max_k_slices", [0, 9, 16])
+@pytest.mark.parametrize("batch", [1, 8])
+def test_stream_wide_blocks(rng, max_k_slices, batch):
+    # The 16-warp instantiation (2 blocks per SM), which the default cap takes from 17 steps of K on
+    # (tmac_stream_launch_shape): K = 4196 is 17 steps, the last one partial, so with 16 K-slices every warp but
+    # the first has a second item past the row; more tiles than resident blocks and a ragged last tile.
+    sms = cuda.device_info()["multiprocessor_count"]
+    m, k = 16 * 3 * sms + 5, 4196
+    w, scale = _weights(rng, m, k)
+    weights = tmac.TernaryWeights(pack_ternary(w), scale, k)
+    x = _activations(rng, batch, k, "float16")
+    out_dev = cuda.empty((batch, m), "float16")
+    out_dev.owner.fill_bytes(0xFF, 0)
+    op = weights.prepare(x, out_dev, variant="stream", max_k_slices=max_k_slices)
+    shape = op.launch_shape
+    slices = max_k_slices or 16
+    assert shape["k_slices"] == slices and shape["threads"] == 32 * slices
+    assert shape["items_per_tile"] == -(-17 // slices)
+    assert shape["blocks"] < (m + 15) // 16, "the grid should be persistent (fewer blocks than tiles)"
+    op.launch(0)
+    _core.stream_synchronize(0)
+    _check(cuda.to_host(out_dev), w, scale, x, "float16")
+
+
+@pytest.mark.gpu
+def test_stream_default_cap_and_cap_limits(rng):
+    # Default cap: 8 warps up to 16 steps of K (K = 4096), 16 from 17 steps on; caps beyond a variant's largest
+    # block are refused with the range.
+    m = 64
+    for k, expect in [(4096, 8), (4097, 16), (14336, 16)]:
+        w, scale = _weights(rng, m, k)
+        weights = tmac.TernaryWeights(pack_ternary(w), scale, k)
+        op = weights.prepare(_activations(rng, 1, k, "float16"), cuda.empty((1, m), "float16"), variant="stream")
+        assert op.launch_shape["k_slices"] == expect, k
+    x = _activations(rng, 1, k, "float16")
+    with pytest.raises(ValueError, match=r"max_k_slices: expected 0 \(auto\) or 1..16"):
+        weights.prepare(x, cuda.empty((1, m), "float16"), variant="stream", max_k_slices=17)
+    with pytest.raises(ValueError, match=r"max_k_slices: expected 0 \(auto\) or 1..8"):
+        weights.prepare(x, cuda.empty((1, m), "float16"), variant="mma", max_k_slices=9)
+
+
+@pytest.mark.gpu
 def test_stream_size_limit_and_auto_choice(rng):
     # x is staged in shared memory: 8 rows of K = 16384 do not fit, so "stream" refuses and "auto" takes "mma";
     # float16 x that fits goes to "stream", float32 x to "mma".

@@ -3,7 +3,7 @@ persistent grid streaming the weights) at several K-slice caps for the benchmark
 evidence for "auto" (edgellm_ext.tmac.choose_variant) and for the default cap. Each op is checked against a float64
 reference first. Events with L2 flushed, and CUDA graphs; prints a table, writes JSON with --out.
 
-    python tools/sweep_tmac.py [--out sweep.json] [--caps 2,4,8]
+    python tools/sweep_tmac.py [--out sweep.json] [--caps 2,4,8] [--shapes big_4096,llama8b_down]
 """
 
 import argparse
@@ -21,12 +21,18 @@ parser.add_argument("--out", help="write the medians as JSON here")
 parser.add_argument("--caps", default="2,4,8", help="K-slice caps to sweep (comma-separated)")
 parser.add_argument("--iterations", type=int, default=100)
 parser.add_argument("--variants", default="mma,stream", help="variants to sweep (comma-separated)")
+parser.add_argument("--shapes", default=",".join(GEMV_SHAPES), help="GEMV_SHAPES names to sweep (comma-separated)")
 args = parser.parse_args()
 caps = [int(c) for c in args.caps.split(",")]
+shapes = args.shapes.split(",")
+unknown = [s for s in shapes if s not in GEMV_SHAPES]
+if unknown:
+    parser.error(f"--shapes: unknown {unknown}; known: {', '.join(GEMV_SHAPES)}")
 
 results = []
 with cuda.Timer() as timer:
-    for name, (m, k) in GEMV_SHAPES.items():
+    for name in shapes:
+        m, k = GEMV_SHAPES[name]
         w_t, scale = ternary_quantize(np.random.default_rng(m).standard_normal((m, k), dtype=np.float32))
         weights = tmac.TernaryWeights(pack_ternary(w_t), scale, k)
         x = torch.randn((1, k), device="cuda").half()

@@ -495,7 +495,10 @@ __global__ void __launch_bounds__(kMaxMmaWarps * 32, (sizeof(XT) == 2 && T == 1)
 // registers for 4 blocks per SM (slower on 14336 x 4096 and the LM head; with 16 warps per block faster only where
 // K >= 4864), and warp 0 alone reducing each tile behind named barriers (no faster, and racecheck flagged it).
 constexpr int kStreamDepth = 3;            // items in flight per warp
-constexpr int kMaxStreamSlices = 8;        // warps per block
+constexpr int kStreamWarps = 8;            // warps per block of the default instantiation (3 blocks per SM)
+constexpr int kStreamWideWarps = 16;       // warps per block of the wide one (2 blocks per SM, <= 64 registers)
+constexpr int kMaxStreamSlices = kStreamWideWarps;
+constexpr std::int64_t kStreamWideMinSteps = 17;  // 256-weight steps (K > 4096): the default cap's crossover
 constexpr int kXLaneBlockBytes = 144;      // one lane's 128 bytes of B fragments for one step, + 16 (bank spread)
 constexpr std::int64_t kMaxStreamXBytes = 96 * 1024;  // staged x larger than this: "stream" refuses
 
@@ -535,8 +538,10 @@ __device__ __forceinline__ void stream_item(float (&c)[2][4], const uint4& wa, c
   }
 }
 
-template <typename YT>
-__global__ void __launch_bounds__(kMaxStreamSlices * 32, 3)
+// WARPS: the most warps (K slices) a block of this instantiation has: kStreamWarps (80 registers, 3 blocks per
+// SM) or kStreamWideWarps (bounded to 64 registers, 2 blocks per SM), chosen by tmac_stream_launch_shape.
+template <typename YT, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32, WARPS > kStreamWarps ? 2 : 3)
     tmac_stream_kernel(const std::uint8_t* __restrict__ packed, const float* __restrict__ scale,
                        const __half* __restrict__ x, YT* __restrict__ y, int M, int K, int row_bytes, int steps,
                        int batch, int k_slices, int items_per_tile, int x_vec) {
@@ -641,6 +646,13 @@ __global__ void __launch_bounds__(kMaxStreamSlices * 32, 3)
   }
 }
 
+// The stream instantiation that runs a grid of k_slices warps per block.
+template <typename YT>
+const void* stream_kernel(int k_slices) {
+  return k_slices > kStreamWarps ? reinterpret_cast<const void*>(&tmac_stream_kernel<YT, kStreamWideWarps>)
+                                 : reinterpret_cast<const void*>(&tmac_stream_kernel<YT, kStreamWarps>);
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------------------------------ launch shapes
@@ -691,17 +703,21 @@ TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k, int sm_cou
   return s;
 }
 
-// The stream grid (the one place it is tuned): k_slices = min(steps, 8) warps per block as for "mma"
-// (tools/sweep_tmac.py sweeps the cap), as many blocks as fit on the device at once (blocks_per_sm from the
-// occupancy API for this shared-memory size), never more than there are tiles.
+// The stream grid (the one place it is tuned): k_slices = min(steps, cap) warps per block, as many blocks as fit
+// on the device at once (blocks_per_sm from the occupancy API for this shared-memory size), never more than there
+// are tiles. The default cap is 8 (kStreamWarps), and 16 (the wide instantiation) from kStreamWideMinSteps steps
+// of K on: a long row then has half as many items per warp in front of its tile's barrier, which beat the extra
+// registers and resident warps of the 8-warp form only there (tools/sweep_tmac.py --caps 8,16;
+// bench/results/nvidia-h200/tmac_stream_sweep.md).
 TmacLaunchShape tmac_stream_launch_shape(std::int64_t m, std::int64_t k, int batch, int sm_count, int blocks_per_sm,
                                          int max_k_slices) {
   if (max_k_slices < 0 || max_k_slices > kMaxStreamSlices) {
     throw std::invalid_argument("max_k_slices: expected 0 (auto) or 1.." + std::to_string(kMaxStreamSlices) +
                                 ", got " + std::to_string(max_k_slices));
   }
-  const std::int64_t slice_cap = max_k_slices > 0 ? max_k_slices : kMaxStreamSlices;
   const std::int64_t steps = (round_up(k, kTmacKAlign) / 4 + kStepBytes - 1) / kStepBytes;
+  const std::int64_t slice_cap =
+      max_k_slices > 0 ? max_k_slices : (steps >= kStreamWideMinSteps ? kStreamWideWarps : kStreamWarps);
   const std::int64_t tiles = (m + 15) / 16;
   TmacLaunchShape s;
   s.k_slices = static_cast<int>(steps < slice_cap ? steps : slice_cap);
@@ -762,8 +778,8 @@ TmacGemvOp::TmacGemvOp(std::shared_ptr<const TernaryWeights> weights, std::uintp
     EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
     // First pass: block size and shared memory (independent of the grid), which the occupancy query needs.
     shape_ = tmac_stream_launch_shape(w_->m(), w_->k(), batch, sm_count, 1, max_k_slices);
-    const void* kernel = y_dtype == TmacDType::F16 ? reinterpret_cast<const void*>(&tmac_stream_kernel<__half>)
-                                                   : reinterpret_cast<const void*>(&tmac_stream_kernel<float>);
+    const void* kernel = y_dtype == TmacDType::F16 ? stream_kernel<__half>(shape_.k_slices)
+                                                   : stream_kernel<float>(shape_.k_slices);
     // Above 48 KB of dynamic shared memory a kernel must opt in (a per-function attribute, idempotent).
     EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shape_.smem_bytes));
     EDGELLM_CUDA_CHECK(
@@ -808,7 +824,9 @@ void launch_typed(const TernaryWeights& w, std::uintptr_t x, std::uintptr_t y, i
   const int steps = (row_bytes + kStepBytes - 1) / kStepBytes;
   if (variant == TmacVariant::Stream) {
     if constexpr (std::is_same_v<XT, __half>) {
-      tmac_stream_kernel<YT><<<s.blocks, s.threads, s.smem_bytes, stream>>>(
+      const auto kernel = s.k_slices > kStreamWarps ? tmac_stream_kernel<YT, kStreamWideWarps>
+                                                    : tmac_stream_kernel<YT, kStreamWarps>;
+      kernel<<<s.blocks, s.threads, s.smem_bytes, stream>>>(
           w.packed(), w.scale(), xp, yp, M, K, row_bytes, steps, batch, s.k_slices, s.items_per_tile, x_vec ? 1 : 0);
       EDGELLM_CUDA_CHECK_LAUNCH("tmac_stream_kernel");
     }

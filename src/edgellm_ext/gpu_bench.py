@@ -33,8 +33,11 @@ GEMV_SHAPES = {
     "qwen05_down": (896, 4864),
     "qwen15_gateup": (17920, 1536),
     "qwen15_down": (1536, 8960),
-    "big_4096": (4096, 4096),
-    "big_14336x4096": (14336, 4096),
+    "big_4096": (4096, 4096),  # Llama-3.1-8B's o-projection
+    "big_14336x4096": (14336, 4096),  # Llama-3.1-8B's gate or up projection
+    "llama8b_qkv": (6144, 4096),
+    "llama8b_down": (4096, 14336),
+    "llama8b_lmhead": (128256, 4096),
 }
 
 GRAPH_LAUNCHES = 20  # launches captured per graph when timing per-launch cost inside a CUDA graph
