@@ -172,9 +172,10 @@ def test_stream_tiles_per_block_and_ragged_steps(rng, max_k_slices, batch):
 @pytest.mark.parametrize("max_k_slices", [0, 9, 16])
 @pytest.mark.parametrize("batch", [1, 8])
 def test_stream_wide_blocks(rng, max_k_slices, batch):
-    # The 16-warp instantiation (2 blocks per SM), which the default cap takes from 17 steps of K on
-    # (tmac_stream_launch_shape): K = 4196 is 17 steps, the last one partial, so with 16 K-slices every warp but
-    # the first has a second item past the row; more tiles than resident blocks and a ragged last tile.
+    # The wide instantiation (9-16 warps, 2 blocks per SM), which the default takes from 17 steps of K on
+    # (tmac_stream_launch_shape: 9 warps of 2 items here): K = 4196 is 17 steps, the last one partial, so with 16
+    # K-slices every warp but the first has a second item past the row; more tiles than resident blocks and a
+    # ragged last tile.
     sms = cuda.device_info()["multiprocessor_count"]
     m, k = 16 * 3 * sms + 5, 4196
     w, scale = _weights(rng, m, k)
@@ -184,7 +185,7 @@ def test_stream_wide_blocks(rng, max_k_slices, batch):
     out_dev.owner.fill_bytes(0xFF, 0)
     op = weights.prepare(x, out_dev, variant="stream", max_k_slices=max_k_slices)
     shape = op.launch_shape
-    slices = max_k_slices or 16
+    slices = max_k_slices or 9
     assert shape["k_slices"] == slices and shape["threads"] == 32 * slices
     assert shape["items_per_tile"] == -(-17 // slices)
     assert shape["blocks"] < (m + 15) // 16, "the grid should be persistent (fewer blocks than tiles)"
@@ -195,10 +196,11 @@ def test_stream_wide_blocks(rng, max_k_slices, batch):
 
 @pytest.mark.gpu
 def test_stream_default_cap_and_cap_limits(rng):
-    # Default cap: 8 warps up to 16 steps of K (K = 4096), 16 from 17 steps on; caps beyond a variant's largest
-    # block are refused with the range.
+    # Default: 8 warps up to 16 steps of K (K = 4096); from 17 steps on, the fewest warps that give each as few
+    # items as 16 warps would (17 steps: 9 warps of 2; 35: 12 of 3; 56: 14 of 4; 64: 16 of 4). Caps beyond a
+    # variant's largest block are refused with the range.
     m = 64
-    for k, expect in [(4096, 8), (4097, 16), (14336, 16)]:
+    for k, expect in [(4096, 8), (4097, 9), (8960, 12), (14336, 14), (16384, 16)]:
         w, scale = _weights(rng, m, k)
         weights = tmac.TernaryWeights(pack_ternary(w), scale, k)
         op = weights.prepare(_activations(rng, 1, k, "float16"), cuda.empty((1, m), "float16"), variant="stream")

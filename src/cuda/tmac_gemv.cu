@@ -705,10 +705,11 @@ TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k, int sm_cou
 
 // The stream grid (the one place it is tuned): k_slices = min(steps, cap) warps per block, as many blocks as fit
 // on the device at once (blocks_per_sm from the occupancy API for this shared-memory size), never more than there
-// are tiles. The default cap is 8 (kStreamWarps), and 16 (the wide instantiation) from kStreamWideMinSteps steps
-// of K on: a long row then has half as many items per warp in front of its tile's barrier, which beat the extra
-// registers and resident warps of the 8-warp form only there (tools/sweep_tmac.py --caps 8,16;
-// bench/results/nvidia-h200/tmac_stream_sweep.md).
+// are tiles. The default cap is 8 (kStreamWarps) up to kStreamWideMinSteps - 1 steps of K; from there on the
+// wide instantiation, with the fewest warps (9..16) that give each warp as few items per tile as 16 warps would
+// (35 steps: 12 warps of 3 items, not 16 of which 13 have 3): a long row then has fewer items per warp in front
+// of its tile's barrier, which beats the 8-warp form's extra registers and resident blocks only on such rows
+// (tools/sweep_tmac.py --caps; bench/results/nvidia-h200/tmac_stream_sweep.md).
 TmacLaunchShape tmac_stream_launch_shape(std::int64_t m, std::int64_t k, int batch, int sm_count, int blocks_per_sm,
                                          int max_k_slices) {
   if (max_k_slices < 0 || max_k_slices > kMaxStreamSlices) {
@@ -716,8 +717,12 @@ TmacLaunchShape tmac_stream_launch_shape(std::int64_t m, std::int64_t k, int bat
                                 ", got " + std::to_string(max_k_slices));
   }
   const std::int64_t steps = (round_up(k, kTmacKAlign) / 4 + kStepBytes - 1) / kStepBytes;
-  const std::int64_t slice_cap =
-      max_k_slices > 0 ? max_k_slices : (steps >= kStreamWideMinSteps ? kStreamWideWarps : kStreamWarps);
+  std::int64_t slice_cap = max_k_slices > 0 ? max_k_slices : kStreamWarps;
+  if (max_k_slices == 0 && steps >= kStreamWideMinSteps) {
+    // The fewest warps (> kStreamWarps) that give each warp as few items per tile as kStreamWideWarps would.
+    const std::int64_t fewest_items = (steps + kStreamWideWarps - 1) / kStreamWideWarps;
+    slice_cap = (steps + fewest_items - 1) / fewest_items;
+  }
   const std::int64_t tiles = (m + 15) / 16;
   TmacLaunchShape s;
   s.k_slices = static_cast<int>(steps < slice_cap ? steps : slice_cap);
