@@ -21,18 +21,26 @@ parser.add_argument("--out", help="write the medians as JSON here")
 parser.add_argument("--caps", default="2,4,8", help="K-slice caps to sweep (comma-separated)")
 parser.add_argument("--iterations", type=int, default=100)
 parser.add_argument("--variants", default="mma,stream", help="variants to sweep (comma-separated)")
-parser.add_argument("--shapes", default=",".join(GEMV_SHAPES), help="GEMV_SHAPES names to sweep (comma-separated)")
+parser.add_argument("--shapes", default=",".join(GEMV_SHAPES),
+                    help="shapes to sweep (comma-separated): GEMV_SHAPES names or MxK, e.g. 3584x18944")
 args = parser.parse_args()
 caps = [int(c) for c in args.caps.split(",")]
-shapes = args.shapes.split(",")
-unknown = [s for s in shapes if s not in GEMV_SHAPES]
-if unknown:
-    parser.error(f"--shapes: unknown {unknown}; known: {', '.join(GEMV_SHAPES)}")
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    if text in GEMV_SHAPES:
+        return GEMV_SHAPES[text]
+    m, sep, k = text.partition("x")
+    if not (sep and m.isdigit() and k.isdigit() and int(m) > 0 and int(k) > 0):
+        parser.error(f"--shapes: {text!r} is neither a GEMV_SHAPES name ({', '.join(GEMV_SHAPES)}) nor MxK")
+    return int(m), int(k)
+
+
+shapes = {text: parse_shape(text) for text in args.shapes.split(",")}
 
 results = []
 with cuda.Timer() as timer:
-    for name in shapes:
-        m, k = GEMV_SHAPES[name]
+    for name, (m, k) in shapes.items():
         w_t, scale = ternary_quantize(np.random.default_rng(m).standard_normal((m, k), dtype=np.float32))
         weights = tmac.TernaryWeights(pack_ternary(w_t), scale, k)
         x = torch.randn((1, k), device="cuda").half()
