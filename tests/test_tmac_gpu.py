@@ -196,11 +196,13 @@ def test_stream_wide_blocks(rng, max_k_slices, batch):
 
 @pytest.mark.gpu
 def test_stream_default_cap_and_cap_limits(rng):
-    # Default: 8 warps up to 16 steps of K (K = 4096); from 17 steps on, the fewest warps that give each as few
-    # items as 16 warps would (17 steps: 9 warps of 2; 35: 12 of 3; 56: 14 of 4; 64: 16 of 4). Caps beyond a
+    # Default: 8 warps up to 16 steps of K (K = 4096); from 17 steps on, among the warp counts that give each warp
+    # as few items as 16 warps would, the one whose busiest scheduler (warp w on w % 4) has the fewest items, then
+    # the fewest warps (src/cuda/tmac_gemv.cu, stream_wide_k_slices): 17 steps -> 9 warps, 19 -> 11 (busiest
+    # scheduler 5 items; 10 warps: 6), 32 -> 16, 35 -> 12 (9 items, as 16 warps), 56 -> 16. Caps beyond a
     # variant's largest block are refused with the range.
     m = 64
-    for k, expect in [(4096, 8), (4097, 9), (8960, 12), (14336, 14), (16384, 16)]:
+    for k, expect in [(4096, 8), (4097, 9), (4864, 11), (8192, 16), (8960, 12), (14336, 16)]:
         w, scale = _weights(rng, m, k)
         weights = tmac.TernaryWeights(pack_ternary(w), scale, k)
         op = weights.prepare(_activations(rng, 1, k, "float16"), cuda.empty((1, m), "float16"), variant="stream")

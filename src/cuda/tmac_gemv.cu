@@ -49,6 +49,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cmath>
 #include <tuple>
 #include <type_traits>
@@ -498,7 +499,7 @@ constexpr int kStreamDepth = 3;            // items in flight per warp
 constexpr int kStreamWarps = 8;            // warps per block of the default instantiation (3 blocks per SM)
 constexpr int kStreamWideWarps = 16;       // warps per block of the wide one (2 blocks per SM, <= 64 registers)
 constexpr int kMaxStreamSlices = kStreamWideWarps;
-constexpr std::int64_t kStreamWideMinSteps = 17;  // 256-weight steps (K > 4096): the default cap's crossover
+constexpr std::int64_t kStreamWideMinSteps = 17;  // 256-weight steps (K > 4096) from which the default is wide
 constexpr int kXLaneBlockBytes = 144;      // one lane's 128 bytes of B fragments for one step, + 16 (bank spread)
 constexpr std::int64_t kMaxStreamXBytes = 96 * 1024;  // staged x larger than this: "stream" refuses
 
@@ -656,6 +657,37 @@ const void* stream_kernel(int k_slices) {
 }  // namespace
 
 // ------------------------------------------------------------------------------------------ launch shapes
+namespace {
+
+// Items per tile on the busiest warp scheduler when k warps split a row of `steps` steps: warp w takes steps w,
+// w + k, ... and issues from the SM sub-partition w % 4.
+std::int64_t busiest_scheduler_items(std::int64_t steps, std::int64_t k) {
+  std::int64_t load[4] = {0, 0, 0, 0};
+  for (std::int64_t w = 0; w < k && w < steps; ++w) load[w % 4] += (steps - w + k - 1) / k;
+  return std::max(std::max(load[0], load[1]), std::max(load[2], load[3]));
+}
+
+// The wide instantiation's warps for a row of steps >= kStreamWideMinSteps: among the warp counts (9..16) that
+// give each warp as few items per tile as 16 warps would, the one whose busiest scheduler has the fewest items,
+// then the fewest warps. Measured on the H200 (tools/sweep_tmac.py, every cap 8..16 on the models' down
+// projections, 19 to 74 steps; bench/results/nvidia-h200/tmac_stream_sweep.md): the best cap or within 1% of it
+// in CUDA graphs on all 7, with events too except at 56 steps (16 warps, 2.5% slower than 14).
+std::int64_t stream_wide_k_slices(std::int64_t steps) {
+  const std::int64_t fewest_items = (steps + kStreamWideWarps - 1) / kStreamWideWarps;
+  std::int64_t best = kStreamWideWarps, best_load = busiest_scheduler_items(steps, kStreamWideWarps);
+  for (std::int64_t k = kStreamWarps + 1; k < kStreamWideWarps; ++k) {
+    if ((steps + k - 1) / k != fewest_items) continue;
+    const std::int64_t load = busiest_scheduler_items(steps, k);
+    if (load < best_load) {
+      best = k;
+      best_load = load;
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
 TmacLaunchShape tmac_simple_launch_shape(std::int64_t m) {
   TmacLaunchShape s;
   s.threads = kSimpleWarps * 32;
@@ -706,10 +738,9 @@ TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k, int sm_cou
 // The stream grid (the one place it is tuned): k_slices = min(steps, cap) warps per block, as many blocks as fit
 // on the device at once (blocks_per_sm from the occupancy API for this shared-memory size), never more than there
 // are tiles. The default cap is 8 (kStreamWarps) up to kStreamWideMinSteps - 1 steps of K; from there on the
-// wide instantiation, with the fewest warps (9..16) that give each warp as few items per tile as 16 warps would
-// (35 steps: 12 warps of 3 items, not 16 of which 13 have 3): a long row then has fewer items per warp in front
-// of its tile's barrier, which beats the 8-warp form's extra registers and resident blocks only on such rows
-// (tools/sweep_tmac.py --caps; bench/results/nvidia-h200/tmac_stream_sweep.md).
+// wide instantiation with stream_wide_k_slices(steps) warps: a long row then has fewer items per warp in front of
+// its tile's barrier, which beats the 8-warp form's extra registers and resident blocks only on such rows (at 16
+// steps 8 warps of 2 items were faster than 16 of 1 in CUDA graphs: 4.50 vs 4.60 us on 4096 x 4096).
 TmacLaunchShape tmac_stream_launch_shape(std::int64_t m, std::int64_t k, int batch, int sm_count, int blocks_per_sm,
                                          int max_k_slices) {
   if (max_k_slices < 0 || max_k_slices > kMaxStreamSlices) {
@@ -717,12 +748,8 @@ TmacLaunchShape tmac_stream_launch_shape(std::int64_t m, std::int64_t k, int bat
                                 ", got " + std::to_string(max_k_slices));
   }
   const std::int64_t steps = (round_up(k, kTmacKAlign) / 4 + kStepBytes - 1) / kStepBytes;
-  std::int64_t slice_cap = max_k_slices > 0 ? max_k_slices : kStreamWarps;
-  if (max_k_slices == 0 && steps >= kStreamWideMinSteps) {
-    // The fewest warps (> kStreamWarps) that give each warp as few items per tile as kStreamWideWarps would.
-    const std::int64_t fewest_items = (steps + kStreamWideWarps - 1) / kStreamWideWarps;
-    slice_cap = (steps + fewest_items - 1) / fewest_items;
-  }
+  const std::int64_t slice_cap =
+      max_k_slices > 0 ? max_k_slices : (steps >= kStreamWideMinSteps ? stream_wide_k_slices(steps) : kStreamWarps);
   const std::int64_t tiles = (m + 15) / 16;
   TmacLaunchShape s;
   s.k_slices = static_cast<int>(steps < slice_cap ? steps : slice_cap);
