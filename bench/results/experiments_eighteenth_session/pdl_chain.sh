@@ -5,7 +5,8 @@
 #     o-projection triggers its successor only after its own wait (so the chain stays short behind it);
 #   gemv_late: every GEMV triggers its successor after its wait instead of at its top (attention unchanged);
 #   attn_top_gemv_late: both;
-#   qkv_late: only the QKV GEMV (whose successor is the attention) triggers after its wait.
+#   qkv_late: only the QKV GEMV (whose successor is the attention) triggers after its wait;
+#   others_late: every GEMV but the QKV one triggers after its wait (call 8).
 # VARIANTS and DEPTHS choose the runs (call 6: the first four at depths 0 and 1000; call 7: A, qkv_late, gemv_late
 # at 0, 1000 and 4000).
 # Then the programmatic-launch engine tests on each variant and tools/engine_probe.py on a random SmolLM2-shaped
