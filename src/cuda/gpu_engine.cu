@@ -47,6 +47,8 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
   const GemvSmem s = gemv_smem(smem, p.k, kGemvWarps, NT, FA || float_activations(TYPE));
   unsigned long long* const trace = threadIdx.x == 0 ? p.trace : nullptr;
   if (trace) atomicMin(trace, globaltimer_ns());
+  // At the top, before the prefetch: triggering after the wait instead (all GEMVs, the QKV one alone, or all
+  // but it) was slower at depth 0 or 4000 or both (docs/engine.md, experiments_eighteenth_session).
   pdl_trigger();
   GemvCursor c;
   gemv_prefetch<E, TYPE, kGemvWarps>(p, blockIdx.x, c);
