@@ -11,7 +11,8 @@
 # at 0, 1000 and 4000).
 # Then the programmatic-launch engine tests on each variant and tools/engine_probe.py on a random SmolLM2-shaped
 # Q4_1 model (graph step, f32 activations), variants alternating, two rounds, depths 0 and 1000. One tarball.
-# Run from the repo root on the device (carry .whl).
+# The patches apply to dddc6a0's src/cuda (check out that commit to repeat). Run from the repo root on the device
+# (carry .whl).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../../.." && pwd)"
 HERE="$ROOT/bench/results/experiments_eighteenth_session"
