@@ -80,7 +80,7 @@ def choose_variant(m: int, k: int, x_dtype: str = "float32", stream_fits: bool =
     """The variant "auto" picks for an M x K matrix (AUTO_VARIANT_TABLE), then "mma" -> "stream" for float16 x
     whose staged copy fits (``stream_fits``: ``_core.tmac_stream_fits(K, B)``): the stream kernel does the same
     arithmetic with ~30% fewer instructions and a grid that keeps the weights streaming; measured as fast or faster
-    in CUDA graphs on all 11 benchmark shapes and within 1% with events (bench/results/nvidia-h200/
+    in CUDA graphs on all 11 shapes of that sweep and within 1% with events (bench/results/nvidia-h200/
     tmac_stream_sweep.md)."""
     chosen = AUTO_VARIANT_TABLE[0][1]
     for min_weights, variant in AUTO_VARIANT_TABLE:
@@ -299,7 +299,8 @@ class TernaryWeights:
         timers (:class:`edgellm_ext.cuda.Timer`) and CUDA graphs. ``out`` must be a device array of shape
         [B, M] (or [M]) in x's dtype or float32. The op keeps the weights, x and out alive (a numpy x is copied
         to the device once, here). ``op.bytes_per_launch`` gives the bytes one launch moves at least.
-        ``max_k_slices`` ("mma" and "stream"; 0: the tuned default) caps the warps that split K, for tuning sweeps."""
+        ``max_k_slices`` (0: the tuned default; 1..8 for "mma", 1..16 for "stream") caps the warps that split K, for
+        tuning sweeps (``op.launch_shape`` shows the grid chosen)."""
         batch, x_dtype, x_shape = validate_activations(x, self.k)
         if out is None or isinstance(out, np.ndarray):
             raise TypeError("out: prepare() needs a device output array (torch, cupy or edgellm_ext.cuda.empty)")
