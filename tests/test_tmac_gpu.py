@@ -143,6 +143,21 @@ def test_multi_tile_warps(rng, tiles_per_warp, out_dtype, k):
     _check(cuda.to_host(out_dev), w, scale, x, out_dtype)
 
 
+def _run_stream_grid(rng, m, k, batch, max_k_slices, out_dtype):
+    """One "stream" launch of a random M x K matrix at a K-slice cap, output poisoned first and checked against the
+    float64 reference; returns the launch shape for the caller's grid assertions."""
+    w, scale = _weights(rng, m, k)
+    weights = tmac.TernaryWeights(pack_ternary(w), scale, k)
+    x = _activations(rng, batch, k, "float16")
+    out_dev = cuda.empty((batch, m), out_dtype)
+    out_dev.owner.fill_bytes(0xFF, 0)
+    op = weights.prepare(x, out_dev, variant="stream", max_k_slices=max_k_slices)
+    op.launch(0)
+    _core.stream_synchronize(0)
+    _check(cuda.to_host(out_dev), w, scale, x, out_dtype)
+    return op.launch_shape
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("max_k_slices", [1, 3, 5, 8])
 @pytest.mark.parametrize("batch", [1, 8])
@@ -152,20 +167,11 @@ def test_stream_tiles_per_block_and_ragged_steps(rng, max_k_slices, batch):
     # and K = 2240 (9 steps of 256, the last one partial): with 5 or 8 K-slices the last item of some warps is
     # past the row (it loads and computes nothing).
     sms = cuda.device_info()["multiprocessor_count"]
-    m, k = 16 * 6 * sms + 9, 2240
-    w, scale = _weights(rng, m, k)
-    weights = tmac.TernaryWeights(pack_ternary(w), scale, k)
-    x = _activations(rng, batch, k, "float16")
-    out_dev = cuda.empty((batch, m), "float32")
-    out_dev.owner.fill_bytes(0xFF, 0)
-    op = weights.prepare(x, out_dev, variant="stream", max_k_slices=max_k_slices)
-    shape = op.launch_shape
+    m = 16 * 6 * sms + 9
+    shape = _run_stream_grid(rng, m, 2240, batch, max_k_slices, "float32")
     assert shape["k_slices"] == max_k_slices and shape["items_per_tile"] == -(-9 // max_k_slices)
     if max_k_slices >= 5:
         assert shape["blocks"] < (m + 15) // 16, "the grid should be persistent (fewer blocks than tiles)"
-    op.launch(0)
-    _core.stream_synchronize(0)
-    _check(cuda.to_host(out_dev), w, scale, x, "float32")
 
 
 @pytest.mark.gpu
@@ -177,21 +183,12 @@ def test_stream_wide_blocks(rng, max_k_slices, batch):
     # K-slices every warp but the first has a second item past the row; more tiles than resident blocks and a
     # ragged last tile.
     sms = cuda.device_info()["multiprocessor_count"]
-    m, k = 16 * 3 * sms + 5, 4196
-    w, scale = _weights(rng, m, k)
-    weights = tmac.TernaryWeights(pack_ternary(w), scale, k)
-    x = _activations(rng, batch, k, "float16")
-    out_dev = cuda.empty((batch, m), "float16")
-    out_dev.owner.fill_bytes(0xFF, 0)
-    op = weights.prepare(x, out_dev, variant="stream", max_k_slices=max_k_slices)
-    shape = op.launch_shape
+    m = 16 * 3 * sms + 5
+    shape = _run_stream_grid(rng, m, 4196, batch, max_k_slices, "float16")
     slices = max_k_slices or 9
     assert shape["k_slices"] == slices and shape["threads"] == 32 * slices
     assert shape["items_per_tile"] == -(-17 // slices)
     assert shape["blocks"] < (m + 15) // 16, "the grid should be persistent (fewer blocks than tiles)"
-    op.launch(0)
-    _core.stream_synchronize(0)
-    _check(cuda.to_host(out_dev), w, scale, x, "float16")
 
 
 @pytest.mark.gpu
