@@ -647,11 +647,10 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS > kStreamWarps ? 2 : 3)
   }
 }
 
-// The stream instantiation that runs a grid of k_slices warps per block.
+// The stream instantiation that runs a grid of k_slices warps per block (both have the same signature).
 template <typename YT>
-const void* stream_kernel(int k_slices) {
-  return k_slices > kStreamWarps ? reinterpret_cast<const void*>(&tmac_stream_kernel<YT, kStreamWideWarps>)
-                                 : reinterpret_cast<const void*>(&tmac_stream_kernel<YT, kStreamWarps>);
+auto stream_kernel(int k_slices) {
+  return k_slices > kStreamWarps ? &tmac_stream_kernel<YT, kStreamWideWarps> : &tmac_stream_kernel<YT, kStreamWarps>;
 }
 
 }  // namespace
@@ -810,8 +809,9 @@ TmacGemvOp::TmacGemvOp(std::shared_ptr<const TernaryWeights> weights, std::uintp
     EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
     // First pass: block size and shared memory (independent of the grid), which the occupancy query needs.
     shape_ = tmac_stream_launch_shape(w_->m(), w_->k(), batch, sm_count, 1, max_k_slices);
-    const void* kernel = y_dtype == TmacDType::F16 ? stream_kernel<__half>(shape_.k_slices)
-                                                   : stream_kernel<float>(shape_.k_slices);
+    const void* kernel = y_dtype == TmacDType::F16
+                             ? reinterpret_cast<const void*>(stream_kernel<__half>(shape_.k_slices))
+                             : reinterpret_cast<const void*>(stream_kernel<float>(shape_.k_slices));
     // Above 48 KB of dynamic shared memory a kernel must opt in (a per-function attribute, idempotent).
     EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shape_.smem_bytes));
     EDGELLM_CUDA_CHECK(
@@ -856,9 +856,7 @@ void launch_typed(const TernaryWeights& w, std::uintptr_t x, std::uintptr_t y, i
   const int steps = (row_bytes + kStepBytes - 1) / kStepBytes;
   if (variant == TmacVariant::Stream) {
     if constexpr (std::is_same_v<XT, __half>) {
-      const auto kernel = s.k_slices > kStreamWarps ? tmac_stream_kernel<YT, kStreamWideWarps>
-                                                    : tmac_stream_kernel<YT, kStreamWarps>;
-      kernel<<<s.blocks, s.threads, s.smem_bytes, stream>>>(
+      stream_kernel<YT>(s.k_slices)<<<s.blocks, s.threads, s.smem_bytes, stream>>>(
           w.packed(), w.scale(), xp, yp, M, K, row_bytes, steps, batch, s.k_slices, s.items_per_tile, x_vec ? 1 : 0);
       EDGELLM_CUDA_CHECK_LAUNCH("tmac_stream_kernel");
     }

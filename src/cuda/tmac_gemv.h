@@ -110,8 +110,8 @@ bool tmac_mma_supported();
 
 // The mma variant's grid for a shape on a device with sm_count SMs (the one place its tuning lives).
 // allow_tiling: fp16 x read with 16-byte loads (the only case with a multi-tile kernel).
-// max_k_slices caps the warps splitting K (0: the tuned default, 8; "stream": 8 or 16, see
-// tmac_stream_launch_shape; at most 8 for "mma", 16 for "stream"); the benchmark sweeps it.
+// max_k_slices caps the warps splitting K (0: the tuned default: 8 for "mma"; for "stream" 8, or 9..16 from 17
+// steps of K on, see tmac_stream_launch_shape; at most 8 for "mma", 16 for "stream"); the benchmark sweeps it.
 TmacLaunchShape tmac_mma_launch_shape(std::int64_t m, std::int64_t k, int sm_count, bool allow_tiling,
                                       int max_k_slices = 0);
 TmacLaunchShape tmac_simple_launch_shape(std::int64_t m);
