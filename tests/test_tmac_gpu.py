@@ -12,6 +12,11 @@ float32 x is split exactly into three bf16 terms), so all error comes from
     core's non-IEEE alignment inside one MMA;
   - y = scale * sum in fp32: 2^-24 |y|;
   - float16 output: round to nearest, 2^-11 |y| + 2^-25 (half the subnormal spacing).
+"stream" in its codes form (long launches, src/cuda/tmac_gemv.cu) multiplies the codes q = w + 1 in {0, 1, 2}
+(scaled by powers of two, exact) and subtracts each warp's sum of x: its accumulations run over |q_k x_k| and
+|x_k|, so the stream bound uses sum_k (|w_k + 1| + 1) |x_k| in place of sum_k |w_k x_k| (the same chain-length
+factor covers its sums: each class chain has at most K/64 MMAs, a warp's x sum 8-element chunks, <= K/256 chunk
+adds and 5 shuffle levels); that bound also holds for its weights form (the mma kernel's arithmetic).
 A second check bounds the relative norm error ||y - ref|| / ||ref||: 1e-5 for float32 outputs (typical fp32
 accumulation error is ~sqrt(K) * 2^-24 < 4e-6 here) and 2^-11 + 1e-5 for float16 outputs.
 
@@ -42,20 +47,26 @@ def _activations(rng: np.random.Generator, batch: int, k: int, dtype: str) -> np
     return rng.standard_normal((batch, k)).astype(dtype)
 
 
-def _reference(w: np.ndarray, scale: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(y, per-element error bound before output rounding) in float64."""
+def _reference(w: np.ndarray, scale: np.ndarray, x: np.ndarray, variant: str) -> tuple[np.ndarray, np.ndarray]:
+    """(y, per-element error bound before output rounding) in float64, for the variant that computed it."""
     w64, x64, s64 = w.astype(np.float64), x.astype(np.float64), scale.astype(np.float64)
     y = (x64 @ w64.T) * s64
-    abs_sum = (np.abs(x64) @ np.abs(w64).T) * np.abs(s64)
+    summed_weights = np.abs(w64 + 1.0) + 1.0 if variant == "stream" else np.abs(w64)
+    abs_sum = (np.abs(x64) @ summed_weights.T) * np.abs(s64)
     k = w.shape[1]
     bound = abs_sum * (k / 8 + 64) * 2.0**-24 + np.abs(y) * 2.0**-24
     return y, bound
 
 
-def _check(out: np.ndarray, w: np.ndarray, scale: np.ndarray, x: np.ndarray, out_dtype: str) -> None:
+def _check(out: np.ndarray, w: np.ndarray, scale: np.ndarray, x: np.ndarray, out_dtype: str,
+           variant: str | None = None) -> None:
+    """variant: the one that ran; None: the one "auto" picks for this shape, x dtype and batch."""
     assert out.dtype == np.dtype(out_dtype)
     assert np.isfinite(out).all(), "some outputs were not written (still NaN) or overflowed"
-    ref, bound = _reference(w, scale, x)
+    if variant is None:
+        (m, k), batch = w.shape, x.shape[0]
+        variant = tmac.choose_variant(m, k, x.dtype.name, _core.tmac_stream_fits(k, batch))
+    ref, bound = _reference(w, scale, x, variant)
     out64 = out.astype(np.float64).reshape(ref.shape)
     if out_dtype == "float16":
         bound = bound + np.abs(ref) * 2.0**-11 + 2.0**-25
@@ -84,7 +95,7 @@ def _run(rng, m, k, batch, x_dtype, out_dtype, variant):
         return
     result = weights.matmul(x_dev, out=out_dev, out_dtype=out_dtype, variant=variant)
     assert result is out_dev
-    _check(cuda.to_host(out_dev), w, scale, x, out_dtype)
+    _check(cuda.to_host(out_dev), w, scale, x, out_dtype, variant)
 
 
 # ------------------------------------------------------------------------------------------- GPU: correctness
@@ -140,7 +151,7 @@ def test_multi_tile_warps(rng, tiles_per_warp, out_dtype, k):
     assert op.launch_shape["tiles_per_warp"] == tiles_per_warp
     op.launch(0)
     _core.stream_synchronize(0)
-    _check(cuda.to_host(out_dev), w, scale, x, out_dtype)
+    _check(cuda.to_host(out_dev), w, scale, x, out_dtype, "mma")
 
 
 def _run_stream_grid(rng, m, k, batch, max_k_slices, out_dtype):
@@ -154,7 +165,7 @@ def _run_stream_grid(rng, m, k, batch, max_k_slices, out_dtype):
     op = weights.prepare(x, out_dev, variant="stream", max_k_slices=max_k_slices)
     op.launch(0)
     _core.stream_synchronize(0)
-    _check(cuda.to_host(out_dev), w, scale, x, out_dtype)
+    _check(cuda.to_host(out_dev), w, scale, x, out_dtype, "stream")
     return op.launch_shape
 
 
@@ -212,6 +223,23 @@ def test_stream_default_cap_and_cap_limits(rng):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("m,k,max_k_slices,batch,codes", [
+    (64, 14336, 0, 3, True),   # 16 warps x 4 items (56 steps), one tile per block
+    (64, 4096, 0, 8, True),    # 8 warps x 2 items, one tile per block
+    (300, 2240, 2, 1, True),   # 2 warps x 5 items (9 steps, the last partial), ragged last tile
+    (300, 2240, 8, 5, True),   # 8 warps x 2 items (the second past the row for 7 of them)
+    (300, 2240, 9, 8, False),  # 9 warps x 1 item, one tile per block
+    (100, 576, 0, 2, False),   # 3 warps x 1 item (SmolLM2's K)
+])
+def test_stream_codes_form(rng, m, k, max_k_slices, batch, codes):
+    # The stream kernel multiplies the 2-bit codes and subtracts each warp's sum of x (the "codes" form) when a
+    # warp has at least 2 items over the launch, else the weights w = q - 1 (src/cuda/tmac_gemv.cu,
+    # tmac_stream_launch_shape); both checked against the float64 reference.
+    shape = _run_stream_grid(rng, m, k, batch, max_k_slices, "float32")
+    assert shape["codes"] == codes
+
+
+@pytest.mark.gpu
 def test_stream_size_limit_and_auto_choice(rng):
     # x is staged in shared memory: 8 rows of K = 16384 do not fit, so "stream" refuses and "auto" takes "mma";
     # float16 x that fits goes to "stream", float32 x to "mma".
@@ -228,7 +256,7 @@ def test_stream_size_limit_and_auto_choice(rng):
         assert op.variant == expect, (k, batch, x_dtype)
         op.launch(0)
         _core.stream_synchronize(0)
-        _check(cuda.to_host(out_dev), w, scale, x, x_dtype)
+        _check(cuda.to_host(out_dev), w, scale, x, x_dtype, op.variant)
     with pytest.raises(ValueError, match="'stream' stages x in shared memory"):
         weights = tmac.TernaryWeights(pack_ternary(_weights(rng, m, 16384)[0]), np.ones(m, np.float32), 16384)
         weights.prepare(_activations(rng, 8, 16384, "float16"), cuda.empty((8, m), "float16"), variant="stream")
@@ -248,7 +276,7 @@ def test_unaligned_x_uses_element_loads(rng, x_dtype, variant):
     out_dev = cuda.empty((batch, m), x_dtype)
     out_dev.owner.fill_bytes(0xFF, 0)
     weights.matmul(x_dev, out=out_dev, variant=variant)
-    _check(cuda.to_host(out_dev), w, scale, x, x_dtype)
+    _check(cuda.to_host(out_dev), w, scale, x, x_dtype, variant)
 
 
 @pytest.mark.gpu
@@ -259,7 +287,7 @@ def test_extreme_activations_fp32_split_is_exact(rng):
     weights = tmac.TernaryWeights(pack_ternary(w), scale, k)
     x = (rng.standard_normal((2, k)) * np.exp2(rng.integers(-40, 40, size=(2, k)))).astype(np.float32)
     out = weights.matmul(x, variant="mma")
-    _check(out, w, scale, x, "float32")
+    _check(out, w, scale, x, "float32", "mma")
 
 
 @pytest.mark.gpu
@@ -322,13 +350,13 @@ def test_prepared_op_timer_and_graph(rng, variant):
     assert shape["blocks"] * shape["rows_per_block"] >= m
     op.launch(0)
     _core.stream_synchronize(0)
-    _check(cuda.to_host(out_dev), w, scale, x, "float16")
+    _check(cuda.to_host(out_dev), w, scale, x, "float16", variant)
     with cuda.Timer() as timer:
         times = timer.events(op, warmup=2, iterations=5)
         graph_times = timer.graph(op, launches_per_graph=4, warmup=1, replays=3)
     assert times.shape == (5,) and (times > 0).all()
     assert graph_times.shape == (3,) and (graph_times > 0).all()
-    _check(cuda.to_host(out_dev), w, scale, x, "float16")
+    _check(cuda.to_host(out_dev), w, scale, x, "float16", variant)
 
 
 @pytest.mark.gpu

@@ -473,9 +473,19 @@ __global__ void __launch_bounds__(kMaxMmaWarps * 32, (sizeof(XT) == 2 && T == 1)
 
 
 // ------------------------------------------------------------------------------------------ stream kernel
-// Variant "stream" (fp16 x, tensor cores): the mma kernel's arithmetic (same decode, same MMAs, same k order,
-// same two accumulator chains and fixed-order sum of the K-slice partials, so the same rounding) with the work
-// laid out for bandwidth instead of one short-lived block per tile:
+// Variant "stream" (fp16 x, tensor cores), in two forms chosen per launch (TmacLaunchShape::codes):
+//   - weights form: the mma kernel's arithmetic (same decode, same MMAs, same k order, same two accumulator chains
+//     and fixed-order sum of the K-slice partials, so the same rounding);
+//   - codes form (nineteenth session): the A operand is the 2-bit code q = w + 1 itself, masked in place as an fp16
+//     subnormal q * 4^c * 2^-24 (decode_pair_codes_f16: ONE LOP3 per weight pair instead of LOP3 + HFMA2; exact),
+//     accumulated in four chains, one per scale class c; a tile's share is 2^24 (c0 + c1/4 + c2/16 + c3/64) minus
+//     the sum of the x the warp multiplied (summed in fp32 while staging x: a warp stages exactly the steps it
+//     multiplies), so W x = Q x - sum_k x_k. Products stay exact; the sums run over |q x| and |x| instead of |w x|
+//     (error bound in tests/test_tmac_gpu.py), and a row of zero weights gives a rounding residue, not exact 0.
+//     ncu on 14336 x 4096: 4.25 M warp instructions against 4.98 M. It wins where a warp has >= 2 items over the
+//     launch (kStreamCodesMinItems) and costs ~0.1 us on one-item launches (its x sum and combine sit on their short
+//     critical path): bench/results/experiments_nineteenth_session/README.md;
+// with the work laid out for bandwidth instead of one short-lived block per tile:
 //   - x is staged once per block in shared memory, already in B-fragment order (per lane and step, the 32 words
 //     its 16 MMAs take, 8 x 16-byte LDS instead of 8 global loads + 32 PRMT + bounds checks per step); lane
 //     blocks are 144 bytes apart (+16 bytes per batch row) so the lanes of a warp spread over the banks;
@@ -486,8 +496,10 @@ __global__ void __launch_bounds__(kMaxMmaWarps * 32, (sizeof(XT) == 2 && T == 1)
 //     each; a warp's item past the last step loads and computes nothing), write their C fragments to shared
 //     memory (double-buffered by tile parity: one barrier per tile) and the block adds them in slice order.
 // Launch: tmac_stream_launch_shape(); dynamic shared memory = stream_x_bytes + stream_partial_bytes.
-// Registers (ptxas, sm_90, CUDA 13.0): 80, no spills, with a ring of 3 items and 3 blocks of 8 warps per SM
-// (a ring of 4 takes 93 registers, 2 blocks per SM; bounded at 3 blocks it spills). ncu on 14336 x 4096 with the
+// Registers (ptxas, sm_90, CUDA 13.0): 80 (weights form) / 74 (codes form), no spills, with a ring of 3 items and
+// 3 blocks of 8 warps per SM; 64 for both forms of the 16-warp instantiation (a ring of 4 takes 93 registers, 2
+// blocks per SM; bounded at 3 blocks it spills). The warp counts (stream_wide_k_slices) were tuned on the weights
+// form, before the codes form existed. ncu on 14336 x 4096 with the
 // ring of 4: 4.7 M warp instructions (the mma kernel: 6.5 M), issue slots 52% busy, DRAM 18%: still bound by
 // instruction latency and issue (the decode is 128 of ~200 instructions per item), not by bandwidth.
 // Seventeenth session (bench/results/experiments_seventeenth_session/): x read lazily in stream_item and the scales
@@ -500,25 +512,46 @@ constexpr int kStreamWarps = 8;            // warps per block of the default ins
 constexpr int kStreamWideWarps = 16;       // warps per block of the wide one (2 blocks per SM, <= 64 registers)
 constexpr int kMaxStreamSlices = kStreamWideWarps;
 constexpr std::int64_t kStreamWideMinSteps = 17;  // 256-weight steps (K > 4096) from which the default is wide
+constexpr std::int64_t kStreamCodesMinItems = 2;  // items per warp over the launch from which the codes form runs
 constexpr int kXLaneBlockBytes = 144;      // one lane's 128 bytes of B fragments for one step, + 16 (bank spread)
 constexpr std::int64_t kMaxStreamXBytes = 96 * 1024;  // staged x larger than this: "stream" refuses
 
 __host__ __device__ constexpr std::int64_t stream_x_bytes(int batch, std::int64_t steps) {
   return batch * (steps * 4 * kXLaneBlockBytes + 16);
 }
-constexpr int stream_partial_bytes(int k_slices) { return 2 * k_slices * 32 * 4 * static_cast<int>(sizeof(float)); }
+// Shared memory after the staged x: the K-slice partials of two tiles ([2][k_slices][32][4] floats), then each
+// warp's sum of the x it multiplies, per batch row ([k_slices][kTmacMaxBatch] floats).
+constexpr int stream_partial_bytes(int k_slices) {
+  return (2 * k_slices * 32 * 4 + k_slices * kTmacMaxBatch) * static_cast<int>(sizeof(float));
+}
 
 // Byte offset of lane (batch row n, quad lane t)'s fragment block for step s.
 __device__ __forceinline__ int x_block_offset(int n, int s, int t, int steps) {
   return ((n * steps + s) * 4 + t) * kXLaneBlockBytes + n * 16;
 }
 
+// Weights i and i + 8 of a 16-weight word (bits 2i and 2i + 16) as the fp16 pair {q_i, q_{i+8}} * 4^c * 2^-24
+// with c = i % 4, q the 2-bit code (0, 1, 2), in ONE instruction: the code's two bits masked in place are the
+// mantissa of an fp16 subnormal (exponent bits 0), so the value is exact and nothing turns q into w = q - 1.
+// Positions 4..7 come from w8 = w >> 8 (their bits moved to positions 0..3). The "codes" form of the stream kernel
+// multiplies these with x in four accumulator classes (one per c) and subtracts sum_k x_k: W x = Q x - sum_k x_k.
+__device__ __forceinline__ std::uint32_t decode_pair_codes_f16(int i, std::uint32_t w, std::uint32_t w8) {
+  return (i < 4 ? w : w8) & (0x00030003u << (2 * (i & 3)));
+}
+
+// Accumulator chains of the stream kernel's two forms: the weights form keeps the p = 0 and p = 1 halves of each
+// step apart (as the mma kernel); the codes form one chain per code class c (decode_pair_codes_f16).
+template <bool kCodes>
+constexpr int kStreamChains = kCodes ? 4 : 2;
+
 // One item: the lane's 16 bytes of rows g (wa) and g + 8 (wb) at step s against the staged x (xoff < 0: this
-// lane's batch row does not exist, B = 0). MMA (p, i) = mi = 8p + i takes words 2 mi (b0) and 2 mi + 1 (b1).
+// lane's batch row does not exist, B = 0). MMA (p, i) = mi = 8p + i takes words 2 mi (b0) and 2 mi + 1 (b1): with
+// the weights w = q - 1 (decode_pair_f16, the mma kernel's decode) into chain p, or with the codes
+// (decode_pair_codes_f16) into chain i % 4.
 // x is read from shared memory 16 bytes (two MMAs' B fragments) at a time as the MMAs need it, not all 128 bytes
-// up front: that holds 4 registers instead of 32, which keeps the kernel at 80 registers with the scale prefetch
-// below (3 blocks of 8 warps per SM) and measured 2-4% faster by itself (seventeenth session, form 1).
-__device__ __forceinline__ void stream_item(float (&c)[2][4], const uint4& wa, const uint4& wb,
+// up front: that holds 4 registers instead of 32 (seventeenth session, form 1: 2-4% faster by itself).
+template <bool kCodes>
+__device__ __forceinline__ void stream_item(float (&c)[kStreamChains<kCodes>][4], const uint4& wa, const uint4& wb,
                                             const unsigned char* xs, int xoff) {
 #pragma unroll
   for (int p = 0; p < 2; ++p) {
@@ -530,18 +563,39 @@ __device__ __forceinline__ void stream_item(float (&c)[2][4], const uint4& wa, c
       const int mi = 8 * p + i;
       if ((mi & 1) == 0 && xoff >= 0) xq = *reinterpret_cast<const uint4*>(xs + xoff + 8 * mi);
       const std::uint32_t b0 = word_of(xq, 2 * (mi & 1)), b1 = word_of(xq, 2 * (mi & 1) + 1);
-      const std::uint32_t a0 = decode_pair_f16(i, ga0, ga0 >> 10);
-      const std::uint32_t a1 = decode_pair_f16(i, gb0, gb0 >> 10);
-      const std::uint32_t a2 = decode_pair_f16(i, ga1, ga1 >> 10);
-      const std::uint32_t a3 = decode_pair_f16(i, gb1, gb1 >> 10);
-      mma_f16(c[p], a0, a1, a2, a3, b0, b1);
+      if constexpr (kCodes) {
+        const std::uint32_t a0 = decode_pair_codes_f16(i, ga0, ga0 >> 8);
+        const std::uint32_t a1 = decode_pair_codes_f16(i, gb0, gb0 >> 8);
+        const std::uint32_t a2 = decode_pair_codes_f16(i, ga1, ga1 >> 8);
+        const std::uint32_t a3 = decode_pair_codes_f16(i, gb1, gb1 >> 8);
+        mma_f16(c[i & 3], a0, a1, a2, a3, b0, b1);
+      } else {
+        const std::uint32_t a0 = decode_pair_f16(i, ga0, ga0 >> 10);
+        const std::uint32_t a1 = decode_pair_f16(i, gb0, gb0 >> 10);
+        const std::uint32_t a2 = decode_pair_f16(i, ga1, ga1 >> 10);
+        const std::uint32_t a3 = decode_pair_f16(i, gb1, gb1 >> 10);
+        mma_f16(c[p], a0, a1, a2, a3, b0, b1);
+      }
     }
   }
 }
 
+// A lane's share of W x for C-fragment element e from its chains. Weights form: c0 + c1. Codes form: Q x =
+// 2^24 (c0 + c1 / 4 + c2 / 16 + c3 / 64) by Horner from the class with the largest scale (the scalings by powers
+// of two are exact; each of the three adds rounds once), minus the sum of the x this warp multiplied (x_sum).
+template <bool kCodes>
+__device__ __forceinline__ float stream_share(const float (&c)[kStreamChains<kCodes>][4], int e, float x_sum) {
+  if constexpr (kCodes) {
+    return fmaf(16777216.0f, fmaf(fmaf(fmaf(c[3][e], 0.25f, c[2][e]), 0.25f, c[1][e]), 0.25f, c[0][e]), -x_sum);
+  } else {
+    return c[0][e] + c[1][e];
+  }
+}
+
 // WARPS: the most warps (K slices) a block of this instantiation has: kStreamWarps (80 registers, 3 blocks per
-// SM) or kStreamWideWarps (bounded to 64 registers, 2 blocks per SM), chosen by tmac_stream_launch_shape.
-template <typename YT, int WARPS>
+// SM) or kStreamWideWarps (bounded to 64 registers, 2 blocks per SM). kCodes: the codes form (above). Both chosen
+// by tmac_stream_launch_shape.
+template <typename YT, int WARPS, bool kCodes>
 __global__ void __launch_bounds__(WARPS * 32, WARPS > kStreamWarps ? 2 : 3)
     tmac_stream_kernel(const std::uint8_t* __restrict__ packed, const float* __restrict__ scale,
                        const __half* __restrict__ x, YT* __restrict__ y, int M, int K, int row_bytes, int steps,
@@ -553,6 +607,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS > kStreamWarps ? 2 : 3)
   const int slice = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
   const uint4 zero_codes = make_uint4(kZeroCodes, kZeroCodes, kZeroCodes, kZeroCodes);
+  float* x_sum_warp = partial + 2 * k_slices * 128 + slice * kTmacMaxBatch;  // this warp's [kTmacMaxBatch]
 
   // The load position runs kStreamDepth items ahead of the compute position, over this block's tiles. With a
   // tile's last item it also loads the scale that this thread applies in the tile's reduction (row tile * 16 +
@@ -587,45 +642,65 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS > kStreamWarps ? 2 : 3)
   // Stage x (the weight loads above are in flight meanwhile): 16-byte chunk k8 = elements 8 k8 .. 8 k8 + 7 of row
   // n; element e of it is x[k0 + 32p + 8j + e] of step s, quad lane t (k0 = 256 s + 64 t), which is half (j & 1)
   // of word 2 (8p + e) + (j >> 1): byte 64p + 2j + 8e of the lane block. Elements k >= K are zeros.
+  // Warp w stages the chunks of steps w, w + k_slices, ... (k8 >> 5 = slice + j k_slices), exactly the steps it
+  // multiplies in every tile; so in the codes form it also sums the x it stages (fp32, fixed order: per lane, then
+  // a shuffle tree) and subtracts that from each tile's share: its part of W x = Q x - sum_k x_k (the sums kept in
+  // shared memory, not registers: the 16-warp instantiation has none to spare).
   const int chunks_per_row = steps * 32;
-  for (int idx = threadIdx.x; idx < batch * chunks_per_row; idx += blockDim.x) {
-    const int n = idx / chunks_per_row, k8 = idx - n * chunks_per_row, k = 8 * k8;
+  if (kCodes && lane >= batch && lane < kTmacMaxBatch) x_sum_warp[lane] = 0.0f;  // batch rows that do not exist
+  for (int n = 0; n < batch; ++n) {
     const unsigned short* row = reinterpret_cast<const unsigned short*>(x + static_cast<std::size_t>(n) * K);
-    unsigned short h[8];
-    if (x_vec && k + 8 <= K) {
-      const uint4 v = ldg16(row + k);
-      const std::uint32_t wv[4] = {v.x, v.y, v.z, v.w};
+    float x_sum = 0.0f;
+    for (int k8 = threadIdx.x; k8 < chunks_per_row; k8 += blockDim.x) {
+      const int k = 8 * k8;
+      unsigned short h[8];
+      if (x_vec && k + 8 <= K) {
+        const uint4 v = ldg16(row + k);
+        const std::uint32_t wv[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-      for (int e = 0; e < 8; ++e) h[e] = static_cast<unsigned short>(wv[e >> 1] >> (16 * (e & 1)));
-    } else {
+        for (int e = 0; e < 8; ++e) h[e] = static_cast<unsigned short>(wv[e >> 1] >> (16 * (e & 1)));
+      } else {
 #pragma unroll
-      for (int e = 0; e < 8; ++e) h[e] = k + e < K ? __ldg(row + k + e) : static_cast<unsigned short>(0);
+        for (int e = 0; e < 8; ++e) h[e] = k + e < K ? __ldg(row + k + e) : static_cast<unsigned short>(0);
+      }
+      const int s = k8 >> 5, tq = (k8 >> 3) & 3, p = (k8 >> 2) & 1, j = k8 & 3;
+      unsigned char* dst = xs + x_block_offset(n, s, tq, steps) + 64 * p + 2 * j;
+      float chunk_sum = 0.0f;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        *reinterpret_cast<unsigned short*>(dst + 8 * e) = h[e];
+        if constexpr (kCodes) chunk_sum += __half2float(__ushort_as_half(h[e]));
+      }
+      x_sum += chunk_sum;
     }
-    const int s = k8 >> 5, tq = (k8 >> 3) & 3, p = (k8 >> 2) & 1, j = k8 & 3;
-    unsigned char* dst = xs + x_block_offset(n, s, tq, steps) + 64 * p + 2 * j;
+    if constexpr (kCodes) {
 #pragma unroll
-    for (int e = 0; e < 8; ++e) *reinterpret_cast<unsigned short*>(dst + 8 * e) = h[e];
+      for (int off = 16; off > 0; off >>= 1) x_sum += __shfl_xor_sync(0xffffffffu, x_sum, off);
+      if (lane == 0) x_sum_warp[n] = x_sum;
+    }
   }
   __syncthreads();
 
-  float c[2][4];
+  constexpr int kChains = kStreamChains<kCodes>;
+  float c[kChains][4];
 #pragma unroll
-  for (int p = 0; p < 2; ++p) c[p][0] = c[p][1] = c[p][2] = c[p][3] = 0.0f;
+  for (int q = 0; q < kChains; ++q) c[q][0] = c[q][1] = c[q][2] = c[q][3] = 0.0f;
   int tile = blockIdx.x, u = 0, parity = 0;
   while (tile < tiles) {
 #pragma unroll
     for (int r = 0; r < kStreamDepth; ++r) {
       if (tile < tiles) {  // block-uniform: every warp of the block walks the same (tile, u) sequence
         const int s = u * k_slices + slice;
-        if (s < steps) stream_item(c, wa[r], wb[r], xs, g < batch ? x_block_offset(g, s, t, steps) : -1);
+        if (s < steps) stream_item<kCodes>(c, wa[r], wb[r], xs, g < batch ? x_block_offset(g, s, t, steps) : -1);
         const float tile_scale = sc[r];
         load_next(wa[r], wb[r], sc[r]);
         if (++u == items_per_tile) {
           float* mine = partial + ((parity * k_slices + slice) * 32 + lane) * 4;
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            mine[e] = c[0][e] + c[1][e];
-            c[0][e] = c[1][e] = 0.0f;
+            mine[e] = stream_share<kCodes>(c, e, kCodes ? x_sum_warp[2 * t + (e & 1)] : 0.0f);
+#pragma unroll
+            for (int q = 0; q < kChains; ++q) c[q][e] = 0.0f;
           }
           __syncthreads();
           // C fragment: e = 0, 1: (row g, cols 2t, 2t+1); e = 2, 3: (row g + 8, cols 2t, 2t+1). Rows fastest.
@@ -647,10 +722,13 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS > kStreamWarps ? 2 : 3)
   }
 }
 
-// The stream instantiation that runs a grid of k_slices warps per block (both have the same signature).
+// The stream instantiation for a launch shape's k_slices warps per block and form (all have the same signature).
 template <typename YT>
-auto stream_kernel(int k_slices) {
-  return k_slices > kStreamWarps ? &tmac_stream_kernel<YT, kStreamWideWarps> : &tmac_stream_kernel<YT, kStreamWarps>;
+auto stream_kernel(int k_slices, bool codes) {
+  if (k_slices > kStreamWarps) {
+    return codes ? &tmac_stream_kernel<YT, kStreamWideWarps, true> : &tmac_stream_kernel<YT, kStreamWideWarps, false>;
+  }
+  return codes ? &tmac_stream_kernel<YT, kStreamWarps, true> : &tmac_stream_kernel<YT, kStreamWarps, false>;
 }
 
 }  // namespace
@@ -758,6 +836,8 @@ TmacLaunchShape tmac_stream_launch_shape(std::int64_t m, std::int64_t k, int bat
   const std::int64_t resident = static_cast<std::int64_t>(sm_count) * (blocks_per_sm > 0 ? blocks_per_sm : 1);
   s.blocks = static_cast<int>(tiles < resident ? tiles : resident);
   s.smem_bytes = static_cast<int>(stream_x_bytes(batch, steps) + stream_partial_bytes(s.k_slices));
+  const std::int64_t items_per_warp = (tiles + s.blocks - 1) / s.blocks * s.items_per_tile;
+  s.codes = items_per_warp >= kStreamCodesMinItems;
   return s;
 }
 
@@ -807,20 +887,26 @@ TmacGemvOp::TmacGemvOp(std::shared_ptr<const TernaryWeights> weights, std::uintp
     int device = 0, sm_count = 0, blocks_per_sm = 0;
     EDGELLM_CUDA_CHECK(cudaGetDevice(&device));
     EDGELLM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
-    // First pass: block size and shared memory (independent of the grid), which the occupancy query needs.
-    shape_ = tmac_stream_launch_shape(w_->m(), w_->k(), batch, sm_count, 1, max_k_slices);
-    const void* kernel = y_dtype == TmacDType::F16
-                             ? reinterpret_cast<const void*>(stream_kernel<__half>(shape_.k_slices))
-                             : reinterpret_cast<const void*>(stream_kernel<float>(shape_.k_slices));
+    const auto kernel_of = [y_dtype](const TmacLaunchShape& s) {
+      return y_dtype == TmacDType::F16 ? reinterpret_cast<const void*>(stream_kernel<__half>(s.k_slices, s.codes))
+                                       : reinterpret_cast<const void*>(stream_kernel<float>(s.k_slices, s.codes));
+    };
     // Above 48 KB of dynamic shared memory a kernel must opt in (a per-function attribute, idempotent).
-    EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shape_.smem_bytes));
-    EDGELLM_CUDA_CHECK(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, shape_.threads, shape_.smem_bytes));
+    const auto allow_smem = [](const void* kernel, int bytes) {
+      EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    };
+    // First pass: block size and shared memory (independent of the grid), which the occupancy query needs. Both
+    // forms of an instantiation have the same launch bounds and shared memory, so the same occupancy.
+    shape_ = tmac_stream_launch_shape(w_->m(), w_->k(), batch, sm_count, 1, max_k_slices);
+    allow_smem(kernel_of(shape_), shape_.smem_bytes);
+    EDGELLM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel_of(shape_), shape_.threads,
+                                                                     shape_.smem_bytes));
     if (blocks_per_sm < 1) {
       throw std::invalid_argument("TmacGemvOp: variant 'stream' does not fit this device (shared memory " +
                                   std::to_string(shape_.smem_bytes) + " bytes per block); use 'mma'");
     }
     shape_ = tmac_stream_launch_shape(w_->m(), w_->k(), batch, sm_count, blocks_per_sm, max_k_slices);
+    allow_smem(kernel_of(shape_), shape_.smem_bytes);  // the form depends on the grid: it may not be the first's
   } else {
     if (!tmac_mma_supported()) {
       throw std::invalid_argument(
@@ -856,7 +942,7 @@ void launch_typed(const TernaryWeights& w, std::uintptr_t x, std::uintptr_t y, i
   const int steps = (row_bytes + kStepBytes - 1) / kStepBytes;
   if (variant == TmacVariant::Stream) {
     if constexpr (std::is_same_v<XT, __half>) {
-      stream_kernel<YT>(s.k_slices)<<<s.blocks, s.threads, s.smem_bytes, stream>>>(
+      stream_kernel<YT>(s.k_slices, s.codes)<<<s.blocks, s.threads, s.smem_bytes, stream>>>(
           w.packed(), w.scale(), xp, yp, M, K, row_bytes, steps, batch, s.k_slices, s.items_per_tile, x_vec ? 1 : 0);
       EDGELLM_CUDA_CHECK_LAUNCH("tmac_stream_kernel");
     }

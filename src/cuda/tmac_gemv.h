@@ -14,9 +14,10 @@
 // through shared memory in a fixed order (mma), so results are deterministic run to run.
 //
 // Variants (see tmac_gemv.cu for launch shapes): "simple" (CUDA cores, one warp per row: the reference), "mma"
-// (tensor cores, mma.sync m16n8k16 with the batch as N, one block per 16-row tile) and "stream" (the same
-// arithmetic for float16 x, with x staged in shared memory and a persistent grid streaming the weights; x must
-// fit: tmac_stream_fits). The Python layer picks one for "auto".
+// (tensor cores, mma.sync m16n8k16 with the batch as N, one block per 16-row tile) and "stream" (float16 x staged
+// in shared memory and a persistent grid streaming the weights; x must fit: tmac_stream_fits; the mma kernel's
+// arithmetic, or on launches with >= 2 items per warp the "codes" form: Q x - sum x with Q = W + 1, exact products,
+// fp32 sums). The Python layer picks one for "auto".
 #pragma once
 
 #include <cstddef>
@@ -79,6 +80,7 @@ struct TmacLaunchShape {
   int rows_per_block = 0;
   int items_per_tile = 1;  // stream: 256-weight steps each warp takes per tile
   int smem_bytes = 0;      // stream: dynamic shared memory per block (staged x + partial sums)
+  bool codes = false;      // stream: the codes form (multiplies the 2-bit codes, subtracts sum x; tmac_gemv.cu)
 };
 
 // The prepared op: y = tmac(W, x) with device addresses, batch, dtypes and variant fixed at construction

@@ -63,6 +63,7 @@ void bind_tmac(py::module_& m) {
         d["tiles_per_warp"] = s.tiles_per_warp;
         d["rows_per_block"] = s.rows_per_block;
         d["items_per_tile"] = s.items_per_tile;
+        d["codes"] = s.codes;
         d["smem_bytes"] = s.smem_bytes;
         return d;
       });
