@@ -665,13 +665,14 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS > kStreamWarps ? 2 : 3)
       }
       const int s = k8 >> 5, tq = (k8 >> 3) & 3, p = (k8 >> 2) & 1, j = k8 & 3;
       unsigned char* dst = xs + x_block_offset(n, s, tq, steps) + 64 * p + 2 * j;
-      float chunk_sum = 0.0f;
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        *reinterpret_cast<unsigned short*>(dst + 8 * e) = h[e];
-        if constexpr (kCodes) chunk_sum += __half2float(__ushort_as_half(h[e]));
+      for (int e = 0; e < 8; ++e) *reinterpret_cast<unsigned short*>(dst + 8 * e) = h[e];
+      if constexpr (kCodes) {
+        float chunk_sum = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) chunk_sum += __half2float(__ushort_as_half(h[e]));
+        x_sum += chunk_sum;
       }
-      x_sum += chunk_sum;
     }
     if constexpr (kCodes) {
 #pragma unroll

@@ -15,9 +15,8 @@ Variants: ``"simple"`` (CUDA cores, one warp per row; the reference), ``"mma"`` 
 ``mma.sync.m16n8k16`` with the weights decoded to fp16/bf16 and the batch as N; compute capability >= 8.0),
 ``"stream"`` (float16 x staged in shared memory, a persistent grid that streams the weights; x of B x K must
 fit, ``_core.tmac_stream_fits(K, B)``; when each warp has two or more 256-weight items it multiplies the 2-bit
-codes q = w + 1 and subtracts sum x, which takes a third of the instructions off the decode:
-``launch_shape["codes"]``), ``"auto"`` (:func:`choose_variant`;
-"simple" on GPUs older than compute capability 8.0).
+codes q = w + 1 and subtracts sum x, which halves the decode's instructions: ``launch_shape["codes"]``),
+``"auto"`` (:func:`choose_variant`; "simple" on GPUs older than compute capability 8.0).
 """
 
 from __future__ import annotations
@@ -81,7 +80,8 @@ def padded_k(k: int) -> int:
 def choose_variant(m: int, k: int, x_dtype: str = "float32", stream_fits: bool = False) -> str:
     """The variant "auto" picks for an M x K matrix (AUTO_VARIANT_TABLE), then "mma" -> "stream" for float16 x
     whose staged copy fits (``stream_fits``: ``_core.tmac_stream_fits(K, B)``): the stream kernel does the mma
-    kernel's arithmetic (or, on long launches, multiplies the codes: see the module docstring) with fewer instructions and a grid that keeps the weights streaming; measured as fast or faster
+    kernel's arithmetic (or, on long launches, multiplies the codes: see the module docstring) with fewer
+    instructions and a grid that keeps the weights streaming; measured as fast or faster
     in CUDA graphs on all 11 shapes of that sweep and within 1% with events (bench/results/nvidia-h200/
     tmac_stream_sweep.md)."""
     chosen = AUTO_VARIANT_TABLE[0][1]
