@@ -499,7 +499,11 @@ __global__ void __launch_bounds__(kMaxMmaWarps * 32, (sizeof(XT) == 2 && T == 1)
 // Registers (ptxas, sm_90, CUDA 13.0): 80 (weights form) / 74 (codes form), no spills, with a ring of 3 items and
 // 3 blocks of 8 warps per SM; 64 for both forms of the 16-warp instantiation (a ring of 4 takes 93 registers, 2
 // blocks per SM; bounded at 3 blocks it spills). The warp counts (stream_wide_k_slices) were tuned on the weights
-// form, before the codes form existed. ncu on 14336 x 4096 with the
+// form and re-checked under the codes form (nineteenth session, call 8; 17 and 18 steps in the twentieth, call 9).
+// Not kept (twentieth session, bench/results/experiments_twentieth_session/): L2 prefetch of a block's coming
+// tiles (slower everywhere), cache hints on the weight loads, one block per SM holding several K-slice groups so
+// that every SM gets an even share of tiles (block IDs do not land on SMs round-robin; no faster).
+// ncu on 14336 x 4096 with the
 // ring of 4: 4.7 M warp instructions (the mma kernel: 6.5 M), issue slots 52% busy, DRAM 18%: still bound by
 // instruction latency and issue (the decode is 128 of ~200 instructions per item), not by bandwidth.
 // Seventeenth session (bench/results/experiments_seventeenth_session/): x read lazily in stream_item and the scales
@@ -749,7 +753,8 @@ std::int64_t busiest_scheduler_items(std::int64_t steps, std::int64_t k) {
 // give each warp as few items per tile as 16 warps would, the one whose busiest scheduler has the fewest items,
 // then the fewest warps. Measured on the H200 (tools/sweep_tmac.py, every cap 8..16 on the models' down
 // projections, 19 to 74 steps; bench/results/nvidia-h200/tmac_stream_sweep.md): the best cap or within 1% of it
-// in CUDA graphs on all 7, with events too except at 56 steps (16 warps, 2.5% slower than 14).
+// in CUDA graphs on all 7, with events too except at 56 steps (16 warps, 2.5% slower than 14); at 17 and 18 steps
+// (five shapes, twentieth session) the best in graphs on all, with events except 14336 x 4352 (8 warps 4% faster).
 std::int64_t stream_wide_k_slices(std::int64_t steps) {
   const std::int64_t fewest_items = (steps + kStreamWideWarps - 1) / kStreamWideWarps;
   std::int64_t best = kStreamWideWarps, best_load = -1;
