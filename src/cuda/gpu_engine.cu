@@ -22,7 +22,8 @@ using namespace gemv_q8;
 
 constexpr int kGemvWarps = 8;     // warps per GEMV block; 1, 2, 4 or 8 of them (a group) own one row pair
 constexpr int kGemvThreads = kGemvWarps * 32;
-constexpr int kBlocksPerSm = 4;   // GEMV grid cap: row pairs beyond it are looped over (the LM head)
+constexpr int kBlocksPerSm = 4;   // GEMV grid cap per SM (and at most what fits: launch_gemv); row pairs beyond
+                                   // it are looped over (the LM head)
 constexpr int kEmbedThreads = 256;
 constexpr int kArgmaxThreads = 1024;
 constexpr int kPrefillTokens = 8;  // prompt tokens per batched prefill step (each GEMV weight load serves all 8)
@@ -33,9 +34,10 @@ constexpr int kStepSlotInts = 4;   // a step in flight's pinned slot: {token, po
 
 // ------------------------------------------------------------------------------------------------ GEMV kernel
 // One GEMV of gemv_q8.cuh per launch (prologue, dot products and epilogue as documented there).
-// Launch: grid min(ceil(n_pairs / groups), 4 * SMs), kGemvThreads threads, dynamic shared memory
-// gemv_smem_bytes(K, kGemvWarps) (opt-in above 48 KiB). With programmatic launch the first weights are loaded
-// before waiting for the previous kernel (weights are never written), so their latency overlaps its tail.
+// Launch: grid min(ceil(n_pairs / groups), min(4, resident blocks per SM) * SMs), kGemvThreads threads, dynamic
+// shared memory gemv_smem_bytes(K, kGemvWarps) (opt-in above 48 KiB). With programmatic launch the first weights
+// are loaded before waiting for the previous kernel (weights are never written), so their latency overlaps its
+// tail.
 // NT: tokens per launch (1: a decode step; kPrefillTokens: a batched prefill step). FA: f32 activations for
 // quantized weights (the engine's activations option; fp16 weights always use them).
 // p.trace (GpuEngine::enable_stage_trace; null otherwise): [0] the first block's start, [1] the first block past
@@ -168,16 +170,22 @@ void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool program
                  cudaStream_t stream) {
   p.ksplit = gemv_ksplit(p.k, kGemvWarps);
   const int groups = kGemvWarps / p.ksplit;
-  const int blocks = std::min((p.n_pairs + groups - 1) / groups, kBlocksPerSm * multiprocessors);
   int type = p.seg[0].type;
   for (int i = 1; i < n_segments; ++i) {
     if (p.seg[i].type != type) type = 0;
   }
+  const auto kernel = gemv_kernel<P, E, NT>(type, float_act);
+  const std::size_t smem = gemv_smem_bytes(p.k, kGemvWarps, NT, float_act || float_activations(type));
+  // The grid fits the GPU in one wave: a block of a second wave would start only as a first-wave block ends, and
+  // build the activation again (the SmolLM2 LM head's Q8_0 kernel, 80 registers, holds 3 blocks per SM: its 4 x SMs
+  // blocks took 45.0 us, the resident 3 x SMs 31.7; experiments_twentieth_session, call 13).
+  int resident_per_sm = 0;
+  EDGELLM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident_per_sm, kernel, kGemvThreads, smem));
+  const int blocks_per_sm = std::max(1, std::min(kBlocksPerSm, resident_per_sm));
+  const int blocks = std::min((p.n_pairs + groups - 1) / groups, blocks_per_sm * multiprocessors);
   cudaLaunchAttribute attr;
-  const cudaLaunchConfig_t cfg =
-      launch_config(dim3(blocks), dim3(kGemvThreads),
-                    gemv_smem_bytes(p.k, kGemvWarps, NT, float_act || float_activations(type)), stream, programmatic, attr);
-  EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_kernel<P, E, NT>(type, float_act), p));
+  const cudaLaunchConfig_t cfg = launch_config(dim3(blocks), dim3(kGemvThreads), smem, stream, programmatic, attr);
+  EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p));
 }
 
 Segment segment(const DeviceMatrix& m) { return Segment{m.data, m.type, m.rows, m.row_bytes}; }
