@@ -262,6 +262,33 @@ def test_gpu_batched_prefill_after_decode_up_to_a_full_cache(tmp_path: Path) -> 
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("head_type,activations", [("Q8_0", "f32"), ("Q8_0", "q8_1"), ("Q4_0", "f32")])
+def test_gpu_lm_head_loops_over_rounds(tmp_path: Path, head_type: str, activations: str) -> None:
+    # An LM head of 30259 rows: ~15000 row pairs, several rounds per warp (one warp per pair; ~3000-4000 warps on an
+    # H200), so that each warp's shared-memory ring of the head's streamed rounds wraps (gemv_q8.cuh, head_rounds);
+    # odd, so that the last pair has one row; SmolLM2-135M's shapes (K = 576: 612-byte Q8_0 and 324-byte Q4_0
+    # rows, so every other pair starts 8 bytes past a 16-byte boundary). Every logit of 20 teacher-forced steps
+    # against the CPU engine's.
+    path = tmp_path / "m.gguf"
+    write_tiny_gguf(path, "llama", types={"token_embd.weight": Q[head_type]}, tied=True, seed=4,
+                    dims=(576, 9, 3, 64, 1536), n_layer=2, extra_tokens=30001)
+    cpu = Model.load(path, n_threads=1, n_ctx=48)
+    gpu = Model.load(path, device="cuda", n_ctx=48, activations=activations)
+    assert gpu.config.n_vocab == 30259
+    rng = np.random.default_rng(8)
+    tokens = [int(t) for t in rng.integers(0, gpu.config.n_vocab, size=20)]
+    a = _teacher_forced(cpu, tokens)
+    b = _teacher_forced(gpu, tokens)
+    assert np.isfinite(b).all()
+    scale = np.ptp(a, axis=1, keepdims=True)
+    rel = np.abs(a - b) / scale
+    assert np.median(rel) <= TINY_MEDIAN_REL and rel.max() <= TINY_MAX_REL, (float(np.median(rel)), float(rel.max()))
+    top2 = np.sort(a, axis=1)
+    clear = top2[:, -1] - top2[:, -2] > 2 * TINY_MAX_REL * scale[:, 0]
+    assert (a.argmax(axis=1) == b.argmax(axis=1))[clear].all()
+
+
+@pytest.mark.gpu
 def test_graph_stage_trace(tmp_path: Path) -> None:
     path = _tiny(tmp_path / "m.gguf", "llama", {}, True)
     m = Model.load(path, device="cuda", n_ctx=16)

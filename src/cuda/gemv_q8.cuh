@@ -112,6 +112,9 @@ struct GemvParams {
   int max_seq = 0, head_dim = 0, n_rot = 0, neox = 0;
   const float* inv_freq = nullptr;
   const int* state = nullptr;      // {token, position, ...}
+  // The LM head's streamed rounds (Store epilogue, ksplit 1; see head_rounds): stages of each warp's shared-memory
+  // ring (0: the register loop of every other GEMV).
+  int head_stages = 0;
   // Graph-step diagnostics (GpuEngine::enable_stage_trace; null otherwise): 4 global-timer slots per launch,
   // written by gpu_engine.cu's GEMV kernel.
   unsigned long long* trace = nullptr;
@@ -175,6 +178,14 @@ __device__ __forceinline__ float nibble_to_float(unsigned q4) {
   return __int_as_float(static_cast<int>(0x4B000000u | (q4 & 0xFu))) - 8388608.0f;
 }
 
+// Signed byte `byte` (0..3) of `word` as a float without a conversion instruction (I2F runs at a quarter of the
+// FMA rate or less; the Q8_0 LM head of SmolLM2 converts 28 M of them per token): flipping the sign bit gives
+// q + 128 in 0..255, placed in the low mantissa bits of 2^23 by one byte permute; exact.
+__device__ __forceinline__ float int8_to_float(int word, int byte) {
+  const unsigned biased = static_cast<unsigned>(word) ^ 0x80808080u;
+  return __int_as_float(static_cast<int>(__byte_perm(biased, 0x4B000000u, 0x7540u | byte))) - 8388736.0f;
+}
+
 // fp16 item (8 weights) times the 8 f32 activations a[0..7] (16-byte aligned shared memory), fp32 FMAs.
 __device__ __forceinline__ float f16_item_dot(const Item& it, const float* a, float acc) {
   const float4 a0 = *reinterpret_cast<const float4*>(a);
@@ -205,10 +216,7 @@ __device__ __forceinline__ float item_dot_f32(const Item& it, const float* blk_a
     const float4 a1 = *reinterpret_cast<const float4*>(blk_a + 8 * part + 4);
     const float av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int word = j < 4 ? it.w0 : it.w1;
-      qa = fmaf(static_cast<float>(static_cast<signed char>((word >> (8 * (j & 3))) & 0xFF)), av[j], qa);
-    }
+    for (int j = 0; j < 8; ++j) qa = fmaf(int8_to_float(j < 4 ? it.w0 : it.w1, j & 3), av[j], qa);
   } else {
     const float4 lo = *reinterpret_cast<const float4*>(blk_a + 4 * part);
     const float4 hi = *reinterpret_cast<const float4*>(blk_a + 16 + 4 * part);
@@ -418,11 +426,14 @@ __device__ __forceinline__ void quantize_octet(const float (&v)[8], bool valid, 
 // Builds the Q8_1 activation of one token in shared memory from the prologue's source (all threads take part).
 // Pass 1 stages the values (x * g for RmsNorm) in shared memory, with every global load of a thread in flight
 // at once; pass 2 quantizes, one thread per 8 elements (4 threads per 32-element block, combined by shuffles).
-// FLOAT_ACT (fp16 weights): pass 2 only applies the RmsNorm scale to the staged values, which are the activation.
+// FLOAT_ACT (f32 activations): there is no pass 2; the staged values are the activation, without the RmsNorm scale
+// s, which is returned for the caller to multiply its dot products with (sum w (x g) s = s sum w (x g)). Scaling
+// the staged values instead took a pass over them and a second block barrier: the engine's decode was 2% slower
+// (bench/results/experiments_twenty_first_session/, call 1). Returns 1 where the scale is already applied.
 // g_first: the first norm weights of the first round, as gemv_prefetch() loaded them (RmsNorm).
 template <Prologue P, int WARPS, bool COHERENT, bool FLOAT_ACT = false>
-__device__ void build_activation(const GemvParams& p, const float (&g_first)[kNormPrefetch], float* sv,
-                                 std::int8_t* sq, float* sd, float* ss, float* red) {
+__device__ float build_activation(const GemvParams& p, const float (&g_first)[kNormPrefetch], float* sv,
+                                  std::int8_t* sq, float* sd, float* ss, float* red) {
   constexpr int kThreads = WARPS * 32;
   const int k = p.k;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -468,10 +479,9 @@ __device__ void build_activation(const GemvParams& p, const float (&g_first)[kNo
   }
   if constexpr (FLOAT_ACT) {
     if constexpr (P == Prologue::RmsNorm) {
-      for (int i = tid; i < k; i += kThreads) sv[i] *= scale;  // the elements this thread staged in pass 1
-      __syncthreads();
+      return scale;
     }
-    return;
+    return 1.0f;
   }
   const int n_oct = k / 8;
   for (int base = 0; base < n_oct; base += kThreads) {  // uniform trip count: every lane reaches the shuffles
@@ -483,6 +493,7 @@ __device__ void build_activation(const GemvParams& p, const float (&g_first)[kNo
     quantize_octet(v, valid, oct, reinterpret_cast<unsigned*>(sq), sd, ss);
   }
   __syncthreads();
+  return 1.0f;
 }
 
 // The Q8_1 activations of NT > 1 tokens (a prefill step) at once, same rule as build_activation: pass 1 (RmsNorm
@@ -610,6 +621,7 @@ struct GemvSmem {
   float* red;
   float2* group_sum;
   std::int8_t* sq;
+  unsigned char* head_ring = nullptr;  // the LM head's streamed rounds (head_ring_offset; set by the kernel)
 };
 
 __host__ __device__ inline std::size_t gemv_smem_bytes(int k, int warps, int nt = 1, bool float_act = false) {
@@ -617,6 +629,11 @@ __host__ __device__ inline std::size_t gemv_smem_bytes(int k, int warps, int nt 
   if (float_act) return static_cast<std::size_t>(nt) * k * sizeof(float) + reductions;
   return (nt == 1 ? static_cast<std::size_t>(k) * sizeof(float) : 0) + static_cast<std::size_t>(nt) * k +
          2 * sizeof(float) * nt * (k / kQK) + reductions;
+}
+
+// Where the LM head's rings start (16-byte aligned after the GEMV's own shared memory; one token).
+__host__ __device__ inline std::size_t head_ring_offset(int k, int warps, bool float_act) {
+  return (gemv_smem_bytes(k, warps, 1, float_act) + 15) / 16 * 16;
 }
 
 // base: 16-byte aligned.
@@ -680,6 +697,127 @@ __device__ __forceinline__ RowPair pair_row_pointers(const GemvParams& p, const 
   return rp;
 }
 
+// ------------------------------------------------------------------------------ the LM head's streamed rounds
+// The LM head (Store epilogue, one warp per row pair, p.head_stages > 0) loops over many rounds of row pairs
+// (SmolLM2-135M: 24576 pairs of 612-byte Q8_0 rows, ~8 rounds per warp, 30 MB read from DRAM per token). The
+// register loop of the other GEMVs keeps only the next round's first batch in flight, so every round waited on
+// DRAM at least once. Here each warp streams its pairs' bytes into its own ring of p.head_stages stages of shared
+// memory with cp.async, head_stages - 1 pairs ahead of the pair it multiplies, and its lanes read their items from
+// the stage (load_batch / consume_batch on shared-memory rows: the same items in the same order as the register
+// loop, so the logits are bit for bit the same). Measured (bench/results/experiments_twenty_first_session/, call
+// 2, H200): SmolLM2-135M's head 27.1 -> 19.7 us; still ~2.7x the time of reading its 30 MB at copy bandwidth (why
+// is not established: the compute per byte, ~5 us of issue per SM, does not explain it either).
+// A pair's two rows are adjacent in memory (Store: rows 2 pair and 2 pair + 1). Limits (gpu_engine.cu's
+// head_stages, which sets p.head_stages only where they hold): one segment, row_bytes % 4 == 0 and the matrix
+// 16-byte aligned, so that a pair starts 4-byte aligned and 16-byte copies from the 16-byte boundary at or below
+// its first byte cover it (the bytes before it belong to the previous row: valid memory); the last copy of a pair
+// reads only up to its last byte (cp.async zero fill).
+__host__ __device__ inline int head_stage_bytes(int row_bytes) { return (2 * row_bytes + 16 + 15) / 16 * 16; }
+__host__ __device__ inline std::size_t head_ring_bytes(int row_bytes, int warps, int stages) {
+  return static_cast<std::size_t>(warps) * stages * head_stage_bytes(row_bytes);
+}
+
+// Issues the copies of pair `pair` into `stage` (16-byte aligned shared memory) and commits them as one group (an
+// empty group for a pair beyond the last, so that every round commits exactly one: the waits count groups).
+// The rows land at stage + (their first byte's address % 16) (head_pair_rows).
+__device__ __forceinline__ void head_issue(const GemvParams& p, int pair, unsigned char* stage, int lane) {
+  if (pair < p.n_pairs) {
+    const Segment& sg = p.seg[0];
+    const int rows = 2 * pair + 1 < sg.rows ? 2 : 1;
+    const std::uint8_t* first = sg.w + static_cast<std::size_t>(2 * pair) * sg.row_bytes;
+    const std::uint8_t* end = first + rows * sg.row_bytes;
+    const std::uint8_t* base =
+        reinterpret_cast<const std::uint8_t*>(reinterpret_cast<std::uintptr_t>(first) & ~std::uintptr_t{15});
+    const int n_chunks = static_cast<int>((end - base + 15) / 16);
+    const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(stage));
+    for (int i = lane; i < n_chunks; i += 32) {
+      const int bytes = static_cast<int>(min(static_cast<std::ptrdiff_t>(16), end - (base + 16 * i)));
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst + 16 * i), "l"(base + 16 * i),
+                   "r"(bytes)
+                   : "memory");
+    }
+  }
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+// Waits until at most `pending` of this thread's most recent cp.async groups are in flight (0 .. 7).
+__device__ __forceinline__ void head_wait(int pending) {
+  switch (pending) {  // wait_group takes an immediate
+    case 0: asm volatile("cp.async.wait_group 0;" ::: "memory"); break;
+    case 1: asm volatile("cp.async.wait_group 1;" ::: "memory"); break;
+    case 2: asm volatile("cp.async.wait_group 2;" ::: "memory"); break;
+    case 3: asm volatile("cp.async.wait_group 3;" ::: "memory"); break;
+    case 4: asm volatile("cp.async.wait_group 4;" ::: "memory"); break;
+    case 5: asm volatile("cp.async.wait_group 5;" ::: "memory"); break;
+    case 6: asm volatile("cp.async.wait_group 6;" ::: "memory"); break;
+    default: asm volatile("cp.async.wait_group 7;" ::: "memory"); break;
+  }
+}
+
+// This warp's ring (of the block's WARPS rings after the GEMV's own shared memory).
+__device__ __forceinline__ unsigned char* head_warp_ring(const GemvParams& p, unsigned char* ring) {
+  return ring + (threadIdx.x >> 5) * p.head_stages * head_stage_bytes(p.seg[0].row_bytes);
+}
+
+// Issues the first head_stages - 1 pairs of this warp (block `block` of the grid, one warp per pair); the engine's
+// kernel calls it before its programmatic wait (weights are never written).
+template <int WARPS>
+__device__ __forceinline__ void head_prefetch(const GemvParams& p, int block, int n_blocks, unsigned char* ring) {
+  unsigned char* mine = head_warp_ring(p, ring);
+  const int stage_bytes = head_stage_bytes(p.seg[0].row_bytes);
+  const int first = block * WARPS + (threadIdx.x >> 5), stride = n_blocks * WARPS;
+  for (int s = 0; s + 1 < p.head_stages; ++s) {
+    head_issue(p, first + s * stride, mine + s * stage_bytes, static_cast<int>(threadIdx.x & 31));
+  }
+}
+
+// The rows of pair `pair` in its stage.
+__device__ __forceinline__ RowPair head_pair_rows(const GemvParams& p, int pair, const unsigned char* stage) {
+  const Segment& sg = p.seg[0];
+  const std::size_t first = static_cast<std::size_t>(2 * pair) * sg.row_bytes;
+  const std::uint8_t* a = stage + ((reinterpret_cast<std::uintptr_t>(sg.w) + first) & 15);
+  RowPair rp;
+  rp.a = a;
+  rp.b = 2 * pair + 1 < sg.rows ? a + sg.row_bytes : nullptr;
+  rp.type_a = rp.type_b = sg.type;
+  return rp;
+}
+
+// Every round of this warp's row pairs (after head_prefetch with the same block and grid; act: the built
+// activation): round j issues pair j + head_stages - 1 into the stage round j - 1 used, waits for pair j's group,
+// multiplies, and lane 0 stores the pair's two outputs.
+template <int TYPE, int WARPS, bool FLOAT_ACT>
+__device__ void head_rounds(const GemvParams& p, int block, int n_blocks, const Act& act, unsigned char* ring,
+                            float scale) {
+  const int lane = threadIdx.x & 31;
+  unsigned char* mine = head_warp_ring(p, ring);
+  const int stages = p.head_stages, stage_bytes = head_stage_bytes(p.seg[0].row_bytes);
+  const int n_items = p.k / kQK * 4, stride = n_blocks * WARPS;
+  const Act acts[1] = {act};
+  int use = 0, fill = stages - 1;  // the stage this round multiplies, the stage it fills
+  for (int pair = block * WARPS + (threadIdx.x >> 5); pair < p.n_pairs; pair += stride) {
+    head_issue(p, pair + (stages - 1) * stride, mine + fill * stage_bytes, lane);
+    head_wait(stages - 1);  // this pair's group is complete (for this lane's copies) ...
+    __syncwarp();           // ... and for every lane's
+    const RowPair rp = head_pair_rows(p, pair, mine + use * stage_bytes);
+    float acc_a[1] = {0.0f}, acc_b[1] = {0.0f};
+    for (int base = 0; base < n_items; base += 32 * kBatch) {
+      Batch bt;
+      load_batch<TYPE>(rp, base, n_items, lane, 32, bt);
+      consume_batch<TYPE, 1, FLOAT_ACT>(rp, base, n_items, lane, 32, bt, acts, acc_a, acc_b);
+    }
+    const float a = warp_sum(acc_a[0]) * scale, b = warp_sum(acc_b[0]) * scale;
+    if (lane == 0) {
+      p.out[2 * pair] = a;
+      if (rp.b) p.out[2 * pair + 1] = b;
+    }
+    __syncwarp();  // every lane has read the stage before the next round refills it
+    use = use + 1 == stages ? 0 : use + 1;
+    fill = fill + 1 == stages ? 0 : fill + 1;
+  }
+  head_wait(0);  // no copy outlives the kernel (the last rounds' groups are empty or already waited for)
+}
+
 // The row pair a group works on and its loaded batch, carried from gemv_prefetch() into gemv_compute(), with the
 // other values that nothing writes during a step: this thread's first round of RmsNorm weights
 // (build_activation's g), and for QkvRope the position and the first pair's RoPE frequency and biases (its
@@ -705,7 +843,9 @@ __device__ __forceinline__ void gemv_prefetch(const GemvParams& p, int block, Ge
   const int kshift = __ffs(p.ksplit) - 1;  // ksplit is a power of two
   const int groups = WARPS >> kshift, group = warp >> kshift, sub = warp & (p.ksplit - 1);
   const int pair = block * groups + group;
-  if (pair < p.n_pairs) {
+  // The LM head's streamed rounds issue their own first pairs (head_prefetch).
+  const bool head_streams = E == Epilogue::Store && p.head_stages > 0;
+  if (pair < p.n_pairs && !head_streams) {
     c.r = pair_rows<E>(p, pair);
     c.rp = pair_row_pointers(p, c.r);
     load_batch<TYPE>(c.rp, 0, p.k / kQK * 4, sub * 32 + lane, 32 * p.ksplit, c.bt);
@@ -764,8 +904,9 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
     }
   };
   Act act[NT];
+  float norm_scale = 1.0f;  // build_activation's scale left for the dot products (1 unless folded)
   if constexpr (NT == 1) {
-    build_activation<P, WARPS, COHERENT, kFloatAct>(p, c.norm_w, s.sv, s.sq, s.sd, s.ss, s.red);
+    norm_scale = build_activation<P, WARPS, COHERENT, kFloatAct>(p, c.norm_w, s.sv, s.sq, s.sd, s.ss, s.red);
   } else {  // group_sum's WARPS * NT float2 are free until the first reduction
     build_activations<P, WARPS, COHERENT, NT, kFloatAct>(p, s.sq, s.sd, s.ss, reinterpret_cast<float*>(s.group_sum),
                                                         s.sv);
@@ -779,6 +920,12 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
     }
   }
 
+  if constexpr (E == Epilogue::Store && NT == 1) {
+    if (p.head_stages > 0) {
+      head_rounds<TYPE, WARPS, kFloatAct>(p, block, n_blocks, act[0], s.head_ring, norm_scale);
+      return;
+    }
+  }
   if (residual_thread && block * groups + group < p.n_pairs) load_residual(c.r);
   const int stride = n_blocks * groups;
   // The first pair's epilogue values from gemv_prefetch (the cursor moves on to the next round's pair below).
@@ -834,7 +981,7 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
     const bool has_b = cur_rp.b != nullptr;
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
-      const float2 d = dot[t];
+      const float2 d = make_float2(dot[t].x * norm_scale, dot[t].y * norm_scale);
       float* out = p.out + static_cast<std::size_t>(t) * p.out_stride;
       if constexpr (E == Epilogue::Store || E == Epilogue::StoreArgmax) {
         out[cur.row_a] = d.x;

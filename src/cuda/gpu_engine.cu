@@ -35,7 +35,8 @@ constexpr int kStepSlotInts = 4;   // a step in flight's pinned slot: {token, po
 // ------------------------------------------------------------------------------------------------ GEMV kernel
 // One GEMV of gemv_q8.cuh per launch (prologue, dot products and epilogue as documented there).
 // Launch: grid min(ceil(n_pairs / groups), min(4, resident blocks per SM) * SMs), kGemvThreads threads, dynamic
-// shared memory gemv_smem_bytes(K, kGemvWarps) (opt-in above 48 KiB). With programmatic launch the first weights
+// shared memory gemv_smem_bytes(K, kGemvWarps) (opt-in above 48 KiB; the LM head with streamed rounds: its rings
+// after it, head_ring_offset + head_ring_bytes). With programmatic launch the first weights
 // are loaded before waiting for the previous kernel (weights are never written), so their latency overlaps its
 // tail.
 // NT: tokens per launch (1: a decode step; kPrefillTokens: a batched prefill step). FA: f32 activations for
@@ -46,7 +47,8 @@ constexpr int kStepSlotInts = 4;   // a step in flight's pinned slot: {token, po
 template <Prologue P, Epilogue E, int TYPE, int NT, bool FA>
 __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
-  const GemvSmem s = gemv_smem(smem, p.k, kGemvWarps, NT, FA || float_activations(TYPE));
+  constexpr bool kFloatAct = FA || float_activations(TYPE);
+  GemvSmem s = gemv_smem(smem, p.k, kGemvWarps, NT, kFloatAct);
   unsigned long long* const trace = threadIdx.x == 0 ? p.trace : nullptr;
   if (trace) atomicMin(trace, globaltimer_ns());
   // At the top, before the prefetch: triggering after the wait instead (all GEMVs, the QKV one alone, or all
@@ -54,6 +56,12 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
   pdl_trigger();
   GemvCursor c;
   gemv_prefetch<E, TYPE, kGemvWarps>(p, blockIdx.x, c);
+  if constexpr (E == Epilogue::Store && NT == 1) {
+    if (p.head_stages > 0) {
+      s.head_ring = smem + head_ring_offset(p.k, kGemvWarps, kFloatAct);
+      head_prefetch<kGemvWarps>(p, blockIdx.x, gridDim.x, s.head_ring);
+    }
+  }
   pdl_wait();  // from here on, the previous kernels' outputs (x, o, act, the cache, state) are visible
   if (trace) {
     const unsigned long long t = globaltimer_ns();
@@ -135,10 +143,13 @@ void (*gemv_kernel(int type, bool float_act))(GemvParams) {
 
 // Above 48 KiB of dynamic shared memory a kernel must opt in: every quantized kernel of the engine's activation
 // form, and with_f16 the fp16-weight kernel (f32 activations can need more than fits: set only where launched).
+// head_ring: the LM head's rings at most (kHeadRingMaxBytes; 0 for the other GEMVs).
 template <Prologue P, Epilogue E, int NT = 1>
-void allow_gemv_smem(int k, bool with_f16, bool float_act) {
+void allow_gemv_smem(int k, bool with_f16, bool float_act, std::size_t head_ring = 0) {
   auto allow = [&](int type) {
-    const int bytes = static_cast<int>(gemv_smem_bytes(k, kGemvWarps, NT, float_act || float_activations(type)));
+    const bool fa = float_act || float_activations(type);
+    const int bytes = static_cast<int>(head_ring > 0 ? head_ring_offset(k, kGemvWarps, fa) + head_ring
+                                                     : gemv_smem_bytes(k, kGemvWarps, NT, fa));
     EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(gemv_kernel<P, E, NT>(type, float_act),
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   };
@@ -173,6 +184,19 @@ __global__ void to_f16_kernel(const std::uint8_t* src, int type, int rows, int c
 constexpr int kHeadOneWarpMaxK = 2 * kBatch * 32 * 8;  // 1024 weights: two batches of 8-weight items per lane
 int head_ksplit(int k) { return k <= kHeadOneWarpMaxK ? 1 : gemv_ksplit(k, kGemvWarps); }
 
+// The LM head's streamed rounds (gemv_q8.cuh, head_rounds): stages per warp ring where they apply (one warp per
+// pair, rows a multiple of 4 bytes, the matrix 16-byte aligned, the block's rings within kHeadRingMaxBytes), else 0
+// (the register loop). Random model with SmolLM2-135M's shapes, vocabulary and types, H200
+// (bench/results/experiments_twenty_first_session/, call 2): head GEMV 27.1 us with the register loop, 20.0 / 19.8 /
+// 19.7 / 19.4 us with 2 / 3 / 4 / 6 stages; decode at depths 0 / 1000 2090 / 1811 tok/s with the register loop,
+// 2117 / 1834 with 4 stages (+1.3%).
+constexpr int kHeadStages = 4;
+constexpr std::size_t kHeadRingMaxBytes = 64 * 1024;
+int head_stages(const Segment& out, int ksplit) {
+  if (ksplit != 1 || out.row_bytes % 4 != 0 || reinterpret_cast<std::uintptr_t>(out.w) % 16 != 0) return 0;
+  return head_ring_bytes(out.row_bytes, kGemvWarps, kHeadStages) <= kHeadRingMaxBytes ? kHeadStages : 0;
+}
+
 // float_act: the quantized kernels with f32 activations (fp16 weights take them anyway). ksplit: warps per row
 // pair (0: gemv_ksplit's, the latency choice).
 template <Prologue P, Epilogue E, int NT = 1>
@@ -185,7 +209,10 @@ void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool program
     if (p.seg[i].type != type) type = 0;
   }
   const auto kernel = gemv_kernel<P, E, NT>(type, float_act);
-  const std::size_t smem = gemv_smem_bytes(p.k, kGemvWarps, NT, float_act || float_activations(type));
+  const bool fa = float_act || float_activations(type);
+  const std::size_t smem = p.head_stages > 0 ? head_ring_offset(p.k, kGemvWarps, fa) +
+                                                   head_ring_bytes(p.seg[0].row_bytes, kGemvWarps, p.head_stages)
+                                             : gemv_smem_bytes(p.k, kGemvWarps, NT, fa);
   // The grid fits the GPU in one wave: a block of a second wave would start only as a first-wave block ends, and
   // build the activation again (the SmolLM2 LM head's Q8_0 kernel, 80 registers, holds 3 blocks per SM: its 4 x SMs
   // blocks took 45.0 us, the resident 3 x SMs 31.7; experiments_twentieth_session, call 13).
@@ -317,7 +344,7 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
   allow_gemv_smem<Prologue::F16, Epilogue::AddResidual>(static_cast<int>(H * D), f16, fa);
   allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu>(static_cast<int>(E), f16, fa);
   allow_gemv_smem<Prologue::F32, Epilogue::AddResidual>(static_cast<int>(F), f16, fa);
-  allow_gemv_smem<Prologue::RmsNorm, Epilogue::Store>(static_cast<int>(E), f16, fa);
+  allow_gemv_smem<Prologue::RmsNorm, Epilogue::Store>(static_cast<int>(E), f16, fa, kHeadRingMaxBytes);
   // Batched prefill where its GEMVs' shared memory (8 tokens' activations: Q8_1, or f32 for fp16 weights) fits
   // this device; decode steps only otherwise.
   int smem_optin = 0;
@@ -648,8 +675,11 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
     launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu>(g.p[2], 2, multiprocessors_, programmatic_, float_activations_, stream);
     launch_gemv<Prologue::F32, Epilogue::AddResidual>(g.p[3], 1, multiprocessors_, programmatic_, float_activations_, stream);
   }
-  launch_gemv<Prologue::RmsNorm, Epilogue::Store>(traced(head_gemv()), 1, multiprocessors_, programmatic_,
-                                                 float_activations_, stream, head_ksplit(static_cast<int>(c.n_embd)));
+  GemvParams head = traced(head_gemv());
+  const int ksplit = head_ksplit(head.k);
+  head.head_stages = head_stages(head.seg[0], ksplit);
+  launch_gemv<Prologue::RmsNorm, Epilogue::Store>(head, 1, multiprocessors_, programmatic_, float_activations_, stream,
+                                                 ksplit);
   argmax_kernel<<<1, kArgmaxThreads, 0, stream>>>(static_cast<const float*>(logits_->data()), output_.rows, state);
   EDGELLM_CUDA_CHECK_LAUNCH("gpu engine argmax");
 }
