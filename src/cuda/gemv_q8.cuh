@@ -112,9 +112,9 @@ struct GemvParams {
   int max_seq = 0, head_dim = 0, n_rot = 0, neox = 0;
   const float* inv_freq = nullptr;
   const int* state = nullptr;      // {token, position, ...}
-  // The LM head's streamed rounds (Store epilogue, ksplit 1; see head_rounds): stages of each warp's shared-memory
-  // ring (0: the register loop of every other GEMV).
-  int head_stages = 0;
+  // The LM head's streamed rounds (Store epilogue, ksplit 1; see head_rounds): 1 where gpu_engine.cu's
+  // head_streams allows them, 0 for the register loop of every other GEMV.
+  int head_streams = 0;
   // Graph-step diagnostics (GpuEngine::enable_stage_trace; null otherwise): 4 global-timer slots per launch,
   // written by gpu_engine.cu's GEMV kernel.
   unsigned long long* trace = nullptr;
@@ -698,23 +698,24 @@ __device__ __forceinline__ RowPair pair_row_pointers(const GemvParams& p, const 
 }
 
 // ------------------------------------------------------------------------------ the LM head's streamed rounds
-// The LM head (Store epilogue, one warp per row pair, p.head_stages > 0) loops over many rounds of row pairs
+// The LM head (Store epilogue, one warp per row pair, p.head_streams) loops over many rounds of row pairs
 // (SmolLM2-135M: 24576 pairs of 612-byte Q8_0 rows, ~8 rounds per warp, 30 MB read from DRAM per token). The
 // register loop of the other GEMVs keeps only the next round's first batch in flight, so every round waited on
-// DRAM at least once. Here each warp streams its pairs' bytes into its own ring of p.head_stages stages of shared
-// memory with cp.async, head_stages - 1 pairs ahead of the pair it multiplies, and its lanes read their items from
+// DRAM at least once. Here each warp streams its pairs' bytes into its own ring of kHeadStages stages of shared
+// memory with cp.async, kHeadStages - 1 pairs ahead of the pair it multiplies, and its lanes read their items from
 // the stage (load_batch / consume_batch on shared-memory rows: the same items in the same order as the register
 // loop, so the logits are bit for bit the same). Measured (bench/results/experiments_twenty_first_session/, call
 // 2, H200): SmolLM2-135M's head 27.1 -> 19.7 us; still ~2.7x the time of reading its 30 MB at copy bandwidth (why
 // is not established: the compute per byte, ~5 us of issue per SM, does not explain it either).
 // A pair's two rows are adjacent in memory (Store: rows 2 pair and 2 pair + 1). Limits (gpu_engine.cu's
-// head_stages, which sets p.head_stages only where they hold): one segment, row_bytes % 4 == 0 and the matrix
+// head_streams, which sets p.head_streams only where they hold): one segment, row_bytes % 4 == 0 and the matrix
 // 16-byte aligned, so that a pair starts 4-byte aligned and 16-byte copies from the 16-byte boundary at or below
 // its first byte cover it (the bytes before it belong to the previous row: valid memory); the last copy of a pair
 // reads only up to its last byte (cp.async zero fill).
+constexpr int kHeadStages = 4;
 __host__ __device__ inline int head_stage_bytes(int row_bytes) { return (2 * row_bytes + 16 + 15) / 16 * 16; }
-__host__ __device__ inline std::size_t head_ring_bytes(int row_bytes, int warps, int stages) {
-  return static_cast<std::size_t>(warps) * stages * head_stage_bytes(row_bytes);
+__host__ __device__ inline std::size_t head_ring_bytes(int row_bytes, int warps) {
+  return static_cast<std::size_t>(warps) * kHeadStages * head_stage_bytes(row_bytes);
 }
 
 // Issues the copies of pair `pair` into `stage` (16-byte aligned shared memory) and commits them as one group (an
@@ -740,33 +741,25 @@ __device__ __forceinline__ void head_issue(const GemvParams& p, int pair, unsign
   asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
-// Waits until at most `pending` of this thread's most recent cp.async groups are in flight (0 .. 7).
-__device__ __forceinline__ void head_wait(int pending) {
-  switch (pending) {  // wait_group takes an immediate
-    case 0: asm volatile("cp.async.wait_group 0;" ::: "memory"); break;
-    case 1: asm volatile("cp.async.wait_group 1;" ::: "memory"); break;
-    case 2: asm volatile("cp.async.wait_group 2;" ::: "memory"); break;
-    case 3: asm volatile("cp.async.wait_group 3;" ::: "memory"); break;
-    case 4: asm volatile("cp.async.wait_group 4;" ::: "memory"); break;
-    case 5: asm volatile("cp.async.wait_group 5;" ::: "memory"); break;
-    case 6: asm volatile("cp.async.wait_group 6;" ::: "memory"); break;
-    default: asm volatile("cp.async.wait_group 7;" ::: "memory"); break;
-  }
+// Waits until at most PENDING of this thread's most recent cp.async groups are in flight.
+template <int PENDING>
+__device__ __forceinline__ void head_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(PENDING) : "memory");
 }
 
 // This warp's ring (of the block's WARPS rings after the GEMV's own shared memory).
 __device__ __forceinline__ unsigned char* head_warp_ring(const GemvParams& p, unsigned char* ring) {
-  return ring + (threadIdx.x >> 5) * p.head_stages * head_stage_bytes(p.seg[0].row_bytes);
+  return ring + (threadIdx.x >> 5) * kHeadStages * head_stage_bytes(p.seg[0].row_bytes);
 }
 
-// Issues the first head_stages - 1 pairs of this warp (block `block` of the grid, one warp per pair); the engine's
+// Issues the first kHeadStages - 1 pairs of this warp (block `block` of the grid, one warp per pair); the engine's
 // kernel calls it before its programmatic wait (weights are never written).
 template <int WARPS>
 __device__ __forceinline__ void head_prefetch(const GemvParams& p, int block, int n_blocks, unsigned char* ring) {
   unsigned char* mine = head_warp_ring(p, ring);
   const int stage_bytes = head_stage_bytes(p.seg[0].row_bytes);
   const int first = block * WARPS + (threadIdx.x >> 5), stride = n_blocks * WARPS;
-  for (int s = 0; s + 1 < p.head_stages; ++s) {
+  for (int s = 0; s + 1 < kHeadStages; ++s) {
     head_issue(p, first + s * stride, mine + s * stage_bytes, static_cast<int>(threadIdx.x & 31));
   }
 }
@@ -784,21 +777,21 @@ __device__ __forceinline__ RowPair head_pair_rows(const GemvParams& p, int pair,
 }
 
 // Every round of this warp's row pairs (after head_prefetch with the same block and grid; act: the built
-// activation): round j issues pair j + head_stages - 1 into the stage round j - 1 used, waits for pair j's group,
+// activation): round j issues pair j + kHeadStages - 1 into the stage round j - 1 used, waits for pair j's group,
 // multiplies, and lane 0 stores the pair's two outputs.
 template <int TYPE, int WARPS, bool FLOAT_ACT>
 __device__ void head_rounds(const GemvParams& p, int block, int n_blocks, const Act& act, unsigned char* ring,
                             float scale) {
   const int lane = threadIdx.x & 31;
   unsigned char* mine = head_warp_ring(p, ring);
-  const int stages = p.head_stages, stage_bytes = head_stage_bytes(p.seg[0].row_bytes);
+  const int stage_bytes = head_stage_bytes(p.seg[0].row_bytes);
   const int n_items = p.k / kQK * 4, stride = n_blocks * WARPS;
   const Act acts[1] = {act};
-  int use = 0, fill = stages - 1;  // the stage this round multiplies, the stage it fills
+  int use = 0, fill = kHeadStages - 1;  // the stage this round multiplies, the stage it fills
   for (int pair = block * WARPS + (threadIdx.x >> 5); pair < p.n_pairs; pair += stride) {
-    head_issue(p, pair + (stages - 1) * stride, mine + fill * stage_bytes, lane);
-    head_wait(stages - 1);  // this pair's group is complete (for this lane's copies) ...
-    __syncwarp();           // ... and for every lane's
+    head_issue(p, pair + (kHeadStages - 1) * stride, mine + fill * stage_bytes, lane);
+    head_wait<kHeadStages - 1>();  // this pair's group is complete (for this lane's copies) ...
+    __syncwarp();                  // ... and for every lane's
     const RowPair rp = head_pair_rows(p, pair, mine + use * stage_bytes);
     float acc_a[1] = {0.0f}, acc_b[1] = {0.0f};
     for (int base = 0; base < n_items; base += 32 * kBatch) {
@@ -812,10 +805,10 @@ __device__ void head_rounds(const GemvParams& p, int block, int n_blocks, const 
       if (rp.b) p.out[2 * pair + 1] = b;
     }
     __syncwarp();  // every lane has read the stage before the next round refills it
-    use = use + 1 == stages ? 0 : use + 1;
-    fill = fill + 1 == stages ? 0 : fill + 1;
+    use = use + 1 == kHeadStages ? 0 : use + 1;
+    fill = fill + 1 == kHeadStages ? 0 : fill + 1;
   }
-  head_wait(0);  // no copy outlives the kernel (the last rounds' groups are empty or already waited for)
+  head_wait<0>();  // no copy outlives the kernel (the last rounds' groups are empty or already waited for)
 }
 
 // The row pair a group works on and its loaded batch, carried from gemv_prefetch() into gemv_compute(), with the
@@ -844,7 +837,7 @@ __device__ __forceinline__ void gemv_prefetch(const GemvParams& p, int block, Ge
   const int groups = WARPS >> kshift, group = warp >> kshift, sub = warp & (p.ksplit - 1);
   const int pair = block * groups + group;
   // The LM head's streamed rounds issue their own first pairs (head_prefetch).
-  const bool head_streams = E == Epilogue::Store && p.head_stages > 0;
+  const bool head_streams = E == Epilogue::Store && p.head_streams;
   if (pair < p.n_pairs && !head_streams) {
     c.r = pair_rows<E>(p, pair);
     c.rp = pair_row_pointers(p, c.r);
@@ -921,7 +914,7 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
   }
 
   if constexpr (E == Epilogue::Store && NT == 1) {
-    if (p.head_stages > 0) {
+    if (p.head_streams) {
       head_rounds<TYPE, WARPS, kFloatAct>(p, block, n_blocks, act[0], s.head_ring, norm_scale);
       return;
     }

@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
   GemvCursor c;
   gemv_prefetch<E, TYPE, kGemvWarps>(p, blockIdx.x, c);
   if constexpr (E == Epilogue::Store && NT == 1) {
-    if (p.head_stages > 0) {
+    if (p.head_streams) {
       s.head_ring = smem + head_ring_offset(p.k, kGemvWarps, kFloatAct);
       head_prefetch<kGemvWarps>(p, blockIdx.x, gridDim.x, s.head_ring);
     }
@@ -184,17 +184,16 @@ __global__ void to_f16_kernel(const std::uint8_t* src, int type, int rows, int c
 constexpr int kHeadOneWarpMaxK = 2 * kBatch * 32 * 8;  // 1024 weights: two batches of 8-weight items per lane
 int head_ksplit(int k) { return k <= kHeadOneWarpMaxK ? 1 : gemv_ksplit(k, kGemvWarps); }
 
-// The LM head's streamed rounds (gemv_q8.cuh, head_rounds): stages per warp ring where they apply (one warp per
-// pair, rows a multiple of 4 bytes, the matrix 16-byte aligned, the block's rings within kHeadRingMaxBytes), else 0
-// (the register loop). Random model with SmolLM2-135M's shapes, vocabulary and types, H200
+// Whether the LM head streams its rounds (gemv_q8.cuh, head_rounds, kHeadStages stages per warp ring): one warp
+// per pair, rows a multiple of 4 bytes, the matrix 16-byte aligned, the block's rings within kHeadRingMaxBytes;
+// else the register loop. Random model with SmolLM2-135M's shapes, vocabulary and types, H200
 // (bench/results/experiments_twenty_first_session/, call 2): head GEMV 27.1 us with the register loop, 20.0 / 19.8 /
 // 19.7 / 19.4 us with 2 / 3 / 4 / 6 stages; decode at depths 0 / 1000 2090 / 1811 tok/s with the register loop,
 // 2117 / 1834 with 4 stages (+1.3%).
-constexpr int kHeadStages = 4;
 constexpr std::size_t kHeadRingMaxBytes = 64 * 1024;
-int head_stages(const Segment& out, int ksplit) {
-  if (ksplit != 1 || out.row_bytes % 4 != 0 || reinterpret_cast<std::uintptr_t>(out.w) % 16 != 0) return 0;
-  return head_ring_bytes(out.row_bytes, kGemvWarps, kHeadStages) <= kHeadRingMaxBytes ? kHeadStages : 0;
+bool head_streams(const Segment& out, int ksplit) {
+  return ksplit == 1 && out.row_bytes % 4 == 0 && reinterpret_cast<std::uintptr_t>(out.w) % 16 == 0 &&
+         head_ring_bytes(out.row_bytes, kGemvWarps) <= kHeadRingMaxBytes;
 }
 
 // float_act: the quantized kernels with f32 activations (fp16 weights take them anyway). ksplit: warps per row
@@ -210,9 +209,9 @@ void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool program
   }
   const auto kernel = gemv_kernel<P, E, NT>(type, float_act);
   const bool fa = float_act || float_activations(type);
-  const std::size_t smem = p.head_stages > 0 ? head_ring_offset(p.k, kGemvWarps, fa) +
-                                                   head_ring_bytes(p.seg[0].row_bytes, kGemvWarps, p.head_stages)
-                                             : gemv_smem_bytes(p.k, kGemvWarps, NT, fa);
+  const std::size_t smem = p.head_streams ? head_ring_offset(p.k, kGemvWarps, fa) +
+                                               head_ring_bytes(p.seg[0].row_bytes, kGemvWarps)
+                                         : gemv_smem_bytes(p.k, kGemvWarps, NT, fa);
   // The grid fits the GPU in one wave: a block of a second wave would start only as a first-wave block ends, and
   // build the activation again (the SmolLM2 LM head's Q8_0 kernel, 80 registers, holds 3 blocks per SM: its 4 x SMs
   // blocks took 45.0 us, the resident 3 x SMs 31.7; experiments_twentieth_session, call 13).
@@ -677,7 +676,7 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
   }
   GemvParams head = traced(head_gemv());
   const int ksplit = head_ksplit(head.k);
-  head.head_stages = head_stages(head.seg[0], ksplit);
+  head.head_streams = head_streams(head.seg[0], ksplit) ? 1 : 0;
   launch_gemv<Prologue::RmsNorm, Epilogue::Store>(head, 1, multiprocessors_, programmatic_, float_activations_, stream,
                                                  ksplit);
   argmax_kernel<<<1, kArgmaxThreads, 0, stream>>>(static_cast<const float*>(logits_->data()), output_.rows, state);
