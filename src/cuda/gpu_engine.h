@@ -75,6 +75,9 @@ struct DeviceLayer {
   const float* ffn_norm = nullptr;
   const float* bias[3] = {nullptr, nullptr, nullptr};  // q, k, v (Qwen2); nullptr = none
   DeviceMatrix wq, wk, wv, wo, gate, up, down;
+  // The fused MLP kernel's packed slices of `down` (gemv_q8.cuh's pack_slice; null without it).
+  const unsigned* down_codes = nullptr;
+  const unsigned* down_scales = nullptr;
 };
 
 // How a step runs: Graph = one CUDA graph of 5 L + 3 kernels per length bucket (above; the default: the faster
@@ -132,12 +135,13 @@ class GpuEngine {
   // Kernels of the last step: 1 (persistent), or 5 per layer + 3, plus one per layer where the bucket's attention
   // runs its split-merge kernel (before the first step: without those).
   int kernels_per_step() const {
-    return persistent_ ? 1 : 5 * static_cast<int>(config_.n_layer) + 3 + last_merge_kernels_;
+    return persistent_ ? 1 : (fused_mlp_ ? 4 : 5) * static_cast<int>(config_.n_layer) + 3 + last_merge_kernels_;
   }
   bool persistent() const { return persistent_; }
   // Matrices stored and multiplied as fp16 (the tied embedding/LM head counted once).
   int fp16_matrices() const { return fp16_matrices_; }
   bool float_activations() const { return float_activations_; }
+  bool fused_mlp() const { return fused_mlp_; }
   // Graph nodes of the graph that ran the last step (its kernels and memsets; the token copy follows it); 0 before
   // the first step.
   std::size_t graph_nodes() const { return last_graph_nodes_; }
@@ -195,6 +199,10 @@ class GpuEngine {
   std::vector<std::unique_ptr<CUevent_st, EventFree>> step_done_;
   std::size_t submitted_ = 0, collected_ = 0;
   bool float_activations_ = false;
+  // Graph step: the MLP as one kernel per layer (gpu_engine.cu's mlp_kernel: f32 activations, quantized gate, up
+  // and down), its down-projection sums in resid_acc_ (int64 fixed point [E], GemvParams::resid_acc).
+  bool fused_mlp_ = false;
+  std::unique_ptr<DeviceBuffer> resid_acc_, down_slices_;
   bool batched_prefill_ = false;
   int fp16_matrices_ = 0;  // the 8-token GEMVs' shared memory fits this device
   std::vector<std::unique_ptr<Bucket>> buckets_;
