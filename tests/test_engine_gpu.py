@@ -112,7 +112,8 @@ def test_gpu_matches_cpu_on_tiny_models(tmp_path: Path, arch: str, types: dict[s
         # f32 activations with quantized gate/up/down weights: each layer's MLP is one kernel (fused_mlp)
         assert c["fused_mlp"] == (activations == "f32")
         per_layer = 4 if activations == "f32" else 5
-        assert c["graph_nodes"] == c["kernels_per_step"] == per_layer * 3 + 3  # the token copy follows the graph
+        # + the embedding and the LM head (its blocks fold in the argmax and write the token to the host)
+        assert c["graph_nodes"] == c["kernels_per_step"] == per_layer * 3 + 2
     else:  # the counters' memset, the kernel
         assert c["persistent"] == 1 and c["kernels_per_step"] == 1 and c["graph_nodes"] == 2
 
@@ -446,7 +447,7 @@ def test_programmatic_launch_with_split_attention(tmp_path: Path) -> None:
     assert np.array_equal(_teacher_forced(a, tokens), _teacher_forced(b, tokens))
     c = a.gpu_counters()
     assert c["fused_mlp"] == 1  # the default f32 activations, quantized MLP weights
-    assert c["graph_nodes"] == c["kernels_per_step"] == 5 * a.config.n_layer + 3  # a merge kernel per layer
+    assert c["graph_nodes"] == c["kernels_per_step"] == 5 * a.config.n_layer + 2  # a merge kernel per layer
 
 
 @pytest.mark.gpu

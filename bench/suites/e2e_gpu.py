@@ -146,8 +146,9 @@ def _ours(ctx: Any, path: str, n_new: int, runs: int, warmup: int, activations: 
                             metric="prefill_tok_s", unit="tok/s", samples=[prompt_len / (t / 1e3) for t in ttft_ms],
                             params=params, model=_MODEL, notes="prompt tokens / TTFT (batched steps of 8)")
         yield R.note(f"ours ({activations} activations) d={depth}: {counters['kernels_per_step']} kernels per token in one CUDA graph "
-                     f"({counters['graph_nodes']} graph nodes; the 4-byte token copy follows the graph); host->device "
-                     f"{counters['last_step_h2d_bytes']} B and device->host {counters['last_step_d2h_bytes']} B per "
+                     f"({counters['graph_nodes']} graph nodes; the LM head writes the 4-byte token id into pinned "
+                     f"host memory); host->device {counters['last_step_h2d_bytes']} B and device->host "
+                     f"{counters['last_step_d2h_bytes']} B per "
                      f"greedy step; {counters['device_bytes'] / 2**20:.1f} MiB allocated by the engine; "
                      f"energy per decoded token {e_tok if e_tok is None else round(e_tok * 1e3, 3)} mJ (NVML, whole "
                      "GPU, decode runs only: greedy streams and forward loops together)")

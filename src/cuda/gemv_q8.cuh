@@ -87,7 +87,7 @@ enum class Prologue { RmsNorm, F16, F32 };
 // StoreArgmax: Store, and each thread keeps the largest value it stored (the persistent kernel's LM head).
 // SwiGluSlice: SwiGlu into shared memory (GemvSmem::swiglu, one value per pair of the block's single round) for the
 // engine's fused MLP kernel, which multiplies them with its slice of the down projection.
-enum class Epilogue { Store, AddResidual, SwiGlu, QkvRope, StoreArgmax, SwiGluSlice };
+enum class Epilogue { AddResidual, SwiGlu, QkvRope, StoreArgmax, SwiGluSlice };
 
 struct Segment {
   const std::uint8_t* w = nullptr;
@@ -104,7 +104,7 @@ struct GemvParams {
   const void* in = nullptr;        // the activation source (f32 or fp16 [K])
   const float* norm_w = nullptr;   // RmsNorm prologue
   float eps = 0.0f;
-  float* out = nullptr;            // Store / AddResidual / SwiGlu: [rows of segment 0] per token
+  float* out = nullptr;            // StoreArgmax / AddResidual / SwiGlu: [rows of segment 0] per token
   int out_stride = 0;              // floats between two tokens' outputs (NT > 1)
   // QkvRope epilogue
   const float* bias[3] = {nullptr, nullptr, nullptr};
@@ -114,7 +114,7 @@ struct GemvParams {
   int max_seq = 0, head_dim = 0, n_rot = 0, neox = 0;
   const float* inv_freq = nullptr;
   const int* state = nullptr;      // {token, position, ...}
-  // The LM head's streamed rounds (Store epilogue, ksplit 1; see head_rounds): 1 where gpu_engine.cu's
+  // The LM head's streamed rounds (StoreArgmax epilogue, ksplit 1; see head_rounds): 1 where gpu_engine.cu's
   // head_streams allows them, 0 for the register loop of every other GEMV.
   int head_streams = 0;
   // The fused MLP's residual sums (gpu_engine.cu's mlp_kernel; null elsewhere): int64 fixed point, 2^-32 units
@@ -124,10 +124,19 @@ struct GemvParams {
   long long* mlp_acc = nullptr;    // the fused MLP kernel's target (the same sums; its own prologue reads none)
   const unsigned* down_codes = nullptr;   // the fused MLP kernel: seg[2]'s slices, pack_slice's layout
   const unsigned* down_scales = nullptr;
+  // The graph step's LM head with the argmax folded in (StoreArgmax in gpu_engine.cu's GEMV kernel; null
+  // elsewhere): argmax = {the best key so far (argmax_key), blocks arrived}, zero between steps; the last block
+  // to arrive writes the token into step_state {token, position, -, token} (position += 1) and, with token_ring,
+  // into the host's pinned slot of this position (token_ring[(position % ring_slots) * ring_stride]).
+  unsigned long long* argmax = nullptr;
+  int* step_state = nullptr;
+  int* token_ring = nullptr;
+  int ring_slots = 0, ring_stride = 0;
   // Graph-step diagnostics (GpuEngine::enable_stage_trace; null otherwise): 4 global-timer slots per launch,
   // written by gpu_engine.cu's GEMV kernel.
   unsigned long long* trace = nullptr;
 };
+
 
 struct Act {
   const int* q = nullptr;    // K int8 values as K/4 words
@@ -760,6 +769,40 @@ __device__ __forceinline__ void argmax_update(ArgmaxAcc& a, float v, int i) {
   }
 }
 
+// A running argmax as one 64-bit key whose maximum is the argmax: (the value's bits made orderable << 32) | ~index,
+// so the larger value wins and, between equal values, the smaller index; -0 and +0 tie; 0: nothing seen.
+__device__ __forceinline__ unsigned long long argmax_key(const ArgmaxAcc& a) {
+  if (a.index < 0) return 0ull;  // nothing (or only NaN) seen
+  const unsigned bits = a.value == 0.0f ? 0u : __float_as_uint(a.value);
+  const unsigned ordered = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+  return (static_cast<unsigned long long>(ordered) << 32) | (0xFFFFFFFFu - static_cast<unsigned>(a.index));
+}
+
+// The index a key holds (0 for the empty key: no finite or infinite value seen, e.g. all NaN).
+__device__ __forceinline__ int argmax_key_index(unsigned long long key) {
+  return key == 0ull ? 0 : static_cast<int>(0xFFFFFFFFu - static_cast<unsigned>(key & 0xFFFFFFFFull));
+}
+
+// The largest key of the block's WARPS * 32 threads, in thread 0 (the others return theirs partly reduced).
+// Every thread of the block calls it (a block barrier).
+template <int WARPS>
+__device__ unsigned long long block_argmax_key(const ArgmaxAcc& best) {
+  __shared__ unsigned long long s_key[WARPS];
+  unsigned long long key = argmax_key(best);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const unsigned long long other = __shfl_xor_sync(0xffffffffu, key, o);
+    key = other > key ? other : key;
+  }
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (lane == 0) s_key[warp] = key;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < WARPS; ++w) key = s_key[w] > key ? s_key[w] : key;
+  }
+  return key;
+}
+
 __device__ __forceinline__ RowPair pair_row_pointers(const GemvParams& p, const PairRows& r) {
   const Segment& sa = p.seg[r.seg_a];
   const Segment& sb = p.seg[r.seg_b];
@@ -772,7 +815,7 @@ __device__ __forceinline__ RowPair pair_row_pointers(const GemvParams& p, const 
 }
 
 // ------------------------------------------------------------------------------ the LM head's streamed rounds
-// The LM head (Store epilogue, one warp per row pair, p.head_streams) loops over many rounds of row pairs
+// The LM head (StoreArgmax epilogue, one warp per row pair, p.head_streams) loops over many rounds of row pairs
 // (SmolLM2-135M: 24576 pairs of 612-byte Q8_0 rows, ~8 rounds per warp, 30 MB read from DRAM per token). The
 // register loop of the other GEMVs keeps only the next round's first batch in flight, so every round waited on
 // DRAM at least once. Here each warp streams its pairs' bytes into its own ring of kHeadStages stages of shared
@@ -781,7 +824,7 @@ __device__ __forceinline__ RowPair pair_row_pointers(const GemvParams& p, const 
 // loop, so the logits are bit for bit the same). Measured (bench/results/experiments_twenty_first_session/, call
 // 2, H200): SmolLM2-135M's head 27.1 -> 19.7 us; still ~2.7x the time of reading its 30 MB at copy bandwidth (why
 // is not established: the compute per byte, ~5 us of issue per SM, does not explain it either).
-// A pair's two rows are adjacent in memory (Store: rows 2 pair and 2 pair + 1). Limits (gpu_engine.cu's
+// A pair's two rows are adjacent in memory (StoreArgmax: rows 2 pair and 2 pair + 1). Limits (gpu_engine.cu's
 // head_streams, which sets p.head_streams only where they hold): one segment, row_bytes % 4 == 0 and the matrix
 // 16-byte aligned, so that a pair starts 4-byte aligned and 16-byte copies from the 16-byte boundary at or below
 // its first byte cover it (the bytes before it belong to the previous row: valid memory); the last copy of a pair
@@ -852,10 +895,10 @@ __device__ __forceinline__ RowPair head_pair_rows(const GemvParams& p, int pair,
 
 // Every round of this warp's row pairs (after head_prefetch with the same block and grid; act: the built
 // activation): round j issues pair j + kHeadStages - 1 into the stage round j - 1 used, waits for pair j's group,
-// multiplies, and lane 0 stores the pair's two outputs.
+// multiplies, and lane 0 stores the pair's two outputs and updates its running argmax (best).
 template <int TYPE, int WARPS, bool FLOAT_ACT>
 __device__ void head_rounds(const GemvParams& p, int block, int n_blocks, const Act& act, unsigned char* ring,
-                            float scale) {
+                            float scale, ArgmaxAcc* best) {
   const int lane = threadIdx.x & 31;
   unsigned char* mine = head_warp_ring(p, ring);
   const int stage_bytes = head_stage_bytes(p.seg[0].row_bytes);
@@ -877,6 +920,8 @@ __device__ void head_rounds(const GemvParams& p, int block, int n_blocks, const 
     if (lane == 0) {
       p.out[2 * pair] = a;
       if (rp.b) p.out[2 * pair + 1] = b;
+      argmax_update(*best, a, 2 * pair);
+      if (rp.b) argmax_update(*best, b, 2 * pair + 1);
     }
     __syncwarp();  // every lane has read the stage before the next round refills it
     use = use + 1 == kHeadStages ? 0 : use + 1;
@@ -911,7 +956,7 @@ __device__ __forceinline__ void gemv_prefetch(const GemvParams& p, int block, Ge
   const int groups = WARPS >> kshift, group = warp >> kshift, sub = warp & (p.ksplit - 1);
   const int pair = block * groups + group;
   // The LM head's streamed rounds issue their own first pairs (head_prefetch).
-  const bool head_streams = E == Epilogue::Store && p.head_streams;
+  const bool head_streams = E == Epilogue::StoreArgmax && p.head_streams;
   if (pair < p.n_pairs && !head_streams) {
     c.r = pair_rows<E>(p, pair);
     c.rp = pair_row_pointers(p, c.r);
@@ -937,7 +982,7 @@ __device__ __forceinline__ void gemv_prefetch(const GemvParams& p, int block, Ge
 // epilogues): builds the activations, then each group takes row pairs block * groups + group,
 // + n_blocks * groups, ... (c: from gemv_prefetch with the same block), each loaded weight multiplied with all NT
 // activations. best: the thread's running argmax (StoreArgmax only, NT = 1).
-// Per token t the epilogue writes: Store/AddResidual/SwiGlu: p.out + t * p.out_stride; QkvRope: q_out + t * H * D
+// Per token t the epilogue writes: StoreArgmax/AddResidual/SwiGlu: p.out + t * p.out_stride; QkvRope: q_out + t * H * D
 // and the cache at position state[1] + t.
 // FLOAT_ACT: f32 activations for quantized weights (see the top of this section).
 template <Prologue P, Epilogue E, int TYPE, int WARPS, bool COHERENT, int NT = 1, bool FLOAT_ACT = false>
@@ -996,9 +1041,10 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
     }
   }
 
-  if constexpr (E == Epilogue::Store && NT == 1) {
+  if constexpr (E == Epilogue::StoreArgmax && NT == 1) {
     if (p.head_streams) {
-      head_rounds<TYPE, WARPS, kFloatAct>(p, block, n_blocks, act[0], s.head_ring, norm_scale);
+      head_rounds<TYPE, WARPS, kFloatAct>(p, block, n_blocks, act[0], s.head_ring, norm_scale,
+                                          best);
       return;
     }
   }
@@ -1059,13 +1105,11 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
     for (int t = 0; t < NT; ++t) {
       const float2 d = make_float2(dot[t].x * norm_scale, dot[t].y * norm_scale);
       float* out = p.out + static_cast<std::size_t>(t) * p.out_stride;
-      if constexpr (E == Epilogue::Store || E == Epilogue::StoreArgmax) {
+      if constexpr (E == Epilogue::StoreArgmax) {
         out[cur.row_a] = d.x;
         if (has_b) out[cur.row_b] = d.y;
-        if constexpr (E == Epilogue::StoreArgmax) {
-          argmax_update(*best, d.x, cur.row_a);
-          if (has_b) argmax_update(*best, d.y, cur.row_b);
-        }
+        argmax_update(*best, d.x, cur.row_a);
+        if (has_b) argmax_update(*best, d.y, cur.row_b);
       } else if constexpr (E == Epilogue::AddResidual) {
         if constexpr (kPrefetchResidual) {
           out[cur.row_a] = (res_a[t] + resid_to_float(acc_a)) + d.x;

@@ -1,5 +1,6 @@
 // GPU decode engine: one token of a Llama/Qwen2-style decoder per step, the whole step replayed from one CUDA graph
-// (of 5 L + 3 kernels, below; or, with GpuStepMode::Persistent, of one persistent kernel: gpu_persistent.h).
+// (of 4 or 5 kernels per layer + 2, below; or, with GpuStepMode::Persistent, of one persistent kernel:
+// gpu_persistent.h).
 //
 // Same model description as the CPU engine (src/cpp/engine.h: cpu::ModelView, GGUF tensors as stored) and the same
 // math; the weights are copied once to the device in the file's quantization (Q4_0, Q4_1, Q8_0) and multiplied
@@ -20,9 +21,13 @@
 //                o-proj: x += Wo Q8_1(o)                                                                      1 kernel
 //                ffn-up: h = rmsnorm(x) * ffn_norm -> Q8_1; a = silu(Wgate h) * (Wup h)                       1 kernel
 //                down  : x += Wdown Q8_1(a)                                                                   1 kernel
-//   head         logits = Wout Q8_1(rmsnorm(x) * output_norm)                                  1 kernel
-//   argmax       token = first argmax(logits); p += 1 (both in device memory); token -> pinned host   1 kernel + 1 copy
-// = 5 L + 3 kernels. On sm_90+ the GEMVs use programmatic dependent launch: each one's blocks start while the
+//                (f32 activations with quantized gate/up/down: ffn-up and down as ONE kernel, mlp_kernel in
+//                gpu_engine.cu, its down sums added to the residual as fixed point by the next GEMV)
+//   head         logits = Wout Q8_1(rmsnorm(x) * output_norm); its blocks fold in the argmax: the last one writes
+//                token = first argmax(logits), p += 1 (device memory) and the token into pinned host memory
+//                (mapped: no copy node)                                                        1 kernel
+// = 5 L + 2 kernels (4 L + 2 with the fused MLP). On sm_90+ the GEMVs use programmatic dependent launch: each
+// one's blocks start while the
 // previous kernel finishes and load their first weights into registers before waiting for its results. The token
 // id and position live in device memory: a greedy step whose input is the previous step's argmax needs no
 // host-to-device copy at all; a prompt token or a sampled token costs one 4-byte copy.
@@ -42,6 +47,7 @@
 // {64, 80, 96, 128, 256}, every matrix's cols a multiple of 32, n_embd and n_ff <= 16384.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -80,7 +86,7 @@ struct DeviceLayer {
   const unsigned* down_scales = nullptr;
 };
 
-// How a step runs: Graph = one CUDA graph of 5 L + 3 kernels per length bucket (above; the default: the faster
+// How a step runs: Graph = one CUDA graph of 5 L + 2 kernels per length bucket (above; the default: the faster
 // one); Persistent = the same stages in one cooperative kernel with grid barriers between them (gpu_persistent.h;
 // measured about half as fast on the H200, docs/engine.md). prefill() runs the same batched kernels in both.
 enum class GpuStepMode { Graph, Persistent };
@@ -132,18 +138,18 @@ class GpuEngine {
   const cpu::EngineConfig& config() const { return config_; }
   std::size_t weight_bytes_per_token() const { return weight_bytes_per_token_; }
   std::size_t device_bytes() const;  // everything this engine allocated on the device
-  // Kernels of the last step: 1 (persistent), or 5 per layer + 3, plus one per layer where the bucket's attention
-  // runs its split-merge kernel (before the first step: without those).
+  // Kernels of the last step: 1 (persistent), or 5 per layer (4 with the fused MLP) + 2, plus one per layer where
+  // the bucket's attention runs its split-merge kernel (before the first step: without those).
   int kernels_per_step() const {
-    return persistent_ ? 1 : (fused_mlp_ ? 4 : 5) * static_cast<int>(config_.n_layer) + 3 + last_merge_kernels_;
+    return persistent_ ? 1 : (fused_mlp_ ? 4 : 5) * static_cast<int>(config_.n_layer) + 2 + last_merge_kernels_;
   }
   bool persistent() const { return persistent_; }
   // Matrices stored and multiplied as fp16 (the tied embedding/LM head counted once).
   int fp16_matrices() const { return fp16_matrices_; }
   bool float_activations() const { return float_activations_; }
   bool fused_mlp() const { return fused_mlp_; }
-  // Graph nodes of the graph that ran the last step (its kernels and memsets; the token copy follows it); 0 before
-  // the first step.
+  // Graph nodes of the graph that ran the last step (its kernels and memsets; in persistent mode the token copy
+  // follows it); 0 before the first step.
   std::size_t graph_nodes() const { return last_graph_nodes_; }
   // Host<->device bytes moved by the last step (token in, token out, logits when asked for).
   std::size_t last_step_h2d_bytes() const { return last_h2d_bytes_; }
@@ -190,8 +196,10 @@ class GpuEngine {
   };
   // Pinned: a prefill chunk's tokens and position.
   std::unique_ptr<int, PinnedFree> host_io_;
-  // Steps in flight (submit/collect): step i uses slot i % kMaxInFlight of step_io_ (pinned {token, position} in,
-  // argmax out) and of step_done_ (recorded after its token copy).
+  // Steps in flight (submit/collect): step i uses slot i % kMaxInFlight of step_io_ (pinned {token, position} in)
+  // and of step_done_ (recorded after the step); its token lands in slot step_token_slot_[i % kMaxInFlight]: the
+  // graph step's LM head writes it into the slot of its position (position % kMaxInFlight: the positions of the
+  // steps in flight are consecutive, truncate() drains them), the persistent step's copy into slot i's.
   struct EventFree {
     void operator()(cudaEvent_t e) const { cudaEventDestroy(e); }
   };
@@ -203,6 +211,12 @@ class GpuEngine {
   // and down), its down-projection sums in resid_acc_ (int64 fixed point [E], GemvParams::resid_acc).
   bool fused_mlp_ = false;
   std::unique_ptr<DeviceBuffer> resid_acc_, down_slices_;
+  // Graph step: the LM head's blocks fold in the argmax (StoreArgmax; head_argmax_ {key, arrivals}, zero between
+  // steps) and write the token into step_io_'s slot of its position through the mapped pinned memory
+  // (step_io_device_: its device address), so that a step is one graph launch: no argmax kernel, no token copy.
+  std::unique_ptr<DeviceBuffer> head_argmax_;
+  int* step_io_device_ = nullptr;
+  std::array<int, kMaxInFlight> step_token_slot_{};  // per submit slot: the step_io_ slot its token lands in
   bool batched_prefill_ = false;
   int fp16_matrices_ = 0;  // the 8-token GEMVs' shared memory fits this device
   std::vector<std::unique_ptr<Bucket>> buckets_;

@@ -257,28 +257,10 @@ __device__ void attention_stage(const PersistentStep& P, int layer, int seq, flo
 }
 
 // ------------------------------------------------------------------------------------------------ argmax
-__device__ __forceinline__ unsigned long long argmax_key(const ArgmaxAcc& a) {
-  if (a.index < 0) return 0ull;  // nothing (or only NaN) seen
-  const unsigned bits = a.value == 0.0f ? 0u : __float_as_uint(a.value);  // -0 and +0 tie, as in the graph path
-  const unsigned ordered = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-  return (static_cast<unsigned long long>(ordered) << 32) | (0xFFFFFFFFu - static_cast<unsigned>(a.index));
-}
-
-__device__ void block_argmax_to_global(ArgmaxAcc best, unsigned long long* slot) {
-  __shared__ unsigned long long s_key[kWarps];
-  unsigned long long key = argmax_key(best);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const unsigned long long other = __shfl_xor_sync(0xffffffffu, key, o);
-    key = other > key ? other : key;
-  }
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  if (lane == 0) s_key[warp] = key;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int w = 1; w < kWarps; ++w) key = s_key[w] > key ? s_key[w] : key;
-    if (key != 0ull) atomicMax(slot, key);
-  }
+// The block's best key into the step's slot (the grid's maximum once every block has added its own).
+__device__ void block_argmax_to_global(const ArgmaxAcc& best, unsigned long long* slot) {
+  const unsigned long long key = block_argmax_key<kWarps>(best);
+  if (threadIdx.x == 0 && key != 0ull) atomicMax(slot, key);
 }
 
 // -------------------------------------------------------------------------------------------------- kernel
@@ -337,8 +319,7 @@ __global__ void __launch_bounds__(kPersistentThreads, 1) decode_step_kernel(cons
   block_argmax_to_global(best, P.argmax);
   grid_barrier(P.sync, target, trace);
   if (block == 0 && threadIdx.x == 0) {
-    const unsigned long long key = __ldcg(P.argmax);
-    const int token = key == 0ull ? 0 : static_cast<int>(0xFFFFFFFFu - static_cast<unsigned>(key & 0xFFFFFFFFull));
+    const int token = argmax_key_index(__ldcg(P.argmax));
     P.state[0] = token;
     P.state[1] = pos + 1;
     P.state[2] = seq;

@@ -257,8 +257,9 @@ class CpuEngine:
     def weight_bytes_per_token(self) -> int: ...
 
 class GpuEngine:
-    """The decode engine on the current CUDA device (one CUDA graph per step: 5 L + 3 kernels, or one persistent
-    kernel). step_mode: "graph" or "persistent". Raises RuntimeError in a build without CUDA."""
+    """The decode engine on the current CUDA device (one CUDA graph per step: 5 L + 2 kernels, 4 L + 2 with the
+    fused MLP, or one persistent kernel). step_mode: "graph" or "persistent". Raises RuntimeError in a build
+    without CUDA."""
     def __init__(self, config: dict[str, Any], weights: dict[str, tuple[int, npt.NDArray[Any]]],
                  programmatic_launch: bool = True, step_mode: str = "graph", activations: str = "q8_1") -> None: ...
     def step(self, token: int, logits: F32 | None, want_argmax: bool = True) -> int: ...
