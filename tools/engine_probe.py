@@ -89,22 +89,19 @@ def _graph_stage_summary(t: list[int], n_layer: int) -> dict[str, object]:
     """Per GEMV kind, the mean over layers (us) of: 'gap' = its first block past the programmatic wait minus the
     previous GEMV's last block end (for o-proj: the attention kernel and two launches lie in between), 'early' =
     how long before that its first block started (weights prefetched meanwhile), 'skew' = last minus first block
-    past the wait, 'work' = last block's end minus first block past the wait. With the fused MLP kernel
-    (gpu_counters()["fused_mlp"]) the down projection's slots stay 0 and the gate/up slots are the MLP kernel's."""
+    past the wait, 'work' = last block's end minus first block past the wait."""
     kinds = ["qkv", "o-proj", "gate/up", "down"] * n_layer + ["head"]
     rows = [t[4 * i:4 * i + 4] for i in range(len(kinds))]
-    fused = not any(rows[3])  # the first layer's down projection never ran
-    written = [(("mlp" if fused and k == "gate/up" else k), r) for k, r in zip(kinds, rows) if any(r)]
     acc: dict[str, dict[str, list[float]]] = {}
-    for i, (kind, (start, first, last, end)) in enumerate(written):
+    for i, (kind, (start, first, last, end)) in enumerate(zip(kinds, rows)):
         a = acc.setdefault(kind, {"gap": [], "early": [], "skew": [], "work": []})
         if i > 0:
-            a["gap"].append((first - written[i - 1][1][3]) / 1e3)
+            a["gap"].append((first - rows[i - 1][3]) / 1e3)
         a["early"].append((first - start) / 1e3)
         a["skew"].append((last - first) / 1e3)
         a["work"].append((end - first) / 1e3)
     return {"graph_stage_trace_us": {
-        "total": round((written[-1][1][3] - written[0][1][0]) / 1e3, 1),
+        "total": round((rows[-1][3] - rows[0][0]) / 1e3, 1),
         "per_kind_mean": {k: {m: round(float(np.mean(v)), 2) if v else None for m, v in a.items()}
                           for k, a in acc.items()}}}
 

@@ -85,9 +85,7 @@ __device__ inline float dequant(const std::uint8_t* row, int type, int i) {
 // K = 16384; NT tokens: NT (K + K / 4) bytes + (4 + 8 NT) per warp; f32 activations: 4 NT K + (4 + 8 NT) per warp).
 enum class Prologue { RmsNorm, F16, F32 };
 // StoreArgmax: Store, and each thread keeps the largest value it stored (the persistent kernel's LM head).
-// SwiGluSlice: SwiGlu into shared memory (GemvSmem::swiglu, one value per pair of the block's single round) for the
-// engine's fused MLP kernel, which multiplies them with its slice of the down projection.
-enum class Epilogue { AddResidual, SwiGlu, QkvRope, StoreArgmax, SwiGluSlice };
+enum class Epilogue { AddResidual, SwiGlu, QkvRope, StoreArgmax };
 
 struct Segment {
   const std::uint8_t* w = nullptr;
@@ -117,13 +115,6 @@ struct GemvParams {
   // The LM head's streamed rounds (StoreArgmax epilogue, ksplit 1; see head_rounds): 1 where gpu_engine.cu's
   // head_streams allows them, 0 for the register loop of every other GEMV.
   int head_streams = 0;
-  // The fused MLP's residual sums (gpu_engine.cu's mlp_kernel; null elsewhere): int64 fixed point, 2^-32 units
-  // (resid_to_float), [n_embd]. The RmsNorm prologue normalises x + acc; AddResidual adds acc[row] to the residual
-  // it reads and zeroes acc[row] (the next MLP's sums start from zero); the MLP kernel adds its partial sums.
-  long long* resid_acc = nullptr;
-  long long* mlp_acc = nullptr;    // the fused MLP kernel's target (the same sums; its own prologue reads none)
-  const unsigned* down_codes = nullptr;   // the fused MLP kernel: seg[2]'s slices, pack_slice's layout
-  const unsigned* down_scales = nullptr;
   // The graph step's LM head with the argmax folded in (StoreArgmax in gpu_engine.cu's GEMV kernel; null
   // elsewhere): argmax = {the best key so far (argmax_key), blocks arrived}, zero between steps; the last block
   // to arrive writes the token into step_state {token, position, -, token} (position += 1) and, with token_ring,
@@ -144,13 +135,6 @@ struct Act {
   const float* s = nullptr;  // [K/32]
   const float* f = nullptr;  // f32 activations [K] (kTypeF16 weights; q, d, s unused)
 };
-
-// The fused MLP's residual sums (GemvParams::resid_acc) as fixed point: integer adds are associative, so the
-// partial sums of many blocks, added by atomics in whatever order they arrive, give the same bits every time.
-// 2^-32 units: |x| < 2^31 and a resolution far below a float's at the residual stream's magnitudes.
-constexpr float kResidFixedOne = 4294967296.0f;  // 2^32
-__device__ __forceinline__ float resid_to_float(long long v) { return __ll2float_rn(v) * (1.0f / kResidFixedOne); }
-__device__ __forceinline__ long long resid_from_float(float v) { return __float2ll_rn(v * kResidFixedOne); }
 
 __device__ __forceinline__ int load_u16x2(const std::uint8_t* p) {  // p is 2-byte aligned (Q4_0, Q8_0 blocks)
   const unsigned short* h = reinterpret_cast<const unsigned short*>(p);
@@ -260,59 +244,6 @@ __device__ __forceinline__ float item_dot_f32(const Item& it, const float* blk_a
   return d * qa;
 }
 
-// The fused MLP kernel's down-projection slices (gpu_engine.cu's mlp_kernel): elements 8 j .. 8 j + 7 of every row
-// (slice j; contiguous, unlike an item), repacked once at load so that a block's slice of all rows is one
-// coalesced array: codes[j][row] (Q4_0/Q4_1: one word, element i's 4-bit code in bits 4 i; Q8_0: two words, element
-// i's int8 in byte i of word i / 4) and scales[j / 4][row] (the ggml block's raw scale bits: d, and m << 16 for
-// Q4_1). Reading slice j of a row straight from the ggml blocks took a 4-byte load per row per word (rows 960 bytes
-// apart): ~330 k scattered loads per layer that slowed the kernels running beside the prefetch
-// (bench/results/experiments_twenty_second_session/, call 1).
-// pack_slice: slice `quarter` (0..3) of block `blk` of a ggml row as {codes word 0, codes word 1 (Q8_0), scales}.
-// Q4: bytes 8 (quarter & 1) .. + 7 of the block's nibbles, low nibbles for quarters 0-1, high for 2-3 (ggml: byte
-// i holds elements i and i + 16); Q8_0: bytes 8 quarter .. + 7.
-template <int TYPE>
-__device__ __forceinline__ Item pack_slice(const std::uint8_t* row, int blk, int quarter) {
-  Item it;
-  if constexpr (TYPE == kTypeQ8_0) {
-    const std::uint8_t* b = row + blk * 34;
-    it.w0 = load_u16x2(b + 2 + 8 * quarter);
-    it.w1 = load_u16x2(b + 6 + 8 * quarter);
-    it.scales = *reinterpret_cast<const unsigned short*>(b);
-    return it;
-  }
-  const std::uint8_t* b = row + blk * block_bytes(TYPE);
-  const std::uint8_t* nib = b + (TYPE == kTypeQ4_1 ? 4 : 2) + 8 * (quarter & 1);
-  const int shift = quarter >= 2 ? 4 : 0;
-  unsigned codes = 0;
-#pragma unroll
-  for (int i = 0; i < 8; ++i) codes |= ((static_cast<unsigned>(nib[i]) >> shift) & 0xFu) << (4 * i);
-  it.w0 = static_cast<int>(codes);
-  it.scales = TYPE == kTypeQ4_1 ? *reinterpret_cast<const unsigned*>(b)  // 4-byte aligned: 20-byte blocks
-                                : *reinterpret_cast<const unsigned short*>(b);
-  return it;
-}
-
-// A packed slice (pack_slice's Item) times the f32 values a[0..7], as item_dot_f32 does: d * sum(q a) (+ m * sum a
-// for Q4_1, whose sum a the caller passes: it is the same for every row; q - 8 for Q4_0).
-template <int TYPE>
-__device__ __forceinline__ float packed_slice_dot(const Item& it, const float (&a)[8], float sum_a) {
-  float qa = 0.0f;
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    float q;
-    if constexpr (TYPE == kTypeQ8_0) {
-      q = int8_to_float(i < 4 ? it.w0 : it.w1, i & 3);
-    } else {
-      q = nibble_to_float(static_cast<unsigned>(it.w0) >> (4 * i));
-      if constexpr (TYPE == kTypeQ4_0) q -= 8.0f;
-    }
-    qa = fmaf(q, a[i], qa);
-  }
-  const float d = half_bits_to_float(it.scales);
-  if constexpr (TYPE == kTypeQ4_1) return fmaf(d, qa, half_bits_to_float(it.scales >> 16) * sum_a);
-  return d * qa;
-}
-
 // Integer dot product of item `part` (0..3) of block `blk` with the activation.
 template <int TYPE>
 __device__ __forceinline__ int item_dot(const Item& it, int blk, int part, const Act& a) {
@@ -378,10 +309,9 @@ __device__ __forceinline__ float block_value_any(int type, const Item& it, int b
 // kBatch rounds of items per lane and row, loaded into registers before any is used so that their loads are in
 // flight together; with <= 48 items per warp one batch covers the row's share.
 constexpr int kBatch = 2;
-// Prologue loads per thread and round (build_activation), all issued before any is used (8: one round up to K =
-// 2048 with 8 warps; 16 made the QKV and LM-head kernels spill once they also load the fused MLP's sums); the first
+// Prologue loads per thread and round (build_activation), all issued before any is used; the first
 // kNormPrefetch RmsNorm weights of a thread come from gemv_prefetch (K <= 1024 with 8 warps: few registers held).
-constexpr int kPrologueLoads = 8;
+constexpr int kPrologueLoads = 16;
 constexpr int kNormPrefetch = 4;
 
 struct RowPair {
@@ -532,10 +462,7 @@ __device__ float build_activation(const GemvParams& p, const float (&g_first)[kN
         } else {
           x[j] = load_act<COHERENT>(static_cast<const float*>(p.in) + i);
         }
-        if constexpr (P == Prologue::RmsNorm) {
-          g[j] = base == 0 && j < kNormPrefetch ? g_first[j] : p.norm_w[i];
-          if (p.resid_acc) x[j] += resid_to_float(load_act<COHERENT>(p.resid_acc + i));
-        }
+        if constexpr (P == Prologue::RmsNorm) g[j] = base == 0 && j < kNormPrefetch ? g_first[j] : p.norm_w[i];
       }
     }
 #pragma unroll
@@ -668,7 +595,7 @@ struct PairRows {
 
 template <Epilogue E>
 __device__ PairRows pair_rows(const GemvParams& p, int pair) {
-  if constexpr (E == Epilogue::SwiGlu || E == Epilogue::SwiGluSlice) {
+  if constexpr (E == Epilogue::SwiGlu) {
     return {0, pair, 1, pair, -1};
   } else if constexpr (E == Epilogue::QkvRope) {
     const int half_d = p.head_dim / 2;
@@ -704,7 +631,6 @@ struct GemvSmem {
   float2* group_sum;
   std::int8_t* sq;
   unsigned char* head_ring = nullptr;  // the LM head's streamed rounds (head_ring_offset; set by the kernel)
-  float* swiglu = nullptr;              // SwiGluSlice's outputs (set by the fused MLP kernel)
 };
 
 __host__ __device__ inline std::size_t gemv_smem_bytes(int k, int warps, int nt = 1, bool float_act = false) {
@@ -1007,21 +933,12 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
   constexpr bool kPrefetchResidual = E == Epilogue::AddResidual && NT == 1;
   const bool residual_thread = kPrefetchResidual && sub == 0 && lane == 0;
   float res_a[NT], res_b[NT];
-  long long acc_a = 0, acc_b = 0;  // the fused MLP's sums for the first token's rows (resid_acc)
   auto load_residual = [&](const PairRows& r) {
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       const float* out = p.out + static_cast<std::size_t>(t) * p.out_stride;
       res_a[t] = load_act<COHERENT>(out + r.row_a);
       res_b[t] = r.row_b >= 0 ? load_act<COHERENT>(out + r.row_b) : 0.0f;
-    }
-    if (p.resid_acc) {  // one token (kPrefetchResidual): the fused MLP's sums join the residual and restart at 0
-      acc_a = p.resid_acc[r.row_a];  // converted in the epilogue: nothing waits for these loads before it
-      p.resid_acc[r.row_a] = 0;
-      if (r.row_b >= 0) {
-        acc_b = p.resid_acc[r.row_b];
-        p.resid_acc[r.row_b] = 0;
-      }
     }
   };
   Act act[NT];
@@ -1111,19 +1028,11 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
         argmax_update(*best, d.x, cur.row_a);
         if (has_b) argmax_update(*best, d.y, cur.row_b);
       } else if constexpr (E == Epilogue::AddResidual) {
-        if constexpr (kPrefetchResidual) {
-          out[cur.row_a] = (res_a[t] + resid_to_float(acc_a)) + d.x;
-          if (has_b) out[cur.row_b] = (res_b[t] + resid_to_float(acc_b)) + d.y;
-        } else {
-          out[cur.row_a] = load_act<COHERENT>(out + cur.row_a) + d.x;
-          if (has_b) out[cur.row_b] = load_act<COHERENT>(out + cur.row_b) + d.y;
-        }
+        out[cur.row_a] = (kPrefetchResidual ? res_a[t] : load_act<COHERENT>(out + cur.row_a)) + d.x;
+        if (has_b) out[cur.row_b] = (kPrefetchResidual ? res_b[t] : load_act<COHERENT>(out + cur.row_b)) + d.y;
       } else if constexpr (E == Epilogue::SwiGlu) {
         const float g = d.x;
         out[cur.row_a] = g / (1.0f + expf(-g)) * d.y;  // silu(gate) * up
-      } else if constexpr (E == Epilogue::SwiGluSlice) {  // one round: the block's pairs are its groups
-        const float g = d.x;
-        s.swiglu[group] = g / (1.0f + expf(-g)) * d.y;
       } else {  // QkvRope: bias, rotation, fp16 stores (q buffer, or the cache at the current position)
         float a = d.x, b = d.y;
         if (const float* bias = p.bias[cur.seg_a]) {

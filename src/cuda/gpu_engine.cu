@@ -38,7 +38,8 @@ constexpr int kStepSlotInts = 4;   // a step in flight's pinned slot: {token, po
 // {token, position + 1, -, token} and, with a ring, the host's pinned slot of this position (mapped memory: the
 // host reads it after the step's event; no copy node). The fences order every block's atomicMax before its
 // arrival, and all arrivals before the last block's read. Replaced a separate one-block argmax kernel and a 4-byte
-// copy: +3.0% decode tok/s on SmolLM2-135M (H200; bench/results/experiments_twenty_third_session/).
+// copy: +4.2% / +3.2% decode tok/s at depths 0 / 4096 on SmolLM2-135M (H200, one model per process;
+// bench/results/experiments_twenty_third_session/, call 6).
 __device__ void finish_argmax(const GemvParams& p, unsigned long long key) {
   if (key != 0ull) atomicMax(p.argmax, key);
   __threadfence();
@@ -106,125 +107,12 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_q8_kernel(GemvParams p) {
   }
 }
 
-// --------------------------------------------------------------------------------------- the fused MLP kernel
-// One decode step's MLP in one launch (f32 activations, quantized gate/up/down): x_out = x + Wdown a with
-// a = silu(Wgate h) * (Wup h), h = rmsnorm(x) * g, where x is the residual (p.in; the o-projection of this layer
-// added the previous MLP's sums to it and zeroed them: see below).
-// Block b owns the kMlpSlice values a[8 b .. 8 b + 7]: its kMlpSlice groups of kMlpKsplit warps compute them as
-// the SwiGlu GEMV does (gemv_compute, one round: one (gate row, up row) pair per group, into shared memory), then
-// every thread multiplies them with the matching 8 columns of its down-projection rows (row threadIdx.x +
-// kMlpThreads j; repacked at load, gemv_q8.cuh's pack_slice) and adds the n_embd partial sums to acc
-// with 64-bit integer atomics (fixed point, resid_from_float: the same bits whatever the blocks' order). Nothing
-// is written to x: the next layer's QKV GEMV and the LM head normalise x + acc, the next o-projection adds acc
-// to the residual it writes and zeroes it. This removes the down-projection kernel (its launch, activation
-// build and reduction chain) from every layer: 4 kernels per layer instead of 5.
-// Launch: n_ff / kMlpSlice blocks (n_ff % kMlpSlice == 0) of kMlpThreads threads, dynamic shared memory
-// gemv_smem_bytes(n_embd, kMlpWarps, 1, true); programmatic like the GEMVs (weights, the down slice included,
-// are loaded before the wait). p: the gate/up GemvParams (seg[0] gate, seg[1] up, ksplit kMlpKsplit) with
-// seg[2] = the down projection (its type and rows), down_codes / down_scales its packed slices and mlp_acc set
-// (resid_acc null: other blocks are adding to the sums meanwhile).
-constexpr int kMlpSlice = 8;                       // a-values per block: a quarter of a ggml block of Wdown's rows
-constexpr int kMlpWarps = 16;
-constexpr int kMlpThreads = kMlpWarps * 32;
-constexpr int kMlpKsplit = kMlpWarps / kMlpSlice;  // warps per (gate, up) pair
-constexpr int kMlpDownPrefetch = 2;                // down rows per thread loaded before the wait (n_embd <= 1024)
-
-template <int TYPE>
-__global__ void __launch_bounds__(kMlpThreads, 2) mlp_kernel(GemvParams p) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ float swiglu[kMlpSlice];
-  GemvSmem s = gemv_smem(smem, p.k, kMlpWarps, 1, true);
-  s.swiglu = swiglu;
-  unsigned long long* const trace = threadIdx.x == 0 ? p.trace : nullptr;
-  if (trace) atomicMin(trace, globaltimer_ns());
-  pdl_trigger();
-  GemvCursor c;
-  gemv_prefetch<Epilogue::SwiGluSlice, TYPE, kMlpWarps>(p, blockIdx.x, c);
-  const Segment& down = p.seg[2];
-  const int slice = blockIdx.x, blk = blockIdx.x / (kQK / kMlpSlice);
-  auto load_packed = [&](int row) {  // pack_slice's layout
-    Item it;
-    if (down.type == kTypeQ8_0) {
-      const uint2 c = reinterpret_cast<const uint2*>(p.down_codes)[static_cast<std::size_t>(slice) * down.rows + row];
-      it.w0 = static_cast<int>(c.x);
-      it.w1 = static_cast<int>(c.y);
-    } else {
-      it.w0 = static_cast<int>(p.down_codes[static_cast<std::size_t>(slice) * down.rows + row]);
-    }
-    it.scales = p.down_scales[static_cast<std::size_t>(blk) * down.rows + row];
-    return it;
-  };
-  Item first[kMlpDownPrefetch];
-#pragma unroll
-  for (int j = 0; j < kMlpDownPrefetch; ++j) {
-    const int row = threadIdx.x + j * kMlpThreads;
-    if (row < down.rows) first[j] = load_packed(row);
-  }
-  pdl_wait();
-  if (trace) {
-    const unsigned long long t = globaltimer_ns();
-    atomicMin(trace + 1, t);
-    atomicMin(trace + 2, ~t);
-  }
-  gemv_compute<Prologue::RmsNorm, Epilogue::SwiGluSlice, TYPE, kMlpWarps, false, 1, true>(p, blockIdx.x, gridDim.x,
-                                                                                           c, s, nullptr);
-  __syncthreads();
-  float a[kMlpSlice];
-  float sum_a = 0.0f;
-#pragma unroll
-  for (int j = 0; j < kMlpSlice; ++j) {
-    a[j] = swiglu[j];
-    sum_a += a[j];
-  }
-  auto add_partial = [&](int row, const Item& it) {
-    const float partial =
-        with_row_type<0>(down.type, [&](auto t) { return packed_slice_dot<decltype(t)::value>(it, a, sum_a); });
-    atomicAdd(reinterpret_cast<unsigned long long*>(p.mlp_acc + row),
-              static_cast<unsigned long long>(resid_from_float(partial)));
-  };
-#pragma unroll
-  for (int j = 0; j < kMlpDownPrefetch; ++j) {
-    const int row = threadIdx.x + j * kMlpThreads;
-    if (row < down.rows) add_partial(row, first[j]);
-  }
-  for (int row = threadIdx.x + kMlpDownPrefetch * kMlpThreads; row < down.rows; row += kMlpThreads) {
-    add_partial(row, load_packed(row));
-  }
-  if (p.trace) {
-    __syncthreads();
-    if (trace) atomicMin(trace + 3, ~globaltimer_ns());
-  }
-}
-
-// The fused MLP's packed down-projection slices (gemv_q8.cuh's pack_slice layout) of a [rows][n_cols] quantized
-// matrix: codes [n_cols / kMlpSlice][rows] (one word per entry; two for Q8_0), scales [n_cols / kQK][rows].
-// Launch: any grid of 256-thread blocks (grid-stride over slices x rows).
-__global__ void pack_down_slices_kernel(Segment down, int n_cols, unsigned* codes, unsigned* scales) {
-  const int n = n_cols / kMlpSlice * down.rows;
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-    const int slice = i / down.rows, row = i % down.rows;
-    const std::uint8_t* w = down.w + static_cast<std::size_t>(row) * down.row_bytes;
-    const Item it = with_row_type<0>(down.type, [&](auto t) {
-      return pack_slice<decltype(t)::value>(w, slice / (kQK / kMlpSlice), slice % (kQK / kMlpSlice));
-    });
-    if (down.type == kTypeQ8_0) {
-      codes[2 * static_cast<std::size_t>(i)] = static_cast<unsigned>(it.w0);
-      codes[2 * static_cast<std::size_t>(i) + 1] = static_cast<unsigned>(it.w1);
-    } else {
-      codes[i] = static_cast<unsigned>(it.w0);
-    }
-    if (slice % (kQK / kMlpSlice) == 0) scales[slice / (kQK / kMlpSlice) * down.rows + row] = it.scales;
-  }
-}
-
 // ---------------------------------------------------------------------------------------------- embedding
 // Token t (block t): x[t] = row tokens[t] of the embedding, dequantized; lens[t] = state[1] + 1 + t (the
-// attention's length for that token). A decode step: tokens = state, lens = state + 2, 1 block, and resid_acc
-// (the fused MLP's sums, read by the first QKV GEMV and o-projection; null without it) zeroed.
+// attention's length for that token). A decode step: tokens = state, lens = state + 2, 1 block.
 // Launch: one block of kEmbedThreads per token. An id outside [0, n_vocab) (the host validates ids; this is
 // memory safety only) reads row 0.
-__global__ void embed_kernel(Segment embd, int n_embd, const int* tokens, const int* state, int* lens, float* x,
-                             long long* resid_acc) {
+__global__ void embed_kernel(Segment embd, int n_embd, const int* tokens, const int* state, int* lens, float* x) {
   pdl_trigger();  // the first layer's GEMV may start prefetching its weights
   const int t = blockIdx.x;
   int token = tokens[t];
@@ -232,9 +120,6 @@ __global__ void embed_kernel(Segment embd, int n_embd, const int* tokens, const 
   const std::uint8_t* row = embd.w + static_cast<std::size_t>(token) * embd.row_bytes;
   float* xt = x + static_cast<std::size_t>(t) * n_embd;
   for (int i = threadIdx.x; i < n_embd; i += blockDim.x) xt[i] = dequant(row, embd.type, i);
-  if (resid_acc) {
-    for (int i = threadIdx.x; i < n_embd; i += blockDim.x) resid_acc[i] = 0;
-  }
   if (threadIdx.x == 0) lens[t] = state[1] + 1 + t;
 }
 
@@ -341,35 +226,6 @@ void launch_gemv(GemvParams p, int n_segments, int multiprocessors, bool program
 }
 
 Segment segment(const DeviceMatrix& m) { return Segment{m.data, m.type, m.rows, m.row_bytes}; }
-
-// The fused MLP kernel for gate/up weights of `type` (0: mixed quantized types).
-void (*mlp_kernel_for(int type))(GemvParams) {
-  switch (type) {
-    case kTypeQ4_0: return mlp_kernel<kTypeQ4_0>;
-    case kTypeQ4_1: return mlp_kernel<kTypeQ4_1>;
-    case kTypeQ8_0: return mlp_kernel<kTypeQ8_0>;
-    default: return mlp_kernel<0>;
-  }
-}
-
-std::size_t mlp_smem_bytes(int n_embd) { return gemv_smem_bytes(n_embd, kMlpWarps, 1, true); }
-
-// up: the layer's gate/up GemvParams; L: the layer (its down projection and packed slices); acc: the residual
-// sums (GemvParams::mlp_acc).
-void launch_mlp(GemvParams up, const DeviceLayer& L, long long* acc, bool programmatic, cudaStream_t stream) {
-  up.ksplit = kMlpKsplit;
-  up.seg[2] = segment(L.down);
-  up.down_codes = L.down_codes;
-  up.down_scales = L.down_scales;
-  up.mlp_acc = acc;
-  up.resid_acc = nullptr;
-  const int type = up.seg[0].type == up.seg[1].type ? up.seg[0].type : 0;
-  cudaLaunchAttribute attr;
-  const cudaLaunchConfig_t cfg = launch_config(dim3(up.n_pairs / kMlpSlice), dim3(kMlpThreads), mlp_smem_bytes(up.k),
-                                               stream, programmatic, attr);
-  EDGELLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, mlp_kernel_for(type), up));
-}
-
 
 }  // namespace
 
@@ -489,17 +345,6 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
   allow_gemv_smem<Prologue::RmsNorm, Epilogue::SwiGlu>(static_cast<int>(E), f16, fa);
   allow_gemv_smem<Prologue::F32, Epilogue::AddResidual>(static_cast<int>(F), f16, fa);
   allow_gemv_smem<Prologue::RmsNorm, Epilogue::StoreArgmax>(static_cast<int>(E), f16, fa, kHeadRingMaxBytes);
-  // The fused MLP kernel (graph step, f32 activations, quantized gate/up/down: mlp_kernel) where it applies.
-  fused_mlp_ = fa && mode == GpuStepMode::Graph && F % kMlpSlice == 0;
-  for (const cpu::LayerView& L : m.layers) {
-    for (const cpu::WeightView* w : {&L.gate, &L.up, &L.down}) fused_mlp_ = fused_mlp_ && !runs_f16(*w);
-  }
-  if (fused_mlp_) {
-    for (int type : {0, kTypeQ4_0, kTypeQ4_1, kTypeQ8_0}) {
-      EDGELLM_CUDA_CHECK(cudaFuncSetAttribute(mlp_kernel_for(type), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                              static_cast<int>(mlp_smem_bytes(static_cast<int>(E)))));
-    }
-  }
   // Batched prefill where its GEMVs' shared memory (8 tokens' activations: Q8_1, or f32 for fp16 weights) fits
   // this device; decode steps only otherwise.
   int smem_optin = 0;
@@ -652,32 +497,6 @@ GpuEngine::GpuEngine(const cpu::ModelView& m, bool programmatic_launch, GpuStepM
   prefill_io_ = std::make_unique<DeviceBuffer>((2 * T + 4) * sizeof(int));  // tokens [T], state [4], lens [T]
   EDGELLM_CUDA_CHECK(cudaMemsetAsync(prefill_io_->data(), 0, prefill_io_->bytes(), stream_.get()));
   logits_ = std::make_unique<DeviceBuffer>(V * sizeof(float));
-  if (fused_mlp_) {
-    resid_acc_ = std::make_unique<DeviceBuffer>(E * sizeof(long long));
-    EDGELLM_CUDA_CHECK(cudaMemsetAsync(resid_acc_->data(), 0, resid_acc_->bytes(), stream_.get()));
-    // Every layer's down projection as packed slices (pack_down_slices_kernel): codes, then scales, per layer.
-    std::vector<std::size_t> offsets;
-    std::size_t bytes = 0;
-    for (const DeviceLayer& d : layers_) {
-      offsets.push_back(bytes);
-      const std::size_t code_words = d.down.type == kTypeQ8_0 ? 2 : 1;
-      bytes += align_up(F / kMlpSlice * E * code_words * sizeof(unsigned));
-      offsets.push_back(bytes);
-      bytes += align_up(F / kQK * E * sizeof(unsigned));
-    }
-    down_slices_ = std::make_unique<DeviceBuffer>(bytes);
-    auto* base = static_cast<unsigned char*>(down_slices_->data());
-    for (std::size_t l = 0; l < layers_.size(); ++l) {
-      DeviceLayer& d = layers_[l];
-      auto* codes = reinterpret_cast<unsigned*>(base + offsets[2 * l]);
-      auto* scales = reinterpret_cast<unsigned*>(base + offsets[2 * l + 1]);
-      pack_down_slices_kernel<<<4 * multiprocessors_, 256, 0, stream_.get()>>>(segment(d.down), static_cast<int>(F),
-                                                                              codes, scales);
-      EDGELLM_CUDA_CHECK(cudaGetLastError());
-      d.down_codes = codes;
-      d.down_scales = scales;
-    }
-  }
   state_ = std::make_unique<DeviceBuffer>(4 * sizeof(int));
   EDGELLM_CUDA_CHECK(cudaMemsetAsync(state_->data(), 0, state_->bytes(), stream_.get()));
   int* pinned = nullptr;
@@ -760,7 +579,7 @@ std::size_t GpuEngine::device_bytes() const {
     for (const auto& op : b->attention) n += op->workspace_bytes();
     for (const auto& op : b->prefill_attention) n += op->workspace_bytes();
   }
-  for (const auto* buf : {&gemv_dev_, &o32_, &attn_partial_, &sync_, &trace_, &resid_acc_, &down_slices_}) {
+  for (const auto* buf : {&gemv_dev_, &o32_, &attn_partial_, &sync_, &trace_}) {
     if (*buf) n += (*buf)->bytes();
   }
   return n;
@@ -795,8 +614,6 @@ StepGemvs GpuEngine::layer_gemvs(std::size_t l, const void* o_in) const {
   qkv.neox = c.rope_neox ? 1 : 0;
   qkv.inv_freq = inv_freq_;
   qkv.state = static_cast<const int*>(state_->data());
-  long long* acc = resid_acc_ ? static_cast<long long*>(resid_acc_->data()) : nullptr;  // fused MLP only
-  qkv.resid_acc = acc;
 
   GemvParams& wo = g.p[1];
   wo.seg[0] = segment(L.wo);
@@ -804,7 +621,6 @@ StepGemvs GpuEngine::layer_gemvs(std::size_t l, const void* o_in) const {
   wo.n_pairs = (E + 1) / 2;
   wo.in = o_in;
   wo.out = x;
-  wo.resid_acc = acc;
 
   GemvParams& up = g.p[2];
   up.seg[0] = segment(L.gate);
@@ -834,7 +650,6 @@ GemvParams GpuEngine::head_gemv() const {
   head.norm_w = output_norm_;
   head.eps = config_.rms_eps;
   head.out = static_cast<float*>(logits_->data());
-  head.resid_acc = resid_acc_ ? static_cast<long long*>(resid_acc_->data()) : nullptr;
   return head;
 }
 
@@ -851,9 +666,8 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
     }
     return p;
   };
-  long long* acc = resid_acc_ ? static_cast<long long*>(resid_acc_->data()) : nullptr;
   embed_kernel<<<1, kEmbedThreads, 0, stream>>>(segment(tok_embd_), static_cast<int>(c.n_embd), state, state,
-                                                state + 2, static_cast<float*>(x_->data()), acc);
+                                                state + 2, static_cast<float*>(x_->data()));
   EDGELLM_CUDA_CHECK_LAUNCH("gpu engine embed");
   for (std::size_t l = 0; l < c.n_layer; ++l) {
     StepGemvs g = layer_gemvs(l, o_->data());
@@ -861,10 +675,6 @@ void GpuEngine::enqueue_step(Bucket& b, cudaStream_t stream) {
     launch_gemv<Prologue::RmsNorm, Epilogue::QkvRope>(g.p[0], 3, multiprocessors_, programmatic_, float_activations_, stream);
     attention[l]->launch(stream);
     launch_gemv<Prologue::F16, Epilogue::AddResidual>(g.p[1], 1, multiprocessors_, programmatic_, float_activations_, stream);
-    if (fused_mlp_) {  // the down projection's trace slot stays unwritten
-      launch_mlp(g.p[2], layers_[l], acc, programmatic_, stream);
-      continue;
-    }
     launch_gemv<Prologue::RmsNorm, Epilogue::SwiGlu>(g.p[2], 2, multiprocessors_, programmatic_, float_activations_, stream);
     launch_gemv<Prologue::F32, Epilogue::AddResidual>(g.p[3], 1, multiprocessors_, programmatic_, float_activations_, stream);
   }
@@ -890,11 +700,10 @@ void GpuEngine::enqueue_prefill(Bucket& b, cudaStream_t stream) {
   int* io = static_cast<int*>(prefill_io_->data());
   const int* state = io + T;
   embed_kernel<<<T, kEmbedThreads, 0, stream>>>(segment(tok_embd_), static_cast<int>(c.n_embd), io, state,
-                                                io + T + 4, static_cast<float*>(x_->data()), nullptr);
+                                                io + T + 4, static_cast<float*>(x_->data()));
   EDGELLM_CUDA_CHECK_LAUNCH("gpu engine prefill embed");
   for (std::size_t l = 0; l < c.n_layer; ++l) {
     StepGemvs g = layer_gemvs(l, o_->data());
-    for (GemvParams& p : g.p) p.resid_acc = nullptr;  // every GEMV of a chunk, the down projection too, writes x
     g.p[0].state = state;
     g.p[1].out_stride = static_cast<int>(c.n_embd);
     g.p[2].out_stride = static_cast<int>(c.n_ff);

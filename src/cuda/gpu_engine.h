@@ -1,6 +1,5 @@
 // GPU decode engine: one token of a Llama/Qwen2-style decoder per step, the whole step replayed from one CUDA graph
-// (of 4 or 5 kernels per layer + 2, below; or, with GpuStepMode::Persistent, of one persistent kernel:
-// gpu_persistent.h).
+// (of 5 L + 2 kernels, below; or, with GpuStepMode::Persistent, of one persistent kernel: gpu_persistent.h).
 //
 // Same model description as the CPU engine (src/cpp/engine.h: cpu::ModelView, GGUF tensors as stored) and the same
 // math; the weights are copied once to the device in the file's quantization (Q4_0, Q4_1, Q8_0) and multiplied
@@ -21,13 +20,10 @@
 //                o-proj: x += Wo Q8_1(o)                                                                      1 kernel
 //                ffn-up: h = rmsnorm(x) * ffn_norm -> Q8_1; a = silu(Wgate h) * (Wup h)                       1 kernel
 //                down  : x += Wdown Q8_1(a)                                                                   1 kernel
-//                (f32 activations with quantized gate/up/down: ffn-up and down as ONE kernel, mlp_kernel in
-//                gpu_engine.cu, its down sums added to the residual as fixed point by the next GEMV)
 //   head         logits = Wout Q8_1(rmsnorm(x) * output_norm); its blocks fold in the argmax: the last one writes
 //                token = first argmax(logits), p += 1 (device memory) and the token into pinned host memory
 //                (mapped: no copy node)                                                        1 kernel
-// = 5 L + 2 kernels (4 L + 2 with the fused MLP). On sm_90+ the GEMVs use programmatic dependent launch: each
-// one's blocks start while the
+// = 5 L + 2 kernels. On sm_90+ the GEMVs use programmatic dependent launch: each one's blocks start while the
 // previous kernel finishes and load their first weights into registers before waiting for its results. The token
 // id and position live in device memory: a greedy step whose input is the previous step's argmax needs no
 // host-to-device copy at all; a prompt token or a sampled token costs one 4-byte copy.
@@ -81,9 +77,6 @@ struct DeviceLayer {
   const float* ffn_norm = nullptr;
   const float* bias[3] = {nullptr, nullptr, nullptr};  // q, k, v (Qwen2); nullptr = none
   DeviceMatrix wq, wk, wv, wo, gate, up, down;
-  // The fused MLP kernel's packed slices of `down` (gemv_q8.cuh's pack_slice; null without it).
-  const unsigned* down_codes = nullptr;
-  const unsigned* down_scales = nullptr;
 };
 
 // How a step runs: Graph = one CUDA graph of 5 L + 2 kernels per length bucket (above; the default: the faster
@@ -138,16 +131,15 @@ class GpuEngine {
   const cpu::EngineConfig& config() const { return config_; }
   std::size_t weight_bytes_per_token() const { return weight_bytes_per_token_; }
   std::size_t device_bytes() const;  // everything this engine allocated on the device
-  // Kernels of the last step: 1 (persistent), or 5 per layer (4 with the fused MLP) + 2, plus one per layer where
-  // the bucket's attention runs its split-merge kernel (before the first step: without those).
+  // Kernels of the last step: 1 (persistent), or 5 per layer + 2, plus one per layer where the bucket's attention
+  // runs its split-merge kernel (before the first step: without those).
   int kernels_per_step() const {
-    return persistent_ ? 1 : (fused_mlp_ ? 4 : 5) * static_cast<int>(config_.n_layer) + 2 + last_merge_kernels_;
+    return persistent_ ? 1 : 5 * static_cast<int>(config_.n_layer) + 2 + last_merge_kernels_;
   }
   bool persistent() const { return persistent_; }
   // Matrices stored and multiplied as fp16 (the tied embedding/LM head counted once).
   int fp16_matrices() const { return fp16_matrices_; }
   bool float_activations() const { return float_activations_; }
-  bool fused_mlp() const { return fused_mlp_; }
   // Graph nodes of the graph that ran the last step (its kernels and memsets; in persistent mode the token copy
   // follows it); 0 before the first step.
   std::size_t graph_nodes() const { return last_graph_nodes_; }
@@ -207,10 +199,6 @@ class GpuEngine {
   std::vector<std::unique_ptr<CUevent_st, EventFree>> step_done_;
   std::size_t submitted_ = 0, collected_ = 0;
   bool float_activations_ = false;
-  // Graph step: the MLP as one kernel per layer (gpu_engine.cu's mlp_kernel: f32 activations, quantized gate, up
-  // and down), its down-projection sums in resid_acc_ (int64 fixed point [E], GemvParams::resid_acc).
-  bool fused_mlp_ = false;
-  std::unique_ptr<DeviceBuffer> resid_acc_, down_slices_;
   // Graph step: the LM head's blocks fold in the argmax (StoreArgmax; head_argmax_ {key, arrivals}, zero between
   // steps) and write the token into step_io_'s slot of its position through the mapped pinned memory
   // (step_io_device_: its device address), so that a step is one graph launch: no argmax kernel, no token copy.

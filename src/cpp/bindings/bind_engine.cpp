@@ -317,7 +317,6 @@ void bind_engine(py::module_& m) {
                              [](PyGpuEngine& e) { return e.engine->persistent() ? "persistent" : "graph"; })
       .def_property_readonly("kernels_per_step", [](PyGpuEngine& e) { return e.engine->kernels_per_step(); })
       .def_property_readonly("fp16_matrices", [](PyGpuEngine& e) { return e.engine->fp16_matrices(); })
-      .def_property_readonly("fused_mlp", [](PyGpuEngine& e) { return e.engine->fused_mlp(); })
       .def_property_readonly("activations",
                              [](PyGpuEngine& e) { return e.engine->float_activations() ? "f32" : "q8_1"; })
       .def_property_readonly("graph_nodes", [](PyGpuEngine& e) { return e.engine->graph_nodes(); })

@@ -163,7 +163,7 @@ class Model:
 
     def gpu_counters(self) -> dict[str, int]:
         """GPU engine only: kernels per step, graph nodes and host<->device bytes of the last step, device
-        memory the engine allocated, matrices run with fp16 weights, whether each layer's MLP is one kernel."""
+        memory the engine allocated, matrices run with fp16 weights."""
         if self.device != "cuda":
             raise ValueError("gpu_counters: the model is on the CPU")
         e = self._engine
@@ -171,7 +171,7 @@ class Model:
                 "programmatic_launch": int(e.programmatic_launch), "persistent": int(e.step_mode == "persistent"),
                 "last_step_h2d_bytes": int(e.last_step_h2d_bytes), "last_step_d2h_bytes": int(e.last_step_d2h_bytes),
                 "device_bytes": int(e.device_bytes), "fp16_matrices": int(e.fp16_matrices),
-                "f32_activations": int(e.activations == "f32"), "fused_mlp": int(e.fused_mlp)}
+                "f32_activations": int(e.activations == "f32")}
 
     @property
     def weight_bytes_per_token(self) -> int:
