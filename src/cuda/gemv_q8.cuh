@@ -84,7 +84,8 @@ __device__ inline float dequant(const std::uint8_t* row, int type, int i) {
 // Shared memory: gemv_smem_bytes(K, WARPS, NT, float act) (one token: 5 K + K / 4 bytes + 12 per warp, 84 KiB at
 // K = 16384; NT tokens: NT (K + K / 4) bytes + (4 + 8 NT) per warp; f32 activations: 4 NT K + (4 + 8 NT) per warp).
 enum class Prologue { RmsNorm, F16, F32 };
-// StoreArgmax: Store, and each thread keeps the largest value it stored (the persistent kernel's LM head).
+// StoreArgmax: the LM head's epilogue (both step modes): stores the logits, and each thread keeps the largest value
+// it stored (its running argmax, reduced by the caller).
 enum class Epilogue { AddResidual, SwiGlu, QkvRope, StoreArgmax };
 
 struct Segment {
@@ -127,7 +128,6 @@ struct GemvParams {
   // written by gpu_engine.cu's GEMV kernel.
   unsigned long long* trace = nullptr;
 };
-
 
 struct Act {
   const int* q = nullptr;    // K int8 values as K/4 words
@@ -908,7 +908,8 @@ __device__ __forceinline__ void gemv_prefetch(const GemvParams& p, int block, Ge
 // epilogues): builds the activations, then each group takes row pairs block * groups + group,
 // + n_blocks * groups, ... (c: from gemv_prefetch with the same block), each loaded weight multiplied with all NT
 // activations. best: the thread's running argmax (StoreArgmax only, NT = 1).
-// Per token t the epilogue writes: StoreArgmax/AddResidual/SwiGlu: p.out + t * p.out_stride; QkvRope: q_out + t * H * D
+// Per token t the epilogue writes: StoreArgmax/AddResidual/SwiGlu: p.out + t * p.out_stride; QkvRope:
+// q_out + t * H * D
 // and the cache at position state[1] + t.
 // FLOAT_ACT: f32 activations for quantized weights (see the top of this section).
 template <Prologue P, Epilogue E, int TYPE, int WARPS, bool COHERENT, int NT = 1, bool FLOAT_ACT = false>
@@ -960,8 +961,7 @@ __device__ __forceinline__ void gemv_compute(const GemvParams& p, int block, int
 
   if constexpr (E == Epilogue::StoreArgmax && NT == 1) {
     if (p.head_streams) {
-      head_rounds<TYPE, WARPS, kFloatAct>(p, block, n_blocks, act[0], s.head_ring, norm_scale,
-                                          best);
+      head_rounds<TYPE, WARPS, kFloatAct>(p, block, n_blocks, act[0], s.head_ring, norm_scale, best);
       return;
     }
   }
